@@ -1,0 +1,78 @@
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Event types. Keep them stable: operators filter on them.
+const (
+	LoginSuccess        = "login.success"
+	LoginFailure        = "login.failure"
+	LoginThrottled      = "login.throttled"
+	Logout              = "logout"
+	TwoFactorEnabled    = "two_factor.enabled"
+	TwoFactorDisabled   = "two_factor.disabled"
+	TwoFactorReset      = "two_factor.reset"
+	TwoFactorSuccess    = "two_factor.success"
+	TwoFactorFailure    = "two_factor.failure"
+	TwoFactorReused     = "two_factor.code_reused"
+	TwoFactorLockout    = "two_factor.lockout"
+	RecoveryCodeUsed    = "two_factor.recovery_code_used"
+	RecoveryCodesIssued = "two_factor.recovery_codes_issued"
+	CodeSent            = "two_factor.code_sent"
+	WebhookFailure      = "webhook.failure"
+	AdminWrite          = "admin.write"
+	AdminDelete         = "admin.delete"
+	TokenReuse          = "token.reuse_detected"
+)
+
+// Recorder stores and logs audit events.
+type Recorder struct {
+	Store  store.Store
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Record stores e (filling ID and Time) and logs it. A storage failure is
+// logged and returned; callers on a login path usually carry on regardless.
+func (r *Recorder) Record(ctx context.Context, e store.AuditEvent) error {
+	if e.ID == "" {
+		e.ID = secret.RandomToken(12)
+	}
+	if e.RequestID == "" {
+		e.RequestID = RequestID(ctx)
+	}
+	if e.RemoteAddr == "" {
+		e.RemoteAddr = RemoteAddr(ctx)
+	}
+	if e.Time.IsZero() {
+		e.Time = r.Now().UTC()
+	}
+	attrs := []any{"event", e.Type, "audit_id", e.ID}
+	if e.UserID != "" {
+		attrs = append(attrs, "user", e.UserID)
+	}
+	if e.ClientID != "" {
+		attrs = append(attrs, "client", e.ClientID)
+	}
+	if e.RemoteAddr != "" {
+		attrs = append(attrs, "remote", e.RemoteAddr)
+	}
+	if e.RequestID != "" {
+		attrs = append(attrs, "request_id", e.RequestID)
+	}
+	for k, v := range e.Detail {
+		attrs = append(attrs, k, v)
+	}
+	r.Logger.InfoContext(ctx, "audit", attrs...)
+	if err := r.Store.AppendAudit(ctx, e); err != nil {
+		r.Logger.ErrorContext(ctx, "store audit event", "event", e.Type, "err", err)
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting. YAML keys are documented in config/gatehouse.example.yaml.
+type Config struct {
+	Addr        string `yaml:"addr"`
+	Issuer      string `yaml:"issuer"`
+	DataDir     string `yaml:"dataDir"`
+	DatabaseURL string `yaml:"databaseUrl"`
+	Dev         bool   `yaml:"dev"`
+	Demo        bool   `yaml:"demo"`
+	DemoFile    string `yaml:"demoFile"`
+	// MasterKey is 32 bytes, base64 (std or url) or 64 hex characters. Empty:
+	// read or generate data/master.key. Processes sharing one database must share it.
+	MasterKey string `yaml:"masterKey"`
+
+	Admin struct {
+		User     string `yaml:"user"`
+		Password string `yaml:"password"`
+	} `yaml:"admin"`
+
+	Log struct {
+		Format string `yaml:"format"` // text | json
+		Level  string `yaml:"level"`  // debug | info | warn | error
+	} `yaml:"log"`
+
+	Webhook struct {
+		AllowPrivate bool `yaml:"allowPrivate"`
+	} `yaml:"webhook"`
+
+	Password struct {
+		MemoryKiB   uint32 `yaml:"memoryKiB"`
+		Iterations  uint32 `yaml:"iterations"`
+		Parallelism uint8  `yaml:"parallelism"`
+		// MaxConcurrent bounds hashes running at once (0: GOMAXPROCS).
+		MaxConcurrent int `yaml:"maxConcurrent"`
+	} `yaml:"password"`
+
+	Session struct {
+		IdleTimeout     time.Duration `yaml:"idleTimeout"`
+		AbsoluteTimeout time.Duration `yaml:"absoluteTimeout"`
+	} `yaml:"session"`
+
+	Tokens struct {
+		AuthCodeLifespan     time.Duration `yaml:"authCodeLifespan"`
+		AccessTokenLifespan  time.Duration `yaml:"accessTokenLifespan"`
+		RefreshTokenLifespan time.Duration `yaml:"refreshTokenLifespan"`
+		IDTokenLifespan      time.Duration `yaml:"idTokenLifespan"`
+	} `yaml:"tokens"`
+
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the client address.
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// Pprof serves net/http/pprof under /debug/pprof/ behind admin auth.
+	Pprof bool `yaml:"pprof"`
+}
+
+// Default returns the zero-configuration settings.
+func Default() Config {
+	var c Config
+	c.Addr = "127.0.0.1:8080"
+	c.DataDir = "./data"
+	c.DemoFile = "config/demo.yaml"
+	c.Admin.User = "admin"
+	c.Log.Format = "text"
+	c.Log.Level = "info"
+	c.Password.MemoryKiB = 19 * 1024
+	c.Password.Iterations = 2
+	c.Password.Parallelism = 1
+	c.Session.IdleTimeout = 8 * time.Hour
+	c.Session.AbsoluteTimeout = 24 * time.Hour
+	c.Tokens.AuthCodeLifespan = 10 * time.Minute
+	c.Tokens.AccessTokenLifespan = time.Hour
+	c.Tokens.RefreshTokenLifespan = 30 * 24 * time.Hour
+	c.Tokens.IDTokenLifespan = time.Hour
+	return c
+}
+
+// Load returns defaults, overlaid by the YAML file at path (if not empty),
+// overlaid by GATEHOUSE_* variables read through getenv.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config %q: %w", path, err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		// io.EOF: an empty file is a valid, empty configuration.
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("parse config %q: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func applyEnv(c *Config, getenv func(string) string) error {
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	var errs []error
+	boolean := func(name string, dst *bool) {
+		if v := getenv(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not true or false", name, v))
+				return
+			}
+			*dst = b
+		}
+	}
+	str("GATEHOUSE_ADDR", &c.Addr)
+	str("GATEHOUSE_ISSUER", &c.Issuer)
+	str("GATEHOUSE_DATA_DIR", &c.DataDir)
+	str("GATEHOUSE_DATABASE_URL", &c.DatabaseURL)
+	str("GATEHOUSE_MASTER_KEY", &c.MasterKey)
+	str("GATEHOUSE_ADMIN_USER", &c.Admin.User)
+	str("GATEHOUSE_ADMIN_PASSWORD", &c.Admin.Password)
+	str("GATEHOUSE_LOG_FORMAT", &c.Log.Format)
+	str("GATEHOUSE_LOG_LEVEL", &c.Log.Level)
+	boolean("GATEHOUSE_DEV", &c.Dev)
+	boolean("GATEHOUSE_DEMO", &c.Demo)
+	boolean("GATEHOUSE_WEBHOOK_ALLOW_PRIVATE", &c.Webhook.AllowPrivate)
+	boolean("GATEHOUSE_PPROF", &c.Pprof)
+	return errors.Join(errs...)
+}
+
+// Finish fills values derived from others (the default issuer).
+func (c *Config) Finish() {
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Addr
+	}
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+}
+
+// Validate reports every invalid setting at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: want host:port", c.Addr))
+	}
+	u, err := url.Parse(c.Issuer)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+		errs = append(errs, fmt.Errorf("issuer %q: want an absolute http(s) URL", c.Issuer))
+	case u.RawQuery != "" || u.Fragment != "":
+		errs = append(errs, fmt.Errorf("issuer %q: must not have a query or fragment", c.Issuer))
+	case u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) && !c.Dev:
+		errs = append(errs, fmt.Errorf("issuer %q: https is required for a non-loopback issuer (or run with --dev)", c.Issuer))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("dataDir: must not be empty"))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Admin.User == "" {
+		errs = append(errs, errors.New("admin.user: must not be empty"))
+	}
+	if c.MasterKey != "" {
+		if _, err := DecodeMasterKey(c.MasterKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Password.MemoryKiB < 8 || c.Password.Iterations < 1 || c.Password.Parallelism < 1 {
+		errs = append(errs, errors.New("password: memoryKiB ≥ 8, iterations ≥ 1, parallelism ≥ 1"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"session.idleTimeout", c.Session.IdleTimeout},
+		{"session.absoluteTimeout", c.Session.AbsoluteTimeout},
+		{"tokens.authCodeLifespan", c.Tokens.AuthCodeLifespan},
+		{"tokens.accessTokenLifespan", c.Tokens.AccessTokenLifespan},
+		{"tokens.refreshTokenLifespan", c.Tokens.RefreshTokenLifespan},
+		{"tokens.idTokenLifespan", c.Tokens.IDTokenLifespan},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", d.name))
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			errs = append(errs, fmt.Errorf("trustedProxies: %q is not a CIDR", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopbackHost reports whether host is localhost or a loopback IP.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,7 @@
+// Package secret owns Gatehouse's small cryptographic toolkit: argon2id
+// password hashing in PHC form (with a bounded number of hashes running at
+// once), AES-256-GCM sealing of data at rest, keys derived from the master
+// secret, keyed hashes for high-entropy codes, and random tokens and digits.
+// It sits at the bottom of the import graph beside store and knows nothing of
+// HTTP or storage.
+package secret

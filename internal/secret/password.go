@@ -1,0 +1,140 @@
+package secret
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Argon2Params are argon2id cost parameters. The defaults are OWASP's
+// minimum recommendation (m=19 MiB, t=2, p=1).
+type Argon2Params struct {
+	MemoryKiB   uint32
+	Iterations  uint32
+	Parallelism uint8
+	SaltLen     int
+	KeyLen      uint32
+}
+
+// DefaultArgon2 is what new hashes use unless configured otherwise.
+var DefaultArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+
+// ErrMalformedHash means a stored hash is not an argon2id PHC string we can read.
+var ErrMalformedHash = errors.New("malformed password hash")
+
+// PasswordHasher hashes and verifies passwords with argon2id. At most Limit
+// hashes run at once: each costs MemoryKiB of memory, so a burst of logins
+// queues instead of piling up buffers.
+type PasswordHasher struct {
+	Params Argon2Params
+	sem    chan struct{}
+	dummy  string
+}
+
+// NewPasswordHasher returns a hasher that runs at most limit hashes at once
+// (GOMAXPROCS when limit <= 0).
+func NewPasswordHasher(p Argon2Params, limit int) *PasswordHasher {
+	if limit <= 0 {
+		limit = runtime.GOMAXPROCS(0)
+	}
+	h := &PasswordHasher{Params: p, sem: make(chan struct{}, limit)}
+	// A fixed hash to verify against for unknown users, so that "no such
+	// user" costs the same as "wrong password".
+	salt := make([]byte, p.SaltLen)
+	h.dummy = encodePHC(p, salt, argon2.IDKey([]byte("gatehouse-dummy"), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen))
+	return h
+}
+
+func (h *PasswordHasher) acquire(ctx context.Context) error {
+	select {
+	case h.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *PasswordHasher) release() { <-h.sem }
+
+// Hash returns an argon2id PHC string for password.
+func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, error) {
+	salt := make([]byte, h.Params.SaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("read salt: %w", err)
+	}
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	key := argon2.IDKey([]byte(password), salt, h.Params.Iterations, h.Params.MemoryKiB, h.Params.Parallelism, h.Params.KeyLen)
+	return encodePHC(h.Params, salt, key), nil
+}
+
+// Verify reports whether password matches the PHC string. An empty phc
+// (unknown user, no password set) is checked against a dummy hash so that the
+// answer takes as long as a real one, and is always false.
+func (h *PasswordHasher) Verify(ctx context.Context, phc, password string) (bool, error) {
+	known := phc != ""
+	if !known {
+		phc = h.dummy
+	}
+	p, salt, want, err := decodePHC(phc)
+	if err != nil {
+		return false, err
+	}
+	if err := h.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer h.release()
+	got := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
+	return known && subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// IsPHC reports whether s looks like an argon2id PHC string.
+func IsPHC(s string) bool {
+	_, _, _, err := decodePHC(s)
+	return err == nil
+}
+
+var b64 = base64.RawStdEncoding
+
+func encodePHC(p Argon2Params, salt, key []byte) string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.MemoryKiB, p.Iterations, p.Parallelism, b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
+func decodePHC(s string) (Argon2Params, []byte, []byte, error) {
+	var p Argon2Params
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return p, nil, nil, ErrMalformedHash
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return p, nil, nil, ErrMalformedHash
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil {
+		return p, nil, nil, ErrMalformedHash
+	}
+	// Refuse absurd costs from a tampered row rather than allocate them.
+	if p.MemoryKiB == 0 || p.MemoryKiB > 1<<20 || p.Iterations == 0 || p.Iterations > 64 || p.Parallelism == 0 {
+		return p, nil, nil, ErrMalformedHash
+	}
+	salt, err := b64.DecodeString(parts[4])
+	if err != nil || len(salt) < 8 {
+		return p, nil, nil, ErrMalformedHash
+	}
+	key, err := b64.DecodeString(parts[5])
+	if err != nil || len(key) < 16 || len(key) > 64 {
+		return p, nil, nil, ErrMalformedHash
+	}
+	p.SaltLen, p.KeyLen = len(salt), uint32(len(key))
+	return p, salt, key, nil
+}

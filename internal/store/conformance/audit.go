@@ -1,0 +1,180 @@
+package conformance
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+func testAudit(t *testing.T, newStore func(t testing.TB) store.Store) {
+	s := newStore(t)
+	ctx := ctxb()
+	events := []store.AuditEvent{
+		{ID: "e1", Type: "login.success", UserID: "ann", ClientID: "app", RemoteAddr: "192.0.2.1", RequestID: "r1"},
+		{ID: "e2", Type: "login.failure", UserID: "ann", Detail: map[string]string{"reason": "wrong_password"}},
+		{ID: "e3", Type: "login.success", UserID: "bob"},
+		{ID: "e4", Type: "admin.write", Detail: map[string]string{"resource": "Client/app", "actor": "admin"}},
+		{ID: "e5", Type: "login.success", UserID: "ann"},
+	}
+	for i := range events {
+		events[i].Time = base.Add(time.Duration(i) * time.Minute)
+		must(t, s.AppendAudit(ctx, events[i]), "append "+events[i].ID)
+	}
+	ids := func(es []store.AuditEvent) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+
+	t.Run("events keep every field and come back in UTC", func(t *testing.T) {
+		got, _, err := s.ListAudit(ctx, store.AuditFilter{}, store.Page{Count: 10, Page: 1})
+		must(t, err, "list")
+		byID := map[string]store.AuditEvent{}
+		for _, e := range got {
+			byID[e.ID] = e
+		}
+		e1, e4 := byID["e1"], byID["e4"]
+		if e1.Type != "login.success" || e1.UserID != "ann" || e1.ClientID != "app" || e1.RemoteAddr != "192.0.2.1" || e1.RequestID != "r1" {
+			t.Errorf("e1 = %+v", e1)
+		}
+		if e4.Detail["resource"] != "Client/app" || e4.Detail["actor"] != "admin" || len(e4.Detail) != 2 {
+			t.Errorf("e4 detail = %v", e4.Detail)
+		}
+		sameTime(t, "e1 time", e1.Time, events[0].Time)
+	})
+
+	cases := []struct {
+		name   string
+		filter store.AuditFilter
+		page   store.Page
+		want   []string
+		total  int
+	}{
+		{"everything lists newest first", store.AuditFilter{}, store.Page{Count: 10, Page: 1}, []string{"e5", "e4", "e3", "e2", "e1"}, 5},
+		{"a user's events", store.AuditFilter{UserID: "ann"}, store.Page{Count: 10, Page: 1}, []string{"e5", "e2", "e1"}, 3},
+		{"one type", store.AuditFilter{Type: "login.success"}, store.Page{Count: 10, Page: 1}, []string{"e5", "e3", "e1"}, 3},
+		{"a user and a type", store.AuditFilter{UserID: "ann", Type: "login.success"}, store.Page{Count: 10, Page: 1}, []string{"e5", "e1"}, 2},
+		{"the second page", store.AuditFilter{}, store.Page{Count: 2, Page: 2}, []string{"e3", "e2"}, 5},
+		{"a filtered page", store.AuditFilter{UserID: "ann"}, store.Page{Count: 2, Page: 2}, []string{"e1"}, 3},
+		{"a page past the end still totals", store.AuditFilter{UserID: "ann"}, store.Page{Count: 2, Page: 5}, nil, 3},
+		{"no match", store.AuditFilter{UserID: "nobody"}, store.Page{Count: 10, Page: 1}, nil, 0},
+	}
+	for _, c := range cases {
+		t.Run("listing "+c.name, func(t *testing.T) {
+			got, total, err := s.ListAudit(ctx, c.filter, c.page)
+			must(t, err, "list")
+			if !sameStrings(ids(got), c.want) || total != c.total {
+				t.Errorf("list %+v %+v = %v (total %d), want %v (total %d)", c.filter, c.page, ids(got), total, c.want, c.total)
+			}
+			for _, e := range got {
+				wantUTC(t, e.ID, e.Time)
+			}
+		})
+	}
+}
+
+func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
+	s := newStore(t)
+	ctx := ctxb()
+	w := 15 * time.Minute
+	// start is a window boundary: windows are fixed, counted from the epoch.
+	start := time.Date(2031, 1, 1, 10, 0, 0, 0, time.UTC)
+
+	hit := func(t *testing.T, key string, at time.Time) int {
+		t.Helper()
+		n, err := s.HitCounter(ctx, key, w, at)
+		must(t, err, "hit")
+		return n
+	}
+	get := func(t *testing.T, key string, at time.Time) int {
+		t.Helper()
+		n, err := s.GetCounter(ctx, key, w, at)
+		must(t, err, "get")
+		return n
+	}
+
+	t.Run("an unknown counter is zero", func(t *testing.T) {
+		if n := get(t, "never", start); n != 0 {
+			t.Errorf("got %d", n)
+		}
+	})
+
+	t.Run("hits in one window count up and read back", func(t *testing.T) {
+		for i := 1; i <= 3; i++ {
+			if n := hit(t, "k1", start.Add(time.Duration(i)*time.Minute)); n != i {
+				t.Fatalf("hit %d returned %d", i, n)
+			}
+		}
+		if n := get(t, "k1", start.Add(14*time.Minute)); n != 3 {
+			t.Errorf("get = %d, want 3", n)
+		}
+	})
+
+	t.Run("a new window starts again at one and the old count no longer shows", func(t *testing.T) {
+		if n := get(t, "k1", start.Add(w)); n != 0 {
+			t.Errorf("get in the next window = %d, want 0", n)
+		}
+		if n := hit(t, "k1", start.Add(w+time.Second)); n != 1 {
+			t.Errorf("first hit of the next window = %d, want 1", n)
+		}
+		if n := hit(t, "k1", start.Add(2*w-time.Nanosecond)); n != 2 {
+			t.Errorf("last instant of the window = %d, want 2", n)
+		}
+	})
+
+	t.Run("times in any zone fall in the same window", func(t *testing.T) {
+		hit(t, "zoned", start.Add(time.Minute))
+		if n := hit(t, "zoned", start.Add(2*time.Minute).In(zone)); n != 2 {
+			t.Errorf("hit in another zone = %d, want 2", n)
+		}
+	})
+
+	t.Run("keys and window lengths are counted apart", func(t *testing.T) {
+		hit(t, "apart-a", start)
+		hit(t, "apart-a", start)
+		if n := hit(t, "apart-b", start); n != 1 {
+			t.Errorf("other key = %d, want 1", n)
+		}
+		n, err := s.HitCounter(ctx, "apart-a", time.Hour, start)
+		must(t, err, "hit hourly")
+		if n != 1 {
+			t.Errorf("other window length = %d, want 1", n)
+		}
+	})
+
+	t.Run("reset clears a counter", func(t *testing.T) {
+		hit(t, "reset", start)
+		hit(t, "reset", start)
+		must(t, s.ResetCounter(ctx, "reset"), "reset")
+		if n := get(t, "reset", start); n != 0 {
+			t.Errorf("after reset = %d", n)
+		}
+		if n := hit(t, "reset", start); n != 1 {
+			t.Errorf("first hit after reset = %d", n)
+		}
+		must(t, s.ResetCounter(ctx, "never-hit"), "resetting an unknown counter is not an error")
+	})
+
+	t.Run("concurrent hits each count once", func(t *testing.T) {
+		seen := make([]int, 50)
+		errs := race(50, func(i int) error {
+			n, err := s.HitCounter(ctx, "busy", w, start)
+			seen[i] = n
+			return err
+		})
+		for i, err := range errs {
+			must(t, err, fmt.Sprint("hit ", i))
+		}
+		got := map[int]bool{}
+		for _, n := range seen {
+			got[n] = true
+		}
+		if len(got) != 50 || get(t, "busy", start) != 50 {
+			t.Errorf("50 concurrent hits returned %d distinct counts, total %d; want 1..50", len(got), get(t, "busy", start))
+		}
+	})
+}

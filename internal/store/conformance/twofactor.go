@@ -1,0 +1,358 @@
+package conformance
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
+	s := newStore(t)
+	ctx := ctxb()
+	now := base
+
+	enrol := func(t *testing.T, uid string) {
+		t.Helper()
+		seedUser(t, s, uid)
+		must(t, s.PutTwoFactor(ctx, store.TwoFactor{UserID: uid, Method: "totp", Enabled: true, Secret: []byte("sealed-seed"), LastStep: 100, EnrolledAt: now}), "enrol")
+	}
+
+	t.Run("a missing factor is not found everywhere", func(t *testing.T) {
+		_, err := s.GetTwoFactor(ctx, "nobody")
+		wantErr(t, err, store.ErrNotFound, "get")
+		wantErr(t, s.AdvanceTOTPStep(ctx, "nobody", 5), store.ErrNotFound, "advance")
+		_, err = s.ReserveFactorAttempt(ctx, "nobody", now, 5)
+		wantErr(t, err, store.ErrNotFound, "reserve")
+		wantErr(t, s.ClearFactorFailures(ctx, "nobody"), store.ErrNotFound, "clear")
+		wantErr(t, s.LockFactor(ctx, "nobody", now), store.ErrNotFound, "lock")
+		wantErr(t, s.DeleteTwoFactor(ctx, "nobody"), store.ErrNotFound, "delete")
+	})
+
+	t.Run("a factor round-trips and a put replaces it", func(t *testing.T) {
+		seedUser(t, s, "rt")
+		in := store.TwoFactor{UserID: "rt", Method: "sms", Enabled: false, Destination: "+15550001111", EnrolledAt: now, Failures: 2, Lockouts: 1, LockedUntil: now.Add(time.Minute)}
+		must(t, s.PutTwoFactor(ctx, in), "put")
+		got, err := s.GetTwoFactor(ctx, "rt")
+		must(t, err, "get")
+		if got.Method != "sms" || got.Enabled || got.Destination != in.Destination || got.Failures != 2 || got.Lockouts != 1 || len(got.Secret) != 0 {
+			t.Errorf("get = %+v", got)
+		}
+		sameTime(t, "enrolled", got.EnrolledAt, now)
+		sameTime(t, "locked until", got.LockedUntil, now.Add(time.Minute))
+		wantUTC(t, "updated", got.UpdatedAt)
+
+		must(t, s.PutTwoFactor(ctx, store.TwoFactor{UserID: "rt", Method: "totp", Enabled: true, Secret: []byte("seed"), LastStep: 7, EnrolledAt: now.Add(time.Hour)}), "replace")
+		got, err = s.GetTwoFactor(ctx, "rt")
+		must(t, err, "get replaced")
+		if got.Method != "totp" || !got.Enabled || !bytes.Equal(got.Secret, []byte("seed")) || got.LastStep != 7 ||
+			got.Destination != "" || got.Failures != 0 || got.Lockouts != 0 || !got.LockedUntil.IsZero() {
+			t.Errorf("replaced = %+v", got)
+		}
+	})
+
+	t.Run("the totp step only moves forward", func(t *testing.T) {
+		enrol(t, "steps")
+		cases := []struct {
+			step int64
+			want error
+		}{
+			{101, nil},
+			{101, store.ErrConflict}, // the same step again: a replay
+			{100, store.ErrConflict}, // an older step
+			{105, nil},
+			{103, store.ErrConflict},
+		}
+		for _, c := range cases {
+			err := s.AdvanceTOTPStep(ctx, "steps", c.step)
+			if c.want == nil {
+				must(t, err, fmt.Sprint("advance to ", c.step))
+			} else {
+				wantErr(t, err, c.want, fmt.Sprint("advance to ", c.step))
+			}
+		}
+		got, err := s.GetTwoFactor(ctx, "steps")
+		must(t, err, "get")
+		if got.LastStep != 105 {
+			t.Errorf("last step %d, want 105", got.LastStep)
+		}
+	})
+
+	t.Run("of 50 concurrent uses of one step exactly one is accepted", func(t *testing.T) {
+		enrol(t, "replay")
+		errs := race(50, func(int) error { return s.AdvanceTOTPStep(ctx, "replay", 200) })
+		wins, losses := tally(t, errs, store.ErrConflict)
+		if wins != 1 || losses != 49 {
+			t.Fatalf("%d accepted and %d refused, want 1 and 49", wins, losses)
+		}
+	})
+
+	t.Run("attempts are allowed up to the limit and counted", func(t *testing.T) {
+		enrol(t, "attempts")
+		for i := 1; i <= 3; i++ {
+			a, err := s.ReserveFactorAttempt(ctx, "attempts", now, 3)
+			must(t, err, "reserve")
+			if !a.Allowed || a.Failures != i {
+				t.Fatalf("attempt %d = %+v, want allowed with %d failures", i, a, i)
+			}
+		}
+		a, err := s.ReserveFactorAttempt(ctx, "attempts", now, 3)
+		must(t, err, "reserve over the limit")
+		if a.Allowed || a.Failures != 3 {
+			t.Errorf("attempt over the limit = %+v, want refused at 3 failures", a)
+		}
+	})
+
+	t.Run("of 100 concurrent reservations with limit 5 exactly 5 are allowed", func(t *testing.T) {
+		enrol(t, "burst")
+		allowed := make([]bool, 100)
+		errs := race(100, func(i int) error {
+			a, err := s.ReserveFactorAttempt(ctx, "burst", now, 5)
+			allowed[i] = a.Allowed
+			return err
+		})
+		n := 0
+		for i, err := range errs {
+			must(t, err, fmt.Sprint("reserve ", i))
+			if allowed[i] {
+				n++
+			}
+		}
+		if n != 5 {
+			t.Fatalf("%d attempts allowed, want 5", n)
+		}
+		got, err := s.GetTwoFactor(ctx, "burst")
+		must(t, err, "get")
+		if got.Failures != 5 {
+			t.Errorf("failures %d, want 5", got.Failures)
+		}
+	})
+
+	t.Run("a lock refuses attempts until it ends and counts the lockout", func(t *testing.T) {
+		enrol(t, "locked")
+		for range 2 {
+			_, err := s.ReserveFactorAttempt(ctx, "locked", now, 5)
+			must(t, err, "reserve")
+		}
+		until := now.Add(10 * time.Minute)
+		must(t, s.LockFactor(ctx, "locked", until), "lock")
+		got, err := s.GetTwoFactor(ctx, "locked")
+		must(t, err, "get")
+		if got.Failures != 0 || got.Lockouts != 1 {
+			t.Errorf("after lock = %+v, want failures reset and one lockout", got)
+		}
+		sameTime(t, "locked until", got.LockedUntil, until)
+
+		a, err := s.ReserveFactorAttempt(ctx, "locked", now.Add(time.Minute), 5)
+		must(t, err, "reserve while locked")
+		if a.Allowed {
+			t.Fatal("an attempt was allowed during the lock")
+		}
+		sameTime(t, "reported lock", a.LockedUntil, until)
+
+		a, err = s.ReserveFactorAttempt(ctx, "locked", until, 5)
+		must(t, err, "reserve when the lock ends")
+		if !a.Allowed || a.Failures != 1 {
+			t.Errorf("attempt at the end of the lock = %+v, want allowed as the first failure", a)
+		}
+
+		must(t, s.LockFactor(ctx, "locked", until.Add(time.Hour)), "second lock")
+		got, err = s.GetTwoFactor(ctx, "locked")
+		must(t, err, "get")
+		if got.Lockouts != 2 {
+			t.Errorf("lockouts %d after a second lock, want 2", got.Lockouts)
+		}
+	})
+
+	t.Run("clearing after a success resets failures and lockouts", func(t *testing.T) {
+		enrol(t, "cleared")
+		for range 3 {
+			_, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5)
+			must(t, err, "reserve")
+		}
+		must(t, s.LockFactor(ctx, "cleared", now.Add(-time.Second)), "a lock already over")
+		_, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5)
+		must(t, err, "reserve")
+		must(t, s.ClearFactorFailures(ctx, "cleared"), "clear")
+		got, err := s.GetTwoFactor(ctx, "cleared")
+		must(t, err, "get")
+		if got.Failures != 0 || got.Lockouts != 0 {
+			t.Errorf("after clear = %+v", got)
+		}
+		for i := 1; i <= 5; i++ {
+			a, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5)
+			must(t, err, "reserve after clear")
+			if !a.Allowed {
+				t.Fatalf("attempt %d after clear refused", i)
+			}
+		}
+	})
+
+	t.Run("deleting a factor removes the recovery codes too", func(t *testing.T) {
+		enrol(t, "drop")
+		must(t, s.ReplaceRecoveryCodes(ctx, "drop", []string{"h1", "h2"}), "codes")
+		must(t, s.DeleteTwoFactor(ctx, "drop"), "delete")
+		_, err := s.GetTwoFactor(ctx, "drop")
+		wantErr(t, err, store.ErrNotFound, "get")
+		n, err := s.CountRecoveryCodes(ctx, "drop")
+		must(t, err, "count")
+		if n != 0 {
+			t.Errorf("%d recovery codes left", n)
+		}
+	})
+}
+
+func testRecoveryCodes(t *testing.T, newStore func(t testing.TB) store.Store) {
+	s := newStore(t)
+	ctx := ctxb()
+	now := base
+	seedUser(t, s, "rc")
+	seedUser(t, s, "rc-other")
+	count := func(t *testing.T, uid string) int {
+		t.Helper()
+		n, err := s.CountRecoveryCodes(ctx, uid)
+		must(t, err, "count")
+		return n
+	}
+
+	t.Run("a user without codes has none", func(t *testing.T) {
+		if n := count(t, "rc"); n != 0 {
+			t.Errorf("count %d", n)
+		}
+		wantErr(t, s.UseRecoveryCode(ctx, "rc", "h1", now), store.ErrNotFound, "use")
+	})
+
+	t.Run("a code works once and only for its user", func(t *testing.T) {
+		must(t, s.ReplaceRecoveryCodes(ctx, "rc", []string{"h1", "h2", "h3"}), "issue")
+		must(t, s.ReplaceRecoveryCodes(ctx, "rc-other", []string{"o1"}), "issue other")
+		wantErr(t, s.UseRecoveryCode(ctx, "rc-other", "h1", now), store.ErrNotFound, "another user's code")
+		must(t, s.UseRecoveryCode(ctx, "rc", "h1", now), "first use")
+		wantErr(t, s.UseRecoveryCode(ctx, "rc", "h1", now), store.ErrNotFound, "second use")
+		wantErr(t, s.UseRecoveryCode(ctx, "rc", "unknown", now), store.ErrNotFound, "unknown code")
+		if n := count(t, "rc"); n != 2 {
+			t.Errorf("%d unused codes, want 2", n)
+		}
+	})
+
+	t.Run("replacing the codes voids the old set", func(t *testing.T) {
+		must(t, s.ReplaceRecoveryCodes(ctx, "rc", []string{"n1", "n2"}), "replace")
+		wantErr(t, s.UseRecoveryCode(ctx, "rc", "h2", now), store.ErrNotFound, "old code")
+		must(t, s.UseRecoveryCode(ctx, "rc", "n1", now), "new code")
+		if n := count(t, "rc"); n != 1 {
+			t.Errorf("%d unused codes, want 1", n)
+		}
+		if n := count(t, "rc-other"); n != 1 {
+			t.Errorf("the other user's codes changed: %d", n)
+		}
+	})
+
+	t.Run("of 20 concurrent uses of one code exactly one wins", func(t *testing.T) {
+		must(t, s.ReplaceRecoveryCodes(ctx, "rc", []string{"race"}), "issue")
+		errs := race(20, func(int) error { return s.UseRecoveryCode(ctx, "rc", "race", now) })
+		wins, losses := tally(t, errs, store.ErrNotFound)
+		if wins != 1 || losses != 19 {
+			t.Fatalf("%d wins and %d refusals, want 1 and 19", wins, losses)
+		}
+	})
+}
+
+func testOneTimeCodes(t *testing.T, newStore func(t testing.TB) store.Store) {
+	s := newStore(t)
+	ctx := ctxb()
+	now := base
+	code := func(id, uid, binding, hash, dest string, created time.Time, ttl time.Duration) store.OneTimeCode {
+		return store.OneTimeCode{ID: id, UserID: uid, Purpose: "login", Channel: "sms", Destination: dest,
+			BindingID: binding, CodeHash: hash, CreatedAt: created, ExpiresAt: created.Add(ttl)}
+	}
+
+	t.Run("a code is consumed once and comes back whole", func(t *testing.T) {
+		in := code("otc-1", "ann", "bind-1", "hash-1", "+15550001", now, 5*time.Minute)
+		must(t, s.CreateOneTimeCode(ctx, in), "create")
+		got, err := s.ConsumeOneTimeCode(ctx, "bind-1", "hash-1", now.Add(time.Minute))
+		must(t, err, "consume")
+		if got.ID != "otc-1" || got.UserID != "ann" || got.Purpose != "login" || got.Channel != "sms" ||
+			got.Destination != "+15550001" || got.BindingID != "bind-1" || got.CodeHash != "hash-1" {
+			t.Errorf("consumed = %+v", got)
+		}
+		sameTime(t, "created", got.CreatedAt, now)
+		sameTime(t, "expires", got.ExpiresAt, now.Add(5*time.Minute))
+		sameTime(t, "used", got.UsedAt, now.Add(time.Minute))
+		_, err = s.ConsumeOneTimeCode(ctx, "bind-1", "hash-1", now.Add(time.Minute))
+		wantErr(t, err, store.ErrNotFound, "second consume")
+	})
+
+	t.Run("a code is refused after it expires, for another binding, or with another hash", func(t *testing.T) {
+		must(t, s.CreateOneTimeCode(ctx, code("otc-2", "ann", "bind-2", "hash-2", "+15550001", now, 5*time.Minute)), "create")
+		cases := []struct {
+			name, binding, hash string
+			at                  time.Time
+		}{
+			{"at its expiry", "bind-2", "hash-2", now.Add(5 * time.Minute)},
+			{"after its expiry", "bind-2", "hash-2", now.Add(time.Hour)},
+			{"for another binding", "bind-x", "hash-2", now},
+			{"with another hash", "bind-2", "hash-x", now},
+		}
+		for _, c := range cases {
+			_, err := s.ConsumeOneTimeCode(ctx, c.binding, c.hash, c.at)
+			wantErr(t, err, store.ErrNotFound, c.name)
+		}
+		_, err := s.ConsumeOneTimeCode(ctx, "bind-2", "hash-2", now.Add(time.Minute))
+		must(t, err, "the refusals did not use the code up")
+	})
+
+	t.Run("of 20 concurrent consumes exactly one wins", func(t *testing.T) {
+		must(t, s.CreateOneTimeCode(ctx, code("otc-3", "ann", "bind-3", "hash-3", "+15550001", now, 5*time.Minute)), "create")
+		errs := race(20, func(int) error {
+			_, err := s.ConsumeOneTimeCode(ctx, "bind-3", "hash-3", now)
+			return err
+		})
+		wins, losses := tally(t, errs, store.ErrNotFound)
+		if wins != 1 || losses != 19 {
+			t.Fatalf("%d wins and %d refusals, want 1 and 19", wins, losses)
+		}
+	})
+
+	t.Run("two equal codes on one binding are consumed one at a time", func(t *testing.T) {
+		must(t, s.CreateOneTimeCode(ctx, code("otc-4a", "ann", "bind-4", "same", "+15550001", now, 5*time.Minute)), "first")
+		must(t, s.CreateOneTimeCode(ctx, code("otc-4b", "ann", "bind-4", "same", "+15550001", now.Add(time.Second), 5*time.Minute)), "second")
+		for i := range 2 {
+			_, err := s.ConsumeOneTimeCode(ctx, "bind-4", "same", now.Add(time.Minute))
+			must(t, err, fmt.Sprint("consume ", i))
+		}
+		_, err := s.ConsumeOneTimeCode(ctx, "bind-4", "same", now.Add(time.Minute))
+		wantErr(t, err, store.ErrNotFound, "third consume")
+	})
+
+	t.Run("codes sent since a time are counted by user and destination", func(t *testing.T) {
+		s := newStore(t)
+		for i, c := range []store.OneTimeCode{
+			code("c1", "bob", "b1", "h", "+1000", now.Add(-2*time.Hour), time.Hour),
+			code("c2", "bob", "b2", "h", "+1000", now.Add(-30*time.Minute), time.Hour),
+			code("c3", "bob", "b3", "h", "+1000", now.Add(-time.Minute), time.Hour),
+			code("c4", "bob", "b4", "h", "bob@example.org", now.Add(-time.Minute), time.Hour),
+			code("c5", "cat", "b5", "h", "+1000", now.Add(-time.Minute), time.Hour),
+		} {
+			must(t, s.CreateOneTimeCode(ctx, c), fmt.Sprint("create ", i))
+		}
+		cases := []struct {
+			name, user, dest string
+			since            time.Time
+			want             int
+		}{
+			{"one user to one destination in the last hour", "bob", "+1000", now.Add(-time.Hour), 2},
+			{"one user to one destination in the last day", "bob", "+1000", now.Add(-24 * time.Hour), 3},
+			{"another destination", "bob", "bob@example.org", now.Add(-time.Hour), 1},
+			{"another user", "cat", "+1000", now.Add(-time.Hour), 1},
+			{"nothing sent since now", "bob", "+1000", now, 0},
+		}
+		for _, c := range cases {
+			n, err := s.CountOneTimeCodes(ctx, c.user, c.dest, c.since)
+			must(t, err, c.name)
+			if n != c.want {
+				t.Errorf("%s: %d, want %d", c.name, n, c.want)
+			}
+		}
+	})
+}

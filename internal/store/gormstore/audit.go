@@ -1,0 +1,152 @@
+package gormstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// ---- audit log
+
+// AppendAudit stores an event; an empty ID gets a random one and a zero Time
+// becomes now.
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
+	if e.Type == "" {
+		return errors.New("append audit event: empty type")
+	}
+	if e.ID == "" {
+		e.ID = newID()
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	detail, err := encodeMap(e.Detail)
+	if err != nil {
+		return fmt.Errorf("append audit event %s: %w", e.Type, err)
+	}
+	err = s.conn(ctx).Exec("INSERT INTO audit_events (id, occurred_at, event_type, user_id, client_id, remote_addr, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		e.ID, tv(e.Time), e.Type, e.UserID, e.ClientID, e.RemoteAddr, e.RequestID, detail).Error
+	if isDuplicate(err) {
+		return fmt.Errorf("append audit event %s: id %q exists: %w", e.Type, e.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("append audit event %s: %w", e.Type, err)
+	}
+	return nil
+}
+
+// ListAudit lists matching events newest first, with the total.
+func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter, p store.Page) ([]store.AuditEvent, int, error) {
+	var where []string
+	var args []any
+	if f.UserID != "" {
+		where = append(where, "user_id = ?")
+		args = append(args, f.UserID)
+	}
+	if f.Type != "" {
+		where = append(where, "event_type = ?")
+		args = append(args, f.Type)
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	lim, largs := pageSQL(p)
+	rows, err := s.conn(ctx).Raw("SELECT id, occurred_at, event_type, user_id, client_id, remote_addr, request_id, detail, COUNT(*) OVER () FROM audit_events"+
+		cond+" ORDER BY occurred_at DESC, id DESC"+lim, append(args, largs...)...).Rows()
+	if err != nil {
+		return nil, 0, fmt.Errorf("list audit events: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AuditEvent
+	var total int64
+	for rows.Next() {
+		var e store.AuditEvent
+		var t dbTime
+		var detail string
+		if err := rows.Scan(&e.ID, &t, &e.Type, &e.UserID, &e.ClientID, &e.RemoteAddr, &e.RequestID, &detail, &total); err != nil {
+			return nil, 0, fmt.Errorf("list audit events: %w", err)
+		}
+		e.Time = t.T
+		if e.Detail, err = decodeMap(detail); err != nil {
+			return nil, 0, fmt.Errorf("list audit events: decode detail: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list audit events: %w", err)
+	}
+	if len(out) == 0 {
+		var n int64
+		if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM audit_events"+cond, args...).Row().Scan(&n); err != nil {
+			return nil, 0, fmt.Errorf("list audit events: %w", err)
+		}
+		return nil, int(n), nil
+	}
+	return out, int(total), nil
+}
+
+// ---- counters
+
+// windowStart is the start of the fixed window of length w containing now,
+// counted from the Unix epoch so every process agrees on the boundaries.
+func windowStart(now time.Time, w time.Duration) time.Time {
+	n := now.UnixNano()
+	start := n - n%int64(w)
+	if n < 0 && n%int64(w) != 0 {
+		start -= int64(w)
+	}
+	return time.Unix(0, start).UTC()
+}
+
+// HitCounter is one atomic upsert: a hit in the stored window increments it,
+// a hit in a later window starts it again at one. A hit carrying an older
+// window (a process whose clock lags) counts towards the current one rather
+// than resetting it.
+func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	if window < time.Microsecond {
+		return 0, fmt.Errorf("hit counter: window %s is too short", window)
+	}
+	start := windowStart(now, window)
+	var hits int64
+	err := s.conn(ctx).Raw(`INSERT INTO counters (counter_key, window_ns, window_start, hits) VALUES (?, ?, ?, 1)
+		ON CONFLICT (counter_key, window_ns) DO UPDATE SET
+			hits = CASE WHEN excluded.window_start > counters.window_start THEN 1 ELSE counters.hits + 1 END,
+			window_start = CASE WHEN excluded.window_start > counters.window_start THEN excluded.window_start ELSE counters.window_start END
+		RETURNING hits`, key, int64(window), tv(start)).Row().Scan(&hits)
+	if err != nil {
+		return 0, fmt.Errorf("hit counter: %w", s.translate(err))
+	}
+	return int(hits), nil
+}
+
+// GetCounter returns the hits in the window containing now (0 when the stored
+// window is an older one).
+func (s *Store) GetCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
+	if window < time.Microsecond {
+		return 0, fmt.Errorf("get counter: window %s is too short", window)
+	}
+	var hits int64
+	err := s.conn(ctx).Raw("SELECT hits FROM counters WHERE counter_key = ? AND window_ns = ? AND window_start >= ?",
+		key, int64(window), tv(windowStart(now, window))).Row().Scan(&hits)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get counter: %w", err)
+	}
+	return int(hits), nil
+}
+
+// ResetCounter clears the key in every window length.
+func (s *Store) ResetCounter(ctx context.Context, key string) error {
+	if err := s.conn(ctx).Exec("DELETE FROM counters WHERE counter_key = ?", key).Error; err != nil {
+		return fmt.Errorf("reset counter: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package gormstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+const oauthCols = "kind, signature, request_id, client_id, subject, requested_at, expires_at, active, scopes, granted_scopes, audience, granted_audience, form, session"
+
+func (s *Store) CreateOAuthRequest(ctx context.Context, r store.OAuthRequest) error {
+	if r.Kind == "" || r.Signature == "" {
+		return errors.New("create oauth request: empty kind or signature")
+	}
+	var lists [4]string
+	for i, l := range [][]string{r.Scopes, r.GrantedScopes, r.Audience, r.GrantedAudience} {
+		enc, err := encodeStrings(l)
+		if err != nil {
+			return fmt.Errorf("create %s request: %w", r.Kind, err)
+		}
+		lists[i] = enc
+	}
+	err := s.conn(ctx).Exec("INSERT INTO oauth_requests ("+oauthCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, tv(r.RequestedAt), tv(r.ExpiresAt), r.Active,
+		lists[0], lists[1], lists[2], lists[3], r.Form, r.Session).Error
+	if isDuplicate(err) {
+		return fmt.Errorf("create %s request: signature already stored: %w", r.Kind, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s request: %w", r.Kind, err)
+	}
+	return nil
+}
+
+func scanOAuthRequest(r rowScanner) (store.OAuthRequest, error) {
+	var o store.OAuthRequest
+	var kind string
+	var ra, ea dbTime
+	var lists [4]string
+	if err := r.Scan(&kind, &o.Signature, &o.RequestID, &o.ClientID, &o.Subject, &ra, &ea, &o.Active,
+		&lists[0], &lists[1], &lists[2], &lists[3], &o.Form, &o.Session); err != nil {
+		return store.OAuthRequest{}, err
+	}
+	o.Kind, o.RequestedAt, o.ExpiresAt = store.OAuthKind(kind), ra.T, ea.T
+	for i, dst := range []*[]string{&o.Scopes, &o.GrantedScopes, &o.Audience, &o.GrantedAudience} {
+		v, err := decodeStrings(lists[i])
+		if err != nil {
+			return store.OAuthRequest{}, fmt.Errorf("decode lists: %w", err)
+		}
+		*dst = v
+	}
+	return o, nil
+}
+
+func (s *Store) GetOAuthRequest(ctx context.Context, kind store.OAuthKind, signature string) (store.OAuthRequest, error) {
+	o, err := scanOAuthRequest(s.conn(ctx).Raw("SELECT "+oauthCols+" FROM oauth_requests WHERE kind = ? AND signature = ?",
+		string(kind), signature).Row())
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.OAuthRequest{}, fmt.Errorf("get %s request: %w", kind, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.OAuthRequest{}, fmt.Errorf("get %s request: %w", kind, err)
+	}
+	return o, nil
+}
+
+func (s *Store) DeleteOAuthRequest(ctx context.Context, kind store.OAuthKind, signature string) error {
+	res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE kind = ? AND signature = ?", string(kind), signature)
+	if res.Error != nil {
+		return fmt.Errorf("delete %s request: %w", kind, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("delete %s request: %w", kind, store.ErrNotFound)
+	}
+	return nil
+}
+
+// DeactivateOAuthRequest is one conditional UPDATE; only when it matches no
+// row does a second query tell a missing record from an inactive one.
+func (s *Store) DeactivateOAuthRequest(ctx context.Context, kind store.OAuthKind, signature string) error {
+	db := s.conn(ctx)
+	res := db.Exec("UPDATE oauth_requests SET active = ? WHERE kind = ? AND signature = ? AND active = ?",
+		false, string(kind), signature, true)
+	if res.Error != nil {
+		return fmt.Errorf("deactivate %s request: %w", kind, res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	var n int64
+	if err := db.Raw("SELECT COUNT(*) FROM oauth_requests WHERE kind = ? AND signature = ?", string(kind), signature).Row().Scan(&n); err != nil {
+		return fmt.Errorf("deactivate %s request: %w", kind, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("deactivate %s request: %w", kind, store.ErrNotFound)
+	}
+	return fmt.Errorf("deactivate %s request: already inactive: %w", kind, store.ErrConflict)
+}
+
+func (s *Store) DeactivateOAuthRequestsByRequestID(ctx context.Context, kind store.OAuthKind, requestID string) error {
+	err := s.conn(ctx).Exec("UPDATE oauth_requests SET active = ? WHERE request_id = ? AND kind = ? AND active = ?",
+		false, requestID, string(kind), true).Error
+	if err != nil {
+		return fmt.Errorf("deactivate %s requests by request id: %w", kind, err)
+	}
+	return nil
+}
+
+func (s *Store) DeleteOAuthRequestsByRequestID(ctx context.Context, kind store.OAuthKind, requestID string) error {
+	err := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE request_id = ? AND kind = ?", requestID, string(kind)).Error
+	if err != nil {
+		return fmt.Errorf("delete %s requests by request id: %w", kind, err)
+	}
+	return nil
+}
+
+func (s *Store) DeactivateOAuthRequestsBySubject(ctx context.Context, subject string) error {
+	if subject == "" {
+		return errors.New("deactivate oauth requests by subject: empty subject")
+	}
+	err := s.conn(ctx).Exec("UPDATE oauth_requests SET active = ? WHERE subject = ? AND active = ?", false, subject, true).Error
+	if err != nil {
+		return fmt.Errorf("deactivate oauth requests by subject: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpiredOAuthRequests purges records whose ExpiresAt is before
+// before; records stored without an expiry are kept.
+func (s *Store) DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (int64, error) {
+	res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE expires_at < ?", utc(before))
+	if res.Error != nil {
+		return 0, fmt.Errorf("delete expired oauth requests: %w", res.Error)
+	}
+	return res.RowsAffected, nil
+}

@@ -1,0 +1,211 @@
+package gormstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+const (
+	dialectSQLite   = "sqlite"
+	dialectPostgres = "postgres"
+)
+
+// sqliteBusyTimeout is how long a SQLite writer waits for the write lock
+// before failing with SQLITE_BUSY. Writers are serialised, so under load they
+// queue here rather than fail.
+const sqliteBusyTimeout = 15 * time.Second
+
+// Store is the gorm implementation of store.Store. It is safe for concurrent
+// use; a transaction carried in a context belongs to one goroutine at a time.
+type Store struct {
+	db      *gorm.DB
+	dialect string
+	logger  *slog.Logger
+	// Now is the clock for UpdatedAt stamps and session expiry checks.
+	Now func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the database named by databaseURL: postgres:// or postgresql://
+// URLs (or key=value connection strings) open PostgreSQL; "" opens SQLite at dataDir/gatehouse.db; "sqlite:PATH"
+// or a plain file path opens SQLite at PATH. It does not migrate: call Migrate.
+func Open(databaseURL, dataDir string, logger *slog.Logger) (*Store, error) {
+	switch {
+	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
+		return OpenPostgres(databaseURL, logger)
+	case strings.Contains(databaseURL, "host=") || strings.Contains(databaseURL, "dbname="):
+		// A key=value PostgreSQL connection string.
+		return OpenPostgres(databaseURL, logger)
+	case databaseURL == "":
+		if dataDir == "" {
+			return nil, errors.New("open store: neither a database URL nor a data directory is set")
+		}
+		return OpenSQLite(filepath.Join(dataDir, "gatehouse.db"), logger)
+	case strings.HasPrefix(databaseURL, "sqlite://"):
+		return OpenSQLite(strings.TrimPrefix(databaseURL, "sqlite://"), logger)
+	case strings.HasPrefix(databaseURL, "sqlite:"):
+		return OpenSQLite(strings.TrimPrefix(databaseURL, "sqlite:"), logger)
+	case strings.Contains(databaseURL, "://"):
+		u, err := url.Parse(databaseURL)
+		scheme := "unknown"
+		if err == nil {
+			scheme = u.Scheme
+		}
+		return nil, fmt.Errorf("open store: unsupported database URL scheme %q", scheme)
+	default:
+		return OpenSQLite(databaseURL, logger)
+	}
+}
+
+// OpenSQLite opens (creating if needed) the SQLite database file at path in
+// WAL mode with foreign keys on. Transactions begin IMMEDIATE, so writers are
+// serialised: SQLite has no SELECT … FOR UPDATE, and a deferred transaction
+// that upgrades to a writer could fail instead of waiting.
+func OpenSQLite(path string, logger *slog.Logger) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("open sqlite: empty path")
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open sqlite %q: the path may not contain '?' or '#'", path)
+	}
+	memory := path == ":memory:"
+	if !memory {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("open sqlite: create directory: %w", err)
+		}
+		// The file holds password hashes and sealed keys: create it private
+		// (SQLite gives the -wal and -shm files the same mode).
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		_ = f.Close()
+	}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	if !memory {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(NORMAL)")
+	}
+	// Note: go-sqlite stops reading parameters after _time_format, so it is
+	// not set (the default format is the one wanted anyway).
+	q.Set("_txlock", "immediate")
+	dsn := path + "?" + q.Encode()
+
+	logger = orDiscard(logger)
+	db, err := gorm.Open(sqlite.Open(dsn), gormConfig(logger))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+	}
+	if memory {
+		// Each connection to :memory: is its own empty database.
+		sqlDB.SetMaxOpenConns(1)
+	} else {
+		// Writers queue on the file lock anyway; a small pool keeps readers
+		// concurrent without piling up connections that only wait.
+		sqlDB.SetMaxOpenConns(16)
+		sqlDB.SetMaxIdleConns(16)
+	}
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Store{db: db, dialect: dialectSQLite, logger: logger, Now: time.Now}
+	if err := s.Ping(context.Background()); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+	}
+	return s, nil
+}
+
+// OpenPostgres connects to PostgreSQL. The DSN may carry runtime parameters
+// such as search_path.
+func OpenPostgres(dsn string, logger *slog.Logger) (*Store, error) {
+	logger = orDiscard(logger)
+	db, err := gorm.Open(postgres.Open(dsn), gormConfig(logger))
+	if err != nil {
+		// The DSN may hold a password: name the failure, not the DSN.
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(25)
+	sqlDB.SetMaxIdleConns(10)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Store{db: db, dialect: dialectPostgres, logger: logger, Now: time.Now}
+	if err := s.Ping(context.Background()); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	return s, nil
+}
+
+func gormConfig(logger *slog.Logger) *gorm.Config {
+	return &gorm.Config{
+		TranslateError: true,
+		// Every statement here is either single and atomic or runs inside
+		// an explicit transaction.
+		SkipDefaultTransaction: true,
+		Logger:                 &gormLogger{logger: logger, slow: 500 * time.Millisecond},
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	}
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	if err := sqlDB.Close(); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	return nil
+}
+
+// Dialect names the backend: "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+func (s *Store) now() time.Time {
+	if s.Now == nil {
+		return utc(time.Now())
+	}
+	return utc(s.Now())
+}

@@ -1,0 +1,275 @@
+package gormstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// ---- second factors
+
+const twoFactorCols = "user_id, method, enabled, secret, destination, last_step, enrolled_at, failures, locked_until, lockouts, updated_at"
+
+func (s *Store) GetTwoFactor(ctx context.Context, userID string) (store.TwoFactor, error) {
+	var tf store.TwoFactor
+	var ea, lu, ua dbTime
+	var failures, lockouts int64
+	err := s.conn(ctx).Raw("SELECT "+twoFactorCols+" FROM two_factors WHERE user_id = ?", userID).Row().
+		Scan(&tf.UserID, &tf.Method, &tf.Enabled, &tf.Secret, &tf.Destination, &tf.LastStep, &ea, &failures, &lu, &lockouts, &ua)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.TwoFactor{}, fmt.Errorf("get second factor of user %q: %w", userID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.TwoFactor{}, fmt.Errorf("get second factor of user %q: %w", userID, err)
+	}
+	tf.EnrolledAt, tf.LockedUntil, tf.UpdatedAt = ea.T, lu.T, ua.T
+	tf.Failures, tf.Lockouts = int(failures), int(lockouts)
+	return tf, nil
+}
+
+// PutTwoFactor creates or replaces the user's factor as given; UpdatedAt
+// becomes now. The user must exist (ErrNotFound otherwise).
+func (s *Store) PutTwoFactor(ctx context.Context, tf store.TwoFactor) error {
+	if tf.UserID == "" || tf.Method == "" {
+		return errors.New("put second factor: empty user id or method")
+	}
+	err := s.conn(ctx).Exec(`INSERT INTO two_factors (`+twoFactorCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET method = excluded.method, enabled = excluded.enabled, secret = excluded.secret,
+			destination = excluded.destination, last_step = excluded.last_step, enrolled_at = excluded.enrolled_at,
+			failures = excluded.failures, locked_until = excluded.locked_until, lockouts = excluded.lockouts,
+			updated_at = excluded.updated_at`,
+		tf.UserID, tf.Method, tf.Enabled, tf.Secret, tf.Destination, tf.LastStep, tv(tf.EnrolledAt),
+		tf.Failures, tv(tf.LockedUntil), tf.Lockouts, s.now()).Error
+	if err != nil {
+		return fmt.Errorf("put second factor of user %q: %w", tf.UserID, keyErr(err))
+	}
+	return nil
+}
+
+// DeleteTwoFactor removes the factor and the recovery codes together.
+func (s *Store) DeleteTwoFactor(ctx context.Context, userID string) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		db := s.conn(ctx)
+		if err := db.Exec("DELETE FROM recovery_codes WHERE user_id = ?", userID).Error; err != nil {
+			return fmt.Errorf("delete second factor of user %q: %w", userID, err)
+		}
+		res := db.Exec("DELETE FROM two_factors WHERE user_id = ?", userID)
+		if res.Error != nil {
+			return fmt.Errorf("delete second factor of user %q: %w", userID, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("delete second factor of user %q: %w", userID, store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// factorExists tells a missing factor from a lost condition after a
+// conditional UPDATE matched no row.
+func (s *Store) factorExists(ctx context.Context, userID string) (bool, error) {
+	var n int64
+	if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM two_factors WHERE user_id = ?", userID).Row().Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+func (s *Store) AdvanceTOTPStep(ctx context.Context, userID string, step int64) error {
+	res := s.conn(ctx).Exec("UPDATE two_factors SET last_step = ?, updated_at = ? WHERE user_id = ? AND last_step < ?", step, s.now(), userID, step)
+	if res.Error != nil {
+		return fmt.Errorf("advance totp step of user %q: %w", userID, res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	ok, err := s.factorExists(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("advance totp step of user %q: %w", userID, err)
+	}
+	if !ok {
+		return fmt.Errorf("advance totp step of user %q: %w", userID, store.ErrNotFound)
+	}
+	return fmt.Errorf("advance totp step of user %q: step already used: %w", userID, store.ErrConflict)
+}
+
+// ReserveFactorAttempt increments Failures in one conditional UPDATE, so the
+// limit holds however many attempts race; a refused attempt reads the row to
+// say why.
+func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int) (store.FactorAttempt, error) {
+	now = utc(now)
+	db := s.conn(ctx)
+	var failures int64
+	err := db.Raw(`UPDATE two_factors SET failures = failures + 1, updated_at = ?
+		WHERE user_id = ? AND failures < ? AND (locked_until IS NULL OR locked_until <= ?)
+		RETURNING failures`, s.now(), userID, limit, now).Row().Scan(&failures)
+	if err == nil {
+		return store.FactorAttempt{Allowed: true, Failures: int(failures)}, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
+	}
+	var lu dbTime
+	err = db.Raw("SELECT failures, locked_until FROM two_factors WHERE user_id = ?", userID).Row().Scan(&failures, &lu)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
+	}
+	a := store.FactorAttempt{Failures: int(failures)}
+	if lu.T.After(now) {
+		a.LockedUntil = lu.T
+	}
+	return a, nil
+}
+
+func (s *Store) ClearFactorFailures(ctx context.Context, userID string) error {
+	res := s.conn(ctx).Exec("UPDATE two_factors SET failures = 0, lockouts = 0, updated_at = ? WHERE user_id = ?", s.now(), userID)
+	if res.Error != nil {
+		return fmt.Errorf("clear factor failures of user %q: %w", userID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("clear factor failures of user %q: %w", userID, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (s *Store) LockFactor(ctx context.Context, userID string, until time.Time) error {
+	res := s.conn(ctx).Exec("UPDATE two_factors SET locked_until = ?, failures = 0, lockouts = lockouts + 1, updated_at = ? WHERE user_id = ?",
+		tv(until), s.now(), userID)
+	if res.Error != nil {
+		return fmt.Errorf("lock factor of user %q: %w", userID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("lock factor of user %q: %w", userID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// ---- recovery codes
+
+// ReplaceRecoveryCodes swaps the user's whole set in one transaction. The
+// user must exist (ErrNotFound otherwise).
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes []string) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		db := s.conn(ctx)
+		if err := db.Exec("DELETE FROM recovery_codes WHERE user_id = ?", userID).Error; err != nil {
+			return fmt.Errorf("replace recovery codes of user %q: %w", userID, err)
+		}
+		if len(hashes) == 0 {
+			return nil
+		}
+		q := "INSERT INTO recovery_codes (user_id, hash) VALUES "
+		args := make([]any, 0, 2*len(hashes))
+		for i, h := range hashes {
+			if i > 0 {
+				q += ", "
+			}
+			q += "(?, ?)"
+			args = append(args, userID, h)
+		}
+		if err := db.Exec(q, args...).Error; err != nil {
+			if isDuplicate(err) {
+				return fmt.Errorf("replace recovery codes of user %q: duplicate code: %w", userID, store.ErrConflict)
+			}
+			return fmt.Errorf("replace recovery codes of user %q: %w", userID, keyErr(err))
+		}
+		return nil
+	})
+}
+
+func (s *Store) UseRecoveryCode(ctx context.Context, userID, hash string, now time.Time) error {
+	res := s.conn(ctx).Exec("UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND hash = ? AND used_at IS NULL", tv(now), userID, hash)
+	if res.Error != nil {
+		return fmt.Errorf("use recovery code of user %q: %w", userID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("use recovery code of user %q: %w", userID, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (s *Store) CountRecoveryCodes(ctx context.Context, userID string) (int, error) {
+	var n int64
+	if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", userID).Row().Scan(&n); err != nil {
+		return 0, fmt.Errorf("count recovery codes of user %q: %w", userID, err)
+	}
+	return int(n), nil
+}
+
+// ---- one-time codes
+
+const oneTimeCodeCols = "id, user_id, purpose, channel, destination, binding_id, code_hash, created_at, expires_at, used_at"
+
+// CreateOneTimeCode stores a code; an empty ID gets a random one and a zero
+// CreatedAt becomes now. ExpiresAt is required.
+func (s *Store) CreateOneTimeCode(ctx context.Context, c store.OneTimeCode) error {
+	if c.BindingID == "" || c.CodeHash == "" {
+		return errors.New("create one-time code: empty binding or hash")
+	}
+	if c.ExpiresAt.IsZero() {
+		return errors.New("create one-time code: no expiry")
+	}
+	if c.ID == "" {
+		c.ID = newID()
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = s.now()
+	}
+	err := s.conn(ctx).Exec("INSERT INTO one_time_codes ("+oneTimeCodeCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.UserID, c.Purpose, c.Channel, c.Destination, c.BindingID, c.CodeHash, tv(c.CreatedAt), tv(c.ExpiresAt), tv(c.UsedAt)).Error
+	if isDuplicate(err) {
+		return fmt.Errorf("create one-time code: id exists: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create one-time code: %w", err)
+	}
+	return nil
+}
+
+// ConsumeOneTimeCode marks one matching code used in a single UPDATE. The
+// conditions are repeated outside the subquery so that, on PostgreSQL, a
+// caller that waited on the row lock re-checks them against the winner's
+// update and matches nothing.
+func (s *Store) ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash string, now time.Time) (store.OneTimeCode, error) {
+	now = utc(now)
+	var c store.OneTimeCode
+	var ca, ea, ua dbTime
+	err := s.conn(ctx).Raw(`UPDATE one_time_codes SET used_at = ?
+		WHERE id = (SELECT id FROM one_time_codes WHERE binding_id = ? AND code_hash = ? AND used_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 1)
+		AND binding_id = ? AND code_hash = ? AND used_at IS NULL AND expires_at > ?
+		RETURNING `+oneTimeCodeCols, now, bindingID, codeHash, now, bindingID, codeHash, now).Row().
+		Scan(&c.ID, &c.UserID, &c.Purpose, &c.Channel, &c.Destination, &c.BindingID, &c.CodeHash, &ca, &ea, &ua)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.OneTimeCode{}, fmt.Errorf("consume one-time code: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.OneTimeCode{}, fmt.Errorf("consume one-time code: %w", err)
+	}
+	c.CreatedAt, c.ExpiresAt, c.UsedAt = ca.T, ea.T, ua.T
+	return c, nil
+}
+
+// CountOneTimeCodes counts codes created at or after since, for throttling
+// sends. An empty userID or destination matches every value.
+func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time) (int, error) {
+	q := "SELECT COUNT(*) FROM one_time_codes WHERE created_at >= ?"
+	args := []any{utc(since)}
+	if userID != "" {
+		q += " AND user_id = ?"
+		args = append(args, userID)
+	}
+	if destination != "" {
+		q += " AND destination = ?"
+		args = append(args, destination)
+	}
+	var n int64
+	if err := s.conn(ctx).Raw(q, args...).Row().Scan(&n); err != nil {
+		return 0, fmt.Errorf("count one-time codes: %w", err)
+	}
+	return int(n), nil
+}

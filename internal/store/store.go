@@ -1,0 +1,307 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with context; callers test with errors.Is.
+var (
+	// ErrNotFound: no record with that key.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a version mismatch (optimistic concurrency), a duplicate
+	// unique value, or a conditional update that lost its race (a used code, a
+	// replayed TOTP step, an already-invalidated token).
+	ErrConflict = errors.New("conflict")
+)
+
+// Page selects one page of a listing. Page is 1-based; Count is the page size.
+type Page struct {
+	Count int
+	Page  int
+}
+
+// Offset is the number of records before this page.
+func (p Page) Offset() int {
+	if p.Page < 1 {
+		return 0
+	}
+	return (p.Page - 1) * p.Count
+}
+
+// User is an account that signs in. Doc is the Aidbox-shaped resource as JSON,
+// owned by internal/resource, with write-only fields removed; the columns
+// beside it are the ones the server searches on or must keep apart from the
+// document (the password hash).
+type User struct {
+	ID            string
+	Email         string // lower-cased; "" when unset; unique when set
+	PhoneNumber   string // E.164; "" when unset
+	EmailVerified bool
+	PhoneVerified bool
+	PasswordHash  string // argon2id PHC string; "" means no password login
+	Inactive      bool
+	Doc           []byte
+	Version       int64 // 1 on create, +1 on every write
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Client is an OAuth client. SecretHash is "" for public clients.
+type Client struct {
+	ID         string
+	SecretHash string
+	Doc        []byte
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// AuthConfig holds per-application login settings (two-factor, theme).
+type AuthConfig struct {
+	ID        string
+	Doc       []byte
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// OAuthKind names the kind of token or grant an OAuthRequest record stands for.
+type OAuthKind string
+
+const (
+	KindAuthorizeCode OAuthKind = "authorize_code"
+	KindAccessToken   OAuthKind = "access_token"
+	KindRefreshToken  OAuthKind = "refresh_token"
+	KindPKCE          OAuthKind = "pkce"
+	KindOIDC          OAuthKind = "oidc"
+)
+
+// OAuthRequest is a persisted fosite request, keyed by (Kind, Signature). The
+// signature is fosite's, never the token itself.
+type OAuthRequest struct {
+	Kind            OAuthKind
+	Signature       string
+	RequestID       string
+	ClientID        string
+	Subject         string
+	RequestedAt     time.Time
+	ExpiresAt       time.Time // when the record may be purged
+	Active          bool
+	Scopes          []string
+	GrantedScopes   []string
+	Audience        []string
+	GrantedAudience []string
+	Form            string // url-encoded, sanitized (no secrets)
+	Session         []byte // JSON of the oauth package's session type
+}
+
+// BrowserSession is the server-side half of a browser login. The cookie names
+// it; ID is the SHA-256 (hex) of the cookie value, so a database dump does not
+// yield usable session ids.
+type BrowserSession struct {
+	ID        string
+	UserID    string // "" until a password has been accepted
+	AuthTime  time.Time
+	AMR       []string
+	State     []byte // JSON owned by internal/web: pending login, pending enrolment, CSRF
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// SigningKey is a JWT signing key. PrivateKey is sealed (AES-256-GCM) with a
+// key derived from the master secret.
+type SigningKey struct {
+	ID         string // kid
+	Algorithm  string // ES256
+	PrivateKey []byte
+	PublicJWK  []byte
+	CreatedAt  time.Time
+	RetiredAt  time.Time // zero while it is the active signer
+	NotAfter   time.Time // zero: published until further notice; else drop from JWKS after
+}
+
+// Consent records the scopes a user granted a client that is not first-party.
+type Consent struct {
+	UserID    string
+	ClientID  string
+	Scopes    []string
+	GrantedAt time.Time
+}
+
+// AuditEvent is one entry of the audit log.
+type AuditEvent struct {
+	ID         string
+	Time       time.Time
+	Type       string // e.g. login.success, two_factor.enabled, admin.write
+	UserID     string
+	ClientID   string
+	RemoteAddr string
+	RequestID  string
+	Detail     map[string]string
+}
+
+// AuditFilter selects audit events; empty fields match everything.
+type AuditFilter struct {
+	UserID string
+	Type   string
+}
+
+// TwoFactor is a user's second factor. There is at most one per user.
+type TwoFactor struct {
+	UserID      string
+	Method      string // totp | sms | email
+	Enabled     bool
+	Secret      []byte // sealed TOTP seed (AES-256-GCM, user id as associated data)
+	Destination string // phone or email for sms/email
+	LastStep    int64  // last accepted TOTP time step; replay guard
+	EnrolledAt  time.Time
+	Failures    int       // wrong codes in a row (reserved attempts)
+	LockedUntil time.Time // zero when not locked
+	Lockouts    int       // lockouts since the last success; drives the doubling
+	UpdatedAt   time.Time
+}
+
+// FactorAttempt is the outcome of reserving a code attempt.
+type FactorAttempt struct {
+	Allowed     bool
+	Failures    int       // failures counted including this attempt
+	LockedUntil time.Time // set when not allowed because of a lock
+}
+
+// RecoveryCode is one single-use recovery code, stored as a keyed hash.
+type RecoveryCode struct {
+	UserID string
+	Hash   string
+	UsedAt time.Time // zero while unused
+}
+
+// OneTimeCode is an SMS/email/verification code, stored hashed and bound to
+// what it was sent for (a login attempt, an mfa token, a verification).
+type OneTimeCode struct {
+	ID          string
+	UserID      string
+	Purpose     string // login | verify
+	Channel     string // sms | email
+	Destination string
+	BindingID   string
+	CodeHash    string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	UsedAt      time.Time
+}
+
+// Store is everything Gatehouse persists. Every method honours a transaction
+// carried in ctx (see BeginTx / InTx). Times come back in UTC.
+type Store interface {
+	Ping(ctx context.Context) error
+	Close() error
+
+	// InTx runs fn in one transaction; fn's ctx carries it. Nested calls join it.
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	// BeginTx/CommitTx/RollbackTx serve callers (fosite) that need the three
+	// steps apart. Rollback after Commit is a no-op.
+	BeginTx(ctx context.Context) (context.Context, error)
+	CommitTx(ctx context.Context) error
+	RollbackTx(ctx context.Context) error
+
+	// Users. Put creates or replaces; ifVersion > 0 requires the stored
+	// version to match (ErrConflict otherwise, also when the record is
+	// missing). Put assigns Version, CreatedAt and UpdatedAt and returns the
+	// stored record and whether it was created. A duplicate Email is ErrConflict.
+	GetUser(ctx context.Context, id string) (User, error)
+	// FindUser looks a login name up by id, then by e-mail (case-insensitive).
+	FindUser(ctx context.Context, login string) (User, error)
+	ListUsers(ctx context.Context, p Page) ([]User, int, error)
+	PutUser(ctx context.Context, u User, ifVersion int64) (User, bool, error)
+	DeleteUser(ctx context.Context, id string) error // also its sessions, second factor, codes, consents
+
+	GetClient(ctx context.Context, id string) (Client, error)
+	ListClients(ctx context.Context, p Page) ([]Client, int, error)
+	PutClient(ctx context.Context, c Client, ifVersion int64) (Client, bool, error)
+	DeleteClient(ctx context.Context, id string) error
+
+	GetAuthConfig(ctx context.Context, id string) (AuthConfig, error)
+	ListAuthConfigs(ctx context.Context, p Page) ([]AuthConfig, int, error)
+	PutAuthConfig(ctx context.Context, a AuthConfig, ifVersion int64) (AuthConfig, bool, error)
+	DeleteAuthConfig(ctx context.Context, id string) error
+
+	// OAuth requests (fosite storage).
+	CreateOAuthRequest(ctx context.Context, r OAuthRequest) error
+	GetOAuthRequest(ctx context.Context, kind OAuthKind, signature string) (OAuthRequest, error)
+	DeleteOAuthRequest(ctx context.Context, kind OAuthKind, signature string) error
+	// DeactivateOAuthRequest flips Active from true to false atomically:
+	// ErrConflict if it was already inactive, ErrNotFound if missing. Exactly
+	// one of many concurrent callers succeeds.
+	DeactivateOAuthRequest(ctx context.Context, kind OAuthKind, signature string) error
+	DeactivateOAuthRequestsByRequestID(ctx context.Context, kind OAuthKind, requestID string) error
+	DeleteOAuthRequestsByRequestID(ctx context.Context, kind OAuthKind, requestID string) error
+	// DeactivateOAuthRequestsBySubject makes every token of a user inactive.
+	DeactivateOAuthRequestsBySubject(ctx context.Context, subject string) error
+	DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (int64, error)
+
+	// Browser sessions.
+	CreateBrowserSession(ctx context.Context, s BrowserSession) error
+	GetBrowserSession(ctx context.Context, id string) (BrowserSession, error) // expired ones are ErrNotFound
+	UpdateBrowserSession(ctx context.Context, s BrowserSession) error
+	DeleteBrowserSession(ctx context.Context, id string) error
+	// DeleteBrowserSessionsByUser ends every session of a user but exceptID ("" for none).
+	DeleteBrowserSessionsByUser(ctx context.Context, userID, exceptID string) error
+	DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (int64, error)
+
+	// Signing keys.
+	CreateSigningKey(ctx context.Context, k SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first
+	// RetireSigningKey stops a key signing at retiredAt and keeps it published until notAfter.
+	RetireSigningKey(ctx context.Context, id string, retiredAt, notAfter time.Time) error
+
+	// Consents.
+	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)
+	PutConsent(ctx context.Context, c Consent) error
+	DeleteConsents(ctx context.Context, userID string) error
+
+	// Audit log.
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	ListAudit(ctx context.Context, f AuditFilter, p Page) ([]AuditEvent, int, error) // newest first
+
+	// Counters are fixed-window counters for throttling (login failures per
+	// account and per IP, code sends). HitCounter adds one to the window that
+	// contains now and returns the new count.
+	HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	GetCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	ResetCounter(ctx context.Context, key string) error
+
+	// Second factors.
+	GetTwoFactor(ctx context.Context, userID string) (TwoFactor, error)
+	// PutTwoFactor creates or replaces a user's factor (enrolment, method change).
+	PutTwoFactor(ctx context.Context, tf TwoFactor) error
+	// DeleteTwoFactor removes the factor and the user's recovery codes.
+	DeleteTwoFactor(ctx context.Context, userID string) error
+	// AdvanceTOTPStep records step as the last accepted one if it is newer
+	// than the stored one; ErrConflict otherwise (a replay). Atomic across processes.
+	AdvanceTOTPStep(ctx context.Context, userID string, step int64) error
+	// ReserveFactorAttempt counts an attempt before the code is checked:
+	// allowed only while not locked at now and Failures < limit, in which case
+	// Failures is incremented atomically. At most limit attempts are ever
+	// allowed between two clears, however many run at once.
+	ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int) (FactorAttempt, error)
+	// ClearFactorFailures resets Failures and Lockouts after a success.
+	ClearFactorFailures(ctx context.Context, userID string) error
+	// LockFactor sets LockedUntil, resets Failures to 0 and adds one to Lockouts.
+	LockFactor(ctx context.Context, userID string, until time.Time) error
+
+	// Recovery codes.
+	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes []string) error
+	// UseRecoveryCode marks an unused code used: ErrNotFound when no unused code has that hash.
+	UseRecoveryCode(ctx context.Context, userID, hash string, now time.Time) error
+	CountRecoveryCodes(ctx context.Context, userID string) (int, error) // unused ones
+
+	// One-time codes (sms, email, verification).
+	CreateOneTimeCode(ctx context.Context, c OneTimeCode) error
+	// ConsumeOneTimeCode marks the unexpired, unused code with that binding and
+	// hash used; ErrNotFound otherwise. Exactly one concurrent caller wins.
+	ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash string, now time.Time) (OneTimeCode, error)
+	CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time) (int, error)
+}
