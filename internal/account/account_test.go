@@ -1,0 +1,196 @@
+package account_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
+)
+
+var cheapArgon2 = secret.Argon2Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+
+type fixture struct {
+	st   store.Store
+	auth *account.Authenticator
+	now  time.Time
+}
+
+func newFixture(t *testing.T, st store.Store, throttle account.Throttle) *fixture {
+	t.Helper()
+	f := &fixture{st: st, now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	hasher := secret.NewPasswordHasher(cheapArgon2, 0)
+	clock := func() time.Time { return f.now }
+	f.auth = &account.Authenticator{
+		Store:    st,
+		Hasher:   hasher,
+		Audit:    &audit.Recorder{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clock},
+		Throttle: throttle,
+		Now:      clock,
+	}
+	return f
+}
+
+func (f *fixture) user(t *testing.T, id, email, password string, inactive bool) {
+	t.Helper()
+	hash := ""
+	if password != "" {
+		var err error
+		hash, err = f.auth.Hasher.Hash(context.Background(), password)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.st.PutUser(context.Background(), store.User{ID: id, Email: email, PasswordHash: hash, Inactive: inactive, Doc: []byte(`{}`)}, 0); err != nil {
+		t.Fatalf("put user %s: %v", id, err)
+	}
+}
+
+// check tries a password. The clock ticks a second per attempt so audit
+// events list in order; every window in these tests starts on the hour.
+func (f *fixture) check(login, password, addr string) (store.User, error) {
+	f.now = f.now.Add(time.Second)
+	return f.auth.CheckPassword(context.Background(), account.Attempt{Login: login, Password: password, RemoteAddr: addr})
+}
+
+// lastAudit returns the newest audit event.
+func (f *fixture) lastAudit(t *testing.T) store.AuditEvent {
+	t.Helper()
+	events, _, err := f.st.ListAudit(context.Background(), store.AuditFilter{}, store.Page{Count: 1, Page: 1})
+	if err != nil || len(events) == 0 {
+		t.Fatalf("ListAudit: %v (%d events)", err, len(events))
+	}
+	return events[0]
+}
+
+func TestCheckPassword(t *testing.T) {
+	for _, b := range gormstoretest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFixture(t, b.Open(t), account.DefaultThrottle)
+			f.user(t, "alice", "alice@example.com", "correct horse", false)
+			f.user(t, "olga", "olga@example.com", "correct horse", true)
+			f.user(t, "nopass", "", "", false)
+
+			tests := []struct {
+				name, login, password string
+				wantUser              string
+				wantEvent, reason     string
+			}{
+				{"the right password signs in by id", "alice", "correct horse", "alice", audit.LoginSuccess, ""},
+				{"the right password signs in by email, in any case", "Alice@Example.COM", "correct horse", "alice", audit.LoginSuccess, ""},
+				{"a wrong password is refused", "alice", "wrong horse", "", audit.LoginFailure, "wrong_password"},
+				{"an unknown user is refused", "nobody", "correct horse", "", audit.LoginFailure, "unknown_user"},
+				{"an inactive user is refused even with the right password", "olga", "correct horse", "", audit.LoginFailure, "inactive"},
+				{"a user without a password cannot sign in with an empty one", "nopass", "", "", audit.LoginFailure, "wrong_password"},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					u, err := f.check(tt.login, tt.password, "192.0.2.1")
+					if tt.wantUser != "" {
+						if err != nil || u.ID != tt.wantUser {
+							t.Fatalf("CheckPassword = %q, %v; want %q", u.ID, err, tt.wantUser)
+						}
+					} else {
+						if !errors.Is(err, account.ErrInvalidCredentials) || u.ID != "" {
+							t.Fatalf("CheckPassword = %q, %v; want ErrInvalidCredentials", u.ID, err)
+						}
+						if err.Error() != account.ErrInvalidCredentials.Error() {
+							t.Fatalf("error text %q gives the reason away", err)
+						}
+					}
+					e := f.lastAudit(t)
+					if e.Type != tt.wantEvent || e.Detail["reason"] != tt.reason || e.RemoteAddr != "192.0.2.1" {
+						t.Fatalf("audit event = %+v, want %s reason %q", e, tt.wantEvent, tt.reason)
+					}
+					if _, leaked := e.Detail["password"]; leaked {
+						t.Fatal("audit event carries the password")
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestThrottling(t *testing.T) {
+	throttle := account.Throttle{PerAccount: 3, PerAddress: 5, Window: 15 * time.Minute}
+
+	t.Run("an account is locked after its failures, from any address, until the window passes", func(t *testing.T) {
+		f := newFixture(t, gormstoretest.Open(t), throttle)
+		f.user(t, "alice", "", "correct horse", false)
+		for i := range throttle.PerAccount {
+			if _, err := f.check("alice", "wrong", fmt.Sprintf("198.51.100.%d", i+1)); !errors.Is(err, account.ErrInvalidCredentials) {
+				t.Fatalf("failure %d: %v", i, err)
+			}
+		}
+		if _, err := f.check("alice", "correct horse", "203.0.113.9"); !errors.Is(err, account.ErrInvalidCredentials) {
+			t.Fatalf("right password during the lock: err = %v, want ErrInvalidCredentials", err)
+		}
+		if e := f.lastAudit(t); e.Type != audit.LoginThrottled {
+			t.Fatalf("audit event %q, want %q", e.Type, audit.LoginThrottled)
+		}
+		f.now = f.now.Add(throttle.Window)
+		if u, err := f.check("alice", "correct horse", "203.0.113.9"); err != nil || u.ID != "alice" {
+			t.Fatalf("after the window: %q, %v", u.ID, err)
+		}
+	})
+
+	t.Run("an address is locked after failures on many accounts", func(t *testing.T) {
+		f := newFixture(t, gormstoretest.Open(t), throttle)
+		f.user(t, "alice", "", "correct horse", false)
+		for i := range throttle.PerAddress {
+			if _, err := f.check(fmt.Sprintf("guess%d", i), "wrong", "192.0.2.66"); !errors.Is(err, account.ErrInvalidCredentials) {
+				t.Fatalf("failure %d: %v", i, err)
+			}
+		}
+		if _, err := f.check("alice", "correct horse", "192.0.2.66"); !errors.Is(err, account.ErrInvalidCredentials) {
+			t.Fatalf("right password from the throttled address: err = %v", err)
+		}
+		if u, err := f.check("alice", "correct horse", "192.0.2.67"); err != nil || u.ID != "alice" {
+			t.Fatalf("right password from another address: %q, %v", u.ID, err)
+		}
+	})
+
+	t.Run("failures for an unknown name count, so guessing names is throttled too", func(t *testing.T) {
+		f := newFixture(t, gormstoretest.Open(t), throttle)
+		for i := range throttle.PerAccount {
+			_, _ = f.check("ghost", "wrong", fmt.Sprintf("198.51.100.%d", i+1))
+		}
+		n, err := f.st.GetCounter(context.Background(), "pwfail:user:ghost", throttle.Window, f.now)
+		if err != nil || n != throttle.PerAccount {
+			t.Fatalf("counter for an unknown name = %d, %v; want %d", n, err, throttle.PerAccount)
+		}
+	})
+
+	t.Run("a success resets the account's failure count", func(t *testing.T) {
+		f := newFixture(t, gormstoretest.Open(t), throttle)
+		f.user(t, "alice", "", "correct horse", false)
+		for round := range 3 {
+			for i := 0; i < throttle.PerAccount-1; i++ {
+				_, _ = f.check("alice", "wrong", fmt.Sprintf("198.51.100.%d", 10*round+i))
+			}
+			if u, err := f.check("alice", "correct horse", "203.0.113.1"); err != nil || u.ID != "alice" {
+				t.Fatalf("round %d: %q, %v", round, u.ID, err)
+			}
+		}
+	})
+
+	t.Run("a throttled attempt does not extend the lock", func(t *testing.T) {
+		f := newFixture(t, gormstoretest.Open(t), throttle)
+		f.user(t, "alice", "", "correct horse", false)
+		for i := range throttle.PerAccount + 5 {
+			_, _ = f.check("alice", "wrong", fmt.Sprintf("198.51.100.%d", i+1))
+		}
+		n, err := f.st.GetCounter(context.Background(), "pwfail:user:alice", throttle.Window, f.now)
+		if err != nil || n != throttle.PerAccount {
+			t.Fatalf("counter = %d, %v; want it to stop at %d", n, err, throttle.PerAccount)
+		}
+	})
+}

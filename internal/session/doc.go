@@ -1,0 +1,10 @@
+// Package session owns the browser session of the hosted pages: a
+// gorilla/sessions cookie, signed and encrypted with keys derived from the
+// master secret, that carries only a random session id, and the server-side
+// record it names (store.BrowserSession, keyed by the SHA-256 of that id so a
+// database dump yields no usable cookie). It rotates the id at login, deletes
+// the record at logout, enforces idle and absolute expiry, keeps the typed
+// state of a login in progress (the parked authorization request, a password
+// accepted while the second factor is pending, a TOTP enrolment) and issues
+// and checks the per-session CSRF token.
+package session

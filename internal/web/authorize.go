@@ -1,0 +1,197 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// authorize is the interactive side of GET /auth/authorize: it sends the
+// browser to sign in or to consent when needed, parking the request in the
+// session, and completes it (code and redirect) when the user is there.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := h.OAuth.ParseAuthorize(ctx, r)
+	if err != nil {
+		h.authorizeFailed(w, r, ar, err)
+		return
+	}
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	user, signedIn, err := h.currentUser(ctx, w, sess)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	now := h.now()
+	query := ar.Query.Encode()
+
+	// The request comes back here after the login or consent page; it is
+	// recognised by its parameters, and what was decided for it counts.
+	pending := sess.PendingAuthorize()
+	resumed := pending != nil && pending.Query == query && pending.ClientID == ar.ClientID && !pending.Expired(now)
+	if !resumed {
+		pending = nil
+	}
+	if resumed && pending.Consent == session.ConsentDenied {
+		sess.SetPendingAuthorize(nil)
+		if !h.saveSession(w, r, sess) {
+			return
+		}
+		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrAccessDenied)
+		return
+	}
+
+	prompt := func(p string) bool { return slices.Contains(ar.Prompt, p) }
+	// A sign-in after the request was parked satisfies prompt=login and
+	// max_age for it: asking again would loop forever.
+	freshLogin := resumed && signedIn && !sess.AuthTime().Before(pending.CreatedAt)
+	needLogin := !signedIn
+	if signedIn && !freshLogin {
+		if prompt("login") {
+			needLogin = true
+		}
+		if ar.MaxAge >= 0 && now.Sub(sess.AuthTime()) > time.Duration(ar.MaxAge)*time.Second {
+			needLogin = true
+		}
+	}
+	if needLogin {
+		if prompt("none") {
+			h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrLoginRequired)
+			return
+		}
+		h.park(sess, ar, now, nil)
+		if !h.saveSession(w, r, sess) {
+			return
+		}
+		http.Redirect(w, r, PathLogin, http.StatusFound)
+		return
+	}
+
+	needConsent, err := h.needsConsent(r, ar, user, pending)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if needConsent {
+		if prompt("none") {
+			h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrConsentRequired)
+			return
+		}
+		h.park(sess, ar, now, pending)
+		if !h.saveSession(w, r, sess) {
+			return
+		}
+		http.Redirect(w, r, PathConsent, http.StatusFound)
+		return
+	}
+
+	if sess.PendingAuthorize() != nil {
+		sess.SetPendingAuthorize(nil)
+		if !h.saveSession(w, r, sess) {
+			return
+		}
+	}
+	amr := sess.AMR()
+	grant := oauth.Grant{
+		Subject:   user.ID,
+		SessionID: sess.ID(),
+		ACR:       acrFor(amr),
+		AuthTime:  sess.AuthTime(),
+		AMR:       amr,
+		Scopes:    ar.Scopes,
+	}
+	if err := h.OAuth.CompleteAuthorize(w, r, ar, grant); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+}
+
+// park remembers ar in the session. A request that is already parked keeps
+// its creation time, so a sign-in made for it stays recognised as fresh.
+func (h *Handler) park(sess *session.Session, ar *oauth.AuthorizeRequest, now time.Time, resumed *session.PendingAuthorize) {
+	p := &session.PendingAuthorize{
+		Query:       ar.Query.Encode(),
+		ClientID:    ar.ClientID,
+		RedirectURI: ar.RedirectURI,
+		CreatedAt:   now,
+	}
+	if resumed != nil {
+		p.CreatedAt = resumed.CreatedAt
+	}
+	sess.SetPendingAuthorize(p)
+}
+
+// needsConsent decides whether the user must see the consent page: always
+// for prompt=consent (until answered), else for clients that are not
+// first-party when the stored consent does not cover the requested scopes.
+func (h *Handler) needsConsent(r *http.Request, ar *oauth.AuthorizeRequest, user store.User, pending *session.PendingAuthorize) (bool, error) {
+	if pending != nil && pending.Consent == session.ConsentAllowed {
+		return false, nil
+	}
+	if slices.Contains(ar.Prompt, "consent") {
+		return true, nil
+	}
+	if ar.Client.FirstParty {
+		return false, nil
+	}
+	c, err := h.Store.GetConsent(r.Context(), user.ID, ar.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, s := range ar.Scopes {
+		if !slices.Contains(c.Scopes, s) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// authorizeFailed answers a request ParseAuthorize refused: back to the
+// client when its redirect URI was validated, otherwise an HTML page and
+// never a redirect (an unknown client or unregistered URI would make us an
+// open redirector).
+func (h *Handler) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *oauth.AuthorizeRequest, err error) {
+	var ae *oauth.AuthorizeError
+	if !errors.As(err, &ae) {
+		h.unavailable(w, r, err)
+		return
+	}
+	if ae.Redirectable {
+		// The error carries the validated request when ar is nil.
+		h.OAuth.WriteAuthorizeError(w, r, ar, err)
+		return
+	}
+	if ae.Code == "server_error" || ae.Code == "temporarily_unavailable" {
+		h.unavailable(w, r, err)
+		return
+	}
+	// The client, when it exists, still has its look, even though its
+	// request is refused.
+	var client *resource.Client
+	if c, ok, lerr := h.loadClient(r.Context(), r.FormValue("client_id")); lerr == nil && ok {
+		client = &c
+	}
+	theme := h.themeFor(r.Context(), client)
+	if ae.Code == "invalid_client" || ae.Code == "unauthorized_client" || client == nil {
+		h.renderErrorThemed(w, r, http.StatusBadRequest,
+			"The application that sent you here is not registered with this sign-in service.", nil, err, theme)
+		return
+	}
+	msg := "The sign-in link you followed is not valid. Go back to the application and try again."
+	if ae.Description != "" {
+		msg += " (" + ae.Code + ": " + ae.Description + ")"
+	}
+	h.renderErrorThemed(w, r, http.StatusBadRequest, msg, nil, err, theme)
+}

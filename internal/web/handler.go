@@ -1,0 +1,185 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Paths of the hosted pages.
+const (
+	PathAuthorize      = "/auth/authorize"
+	PathLogin          = "/auth/login"
+	PathLoginTwoFactor = "/auth/login/two-factor"
+	PathConsent        = "/auth/consent"
+	PathLogout         = "/auth/logout"
+)
+
+// Authentication methods (RFC 8176) and the acr values derived from them.
+const (
+	AMRPassword = "pwd"
+	AMROTP      = "otp"
+	AMRMFA      = "mfa"
+
+	ACRPassword = "urn:gatehouse:acr:pwd"
+	ACRMFA      = "urn:gatehouse:acr:mfa"
+)
+
+// maxFormBytes bounds a hosted page's form body: a username, a password, a
+// code and a token fit many times over.
+const maxFormBytes = 64 << 10
+
+// Handler serves the hosted pages. Set the fields, then call Register.
+type Handler struct {
+	Store    store.Store
+	Sessions *session.Manager
+	OAuth    *oauth.Provider
+	Accounts *account.Authenticator
+	Audit    *audit.Recorder
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// Issuer is the public base URL. The pages link and redirect with
+	// relative paths, so they do not need it; it is kept so the server
+	// wires every component with the same settings.
+	Issuer string
+	// SecondFactor checks the code at /auth/login/two-factor. Nil means no
+	// second factor can be checked: logins that need one stop at an error
+	// page instead of completing without it.
+	SecondFactor SecondFactorVerifier
+
+	pages map[string]*template.Template
+}
+
+// Register mounts the hosted pages on mux and parses the templates.
+func (h *Handler) Register(mux *http.ServeMux) {
+	h.pages = mustParsePages()
+	mux.Handle("GET "+PathAuthorize, h.wrap(h.authorize))
+	mux.Handle("POST "+PathAuthorize, h.wrap(h.authorize))
+	mux.Handle("GET "+PathLogin, h.wrap(h.loginPage))
+	mux.Handle("POST "+PathLogin, h.wrap(h.loginSubmit))
+	mux.Handle("GET "+PathLoginTwoFactor, h.wrap(h.twoFactorPage))
+	mux.Handle("POST "+PathLoginTwoFactor, h.wrap(h.twoFactorSubmit))
+	mux.Handle("GET "+PathConsent, h.wrap(h.consentPage))
+	mux.Handle("POST "+PathConsent, h.wrap(h.consentSubmit))
+	mux.Handle("GET "+PathLogout, h.wrap(h.logout))
+}
+
+// wrap gives every response of the hosted pages the strict headers, also
+// redirects and errors written by other packages (oauth's redirects).
+func (h *Handler) wrap(fn http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setSecurityHeaders(w, csp{})
+		fn(w, r)
+	})
+}
+
+// now is the handler's clock, in UTC and at microsecond precision: times
+// go through the database, which keeps no more, and are compared after.
+func (h *Handler) now() time.Time { return h.Now().UTC().Truncate(time.Microsecond) }
+
+func (h *Handler) log() *slog.Logger {
+	if h.Logger == nil {
+		return slog.Default()
+	}
+	return h.Logger
+}
+
+// clientIP is the address the server's middleware resolved (trusting
+// X-Forwarded-For only from configured proxies), else the peer.
+func clientIP(r *http.Request) string {
+	if ip := audit.RemoteAddr(r.Context()); ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// loadSession loads the browser session; on a storage failure it renders
+// the error page and returns nil.
+func (h *Handler) loadSession(w http.ResponseWriter, r *http.Request) *session.Session {
+	sess, err := h.Sessions.Load(r)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return nil
+	}
+	return sess
+}
+
+// saveSession writes sess; on failure it renders the error page and
+// returns false.
+func (h *Handler) saveSession(w http.ResponseWriter, r *http.Request, sess *session.Session) bool {
+	err := h.Sessions.Save(r.Context(), w, sess)
+	if errors.Is(err, session.ErrGone) {
+		h.renderError(w, r, http.StatusBadRequest, "Your session has ended. Please sign in again.", &link{Href: PathLogin, Text: "Sign in"}, nil)
+		return false
+	}
+	if err != nil {
+		h.unavailable(w, r, err)
+		return false
+	}
+	return true
+}
+
+// currentUser returns the signed-in user. A session whose user was deleted
+// or disabled is destroyed: it must not outlive the account.
+func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *session.Session) (store.User, bool, error) {
+	if !sess.Authenticated() {
+		return store.User{}, false, nil
+	}
+	u, err := h.Store.GetUser(ctx, sess.UserID())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.User{}, false, fmt.Errorf("get session user: %w", err)
+	}
+	if err != nil || u.Inactive {
+		if err := h.Sessions.Destroy(ctx, w, sess); err != nil {
+			return store.User{}, false, err
+		}
+		return store.User{}, false, nil
+	}
+	return u, true, nil
+}
+
+// displayName is how a page names the signed-in user.
+func displayName(u store.User) string {
+	if u.Email != "" {
+		return u.Email
+	}
+	return u.ID
+}
+
+// acrFor maps the methods of a sign-in to its acr value.
+func acrFor(amr []string) string {
+	for _, m := range amr {
+		if m == AMRMFA {
+			return ACRMFA
+		}
+	}
+	return ACRPassword
+}
+
+func (h *Handler) recordAudit(ctx context.Context, e store.AuditEvent) {
+	if h.Audit == nil {
+		return
+	}
+	if e.RemoteAddr == "" {
+		e.RemoteAddr = audit.RemoteAddr(ctx)
+	}
+	if e.RequestID == "" {
+		e.RequestID = audit.RequestID(ctx)
+	}
+	_ = h.Audit.Record(ctx, e) // Record logs its own failures; a page does not fail on audit.
+}

@@ -1,0 +1,221 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// msgInvalidCredentials is the one answer to a failed password, whatever
+// the reason (unknown user, wrong password, inactive, throttled).
+const msgInvalidCredentials = "Invalid username or password"
+
+const (
+	maxUsernameLen = 256
+	maxPasswordLen = 1024
+)
+
+// loginPage shows the password form. With authorization parameters in the
+// query (Aidbox's /auth/login?client_id=…&response_type=code…) it validates
+// them like the authorization endpoint and parks the request, so the
+// sign-in resumes it.
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	user, signedIn, err := h.currentUser(ctx, w, sess)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	if q.Has("client_id") || q.Has("response_type") {
+		ar, err := h.OAuth.ParseAuthorize(ctx, r)
+		if err != nil {
+			h.authorizeFailed(w, r, ar, err)
+			return
+		}
+		if signedIn {
+			// The authorization endpoint decides whether this user may
+			// go on (prompt, max_age, consent) or must sign in again.
+			http.Redirect(w, r, PathAuthorize+"?"+ar.Query.Encode(), http.StatusFound)
+			return
+		}
+		h.park(sess, ar, h.now(), nil)
+	}
+
+	f, err := h.flowOf(r, sess)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if signedIn && f.pending == nil {
+		if !h.saveSession(w, r, sess) {
+			return
+		}
+		h.render(w, r, http.StatusOK, pageSignedIn, pageData{
+			Heading:  "Signed in",
+			Theme:    f.theme,
+			Username: displayName(user),
+		}, f.policy)
+		return
+	}
+	username := ""
+	if f.pending != nil {
+		if pq, err := url.ParseQuery(f.pending.Query); err == nil {
+			username = strings.TrimSpace(pq.Get("login_hint"))
+		}
+	}
+	if len(username) > maxUsernameLen {
+		username = ""
+	}
+	h.renderLogin(w, r, sess, f, http.StatusOK, username, "")
+}
+
+func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, status int, username, errMsg string) {
+	csrf := sess.CSRFToken()
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	// Saving a new session replaces its token with the stored one.
+	csrf = sess.CSRFToken()
+	h.render(w, r, status, pageLogin, pageData{
+		Heading:  "Sign in",
+		Theme:    f.theme,
+		CSRF:     csrf,
+		Error:    errMsg,
+		Username: username,
+		Client:   f.clientView(),
+	}, f.policy)
+}
+
+// loginSubmit checks the password. Every failure renders the same page with
+// the same message and status; a success rotates the session and goes on
+// (303) to the second factor, the parked authorization request, or the
+// signed-in page.
+func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	if !h.parseForm(w, r, sess.ValidCSRF) {
+		return
+	}
+	f, err := h.flowOf(r, sess)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	username := strings.TrimSpace(r.PostForm.Get("username"))
+	password := r.PostForm.Get("password")
+	if username == "" || password == "" {
+		h.renderLogin(w, r, sess, f, http.StatusOK, username, "Enter your username and password.")
+		return
+	}
+	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
+		h.renderLogin(w, r, sess, f, http.StatusOK, "", msgInvalidCredentials)
+		return
+	}
+	clientID := ""
+	if f.client != nil {
+		clientID = f.client.ID
+	}
+	user, err := h.Accounts.CheckPassword(ctx, account.Attempt{
+		Login:      username,
+		Password:   password,
+		RemoteAddr: clientIP(r),
+		ClientID:   clientID,
+		RequestID:  audit.RequestID(ctx),
+	})
+	if errors.Is(err, account.ErrInvalidCredentials) {
+		h.renderLogin(w, r, sess, f, http.StatusOK, username, msgInvalidCredentials)
+		return
+	}
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+
+	now := h.now()
+	due, enrolled, err := h.secondFactorDue(ctx, user, f.client)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if due {
+		sess.BeginSecondFactor(user.ID, session.PendingSecondFactor{
+			PasswordAt: now,
+			ClientID:   clientID,
+			Enrolled:   enrolled,
+		})
+		if err := h.Sessions.Rotate(ctx, w, sess); err != nil {
+			h.unavailable(w, r, err)
+			return
+		}
+		http.Redirect(w, r, PathLoginTwoFactor, http.StatusSeeOther)
+		return
+	}
+	h.finishLogin(w, r, sess, user.ID, []string{AMRPassword}, now)
+}
+
+// secondFactorDue reports whether user needs a second factor to finish
+// signing in: they enabled one, or the client or its AuthConfig requires
+// one. enrolled tells the two apart.
+func (h *Handler) secondFactorDue(ctx context.Context, user store.User, client *resource.Client) (due, enrolled bool, err error) {
+	tf, err := h.Store.GetTwoFactor(ctx, user.ID)
+	switch {
+	case err == nil:
+		enrolled = tf.Enabled
+	case errors.Is(err, store.ErrNotFound):
+	default:
+		return false, false, fmt.Errorf("get second factor of %q: %w", user.ID, err)
+	}
+	if enrolled {
+		return true, true, nil
+	}
+	if client != nil && client.TwoFactorRequired() {
+		return true, false, nil
+	}
+	ac, err := h.authConfig(ctx, client)
+	if err != nil {
+		return false, false, err
+	}
+	if ac.TwoFactorRequired() {
+		return true, false, nil
+	}
+	return false, false, nil
+}
+
+// finishLogin marks the user signed in under a new session id and sends the
+// browser on (303): to the parked authorization request, to the page that
+// asked for a sign-in, or to the signed-in page. passwordAt is when the
+// password of this sign-in was checked.
+func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, passwordAt time.Time) {
+	sess.Authenticate(userID, h.now(), amr)
+	sess.SetPasswordAt(passwordAt)
+	next := PathLogin
+	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) {
+		next = PathAuthorize + "?" + p.Query
+	} else if rt := sess.ReturnTo(); rt != "" {
+		next = rt
+		sess.SetReturnTo("")
+	}
+	if err := h.Sessions.Rotate(r.Context(), w, sess); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}

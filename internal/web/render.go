@@ -1,0 +1,253 @@
+package web
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/templates"
+)
+
+// Page templates, by name: each is base.html plus the file of that name.
+const (
+	pageLogin         = "login"
+	pageTwoFactorCode = "two_factor_code"
+	pageConsent       = "consent"
+	pageError         = "error"
+	pageLogout        = "logout"
+	pageSignedIn      = "signed_in"
+)
+
+func mustParsePages() map[string]*template.Template {
+	pages, err := parsePages(templates.FS)
+	if err != nil {
+		// The templates are embedded at build time; a broken one is a
+		// programming error that every test run catches.
+		panic(err)
+	}
+	return pages
+}
+
+func parsePages(fsys fs.FS) (map[string]*template.Template, error) {
+	names, err := fs.Glob(fsys, "*.html")
+	if err != nil {
+		return nil, fmt.Errorf("list templates: %w", err)
+	}
+	pages := make(map[string]*template.Template)
+	for _, file := range names {
+		if file == "base.html" {
+			continue
+		}
+		t, err := template.New("").ParseFS(fsys, "base.html", file)
+		if err != nil {
+			return nil, fmt.Errorf("parse template %s: %w", file, err)
+		}
+		pages[strings.TrimSuffix(file, ".html")] = t
+	}
+	return pages, nil
+}
+
+// pageData is what every template sees. Page-specific fields are empty on
+// pages that do not use them.
+type pageData struct {
+	Page      string // template name; the body's class is page-<Page>
+	Heading   string
+	Theme     themeView
+	CSRF      string
+	Error     string
+	Username  string
+	Client    *clientView
+	Scopes    []scopeView
+	RequestID string
+	Link      *link
+}
+
+type themeView struct {
+	Title, Brand, StyleURL string
+}
+
+type clientView struct {
+	ID, Name string
+}
+
+type scopeView struct {
+	Name, Description string
+}
+
+type link struct {
+	Href, Text string
+}
+
+// csp holds the sources a page adds to the fixed policy: the theme's
+// stylesheet origin, and where its forms may lead (the client's redirect
+// URI: browsers check form-action along the redirects after a submission).
+type csp struct {
+	styleSrc   []string
+	formAction []string
+}
+
+func (c csp) String() string {
+	var b strings.Builder
+	b.WriteString("default-src 'self'; frame-ancestors 'none'; img-src 'self' data:; style-src 'self'")
+	for _, s := range c.styleSrc {
+		b.WriteString(" " + s)
+	}
+	b.WriteString("; form-action 'self'")
+	for _, s := range c.formAction {
+		b.WriteString(" " + s)
+	}
+	b.WriteString("; base-uri 'none'; object-src 'none'")
+	return b.String()
+}
+
+func setSecurityHeaders(w http.ResponseWriter, policy csp) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", policy.String())
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Pragma", "no-cache")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("X-Content-Type-Options", "nosniff")
+}
+
+// cspSource returns the CSP source expression for the origin of rawURL
+// (scheme://host[:port], or "scheme:" for a private-use scheme such as a
+// native app's), or "" when the URL is relative or could not be written
+// into a policy safely.
+func cspSource(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" {
+		return ""
+	}
+	scheme := strings.ToLower(u.Scheme)
+	for _, c := range scheme {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return ""
+		}
+	}
+	if u.Host == "" {
+		if scheme == "http" || scheme == "https" {
+			return ""
+		}
+		return scheme + ":"
+	}
+	for _, c := range u.Host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			return ""
+		}
+	}
+	return scheme + "://" + strings.ToLower(u.Host)
+}
+
+// styleSource is cspSource for a stylesheet: http(s) origins only.
+func styleSource(rawURL string) string {
+	src := cspSource(rawURL)
+	if strings.HasPrefix(src, "https://") || strings.HasPrefix(src, "http://") {
+		return src
+	}
+	return ""
+}
+
+// render writes a page with the security headers and status.
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData, policy csp) {
+	t, ok := h.pages[name]
+	if !ok {
+		h.log().ErrorContext(r.Context(), "unknown page template", "page", name)
+		h.writePlainError(w, r)
+		return
+	}
+	data.Page = name
+	if data.Theme.Title == "" {
+		data.Theme = defaultTheme()
+	}
+	if src := styleSource(data.Theme.StyleURL); src != "" {
+		policy.styleSrc = append(policy.styleSrc, src)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "base", data); err != nil {
+		h.log().ErrorContext(r.Context(), "render page", "page", name, "err", err)
+		h.writePlainError(w, r)
+		return
+	}
+	setSecurityHeaders(w, policy)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// writePlainError is the last resort when a template cannot render.
+func (h *Handler) writePlainError(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w, csp{})
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = fmt.Fprintf(w, "Sign-in is temporarily unavailable. Please try again later. Reference: %s\n", audit.RequestID(r.Context()))
+}
+
+// renderError shows the error page in the default theme (the AuthConfig
+// that applies when no client is known). err, if any, is logged, never shown.
+func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, status int, message string, next *link, err error) {
+	h.renderErrorThemed(w, r, status, message, next, err, h.themeFor(r.Context(), nil))
+}
+
+func (h *Handler) renderErrorThemed(w http.ResponseWriter, r *http.Request, status int, message string, next *link, err error, theme themeView) {
+	if err != nil {
+		level := h.log().WarnContext
+		if status >= 500 {
+			level = h.log().ErrorContext
+		}
+		level(r.Context(), "hosted page error", "path", r.URL.Path, "status", status, "err", err, "request_id", audit.RequestID(r.Context()))
+	}
+	h.render(w, r, status, pageError, pageData{
+		Heading:   errorHeading(status),
+		Theme:     theme,
+		Error:     message,
+		RequestID: audit.RequestID(r.Context()),
+		Link:      next,
+	}, csp{})
+}
+
+func errorHeading(status int) string {
+	switch {
+	case status == http.StatusForbidden:
+		return "Request refused"
+	case status >= 500:
+		return "Temporarily unavailable"
+	default:
+		return "Something went wrong"
+	}
+}
+
+// unavailable is the page for failures of our own (the database down): the
+// user can only try again later. It shows the built-in theme: the theme
+// lives in the database that may just have failed.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	h.renderErrorThemed(w, r, http.StatusServiceUnavailable, "Sign-in is temporarily unavailable. Please try again in a moment.", nil, err, defaultTheme())
+}
+
+// csrfFailed answers a POST whose CSRF token is missing or wrong.
+func (h *Handler) csrfFailed(w http.ResponseWriter, r *http.Request) {
+	h.log().WarnContext(r.Context(), "csrf token rejected", "path", r.URL.Path, "request_id", audit.RequestID(r.Context()), "remote", clientIP(r))
+	h.renderError(w, r, http.StatusForbidden,
+		"This form has expired or did not come from this site. Go back, reload the page and try again.",
+		&link{Href: PathLogin, Text: "Back to sign-in"}, nil)
+}
+
+// parseForm reads a bounded form body and checks the CSRF token. It renders
+// the refusal itself and returns false when the request must stop.
+func (h *Handler) parseForm(w http.ResponseWriter, r *http.Request, validCSRF func(string) bool) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.renderError(w, r, http.StatusBadRequest, "The form could not be read. Go back and try again.", &link{Href: PathLogin, Text: "Back to sign-in"}, err)
+		return false
+	}
+	if !validCSRF(r.PostForm.Get("_csrf")) {
+		h.csrfFailed(w, r)
+		return false
+	}
+	return true
+}

@@ -1,0 +1,8 @@
+package templates
+
+import "embed"
+
+// FS holds every *.html template.
+//
+//go:embed *.html
+var FS embed.FS
