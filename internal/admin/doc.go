@@ -1,0 +1,8 @@
+// Package admin serves the resource REST API (PUT/GET/DELETE /User, /Client,
+// /AuthConfig and their listings, GET /AuditEvent) behind admin
+// authentication (HTTP Basic with the bootstrap credentials, or a Bearer token
+// carrying the gatehouse:admin scope). Handlers only parse and render; the
+// write rules (validation, hashing, optimistic concurrency, ending a user's
+// sessions when the password or status changes, audit events) live in the
+// service half of Handler, which `gatehouse apply` uses too.
+package admin

@@ -1,0 +1,536 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// actor is who made an admin change, for the audit log.
+type actor struct {
+	name      string // "basic:<user>", "client:<id>" (Bearer) or "apply" (CLI)
+	remote    string
+	requestID string
+}
+
+// view is a resource as the API shows it, with what the ETag needs.
+type view struct {
+	res     any
+	version int64
+	updated time.Time
+}
+
+// maxWriteAttempts bounds retries of a write that lost a race with another
+// writer of the same resource when the caller sent no If-Match.
+const maxWriteAttempts = 3
+
+func (h *Handler) now() time.Time {
+	if h.Now == nil {
+		return time.Now().UTC()
+	}
+	return h.Now().UTC()
+}
+
+// errLostRace marks a Put that failed its version check because another
+// writer got in between our read and our write.
+var errLostRace = errors.New("concurrent write")
+
+// writeTx runs one read-check-write transaction. Without If-Match a lost
+// race is retried (the whole transaction re-reads); with If-Match it is the
+// client's 412.
+func (h *Handler) writeTx(ctx context.Context, conds conditions, fn func(ctx context.Context) error) error {
+	var err error
+	for range maxWriteAttempts {
+		err = h.Store.InTx(ctx, fn)
+		if !errors.Is(err, errLostRace) {
+			return err
+		}
+		if len(conds) > 0 {
+			return errPrecondition
+		}
+	}
+	return &conflictError{code: resource.CodeConflict, msg: "the resource is being changed by another request; retry"}
+}
+
+// lostRace marks a store Put's version conflict as a lost race.
+func lostRace(err error) error {
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%w: %w", errLostRace, err)
+	}
+	return err
+}
+
+// put creates or replaces the resource v (*resource.User, *resource.Client or
+// *resource.AuthConfig), after validating it with h.Options.
+func (h *Handler) put(ctx context.Context, v any, conds conditions, who actor) (view, bool, error) {
+	switch r := v.(type) {
+	case *resource.User:
+		return h.putUser(ctx, *r, conds, who)
+	case *resource.Client:
+		return h.putClient(ctx, *r, conds, who)
+	case *resource.AuthConfig:
+		return h.putAuthConfig(ctx, *r, conds, who)
+	}
+	return view{}, false, fmt.Errorf("put: unexpected resource %T", v)
+}
+
+func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions, who actor) (view, bool, error) {
+	u.Normalize()
+	if err := u.Validate(ctx, h.Options); err != nil {
+		return view{}, false, err
+	}
+	// Hash before the transaction: argon2 is slow and must not hold locks.
+	hash, err := resource.HashWriteOnly(ctx, h.Hasher, u.Password)
+	if err != nil {
+		return view{}, false, err
+	}
+	var (
+		stored  store.User
+		created bool
+		reset   bool
+	)
+	err = h.writeTx(ctx, conds, func(ctx context.Context) error {
+		reset = false
+		existing, err := h.Store.GetUser(ctx, u.ID)
+		var ex *store.User
+		switch {
+		case err == nil:
+			ex = &existing
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("get user %q: %w", u.ID, err)
+		}
+		if err := conds.check(ex != nil, existing.Version); err != nil {
+			return err
+		}
+		rec, err := resource.ToStoreUser(u, hash, ex)
+		if err != nil {
+			return err
+		}
+		if rec.Email != "" {
+			other, err := h.Store.FindUser(ctx, rec.Email)
+			switch {
+			case err == nil && other.ID != u.ID:
+				return &conflictError{path: "email", code: resource.CodeDuplicate, msg: "this e-mail address belongs to another user"}
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("find user by e-mail: %w", err)
+			}
+		}
+		if reset, err = h.applyUserTwoFactor(ctx, u); err != nil {
+			return err
+		}
+		var version int64
+		if ex != nil {
+			version = ex.Version
+		}
+		stored, created, err = h.Store.PutUser(ctx, rec, version)
+		if err != nil {
+			return lostRace(fmt.Errorf("put user %q: %w", u.ID, err))
+		}
+		if hash != "" || rec.Inactive || reset {
+			if err := h.Store.DeleteBrowserSessionsByUser(ctx, u.ID, ""); err != nil {
+				return fmt.Errorf("end sessions of %q: %w", u.ID, err)
+			}
+		}
+		if rec.Inactive {
+			if err := h.Store.DeactivateOAuthRequestsBySubject(ctx, u.ID); err != nil {
+				return fmt.Errorf("deactivate tokens of %q: %w", u.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return view{}, false, err
+	}
+	detail := map[string]string{}
+	if hash != "" {
+		detail["passwordChanged"] = "true"
+	}
+	if stored.Inactive {
+		detail["inactive"] = "true"
+	}
+	h.record(ctx, audit.AdminWrite, who, resource.TypeUser, u.ID, stored.Version, created, detail)
+	if reset {
+		h.record(ctx, audit.TwoFactorReset, who, resource.TypeUser, u.ID, stored.Version, false, nil)
+	}
+	v, _, err := h.userView(ctx, stored)
+	return v, created, err
+}
+
+// applyUserTwoFactor honours the writable part of User.twoFactor: enabled
+// false resets an existing factor (secret and recovery codes deleted).
+// Enabling is the user's own act (it needs their authenticator), so an
+// admin can only confirm an existing factor. It reports whether a factor
+// was reset.
+func (h *Handler) applyUserTwoFactor(ctx context.Context, u resource.User) (bool, error) {
+	want := u.TwoFactor
+	if want == nil {
+		return false, nil
+	}
+	tf, err := h.Store.GetTwoFactor(ctx, u.ID)
+	exists := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("get two-factor of %q: %w", u.ID, err)
+	}
+	if !want.Enabled {
+		if !exists {
+			return false, nil
+		}
+		if err := h.Store.DeleteTwoFactor(ctx, u.ID); err != nil {
+			return false, fmt.Errorf("reset two-factor of %q: %w", u.ID, err)
+		}
+		return tf.Enabled, nil
+	}
+	if !exists || !tf.Enabled {
+		return false, resource.Invalid("twoFactor.enabled", resource.CodeValue,
+			"a second factor is enrolled by the user at /auth/two-factor/enable; an admin can only reset it (enabled: false)")
+	}
+	if want.Method != "" && want.Method != tf.Method {
+		return false, resource.Invalid("twoFactor.method", resource.CodeValue,
+			fmt.Sprintf("the user's factor is %s; reset it (enabled: false) to let the user enrol another method", tf.Method))
+	}
+	return false, nil
+}
+
+func (h *Handler) putClient(ctx context.Context, c resource.Client, conds conditions, who actor) (view, bool, error) {
+	if err := c.Validate(ctx, h.Options); err != nil {
+		return view{}, false, err
+	}
+	hash, err := resource.HashWriteOnly(ctx, h.Hasher, c.Secret)
+	if err != nil {
+		return view{}, false, err
+	}
+	var (
+		stored  store.Client
+		created bool
+	)
+	err = h.writeTx(ctx, conds, func(ctx context.Context) error {
+		existing, err := h.Store.GetClient(ctx, c.ID)
+		var ex *store.Client
+		switch {
+		case err == nil:
+			ex = &existing
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("get client %q: %w", c.ID, err)
+		}
+		if err := conds.check(ex != nil, existing.Version); err != nil {
+			return err
+		}
+		if ref := c.AuthConfig; ref != nil {
+			_, err := h.Store.GetAuthConfig(ctx, ref.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				return resource.Invalid("authConfig.id", resource.CodeValue, fmt.Sprintf("no AuthConfig %q exists (create it first)", ref.ID))
+			}
+			if err != nil {
+				return fmt.Errorf("get auth config %q: %w", ref.ID, err)
+			}
+		}
+		rec, err := resource.ToStoreClient(c, hash, ex)
+		if err != nil {
+			return err
+		}
+		var version int64
+		if ex != nil {
+			version = ex.Version
+		}
+		stored, created, err = h.Store.PutClient(ctx, rec, version)
+		if err != nil {
+			return lostRace(fmt.Errorf("put client %q: %w", c.ID, err))
+		}
+		return nil
+	})
+	if err != nil {
+		return view{}, false, err
+	}
+	var detail map[string]string
+	if hash != "" {
+		detail = map[string]string{"secretChanged": "true"}
+	}
+	h.record(ctx, audit.AdminWrite, who, resource.TypeClient, c.ID, stored.Version, created, detail)
+	v, _, err := clientView(stored)
+	return v, created, err
+}
+
+func (h *Handler) putAuthConfig(ctx context.Context, a resource.AuthConfig, conds conditions, who actor) (view, bool, error) {
+	if err := a.Validate(ctx, h.Options); err != nil {
+		return view{}, false, err
+	}
+	var (
+		stored  store.AuthConfig
+		created bool
+	)
+	err := h.writeTx(ctx, conds, func(ctx context.Context) error {
+		existing, err := h.Store.GetAuthConfig(ctx, a.ID)
+		var ex *store.AuthConfig
+		switch {
+		case err == nil:
+			ex = &existing
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("get auth config %q: %w", a.ID, err)
+		}
+		if err := conds.check(ex != nil, existing.Version); err != nil {
+			return err
+		}
+		rec, err := resource.ToStoreAuthConfig(a, ex)
+		if err != nil {
+			return err
+		}
+		var version int64
+		if ex != nil {
+			version = ex.Version
+		}
+		stored, created, err = h.Store.PutAuthConfig(ctx, rec, version)
+		if err != nil {
+			return lostRace(fmt.Errorf("put auth config %q: %w", a.ID, err))
+		}
+		return nil
+	})
+	if err != nil {
+		return view{}, false, err
+	}
+	var detail map[string]string
+	if w := a.Webhook(); w != nil && w.Secret != "" {
+		detail = map[string]string{"webhookSecretChanged": "true"}
+	}
+	h.record(ctx, audit.AdminWrite, who, resource.TypeAuthConfig, a.ID, stored.Version, created, detail)
+	v, _, err := authConfigView(stored)
+	return v, created, err
+}
+
+// get reads one resource as the API shows it.
+func (h *Handler) get(ctx context.Context, typ, id string) (view, error) {
+	if resource.ValidateID(id) != nil {
+		return view{}, errNotFound
+	}
+	switch typ {
+	case resource.TypeUser:
+		rec, err := h.Store.GetUser(ctx, id)
+		if err != nil {
+			return view{}, notFound(err, "get user %q", id)
+		}
+		v, _, err := h.userView(ctx, rec)
+		return v, err
+	case resource.TypeClient:
+		rec, err := h.Store.GetClient(ctx, id)
+		if err != nil {
+			return view{}, notFound(err, "get client %q", id)
+		}
+		v, _, err := clientView(rec)
+		return v, err
+	case resource.TypeAuthConfig:
+		rec, err := h.Store.GetAuthConfig(ctx, id)
+		if err != nil {
+			return view{}, notFound(err, "get auth config %q", id)
+		}
+		v, _, err := authConfigView(rec)
+		return v, err
+	}
+	return view{}, errNotFound
+}
+
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
+// list reads one page of a resource type.
+func (h *Handler) list(ctx context.Context, typ string, p store.Page) ([]any, int, error) {
+	var out []any
+	switch typ {
+	case resource.TypeUser:
+		recs, total, err := h.Store.ListUsers(ctx, p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list users: %w", err)
+		}
+		for _, rec := range recs {
+			v, _, err := h.userView(ctx, rec)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, v.res)
+		}
+		return out, total, nil
+	case resource.TypeClient:
+		recs, total, err := h.Store.ListClients(ctx, p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list clients: %w", err)
+		}
+		for _, rec := range recs {
+			v, _, err := clientView(rec)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, v.res)
+		}
+		return out, total, nil
+	case resource.TypeAuthConfig:
+		recs, total, err := h.Store.ListAuthConfigs(ctx, p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list auth configs: %w", err)
+		}
+		for _, rec := range recs {
+			v, _, err := authConfigView(rec)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, v.res)
+		}
+		return out, total, nil
+	}
+	return nil, 0, errNotFound
+}
+
+// remove deletes a resource and returns what it was.
+func (h *Handler) remove(ctx context.Context, typ, id string, conds conditions, who actor) (view, error) {
+	if resource.ValidateID(id) != nil {
+		return view{}, errNotFound
+	}
+	var v view
+	err := h.Store.InTx(ctx, func(ctx context.Context) error {
+		switch typ {
+		case resource.TypeUser:
+			rec, err := h.Store.GetUser(ctx, id)
+			if err != nil {
+				return notFound(err, "get user %q", id)
+			}
+			if err := conds.check(true, rec.Version); err != nil {
+				return err
+			}
+			if v, _, err = h.userView(ctx, rec); err != nil {
+				return err
+			}
+			if err := h.Store.DeactivateOAuthRequestsBySubject(ctx, id); err != nil {
+				return fmt.Errorf("deactivate tokens of %q: %w", id, err)
+			}
+			if err := h.Store.DeleteUser(ctx, id); err != nil {
+				return notFound(err, "delete user %q", id)
+			}
+		case resource.TypeClient:
+			rec, err := h.Store.GetClient(ctx, id)
+			if err != nil {
+				return notFound(err, "get client %q", id)
+			}
+			if err := conds.check(true, rec.Version); err != nil {
+				return err
+			}
+			if v, _, err = clientView(rec); err != nil {
+				return err
+			}
+			if err := h.Store.DeleteClient(ctx, id); err != nil {
+				return notFound(err, "delete client %q", id)
+			}
+		case resource.TypeAuthConfig:
+			rec, err := h.Store.GetAuthConfig(ctx, id)
+			if err != nil {
+				return notFound(err, "get auth config %q", id)
+			}
+			if err := conds.check(true, rec.Version); err != nil {
+				return err
+			}
+			if err := h.refuseIfReferenced(ctx, id); err != nil {
+				return err
+			}
+			if v, _, err = authConfigView(rec); err != nil {
+				return err
+			}
+			if err := h.Store.DeleteAuthConfig(ctx, id); err != nil {
+				return notFound(err, "delete auth config %q", id)
+			}
+		default:
+			return errNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return view{}, err
+	}
+	h.record(ctx, audit.AdminDelete, who, typ, id, v.version, false, nil)
+	return v, nil
+}
+
+// refuseIfReferenced keeps an AuthConfig that a Client names: deleting it
+// would make that client's logins fail (ResolveAuthConfig does not fall back,
+// so a required second factor cannot silently lapse).
+func (h *Handler) refuseIfReferenced(ctx context.Context, id string) error {
+	const pageSize = 500
+	for page := 1; ; page++ {
+		recs, total, err := h.Store.ListClients(ctx, store.Page{Count: pageSize, Page: page})
+		if err != nil {
+			return fmt.Errorf("list clients: %w", err)
+		}
+		for _, rec := range recs {
+			c, err := resource.ClientFromStore(rec)
+			if err != nil {
+				return err
+			}
+			if c.AuthConfig != nil && c.AuthConfig.ID == id {
+				return &conflictError{code: resource.CodeConflict,
+					msg: fmt.Sprintf("Client %q uses this AuthConfig; change or delete it first", c.ID)}
+			}
+		}
+		if len(recs) < pageSize || page*pageSize >= total {
+			return nil
+		}
+	}
+}
+
+func (h *Handler) userView(ctx context.Context, rec store.User) (view, bool, error) {
+	u, err := resource.UserFromStore(rec)
+	if err != nil {
+		return view{}, false, err
+	}
+	if u.TwoFactor, err = resource.TwoFactorStatus(ctx, h.Store, rec.ID); err != nil {
+		return view{}, false, err
+	}
+	return view{res: u.Public(), version: rec.Version, updated: rec.UpdatedAt}, false, nil
+}
+
+func clientView(rec store.Client) (view, bool, error) {
+	c, err := resource.PublicClientFromStore(rec)
+	if err != nil {
+		return view{}, false, err
+	}
+	return view{res: c.Public(), version: rec.Version, updated: rec.UpdatedAt}, false, nil
+}
+
+func authConfigView(rec store.AuthConfig) (view, bool, error) {
+	a, err := resource.AuthConfigFromStore(rec)
+	if err != nil {
+		return view{}, false, err
+	}
+	return view{res: a.Public(), version: rec.Version, updated: rec.UpdatedAt}, false, nil
+}
+
+// record writes an audit event for an admin change. Details name what
+// changed, never a value of a secret.
+func (h *Handler) record(ctx context.Context, kind string, who actor, typ, id string, version int64, created bool, extra map[string]string) {
+	if h.Audit == nil {
+		return
+	}
+	detail := map[string]string{"resourceType": typ, "id": id, "actor": who.name}
+	if kind == audit.AdminWrite {
+		detail["action"] = "update"
+		if created {
+			detail["action"] = "create"
+		}
+		detail["versionId"] = strconv.FormatInt(version, 10)
+	}
+	for k, v := range extra {
+		detail[k] = v
+	}
+	e := store.AuditEvent{Type: kind, RemoteAddr: who.remote, RequestID: who.requestID, Detail: detail}
+	switch typ {
+	case resource.TypeUser:
+		e.UserID = id
+	case resource.TypeClient:
+		e.ClientID = id
+	}
+	_ = h.Audit.Record(ctx, e) // Record logs its own failure; the write already happened.
+}

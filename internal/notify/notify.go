@@ -1,0 +1,525 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Defaults for a Notifier's zero fields.
+const (
+	DefaultTimeout     = 5 * time.Second
+	MaxTimeout         = 30 * time.Second
+	DefaultRetries     = 3
+	DefaultBackoff     = time.Second
+	DefaultMaxInFlight = 32
+	// EventTwoFactorCode is the payload's "event".
+	EventTwoFactorCode = "two_factor.code"
+	// SignatureHeader carries "t=<unix>,v1=<hex HMAC-SHA256 of "t.body">".
+	SignatureHeader = "Gatehouse-Signature"
+)
+
+// Errors a delivery can end with. Every error Send returns wraps one of them
+// or a transport error.
+var (
+	// ErrRefused: the endpoint is not allowed (not https, not a public
+	// address, a name resolving to an internal host). Not retried.
+	ErrRefused = errors.New("webhook endpoint refused")
+	// ErrStatus: the receiver answered with a status other than 2xx.
+	ErrStatus = errors.New("webhook answered with a non-2xx status")
+	// ErrClosed: the notifier is shutting down.
+	ErrClosed = errors.New("notifier closed")
+)
+
+// Webhook is a delivery target, as configured on an AuthConfig.
+type Webhook struct {
+	Endpoint  string
+	TimeoutMS int               // per attempt; 0 means DefaultTimeout, capped at MaxTimeout
+	Headers   map[string]string // sent with every request
+	Secret    string            // HMAC key of the signature header; "" sends no signature
+}
+
+// User is the account a code is for, as the payload names it (Aidbox's shape).
+type User struct {
+	ID          string `json:"id"`
+	Email       string `json:"email,omitempty"`
+	PhoneNumber string `json:"phoneNumber,omitempty"`
+}
+
+// CodeEvent is one code to deliver. ID identifies the event across retries so
+// a receiver can drop duplicates; it is generated when empty.
+type CodeEvent struct {
+	ID          string
+	User        User
+	Token       string
+	Channel     string // totp | sms | email
+	Destination string
+	ExpiresAt   time.Time
+}
+
+type payload struct {
+	Event       string `json:"event"`
+	User        User   `json:"user"`
+	Token       string `json:"token"`
+	Channel     string `json:"channel"`
+	Destination string `json:"destination"`
+	ExpiresAt   string `json:"expiresAt"`
+	ID          string `json:"id"`
+}
+
+// Notifier posts code events to webhooks. The first attempt of a delivery
+// runs inside Send, bounded by the hook's timeout; failures are retried in the
+// background with exponential backoff, at most Retries times, with at most
+// MaxInFlight retry sequences at once. Close waits for them.
+type Notifier struct {
+	// Client sends the requests. nil: a client whose dialer refuses
+	// non-public addresses unless AllowPrivate. A client given here is used
+	// as is apart from redirects, which are never followed.
+	Client *http.Client
+	Logger *slog.Logger
+	Audit  *audit.Recorder // optional: webhook.failure events
+	Now    func() time.Time
+	// AllowPrivate permits http endpoints and internal addresses (--dev,
+	// GATEHOUSE_WEBHOOK_ALLOW_PRIVATE).
+	AllowPrivate bool
+	Retries      int           // background retries after a failed first attempt; 0: DefaultRetries, <0: none
+	Backoff      time.Duration // delay before the first retry, doubled each time; 0: DefaultBackoff
+	MaxInFlight  int           // 0: DefaultMaxInFlight
+
+	once   sync.Once
+	client *http.Client
+	sem    chan struct{}
+	stop   context.Context
+	halt   context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (n *Notifier) init() {
+	n.once.Do(func() {
+		if n.Client == nil {
+			n.client = NewClient(n.AllowPrivate)
+		} else {
+			c := *n.Client
+			c.CheckRedirect = noRedirects
+			n.client = &c
+		}
+		size := n.MaxInFlight
+		if size <= 0 {
+			size = DefaultMaxInFlight
+		}
+		n.sem = make(chan struct{}, size)
+		n.stop, n.halt = context.WithCancel(context.Background())
+	})
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// NewClient returns the HTTP client webhooks are sent with: no proxy (the
+// address check must see the receiver, not a proxy), no redirects, and unless
+// allowPrivate a dialer that refuses every non-public address at connect time,
+// after DNS resolution, so a name that later resolves to an internal host is
+// still refused.
+func NewClient(allowPrivate bool) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if !allowPrivate {
+		d.Control = refuseNonPublic
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           d.DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          50,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			ResponseHeaderTimeout: MaxTimeout,
+		},
+		CheckRedirect: noRedirects,
+	}
+}
+
+// refuseNonPublic runs after resolution with the literal address about to be
+// dialled.
+func refuseNonPublic(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: dial %s: %v", ErrRefused, address, err)
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%w: dial %s: not an IP address", ErrRefused, address)
+	}
+	if !isPublicAddr(addr) {
+		return fmt.Errorf("%w: %s is not a public address", ErrRefused, addr)
+	}
+	return nil
+}
+
+// ValidateEndpoint checks a webhook URL when it is saved: it must be absolute
+// http(s) without credentials, https unless allowPrivate, and unless
+// allowPrivate neither name a literal internal address nor "localhost".
+// With a resolver it also requires every address the name resolves to now to
+// be public; the dial-time check stays the real guard against DNS changes.
+func ValidateEndpoint(ctx context.Context, raw string, allowPrivate bool, resolver *net.Resolver) error {
+	u, err := parseEndpoint(raw, allowPrivate)
+	if err != nil {
+		return err
+	}
+	if allowPrivate {
+		return nil
+	}
+	host := u.Hostname()
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if !isPublicAddr(addr) {
+			return fmt.Errorf("%w: %s is not a public address", ErrRefused, addr)
+		}
+		return nil
+	}
+	lower := strings.ToLower(strings.TrimSuffix(host, "."))
+	if lower == "localhost" || strings.HasSuffix(lower, ".localhost") {
+		return fmt.Errorf("%w: %s is the local host", ErrRefused, host)
+	}
+	if resolver == nil {
+		return nil
+	}
+	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return fmt.Errorf("%w: resolve %s: %v", ErrRefused, host, err)
+	}
+	for _, a := range addrs {
+		if !isPublicAddr(a) {
+			return fmt.Errorf("%w: %s resolves to %s, not a public address", ErrRefused, host, a)
+		}
+	}
+	return nil
+}
+
+func parseEndpoint(raw string, allowPrivate bool) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a URL", ErrRefused)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && allowPrivate:
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("%w: https is required", ErrRefused)
+	default:
+		return nil, fmt.Errorf("%w: scheme must be https", ErrRefused)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("%w: no host", ErrRefused)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%w: credentials in the URL are not allowed; use headers", ErrRefused)
+	}
+	return u, nil
+}
+
+// Sign returns the signature header value for body sent at unix time t.
+func Sign(key string, t int64, body []byte) string {
+	return "t=" + strconv.FormatInt(t, 10) + ",v1=" + signature(key, t, body)
+}
+
+func signature(key string, t int64, body []byte) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(strconv.FormatInt(t, 10)))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// ErrBadSignature: a signature header that is malformed, stale or wrong.
+var ErrBadSignature = errors.New("webhook signature does not verify")
+
+// VerifySignature checks a Gatehouse-Signature header the way a receiver
+// should: the HMAC over "t.body" and a timestamp within tolerance of now.
+func VerifySignature(key, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	var ts string
+	var sigs []string
+	for part := range strings.SplitSeq(header, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return ErrBadSignature
+		}
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sigs = append(sigs, v)
+		}
+	}
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || len(sigs) == 0 {
+		return ErrBadSignature
+	}
+	if d := now.Sub(time.Unix(t, 0)); d > tolerance || d < -tolerance {
+		return ErrBadSignature
+	}
+	want := signature(key, t, body)
+	for _, s := range sigs {
+		if hmac.Equal([]byte(s), []byte(want)) {
+			return nil
+		}
+	}
+	return ErrBadSignature
+}
+
+func (n *Notifier) now() time.Time {
+	if n.Now != nil {
+		return n.Now()
+	}
+	return time.Now()
+}
+
+func (n *Notifier) logger() *slog.Logger {
+	if n.Logger != nil {
+		return n.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (h Webhook) timeout() time.Duration {
+	if h.TimeoutMS <= 0 {
+		return DefaultTimeout
+	}
+	return min(time.Duration(h.TimeoutMS)*time.Millisecond, MaxTimeout)
+}
+
+// Send delivers ev to hook. The first attempt happens now and takes at most
+// the hook's timeout (less if ctx ends sooner); its error is returned, and a
+// retryable failure is retried in the background, detached from ctx. Callers
+// on a login path log the error and carry on: the code can be sent again.
+func (n *Notifier) Send(ctx context.Context, hook Webhook, ev CodeEvent) error {
+	n.init()
+	if ev.ID == "" {
+		ev.ID = secret.RandomToken(16)
+	}
+	u, err := parseEndpoint(hook.Endpoint, n.AllowPrivate)
+	if err != nil {
+		n.failed(ctx, hook, ev, 1, err, false)
+		return err
+	}
+	body, err := json.Marshal(payload{
+		Event:       EventTwoFactorCode,
+		User:        ev.User,
+		Token:       ev.Token,
+		Channel:     ev.Channel,
+		Destination: ev.Destination,
+		ExpiresAt:   ev.ExpiresAt.UTC().Format(time.RFC3339),
+		ID:          ev.ID,
+	})
+	if err != nil {
+		return fmt.Errorf("encode webhook payload: %w", err)
+	}
+	err = n.attempt(ctx, u, hook, body)
+	if err == nil {
+		return nil
+	}
+	retry := retryable(err) && n.retries() > 0
+	if retry && !n.startRetries(ctx, u, hook, ev, body) {
+		retry = false
+	}
+	n.failed(ctx, hook, ev, 1, err, retry)
+	return err
+}
+
+func (n *Notifier) retries() int {
+	switch {
+	case n.Retries < 0:
+		return 0
+	case n.Retries == 0:
+		return DefaultRetries
+	}
+	return n.Retries
+}
+
+// startRetries schedules the background retries; false when the notifier is
+// closed or already runs MaxInFlight retry sequences (the failure is then
+// final, which beats an unbounded pile of goroutines behind a dead receiver).
+func (n *Notifier) startRetries(ctx context.Context, u *url.URL, hook Webhook, ev CodeEvent, body []byte) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	select {
+	case n.sem <- struct{}{}:
+	default:
+		n.logger().WarnContext(ctx, "webhook retry queue full; not retrying",
+			"event_id", ev.ID, "user", ev.User.ID, "endpoint", redact(u))
+		return false
+	}
+	n.wg.Add(1)
+	bg := context.WithoutCancel(ctx)
+	go func() {
+		defer n.wg.Done()
+		defer func() { <-n.sem }()
+		n.retryLoop(bg, u, hook, ev, body)
+	}()
+	return true
+}
+
+func (n *Notifier) retryLoop(ctx context.Context, u *url.URL, hook Webhook, ev CodeEvent, body []byte) {
+	delay := n.Backoff
+	if delay <= 0 {
+		delay = DefaultBackoff
+	}
+	total := n.retries()
+	for i := 1; i <= total; i++ {
+		timer := time.NewTimer(delay)
+		select {
+		case <-n.stop.Done():
+			timer.Stop()
+			n.failed(ctx, hook, ev, i+1, ErrClosed, false)
+			return
+		case <-timer.C:
+		}
+		actx, cancel := context.WithCancel(ctx)
+		stopAttempt := context.AfterFunc(n.stop, cancel)
+		err := n.attempt(actx, u, hook, body)
+		stopAttempt()
+		cancel()
+		if err == nil {
+			n.logger().InfoContext(ctx, "webhook delivered after retry",
+				"event_id", ev.ID, "user", ev.User.ID, "endpoint", redact(u), "attempt", i+1)
+			return
+		}
+		more := i < total && retryable(err) && n.stop.Err() == nil
+		n.failed(ctx, hook, ev, i+1, err, more)
+		if !more {
+			return
+		}
+		delay *= 2
+	}
+}
+
+// attempt makes one POST within the hook's timeout.
+func (n *Notifier) attempt(ctx context.Context, u *url.URL, hook Webhook, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, hook.timeout())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build webhook request: %w", err)
+	}
+	for k, v := range hook.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Gatehouse-Webhook/1")
+	if hook.Secret != "" {
+		req.Header.Set(SignatureHeader, Sign(hook.Secret, n.now().Unix(), body))
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		// url.Error repeats the full URL, query string included: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("post webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &StatusError{Code: resp.StatusCode}
+	}
+	return nil
+}
+
+// StatusError is a non-2xx answer. It matches ErrStatus.
+type StatusError struct{ Code int }
+
+func (e *StatusError) Error() string     { return fmt.Sprintf("webhook answered %d", e.Code) }
+func (e *StatusError) Is(err error) bool { return err == ErrStatus }
+
+// retryable: transport failures, timeouts, 5xx, 408 and 429. A refused
+// endpoint, a redirect or another 4xx is a configuration problem that a
+// retry will not fix.
+func retryable(err error) bool {
+	if errors.Is(err, ErrRefused) || errors.Is(err, ErrClosed) {
+		return false
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code >= 500 || se.Code == http.StatusRequestTimeout || se.Code == http.StatusTooManyRequests
+	}
+	return true
+}
+
+// failed logs a failed attempt (never the token) and records webhook.failure.
+func (n *Notifier) failed(ctx context.Context, hook Webhook, ev CodeEvent, attempt int, err error, willRetry bool) {
+	endpoint := hook.Endpoint
+	if u, perr := url.Parse(hook.Endpoint); perr == nil {
+		endpoint = redact(u)
+	} else {
+		endpoint = "(unparseable)"
+	}
+	n.logger().WarnContext(ctx, "webhook delivery failed",
+		"event_id", ev.ID, "user", ev.User.ID, "channel", ev.Channel, "endpoint", endpoint,
+		"attempt", attempt, "will_retry", willRetry, "err", err.Error())
+	if n.Audit == nil {
+		return
+	}
+	_ = n.Audit.Record(ctx, store.AuditEvent{
+		Type:   audit.WebhookFailure,
+		UserID: ev.User.ID,
+		Detail: map[string]string{
+			"event_id":   ev.ID,
+			"channel":    ev.Channel,
+			"endpoint":   endpoint,
+			"attempt":    strconv.Itoa(attempt),
+			"will_retry": strconv.FormatBool(willRetry),
+			"error":      err.Error(),
+		},
+	})
+}
+
+// redact drops the query and fragment, which may carry credentials.
+func redact(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// Close stops scheduling retries and waits for the running ones until ctx
+// ends; then it cancels them and waits for them to stop.
+func (n *Notifier) Close(ctx context.Context) error {
+	n.init()
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		n.halt()
+		return nil
+	case <-ctx.Done():
+		n.halt()
+		<-done
+		return fmt.Errorf("close notifier: %w", ctx.Err())
+	}
+}

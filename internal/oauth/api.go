@@ -1,0 +1,87 @@
+package oauth
+
+import (
+	"errors"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Config for New.
+type Config struct {
+	Issuer    string // public base URL, e.g. http://127.0.0.1:8080; endpoints are Issuer+"/auth/token" etc.
+	MasterKey []byte // 32 bytes; fosite's global secret and the key-sealing key are derived from it
+	Store     store.Store
+	Hasher    *secret.PasswordHasher // client secrets are argon2id PHC strings at rest
+	Accounts  *account.Authenticator // password grant
+	Audit     *audit.Recorder
+	Logger    *slog.Logger
+	Now       func() time.Time
+
+	AuthCodeLifespan     time.Duration // default 10m
+	AccessTokenLifespan  time.Duration // default 1h
+	RefreshTokenLifespan time.Duration // default 30d
+	IDTokenLifespan      time.Duration // default 1h
+}
+
+// AuthorizeRequest is a validated authorization request, handed to the
+// hosted pages so they can sign the user in and ask for consent.
+type AuthorizeRequest struct {
+	ClientID, RedirectURI, State, Nonce, ResponseType, LoginHint string
+	Scopes                                                       []string
+	Prompt                                                       []string // subset of login, none, consent, select_account
+	MaxAge                                                       int      // seconds; -1 when absent
+	Client                                                       resource.Client
+	Query                                                        url.Values // the original parameters, to resume the request after login
+
+	ar fosite.AuthorizeRequester
+}
+
+// AuthorizeError is a refused authorization request. When Redirectable is
+// false the redirect URI could not be trusted (unknown client, unregistered
+// URI): the caller renders an HTML page and must never redirect.
+type AuthorizeError struct {
+	Redirectable bool
+	Code         string
+	Description  string
+
+	err error
+	ar  fosite.AuthorizeRequester // set when Redirectable
+}
+
+func (e *AuthorizeError) Error() string {
+	if e.Description == "" {
+		return "authorize: " + e.Code
+	}
+	return "authorize: " + e.Code + ": " + e.Description
+}
+
+func (e *AuthorizeError) Unwrap() error { return e.err }
+
+// Errors for WriteAuthorizeError: the OAuth error codes the hosted pages send
+// back to the client.
+var (
+	ErrLoginRequired       = errors.New("login_required")
+	ErrConsentRequired     = errors.New("consent_required")
+	ErrAccessDenied        = errors.New("access_denied")
+	ErrInteractionRequired = errors.New("interaction_required")
+)
+
+// Grant is what the hosted pages established about the user for one
+// authorization request.
+type Grant struct {
+	Subject   string
+	SessionID string
+	ACR       string
+	AuthTime  time.Time
+	AMR       []string
+	Scopes    []string // granted: a subset of the requested and allowed scopes
+}

@@ -1,0 +1,286 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+var challengeFormat = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+// authorizeParams are the parameters AuthorizeRequest.Query keeps. The hosted
+// pages may parse a login POST, whose form also carries the password: only
+// protocol parameters may be copied out, so nothing else ends up stored.
+var authorizeParams = []string{
+	"client_id", "response_type", "redirect_uri", "scope", "state", "nonce",
+	"code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint",
+	"response_mode", "ui_locales", "acr_values", "id_token_hint", "display",
+}
+
+// ParseAuthorize validates an authorization request (GET query or POST
+// form). On failure the error is an *AuthorizeError. When its Redirectable is
+// false the client or redirect URI cannot be trusted: render an HTML page and
+// never redirect. When it is true, pass it to WriteAuthorizeError (with a nil
+// *AuthorizeRequest) to send the error back to the client.
+func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*AuthorizeRequest, error) {
+	far, err := p.fosite.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		return nil, p.authorizeError(ctx, far, err)
+	}
+	c, ok := far.GetClient().(*client)
+	if !ok {
+		return nil, p.authorizeError(ctx, nil, fosite.ErrServerError.WithDebug("unexpected client type"))
+	}
+	// fosite checks the scheme only when it issues the code; refuse earlier,
+	// and never send anything to a plain-http non-loopback URI.
+	if !fosite.IsRedirectURISecure(ctx, far.GetRedirectURI()) {
+		return nil, p.authorizeError(ctx, nil, fosite.ErrInvalidRequest.WithHint("The redirect URI must use https unless it points to this machine."))
+	}
+	form := far.GetRequestForm()
+	if !far.GetResponseTypes().ExactOne("code") {
+		return nil, p.authorizeError(ctx, far, fosite.ErrUnsupportedResponseType.WithHint("Only response_type=code is supported."))
+	}
+	if err := checkPKCEParams(c, form); err != nil {
+		return nil, p.authorizeError(ctx, far, err)
+	}
+	prompt := fosite.RemoveEmpty(strings.Split(form.Get("prompt"), " "))
+	for _, v := range prompt {
+		if !slices.Contains(p.fcfg.AllowedPromptValues, v) {
+			return nil, p.authorizeError(ctx, far, fosite.ErrInvalidRequest.WithHintf("Unknown prompt value %q.", v))
+		}
+	}
+	if slices.Contains(prompt, "none") && len(prompt) > 1 {
+		return nil, p.authorizeError(ctx, far, fosite.ErrInvalidRequest.WithHint("prompt=none cannot be combined with other values."))
+	}
+	maxAge := -1
+	if v := form.Get("max_age"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, p.authorizeError(ctx, far, fosite.ErrInvalidRequest.WithHint("max_age must be a non-negative number of seconds."))
+		}
+		maxAge = n
+	}
+	if n := form.Get("nonce"); n != "" && len(n) < fosite.MinParameterEntropy {
+		return nil, p.authorizeError(ctx, far, fosite.ErrInsufficientEntropy.WithHintf("nonce must be at least %d characters.", fosite.MinParameterEntropy))
+	}
+	q := url.Values{}
+	for _, k := range authorizeParams {
+		if v, ok := form[k]; ok {
+			q[k] = slices.Clone(v)
+		}
+	}
+	return &AuthorizeRequest{
+		ClientID:     c.GetID(),
+		RedirectURI:  far.GetRedirectURI().String(),
+		State:        far.GetState(),
+		Nonce:        form.Get("nonce"),
+		ResponseType: form.Get("response_type"),
+		LoginHint:    form.Get("login_hint"),
+		Scopes:       slices.Clone([]string(far.GetRequestedScopes())),
+		Prompt:       prompt,
+		MaxAge:       maxAge,
+		Client:       c.res,
+		Query:        q,
+		ar:           far,
+	}, nil
+}
+
+// checkPKCEParams: S256 only, a well-formed challenge, and a challenge
+// whenever the client must use PKCE.
+func checkPKCEParams(c *client, form url.Values) error {
+	challenge, method := form.Get("code_challenge"), form.Get("code_challenge_method")
+	switch {
+	case challenge == "" && method != "":
+		return fosite.ErrInvalidRequest.WithHint("code_challenge_method was sent without code_challenge.")
+	case challenge == "" && c.requiresPKCE():
+		return fosite.ErrInvalidRequest.WithHint("This client must use PKCE: send code_challenge with code_challenge_method=S256.")
+	case challenge == "":
+		return nil
+	case method != "S256":
+		return fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256; plain is not supported.")
+	case !challengeFormat.MatchString(challenge):
+		return fosite.ErrInvalidRequest.WithHint("code_challenge must be the base64url SHA-256 of the code verifier (43 characters).")
+	}
+	return nil
+}
+
+// authorizeError wraps a fosite error. Only a request whose redirect URI
+// fosite validated against the client may redirect.
+func (p *Provider) authorizeError(ctx context.Context, far fosite.AuthorizeRequester, err error) *AuthorizeError {
+	var se *storageError
+	if errors.As(err, &se) {
+		// fosite reports any failed client lookup as invalid_client; a
+		// database outage must not read as "unknown application".
+		p.cfg.Logger.ErrorContext(ctx, "authorize request failed", "err", se)
+		return &AuthorizeError{Code: "temporarily_unavailable", Description: "The authorization server is temporarily unavailable.",
+			err: fosite.ErrTemporarilyUnavailable.WithWrap(err)}
+	}
+	rfc := fosite.ErrorToRFC6749Error(err)
+	redirectable := far != nil && far.IsRedirectURIValid() && far.GetRedirectURI() != nil &&
+		fosite.IsRedirectURISecure(ctx, far.GetRedirectURI())
+	if rfc.CodeField >= 500 {
+		p.cfg.Logger.ErrorContext(ctx, "authorize request failed", "err", rfc.ErrorField, "debug", rfc.GetDescription(), "cause", rfc.Cause())
+	}
+	e := &AuthorizeError{Redirectable: redirectable, Code: rfc.ErrorField, Description: rfc.GetDescription(), err: rfc}
+	if redirectable {
+		e.ar = far
+	}
+	return e
+}
+
+// WriteAuthorizeError sends err back to the client's redirect URI. err is an
+// *AuthorizeError from ParseAuthorize or CompleteAuthorize, or one of
+// ErrLoginRequired, ErrConsentRequired, ErrAccessDenied,
+// ErrInteractionRequired (with ar set). When no trusted redirect URI is
+// known it writes a plain 400 and never redirects; the hosted pages should
+// render their own page in that case.
+func (p *Provider) WriteAuthorizeError(w http.ResponseWriter, r *http.Request, ar *AuthorizeRequest, err error) {
+	ctx := r.Context()
+	var far fosite.AuthorizeRequester
+	if ar != nil {
+		far = ar.ar
+	}
+	var ae *AuthorizeError
+	if errors.As(err, &ae) {
+		if !ae.Redirectable {
+			far = nil
+		} else if far == nil {
+			far = ae.ar
+		}
+	}
+	if far == nil || !far.IsRedirectURIValid() {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte("The authorization request is invalid.\n"))
+		return
+	}
+	p.fosite.WriteAuthorizeError(ctx, w, far, toRFCError(err))
+}
+
+// toRFCError maps the exported sentinels (and AuthorizeError) to fosite's.
+func toRFCError(err error) error {
+	var ae *AuthorizeError
+	switch {
+	case errors.As(err, &ae) && ae.err != nil:
+		return ae.err
+	case errors.Is(err, ErrLoginRequired):
+		return fosite.ErrLoginRequired
+	case errors.Is(err, ErrConsentRequired):
+		return fosite.ErrConsentRequired
+	case errors.Is(err, ErrAccessDenied):
+		return fosite.ErrAccessDenied
+	case errors.Is(err, ErrInteractionRequired):
+		return fosite.ErrInteractionRequired
+	}
+	return fosite.ErrServerError.WithWrap(err)
+}
+
+// CompleteAuthorize issues the code for ar and the user in g and redirects
+// to the client (303). Protocol refusals found at this point (max_age not
+// met, the user disabled meanwhile) are redirected to the client as OAuth
+// errors and CompleteAuthorize returns nil. A non-nil error means nothing was
+// written and nothing was issued (the database failed): render an error page
+// (503). g.Scopes nil grants every requested scope; otherwise the grant is
+// g.Scopes ∩ requested ∩ allowed. offline_access is granted whenever the
+// client's authorization_code settings have refresh_token: true (and never
+// otherwise), so refresh tokens follow the Client resource.
+func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar *AuthorizeRequest, g Grant) error {
+	ctx := r.Context()
+	if ar == nil || ar.ar == nil {
+		return errors.New("complete authorize: no parsed request")
+	}
+	far := ar.ar
+	c, ok := far.GetClient().(*client)
+	if !ok {
+		return errors.New("complete authorize: unexpected client type")
+	}
+	if g.Subject == "" {
+		return errors.New("complete authorize: empty subject")
+	}
+	u, err := p.cfg.Store.GetUser(ctx, g.Subject)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeErr("get user", err)
+	}
+	if err != nil || u.Inactive {
+		p.fosite.WriteAuthorizeError(ctx, w, far, fosite.ErrAccessDenied.WithHint("The account is not active."))
+		return nil
+	}
+
+	now := p.now()
+	authTime := g.AuthTime.UTC().Truncate(time.Second)
+	if g.AuthTime.IsZero() {
+		authTime = now.Truncate(time.Second)
+	}
+	if ar.MaxAge >= 0 && authTime.Add(time.Duration(ar.MaxAge)*time.Second).Before(now.Truncate(time.Second)) {
+		p.fosite.WriteAuthorizeError(ctx, w, far, fosite.ErrLoginRequired.WithHint("The sign-in is older than max_age."))
+		return nil
+	}
+
+	sess := newSession()
+	sess.Subject = g.Subject
+	sess.UserID = g.Subject
+	sess.ClientID = c.GetID()
+	sess.GrantType = grantAuthorizationCode
+	sess.SessionID = g.SessionID
+	claims := sess.IDTokenClaims()
+	claims.Subject = g.Subject
+	claims.AuthTime = authTime
+	claims.AuthenticationMethodsReferences = slices.Clone(g.AMR)
+	claims.AuthenticationContextClassReference = g.ACR
+	// fosite compares auth_time with the request time for prompt=login
+	// ("signed in after the request") and prompt=none ("signed in before").
+	// The hosted pages enforce prompt; the request time we report is the one
+	// that makes their decision hold: the sign-in itself after a forced login.
+	claims.RequestedAt = far.GetRequestedAt().UTC().Truncate(time.Second)
+	if slices.Contains(ar.Prompt, "login") {
+		claims.RequestedAt = authTime
+	}
+	if g.SessionID != "" {
+		claims.Add("sid", g.SessionID)
+	}
+
+	allowed := c.GetScopes()
+	for _, s := range far.GetRequestedScopes() {
+		if s == scopeOfflineAccess || s == scopeOffline {
+			continue
+		}
+		if (g.Scopes == nil || slices.Contains(g.Scopes, s)) && allowed.Has(s) {
+			far.GrantScope(s)
+		}
+	}
+	if c.refreshFor(grantAuthorizationCode) {
+		far.GrantScope(scopeOfflineAccess)
+	}
+	far.GrantAudience(c.GetID())
+	far.SetSession(sess)
+
+	var resp fosite.AuthorizeResponder
+	err = p.cfg.Store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		resp, err = p.fosite.NewAuthorizeResponse(ctx, far, sess)
+		return err
+	})
+	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
+		var se *storageError
+		if errors.As(err, &se) || rfc.CodeField >= 500 {
+			p.cfg.Logger.ErrorContext(ctx, "issue authorization code", "client", c.GetID(), "err", rfc.ErrorField, "debug", rfc.Debug(), "cause", rfc.Cause())
+			return errors.New("issue authorization code: the authorization server is temporarily unavailable")
+		}
+		p.fosite.WriteAuthorizeError(ctx, w, far, rfc)
+		return nil
+	}
+	p.fosite.WriteAuthorizeResponse(ctx, w, far, resp)
+	return nil
+}

@@ -1,0 +1,164 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/x/errorsx"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
+)
+
+const (
+	secretCacheTTL = 5 * time.Minute
+	secretCacheMax = 10000
+)
+
+// secretHasher checks client secrets (argon2id PHC strings at rest) and
+// remembers successful checks for a few minutes, so a busy client does not
+// pay argon2 on every token request. The cache key is an HMAC over the
+// client id, its version, its stored hash and the presented secret: a
+// changed client or secret misses, and the cache holds nothing that helps
+// an attacker who reads process memory find a secret. Failures are never
+// cached, so every wrong guess costs a full argon2 verification.
+type secretHasher struct {
+	hasher *secret.PasswordHasher
+	key    []byte
+	now    func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]time.Time // key → expiry
+}
+
+var _ fosite.Hasher = (*secretHasher)(nil)
+
+func newSecretHasher(h *secret.PasswordHasher, key []byte, now func() time.Time) *secretHasher {
+	return &secretHasher{hasher: h, key: key, now: now, cache: map[string]time.Time{}}
+}
+
+// Hash is not used by Gatehouse (the resource package hashes secrets) but
+// completes fosite.Hasher.
+func (h *secretHasher) Hash(ctx context.Context, data []byte) ([]byte, error) {
+	phc, err := h.hasher.Hash(ctx, string(data))
+	return []byte(phc), err
+}
+
+// Compare is fosite's entry point; it knows no client, so the id and
+// version parts of the key are empty (the stored hash still tells secrets apart).
+func (h *secretHasher) Compare(ctx context.Context, hash, data []byte) error {
+	return h.verify(ctx, "", 0, string(hash), string(data))
+}
+
+var errWrongSecret = errors.New("client secret does not match")
+
+// verify checks secret against phc; phc "" (unknown client, no secret)
+// verifies a dummy hash so the answer takes as long and is always "no".
+func (h *secretHasher) verify(ctx context.Context, clientID string, version int64, phc, presented string) error {
+	k := secret.MAC(h.key, clientID, strconv.FormatInt(version, 10), phc, presented)
+	now := h.now()
+	h.mu.Lock()
+	exp, ok := h.cache[k]
+	h.mu.Unlock()
+	if ok && now.Before(exp) {
+		return nil
+	}
+	ok, err := h.hasher.Verify(ctx, phc, presented)
+	if err != nil && !errors.Is(err, secret.ErrMalformedHash) {
+		return err
+	}
+	if !ok {
+		return errWrongSecret
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.cache) >= secretCacheMax {
+		for ck, ce := range h.cache {
+			if !now.Before(ce) {
+				delete(h.cache, ck)
+			}
+		}
+		if len(h.cache) >= secretCacheMax {
+			h.cache = map[string]time.Time{}
+		}
+	}
+	h.cache[k] = now.Add(secretCacheTTL)
+	return nil
+}
+
+// credentials reads client_id/client_secret from HTTP Basic (RFC 6749
+// §2.3.1: form-urlencoded inside Basic) or the body. Using both is refused.
+func credentials(r *http.Request, form url.Values) (id, sec string, basic bool, err error) {
+	if u, p, ok := r.BasicAuth(); ok {
+		if form.Get("client_secret") != "" {
+			return "", "", true, errorsx.WithStack(fosite.ErrInvalidRequest.WithHint("Use one client authentication method, not both Basic and client_secret."))
+		}
+		if id, err = url.QueryUnescape(u); err != nil {
+			return "", "", true, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("The client id in the Authorization header is not form-urlencoded."))
+		}
+		if sec, err = url.QueryUnescape(p); err != nil {
+			return "", "", true, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("The client secret in the Authorization header is not form-urlencoded."))
+		}
+		if f := form.Get("client_id"); f != "" && f != id {
+			return "", "", true, errorsx.WithStack(fosite.ErrInvalidRequest.WithHint("The client_id in the body differs from the one in the Authorization header."))
+		}
+		return id, sec, true, nil
+	}
+	return form.Get("client_id"), form.Get("client_secret"), false, nil
+}
+
+// authenticateClient is fosite's ClientAuthenticationStrategy for the token
+// and revocation endpoints: client_secret_basic, client_secret_post, or none
+// when the grant in use does not require a secret. client_assertion is not
+// supported. Unknown client and wrong secret are the same invalid_client and
+// cost the same argon2 verification.
+func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+	if form.Get("client_assertion_type") != "" || form.Get("client_assertion") != "" {
+		return nil, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("Client assertions are not supported; use client_secret_basic or client_secret_post."))
+	}
+	id, sec, _, err := credentials(r, form)
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("Client credentials are missing."))
+	}
+	view := grantAuthorizationCode
+	if gt := form.Get("grant_type"); gt != "" {
+		view = gt
+	}
+	return p.checkClient(ctx, id, sec, view, false)
+}
+
+// checkClient loads client id in the given view and checks the secret.
+// confidential demands a secret even where the grant would not (introspection).
+func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confidential bool) (*client, error) {
+	c, err := p.getClient(ctx, id, view)
+	if errors.Is(err, fosite.ErrNotFound) {
+		_ = p.secrets.verify(ctx, "", 0, "", sec)
+		return nil, errorsx.WithStack(fosite.ErrInvalidClient)
+	}
+	if err != nil {
+		return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
+	}
+	if !confidential && c.IsPublic() && (sec == "" || c.secretHash == "") {
+		if sec != "" {
+			// A secret for a client that has none: someone is confused or guessing.
+			_ = p.secrets.verify(ctx, "", 0, "", sec)
+			return nil, errorsx.WithStack(fosite.ErrInvalidClient)
+		}
+		return c, nil
+	}
+	if err := p.secrets.verify(ctx, c.GetID(), c.version, c.secretHash, sec); err != nil {
+		if !errors.Is(err, errWrongSecret) {
+			return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
+		}
+		return nil, errorsx.WithStack(fosite.ErrInvalidClient)
+	}
+	return c, nil
+}

@@ -1,0 +1,73 @@
+package oauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// Cache lifetimes of the public documents. Short: a rotated key must reach
+// relying parties quickly.
+const (
+	discoveryCacheControl = "public, max-age=300"
+	jwksCacheControl      = "public, max-age=60"
+)
+
+// buildDiscovery precomputes the OpenID (and RFC 8414) metadata: the same
+// bytes for every request.
+func (p *Provider) buildDiscovery() error {
+	iss := p.cfg.Issuer
+	doc := map[string]any{
+		"issuer":                                        iss,
+		"authorization_endpoint":                        iss + PathAuthorize,
+		"token_endpoint":                                iss + PathToken,
+		"introspection_endpoint":                        iss + PathIntrospect,
+		"revocation_endpoint":                           iss + PathRevoke,
+		"userinfo_endpoint":                             iss + PathUserinfo,
+		"end_session_endpoint":                          iss + PathLogout,
+		"jwks_uri":                                      iss + PathJWKS,
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query"},
+		"grant_types_supported":                         []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantPassword},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
+		"id_token_signing_alg_values_supported":         []string{algES256},
+		"subject_types_supported":                       []string{"public"},
+		"scopes_supported":                              []string{scopeOpenID, scopeProfile, scopeEmail, scopePhone, scopeOfflineAccess, ScopeAdmin},
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash",
+			"email", "email_verified", "phone_number", "phone_number_verified", "name", "given_name", "family_name"},
+		"prompt_values_supported":                        p.fcfg.AllowedPromptValues,
+		"claims_parameter_supported":                     false,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"frontchannel_logout_supported":                  false,
+		"authorization_response_iss_parameter_supported": false,
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("marshal discovery: %w", err)
+	}
+	p.openIDConfig = b
+	// RFC 8414 carries the same members; OpenID-only ones are harmless there.
+	p.oauthConfig = b
+	return nil
+}
+
+func (p *Provider) handleDiscovery(doc *[]byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", discoveryCacheControl)
+		// Public metadata: browser-based clients fetch it cross-origin.
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		_, _ = w.Write(*doc)
+	}
+}
+
+func (p *Provider) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", jwksCacheControl)
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	_, _ = w.Write(p.keys.jwks(r.Context()))
+}

@@ -1,0 +1,408 @@
+package oauth
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+const (
+	algES256 = "ES256"
+	// keyRefreshEvery bounds how long a process signs with a key another
+	// process has already retired, and how late it learns of a new one.
+	keyRefreshEvery = time.Minute
+	// keyMissBackoff limits reloads triggered by tokens naming an unknown
+	// kid, so forged kids cannot turn into a query per request.
+	keyMissBackoff = time.Second
+)
+
+var errUnknownKey = errors.New("unknown signing key")
+
+// signingKey is one ES256 key: private only for the active signer.
+type signingKey struct {
+	kid      string
+	priv     *ecdsa.PrivateKey
+	pub      *ecdsa.PublicKey
+	notAfter time.Time // zero: published until retired and expired
+	signers  map[string]jose.Signer
+}
+
+// keySet is an immutable snapshot of the published keys.
+type keySet struct {
+	active   *signingKey
+	byKID    map[string]*signingKey
+	jwks     []byte
+	loadedAt time.Time
+}
+
+// keyManager keeps the signing keys: stored in the database (private parts
+// sealed with a key derived from the master secret, kid as associated data),
+// cached here, re-read every keyRefreshEvery and whenever a token names a kid
+// the cache does not know, so several processes converge on the same keys.
+type keyManager struct {
+	store  store.Store
+	sealer *secret.Sealer
+	now    func() time.Time
+	logger *slog.Logger
+	// retention is how long a retired key stays published.
+	retention func(ctx context.Context) time.Duration
+
+	mu       sync.Mutex // serialises reloads and rotations in this process
+	set      atomic.Pointer[keySet]
+	lastMiss atomic.Int64 // unix nanos of the last kid-miss reload
+}
+
+// ensure loads the keys, creating the first one when there is none.
+func (m *keyManager) ensure(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ks, err := m.load(ctx)
+	if err != nil {
+		return err
+	}
+	if ks.active == nil {
+		k, rec, err := m.generate()
+		if err != nil {
+			return err
+		}
+		if err := m.store.CreateSigningKey(ctx, rec); err != nil {
+			return fmt.Errorf("store first signing key: %w", err)
+		}
+		m.logger.InfoContext(ctx, "created signing key", "kid", k.kid)
+		if ks, err = m.load(ctx); err != nil {
+			return err
+		}
+		if ks.active == nil {
+			return errors.New("signing key vanished right after it was created")
+		}
+	}
+	m.set.Store(ks)
+	return nil
+}
+
+// load reads every published key. When two processes created a first key at
+// the same time there are two active ones: all processes pick the same
+// winner (newest, then greatest kid) and retire the others, which stay
+// published for the tokens they may already have signed.
+func (m *keyManager) load(ctx context.Context) (*keySet, error) {
+	recs, err := m.store.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list signing keys: %w", err)
+	}
+	now := m.now().UTC()
+	ks := &keySet{byKID: map[string]*signingKey{}, loadedAt: now}
+	var actives []store.SigningKey
+	var published []store.SigningKey
+	for _, rec := range recs {
+		if !rec.NotAfter.IsZero() && !now.Before(rec.NotAfter) {
+			continue
+		}
+		if rec.Algorithm != algES256 {
+			m.logger.WarnContext(ctx, "skipping signing key with unsupported algorithm", "kid", rec.ID, "alg", rec.Algorithm)
+			continue
+		}
+		pub, err := parsePublicJWK(rec.PublicJWK)
+		if err != nil {
+			return nil, fmt.Errorf("signing key %q: %w", rec.ID, err)
+		}
+		ks.byKID[rec.ID] = &signingKey{kid: rec.ID, pub: pub, notAfter: rec.NotAfter}
+		published = append(published, rec)
+		if rec.RetiredAt.IsZero() {
+			actives = append(actives, rec)
+		}
+	}
+	if len(actives) > 0 {
+		slices.SortFunc(actives, func(a, b store.SigningKey) int {
+			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(b.ID, a.ID)
+		})
+		win := actives[0]
+		priv, err := m.open(win)
+		if err != nil {
+			return nil, err
+		}
+		k := ks.byKID[win.ID]
+		k.priv = priv
+		if k.signers, err = newSigners(k.kid, priv); err != nil {
+			return nil, err
+		}
+		ks.active = k
+		for _, loser := range actives[1:] {
+			notAfter := now.Add(m.retention(ctx))
+			if err := m.store.RetireSigningKey(ctx, loser.ID, now, notAfter); err != nil {
+				m.logger.WarnContext(ctx, "retire duplicate signing key", "kid", loser.ID, "err", err)
+				continue
+			}
+			ks.byKID[loser.ID].notAfter = notAfter
+		}
+	}
+	jwks, err := buildJWKS(published)
+	if err != nil {
+		return nil, err
+	}
+	ks.jwks = jwks
+	return ks, nil
+}
+
+func (m *keyManager) open(rec store.SigningKey) (*ecdsa.PrivateKey, error) {
+	der, err := m.sealer.Open(rec.PrivateKey, []byte(rec.ID))
+	if err != nil {
+		return nil, fmt.Errorf("signing key %q does not open with this master key: %w", rec.ID, err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse signing key %q: %w", rec.ID, err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok || ec.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("signing key %q is not a P-256 key", rec.ID)
+	}
+	return ec, nil
+}
+
+// generate makes a new P-256 key; its kid is the RFC 7638 thumbprint.
+func (m *keyManager) generate() (*signingKey, store.SigningKey, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, store.SigningKey{}, fmt.Errorf("generate signing key: %w", err)
+	}
+	jwk := jose.JSONWebKey{Key: &priv.PublicKey}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, store.SigningKey{}, fmt.Errorf("thumbprint: %w", err)
+	}
+	kid := base64.RawURLEncoding.EncodeToString(tp)
+	jwk = jose.JSONWebKey{Key: &priv.PublicKey, KeyID: kid, Algorithm: algES256, Use: "sig"}
+	pubJSON, err := jwk.MarshalJSON()
+	if err != nil {
+		return nil, store.SigningKey{}, fmt.Errorf("marshal public key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, store.SigningKey{}, fmt.Errorf("marshal private key: %w", err)
+	}
+	rec := store.SigningKey{
+		ID:         kid,
+		Algorithm:  algES256,
+		PrivateKey: m.sealer.Seal(der, []byte(kid)),
+		PublicJWK:  pubJSON,
+		CreatedAt:  m.now().UTC(),
+	}
+	return &signingKey{kid: kid, priv: priv, pub: &priv.PublicKey}, rec, nil
+}
+
+// rotate makes a new key the signer and retires the previous active ones.
+func (m *keyManager) rotate(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, rec, err := m.generate()
+	if err != nil {
+		return "", err
+	}
+	recs, err := m.store.ListSigningKeys(ctx)
+	if err != nil {
+		return "", fmt.Errorf("list signing keys: %w", err)
+	}
+	now := m.now().UTC()
+	// The new key must sort first even if the clock is coarse.
+	for _, r := range recs {
+		if !rec.CreatedAt.After(r.CreatedAt) {
+			rec.CreatedAt = r.CreatedAt.Add(time.Millisecond)
+		}
+	}
+	notAfter := now.Add(m.retention(ctx))
+	err = m.store.InTx(ctx, func(ctx context.Context) error {
+		if err := m.store.CreateSigningKey(ctx, rec); err != nil {
+			return fmt.Errorf("store signing key: %w", err)
+		}
+		for _, r := range recs {
+			if !r.RetiredAt.IsZero() {
+				continue
+			}
+			if err := m.store.RetireSigningKey(ctx, r.ID, now, notAfter); err != nil {
+				return fmt.Errorf("retire signing key %q: %w", r.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	ks, err := m.load(ctx)
+	if err != nil {
+		return "", err
+	}
+	m.set.Store(ks)
+	m.logger.InfoContext(ctx, "rotated signing key", "kid", k.kid, "old_keys_published_until", notAfter)
+	return k.kid, nil
+}
+
+// current returns the key set, re-reading it when it is older than
+// keyRefreshEvery. A failed re-read keeps the old set (and logs): signing
+// must not stop because the database blinked.
+func (m *keyManager) current(ctx context.Context) *keySet {
+	ks := m.set.Load()
+	if m.now().Sub(ks.loadedAt) < keyRefreshEvery {
+		return ks
+	}
+	// One request re-reads; the others carry on with the set they have.
+	if !m.mu.TryLock() {
+		return ks
+	}
+	return m.reloadLocked(ctx, ks)
+}
+
+func (m *keyManager) reload(ctx context.Context, seen *keySet) *keySet {
+	m.mu.Lock()
+	return m.reloadLocked(ctx, seen)
+}
+
+// reloadLocked re-reads the keys; m.mu is held and released here.
+func (m *keyManager) reloadLocked(ctx context.Context, seen *keySet) *keySet {
+	defer m.mu.Unlock()
+	if cur := m.set.Load(); cur != seen {
+		return cur // another goroutine reloaded meanwhile
+	}
+	ks, err := m.load(ctx)
+	if err != nil || ks.active == nil {
+		m.logger.WarnContext(ctx, "reload signing keys", "err", err)
+		// Try again after the next interval, not on every request.
+		cp := *seen
+		cp.loadedAt = m.now().UTC()
+		m.set.Store(&cp)
+		return &cp
+	}
+	m.set.Store(ks)
+	return ks
+}
+
+func (m *keyManager) signer(ctx context.Context) *signingKey { return m.current(ctx).active }
+
+// publicKey finds a published key by kid, re-reading the database (at most
+// once per keyMissBackoff) when it is not cached: another process may have
+// rotated.
+func (m *keyManager) publicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+	ks := m.current(ctx)
+	if k := ks.byKID[kid]; k != nil && m.published(k) {
+		return k.pub, nil
+	}
+	last := m.lastMiss.Load()
+	now := m.now().UnixNano()
+	if now-last < int64(keyMissBackoff) || !m.lastMiss.CompareAndSwap(last, now) {
+		return nil, errUnknownKey
+	}
+	ks = m.reload(ctx, ks)
+	if k := ks.byKID[kid]; k != nil && m.published(k) {
+		return k.pub, nil
+	}
+	return nil, errUnknownKey
+}
+
+func (m *keyManager) published(k *signingKey) bool {
+	return k.notAfter.IsZero() || m.now().Before(k.notAfter)
+}
+
+func (m *keyManager) jwks(ctx context.Context) []byte { return m.current(ctx).jwks }
+
+// sign signs claims with the active key; typ is the JOSE typ header.
+func (m *keyManager) sign(ctx context.Context, claims map[string]any, typ string, extraHeaders map[string]any) (string, error) {
+	k := m.signer(ctx)
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("marshal claims: %w", err)
+	}
+	s := k.signers[typ]
+	if s == nil || len(extraHeaders) > 0 {
+		opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+		for h, v := range extraHeaders {
+			switch h {
+			case "alg", "kid", "typ", "jwk", "crit":
+				continue
+			}
+			opts = opts.WithHeader(jose.HeaderKey(h), v)
+		}
+		if s, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, opts); err != nil {
+			return "", fmt.Errorf("new signer: %w", err)
+		}
+	}
+	obj, err := s.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	return obj.CompactSerialize()
+}
+
+const (
+	typAccessToken = "at+jwt" // RFC 9068
+	typJWT         = "JWT"
+)
+
+func newSigners(kid string, priv *ecdsa.PrivateKey) (map[string]jose.Signer, error) {
+	out := map[string]jose.Signer{}
+	for _, typ := range []string{typAccessToken, typJWT} {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: kid}},
+			(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+		if err != nil {
+			return nil, fmt.Errorf("new signer: %w", err)
+		}
+		out[typ] = s
+	}
+	return out, nil
+}
+
+func parsePublicJWK(b []byte) (*ecdsa.PublicKey, error) {
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON(b); err != nil {
+		return nil, fmt.Errorf("parse public JWK: %w", err)
+	}
+	pub, ok := jwk.Key.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, errors.New("public JWK is not a P-256 key")
+	}
+	return pub, nil
+}
+
+func buildJWKS(recs []store.SigningKey) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(`{"keys":[`)
+	for i, r := range recs {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		// Re-marshal so only public members are ever served, whatever the row holds.
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON(r.PublicJWK); err != nil {
+			return nil, fmt.Errorf("signing key %q: %w", r.ID, err)
+		}
+		pub := jwk.Public()
+		pub.KeyID, pub.Algorithm, pub.Use = r.ID, algES256, "sig"
+		b, err := pub.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("marshal JWK %q: %w", r.ID, err)
+		}
+		buf.Write(b)
+	}
+	buf.WriteString(`]}`)
+	return buf.Bytes(), nil
+}

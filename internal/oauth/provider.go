@@ -1,0 +1,303 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Provider is the authorization server: fosite composed on Gatehouse's store,
+// clients and keys.
+type Provider struct {
+	cfg      Config
+	fosite   *fosite.Fosite
+	fcfg     *fosite.Config
+	storage  *fositeStore
+	strategy *tokenStrategy
+	keys     *keyManager
+	secrets  *secretHasher
+	idSigner *joseSigner
+
+	openIDConfig []byte // precomputed discovery documents
+	oauthConfig  []byte
+}
+
+// Endpoint paths, relative to the issuer.
+const (
+	PathAuthorize  = "/auth/authorize"
+	PathToken      = "/auth/token"
+	PathIntrospect = "/auth/introspect"
+	PathRevoke     = "/auth/revoke"
+	PathUserinfo   = "/auth/userinfo"
+	PathLogout     = "/auth/logout"
+	PathJWKS       = "/.well-known/jwks.json"
+	PathOpenIDConf = "/.well-known/openid-configuration"
+	PathOAuthConf  = "/.well-known/oauth-authorization-server"
+)
+
+// New composes fosite and loads the signing keys from the database, creating
+// the first one when there is none.
+func New(ctx context.Context, cfg Config) (*Provider, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	sealer, err := secret.NewSealer(secret.Derive(cfg.MasterKey, secret.PurposeAtRest))
+	if err != nil {
+		return nil, fmt.Errorf("key sealer: %w", err)
+	}
+	p := &Provider{cfg: cfg}
+	p.keys = &keyManager{
+		store:     cfg.Store,
+		sealer:    sealer,
+		now:       cfg.Now,
+		logger:    cfg.Logger,
+		retention: p.keyRetention,
+	}
+	if err := p.keys.ensure(ctx); err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	p.secrets = newSecretHasher(cfg.Hasher, secret.Derive(cfg.MasterKey, secret.PurposeSecretsCache), cfg.Now)
+	p.idSigner = &joseSigner{keys: p.keys}
+
+	p.fcfg = &fosite.Config{
+		AccessTokenLifespan:            cfg.AccessTokenLifespan,
+		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
+		AuthorizeCodeLifespan:          cfg.AuthCodeLifespan,
+		IDTokenLifespan:                cfg.IDTokenLifespan,
+		IDTokenIssuer:                  cfg.Issuer,
+		AccessTokenIssuer:              cfg.Issuer,
+		TokenURL:                       cfg.Issuer + PathToken,
+		GlobalSecret:                   secret.Derive(cfg.MasterKey, secret.PurposeFosite),
+		SendDebugMessagesToClients:     false,
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.ExactAudienceMatchingStrategy,
+		EnforcePKCE:                    false, // per client: see pkceGuard
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		AllowedPromptValues:            []string{"login", "none", "consent", "select_account"},
+		RefreshTokenScopes:             []string{scopeOffline, scopeOfflineAccess},
+		JWTScopeClaimKey:               jwt.JWTScopeFieldString,
+		ClientAuthenticationStrategy:   p.authenticateClient,
+		ClientSecretsHasher:            p.secrets,
+		MinParameterEntropy:            fosite.MinParameterEntropy,
+	}
+	p.storage = &fositeStore{p: p}
+	p.strategy = &tokenStrategy{
+		hmac:   compose.NewOAuth2HMACStrategy(p.fcfg),
+		keys:   p.keys,
+		issuer: cfg.Issuer,
+		now:    cfg.Now,
+		cfg:    p.fcfg,
+	}
+	p.fosite = p.compose()
+	if err := p.buildDiscovery(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (c *Config) defaults() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("oauth: Config.Store is required")
+	case c.Hasher == nil:
+		return errors.New("oauth: Config.Hasher is required")
+	case c.Accounts == nil:
+		return errors.New("oauth: Config.Accounts is required")
+	case len(c.MasterKey) != secret.MasterKeyLen:
+		return fmt.Errorf("oauth: master key must be %d bytes", secret.MasterKeyLen)
+	case c.Issuer == "":
+		return errors.New("oauth: Config.Issuer is required")
+	}
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.AuthCodeLifespan <= 0 {
+		c.AuthCodeLifespan = 10 * time.Minute
+	}
+	if c.AccessTokenLifespan <= 0 {
+		c.AccessTokenLifespan = time.Hour
+	}
+	if c.RefreshTokenLifespan <= 0 {
+		c.RefreshTokenLifespan = 30 * 24 * time.Hour
+	}
+	if c.IDTokenLifespan <= 0 {
+		c.IDTokenLifespan = time.Hour
+	}
+	return nil
+}
+
+// compose builds fosite from exactly the handlers Gatehouse uses (never
+// ComposeAllEnabled: factories type-assert the storage and would panic on a
+// method we do not implement). Order matters: the PKCE and OpenID handlers
+// need the code the explicit handler issues, and the ID token's at_hash
+// needs the access token.
+func (p *Provider) compose() *fosite.Fosite {
+	cfg, st := p.fcfg, p.storage
+	strat := p.strategy
+	explicit := &oauth2.AuthorizeExplicitGrantHandler{
+		AccessTokenStrategy:    strat,
+		RefreshTokenStrategy:   strat,
+		AuthorizeCodeStrategy:  strat,
+		CoreStorage:            st,
+		TokenRevocationStorage: st,
+		Config:                 cfg,
+	}
+	pk := &pkceGuard{
+		Handler: &pkce.Handler{AuthorizeCodeStrategy: strat, Storage: st, Config: cfg},
+		p:       p,
+	}
+	oidcValidator := openid.NewOpenIDConnectRequestValidator(p.idSigner, cfg)
+	idTokens := &openid.IDTokenHandleHelper{IDTokenStrategy: &openid.DefaultStrategy{Signer: p.idSigner, Config: cfg}}
+	oidcExplicit := &openid.OpenIDConnectExplicitHandler{
+		OpenIDConnectRequestStorage:   st,
+		OpenIDConnectRequestValidator: oidcValidator,
+		Config:                        cfg,
+		IDTokenHandleHelper:           idTokens,
+	}
+	oidcRefresh := &openid.OpenIDConnectRefreshHandler{IDTokenHandleHelper: idTokens, Config: cfg}
+	refresh := &oauth2.RefreshTokenGrantHandler{
+		AccessTokenStrategy:    strat,
+		RefreshTokenStrategy:   strat,
+		TokenRevocationStorage: st,
+		Config:                 cfg,
+	}
+	clientCredentials := &oauth2.ClientCredentialsGrantHandler{
+		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: strat, AccessTokenStorage: st, Config: cfg},
+		Config:       cfg,
+	}
+	// The password grant is deprecated upstream (OAuth 2.1 drops it); Aidbox
+	// clients use it, and DESIGN.md §5 keeps it.
+	//lint:ignore SA1019 the password grant is part of Gatehouse's contract
+	password := &oauth2.ResourceOwnerPasswordCredentialsGrantHandler{
+		ResourceOwnerPasswordCredentialsGrantStorage: st,
+		HandleHelper:         &oauth2.HandleHelper{AccessTokenStrategy: strat, AccessTokenStorage: st, Config: cfg},
+		RefreshTokenStrategy: strat,
+		Config:               cfg,
+	}
+	introspect := &oauth2.CoreValidator{CoreStrategy: strat, CoreStorage: st, Config: cfg}
+	revoke := &oauth2.TokenRevocationHandler{TokenRevocationStorage: st, AccessTokenStrategy: strat, RefreshTokenStrategy: strat}
+
+	cfg.AuthorizeEndpointHandlers.Append(explicit)
+	cfg.AuthorizeEndpointHandlers.Append(pk)
+	cfg.AuthorizeEndpointHandlers.Append(oidcExplicit)
+	for _, h := range []fosite.TokenEndpointHandler{explicit, pk, refresh, clientCredentials, password, oidcExplicit, oidcRefresh} {
+		cfg.TokenEndpointHandlers.Append(h)
+	}
+	cfg.TokenIntrospectionHandlers.Append(introspect)
+	cfg.RevocationHandlers.Append(revoke)
+	return fosite.NewOAuth2Provider(st, cfg)
+}
+
+// Register mounts the protocol endpoints on mux.
+func (p *Provider) Register(mux *http.ServeMux) {
+	mux.Handle("POST "+PathToken, limitBody(p.handleToken))
+	mux.Handle("POST "+PathIntrospect, limitBody(p.handleIntrospect))
+	mux.Handle("POST "+PathRevoke, limitBody(p.handleRevoke))
+	mux.Handle("GET "+PathUserinfo, limitBody(p.handleUserinfo))
+	mux.Handle("POST "+PathUserinfo, limitBody(p.handleUserinfo))
+	mux.HandleFunc("GET "+PathOpenIDConf, p.handleDiscovery(&p.openIDConfig))
+	mux.HandleFunc("GET "+PathOAuthConf, p.handleDiscovery(&p.oauthConfig))
+	mux.HandleFunc("GET "+PathJWKS, p.handleJWKS)
+}
+
+// maxFormBytes bounds protocol request bodies: they are small forms.
+const maxFormBytes = 64 << 10
+
+func limitBody(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		h(w, r)
+	})
+}
+
+// getClient loads client id in the view of grant ("" for the authorization
+// endpoint). Missing is fosite.ErrNotFound.
+func (p *Provider) getClient(ctx context.Context, id, grant string) (*client, error) {
+	if id == "" {
+		return nil, fosite.ErrNotFound
+	}
+	sc, err := p.cfg.Store.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, storeErr("get client", err)
+	}
+	return newClient(sc, grant)
+}
+
+// keyRetention is how long a retired key stays in the JWKS: until every
+// token it may have signed has expired. Per-client access token lifespans can
+// exceed the defaults, so they count too.
+func (p *Provider) keyRetention(ctx context.Context) time.Duration {
+	longest := max(p.cfg.AccessTokenLifespan, p.cfg.IDTokenLifespan)
+	for page := 1; ; page++ {
+		cs, total, err := p.cfg.Store.ListClients(ctx, store.Page{Count: 100, Page: page})
+		if err != nil {
+			p.cfg.Logger.WarnContext(ctx, "list clients for key retention", "err", err)
+			longest = max(longest, 24*time.Hour)
+			break
+		}
+		for _, sc := range cs {
+			c, err := newClient(sc, "")
+			if err != nil {
+				continue
+			}
+			for _, g := range []string{grantAuthorizationCode, grantPassword, grantClientCredentials} {
+				longest = max(longest, c.lifespan(g, fosite.AccessToken, 0))
+			}
+		}
+		if len(cs) == 0 || page*100 >= total {
+			break
+		}
+	}
+	return longest + keyRefreshEvery + time.Minute
+}
+
+// RotateKeys makes a new ES256 key the signer. The previous keys stop
+// signing and stay in the JWKS until every token they signed has expired.
+func (p *Provider) RotateKeys(ctx context.Context) (string, error) {
+	return p.keys.rotate(ctx)
+}
+
+func (p *Provider) now() time.Time { return p.cfg.Now().UTC() }
+
+func (p *Provider) audit(ctx context.Context, e store.AuditEvent) {
+	if p.cfg.Audit == nil {
+		return
+	}
+	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
+		e.RemoteAddr = remoteIP(r)
+		e.RequestID = r.Header.Get("X-Request-Id")
+	}
+	_ = p.cfg.Audit.Record(ctx, e) // Record logs its own failure
+}
+
+// remoteIP is the client address without the port.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,368 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// errLostRace marks the loser of a race for a single-use record (a code
+// being redeemed, a refresh token being rotated) so the token endpoint can
+// answer invalid_grant instead of fosite's server_error.
+var errLostRace = errors.New("token already used by a concurrent request")
+
+// errMFARequired: the password was right but the user has a second factor;
+// the token endpoint turns it into 403 mfa_required.
+var errMFARequired = errors.New("second factor required")
+
+// storageError marks a failure of the database (not a missing record), so
+// handlers can answer 503 where fosite would answer "inactive".
+type storageError struct{ err error }
+
+func (e *storageError) Error() string { return e.err.Error() }
+func (e *storageError) Unwrap() error { return e.err }
+
+func storeErr(op string, err error) error {
+	return &storageError{err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// fositeStore implements fosite's storage interfaces on store.Store. Each
+// fosite record is a store.OAuthRequest keyed by (kind, signature), with the
+// request's parts as columns and the session as JSON; fosite.Request does not
+// unmarshal (its Client is an interface), so reads rebuild it, fetching the
+// client afresh: a deleted client's tokens die with it.
+type fositeStore struct {
+	p *Provider
+}
+
+var (
+	_ fosite.Storage                                      = (*fositeStore)(nil)
+	_ oauth2.CoreStorage                                  = (*fositeStore)(nil)
+	_ oauth2.TokenRevocationStorage                       = (*fositeStore)(nil)
+	_ oauth2.ResourceOwnerPasswordCredentialsGrantStorage = (*fositeStore)(nil)
+	_ pkce.PKCERequestStorage                             = (*fositeStore)(nil)
+	_ openid.OpenIDConnectRequestStorage                  = (*fositeStore)(nil)
+)
+
+func (s *fositeStore) st() store.Store { return s.p.cfg.Store }
+
+// GetClient returns the authorization endpoint's view of the client.
+func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	return s.p.getClient(ctx, id, "")
+}
+
+// Client assertions (private_key_jwt) are not supported: the client
+// authentication strategy refuses them before fosite would get here.
+func (s *fositeStore) ClientAssertionJWTValid(context.Context, string) error {
+	return fosite.ErrJTIKnown.WithHint("Client assertions are not supported.")
+}
+
+func (s *fositeStore) SetClientAssertionJWT(context.Context, string, time.Time) error {
+	return errors.New("client assertions are not supported")
+}
+
+// Transactions: fosite's code exchange and refresh run in one.
+
+func (s *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
+	return s.st().BeginTx(ctx)
+}
+
+func (s *fositeStore) Commit(ctx context.Context) error { return s.st().CommitTx(ctx) }
+
+func (s *fositeStore) Rollback(ctx context.Context) error { return s.st().RollbackTx(ctx) }
+
+// create persists r as a record of kind under signature.
+func (s *fositeStore) create(ctx context.Context, kind store.OAuthKind, signature string, r fosite.Requester, expires time.Time) error {
+	sess := sessionOf(r)
+	body, err := json.Marshal(sess)
+	if err != nil {
+		return fmt.Errorf("marshal session: %w", err)
+	}
+	rec := store.OAuthRequest{
+		Kind:            kind,
+		Signature:       signature,
+		RequestID:       r.GetID(),
+		ClientID:        r.GetClient().GetID(),
+		Subject:         sess.UserID,
+		RequestedAt:     r.GetRequestedAt().UTC(),
+		ExpiresAt:       expires.UTC(),
+		Active:          true,
+		Scopes:          r.GetRequestedScopes(),
+		GrantedScopes:   r.GetGrantedScopes(),
+		Audience:        r.GetRequestedAudience(),
+		GrantedAudience: r.GetGrantedAudience(),
+		Form:            r.GetRequestForm().Encode(),
+		Session:         body,
+	}
+	if err := s.st().CreateOAuthRequest(ctx, rec); err != nil {
+		return storeErr(fmt.Sprintf("store %s", kind), err)
+	}
+	return nil
+}
+
+// get rebuilds the record of kind under signature. A missing record (or
+// client) is fosite.ErrNotFound; an inactive one comes back with inactive
+// set so callers can return the request together with the right error.
+func (s *fositeStore) get(ctx context.Context, kind store.OAuthKind, signature string, tmpl fosite.Session) (fosite.Requester, bool, error) {
+	rec, err := s.st().GetOAuthRequest(ctx, kind, signature)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, false, storeErr(fmt.Sprintf("get %s", kind), err)
+	}
+	c, err := s.p.getClient(ctx, rec.ClientID, "")
+	if err != nil {
+		return nil, false, err
+	}
+	sess, ok := tmpl.(*session)
+	if !ok || sess == nil {
+		sess = newSession()
+	}
+	if err := json.Unmarshal(rec.Session, sess); err != nil {
+		return nil, false, fmt.Errorf("decode %s session: %w", kind, err)
+	}
+	form, err := url.ParseQuery(rec.Form)
+	if err != nil {
+		return nil, false, fmt.Errorf("decode %s form: %w", kind, err)
+	}
+	r := &fosite.Request{
+		ID:                rec.RequestID,
+		RequestedAt:       rec.RequestedAt,
+		Client:            c,
+		RequestedScope:    fosite.Arguments(rec.Scopes),
+		GrantedScope:      fosite.Arguments(rec.GrantedScopes),
+		RequestedAudience: fosite.Arguments(rec.Audience),
+		GrantedAudience:   fosite.Arguments(rec.GrantedAudience),
+		Form:              form,
+		Session:           sess,
+	}
+	return r, !rec.Active, nil
+}
+
+func (s *fositeStore) delete(ctx context.Context, kind store.OAuthKind, signature string) error {
+	err := s.st().DeleteOAuthRequest(ctx, kind, signature)
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
+	if err != nil {
+		return storeErr(fmt.Sprintf("delete %s", kind), err)
+	}
+	return nil
+}
+
+func (s *fositeStore) expiry(r fosite.Requester, tt fosite.TokenType, fallback time.Duration) time.Time {
+	if exp := r.GetSession().GetExpiresAt(tt); !exp.IsZero() {
+		return exp
+	}
+	if fallback <= 0 {
+		return time.Time{}
+	}
+	return r.GetRequestedAt().Add(fallback)
+}
+
+// codeRecordLife: a used code is kept past its expiry so a replay in that
+// window still revokes the tokens it produced.
+const codeRecordLife = 24 * time.Hour
+
+// Authorization codes.
+
+func (s *fositeStore) CreateAuthorizeCodeSession(ctx context.Context, signature string, r fosite.Requester) error {
+	exp := s.expiry(r, fosite.AuthorizeCode, s.p.cfg.AuthCodeLifespan).Add(codeRecordLife)
+	return s.create(ctx, store.KindAuthorizeCode, signature, r, exp)
+}
+
+func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, signature string, tmpl fosite.Session) (fosite.Requester, error) {
+	r, inactive, err := s.get(ctx, store.KindAuthorizeCode, signature, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	if inactive {
+		sess := sessionOf(r)
+		s.p.audit(ctx, store.AuditEvent{Type: audit.TokenReuse, UserID: sess.UserID, ClientID: r.GetClient().GetID(),
+			Detail: map[string]string{"token": "authorization_code"}})
+		return r, fosite.ErrInvalidatedAuthorizeCode
+	}
+	return r, nil
+}
+
+// InvalidateAuthorizeCodeSession flips the code inactive atomically: of many
+// concurrent redemptions exactly one gets past this point. The PKCE record
+// goes with it (it was kept until now; see DeletePKCERequestSession).
+func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	err := s.st().DeactivateOAuthRequest(ctx, store.KindAuthorizeCode, signature)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("invalidate code: %w", errLostRace)
+	case errors.Is(err, store.ErrNotFound):
+		return fosite.ErrNotFound
+	case err != nil:
+		return storeErr("invalidate code", err)
+	}
+	if err := s.st().DeleteOAuthRequest(ctx, store.KindPKCE, signature); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeErr("delete pkce", err)
+	}
+	return nil
+}
+
+// Access tokens.
+
+func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, signature string, r fosite.Requester) error {
+	return s.create(ctx, store.KindAccessToken, signature, r, s.expiry(r, fosite.AccessToken, s.p.cfg.AccessTokenLifespan))
+}
+
+func (s *fositeStore) GetAccessTokenSession(ctx context.Context, signature string, tmpl fosite.Session) (fosite.Requester, error) {
+	r, inactive, err := s.get(ctx, store.KindAccessToken, signature, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	if inactive {
+		return r, fosite.ErrInactiveToken
+	}
+	return r, nil
+}
+
+func (s *fositeStore) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+	return s.delete(ctx, store.KindAccessToken, signature)
+}
+
+// Refresh tokens.
+
+func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, signature, _ string, r fosite.Requester) error {
+	return s.create(ctx, store.KindRefreshToken, signature, r, s.expiry(r, fosite.RefreshToken, 0))
+}
+
+func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, signature string, tmpl fosite.Session) (fosite.Requester, error) {
+	r, inactive, err := s.get(ctx, store.KindRefreshToken, signature, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	if inactive {
+		return r, fosite.ErrInactiveToken
+	}
+	return r, nil
+}
+
+func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
+	return s.delete(ctx, store.KindRefreshToken, signature)
+}
+
+// RotateRefreshToken retires the presented refresh token (atomically: of
+// concurrent refreshes one wins) and the family's access tokens, which the
+// new pair replaces.
+func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	err := s.st().DeactivateOAuthRequest(ctx, store.KindRefreshToken, signature)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("rotate refresh token: %w", errors.Join(errLostRace, fosite.ErrSerializationFailure))
+	case errors.Is(err, store.ErrNotFound):
+		return fosite.ErrNotFound
+	case err != nil:
+		return storeErr("rotate refresh token", err)
+	}
+	if err := s.st().DeactivateOAuthRequestsByRequestID(ctx, store.KindAccessToken, requestID); err != nil {
+		return storeErr("deactivate replaced access tokens", err)
+	}
+	return nil
+}
+
+func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	if err := s.st().DeactivateOAuthRequestsByRequestID(ctx, store.KindRefreshToken, requestID); err != nil {
+		return storeErr("revoke refresh tokens", err)
+	}
+	return nil
+}
+
+func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if err := s.st().DeactivateOAuthRequestsByRequestID(ctx, store.KindAccessToken, requestID); err != nil {
+		return storeErr("revoke access tokens", err)
+	}
+	return nil
+}
+
+// PKCE.
+
+func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, signature string, r fosite.Requester) error {
+	exp := s.expiry(r, fosite.AuthorizeCode, s.p.cfg.AuthCodeLifespan).Add(codeRecordLife)
+	return s.create(ctx, store.KindPKCE, signature, r, exp)
+}
+
+func (s *fositeStore) GetPKCERequestSession(ctx context.Context, signature string, tmpl fosite.Session) (fosite.Requester, error) {
+	r, _, err := s.get(ctx, store.KindPKCE, signature, tmpl)
+	return r, err
+}
+
+// DeletePKCERequestSession does nothing: fosite calls it before it checks the
+// verifier, so a wrong verifier followed by a retry without one would find no
+// challenge and pass (fosite PR #883). The record goes when the code is
+// redeemed (InvalidateAuthorizeCodeSession).
+func (s *fositeStore) DeletePKCERequestSession(context.Context, string) error { return nil }
+
+// OpenID Connect sessions. fosite keys them by the code itself; we store
+// them under the code's signature, never the code.
+
+func (s *fositeStore) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	exp := s.expiry(r, fosite.AuthorizeCode, s.p.cfg.AuthCodeLifespan).Add(codeRecordLife)
+	return s.create(ctx, store.KindOIDC, s.p.strategy.AuthorizeCodeSignature(ctx, code), r, exp)
+}
+
+func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	out, _, err := s.get(ctx, store.KindOIDC, s.p.strategy.AuthorizeCodeSignature(ctx, code), r.GetSession())
+	return out, err
+}
+
+func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	err := s.delete(ctx, store.KindOIDC, s.p.strategy.AuthorizeCodeSignature(ctx, code))
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Authenticate is the password grant's user check. Unknown user, wrong
+// password, inactive and throttled accounts are all fosite.ErrNotFound
+// (invalid_grant); a user with a second factor gets errMFARequired.
+func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (string, error) {
+	at := account.Attempt{Login: name, Password: password}
+	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
+		at.RemoteAddr = remoteIP(r)
+		at.RequestID = r.Header.Get("X-Request-Id")
+	}
+	var c *client
+	if ar, ok := ctx.Value(fosite.AccessRequestContextKey).(fosite.AccessRequester); ok && ar.GetClient() != nil {
+		at.ClientID = ar.GetClient().GetID()
+		c, _ = ar.GetClient().(*client)
+	}
+	u, err := s.p.cfg.Accounts.CheckPassword(ctx, at)
+	if errors.Is(err, account.ErrInvalidCredentials) {
+		return "", fosite.ErrNotFound
+	}
+	if err != nil {
+		return "", storeErr("check password", err)
+	}
+	tf, err := s.st().GetTwoFactor(ctx, u.ID)
+	switch {
+	case err == nil && tf.Enabled:
+		return "", errMFARequired
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return "", storeErr("get second factor", err)
+	}
+	if c != nil && c.res.TwoFactor != nil && c.res.TwoFactor.Required {
+		// The client demands a second factor the user has not enrolled.
+		return "", errMFARequired
+	}
+	return u.ID, nil
+}

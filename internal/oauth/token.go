@@ -1,0 +1,158 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/ory/fosite"
+	"github.com/ory/x/errorsx"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// handleToken is POST /auth/token: authorization_code, refresh_token,
+// client_credentials and password. Scopes for the grants without a browser
+// are granted here (fosite grants none by itself).
+func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess := newSession()
+	ar, err := p.fosite.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		p.writeTokenError(ctx, w, r, ar, err)
+		return
+	}
+	c, ok := ar.GetClient().(*client)
+	if !ok {
+		p.writeTokenError(ctx, w, r, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
+		return
+	}
+	if err := p.prepareGrant(ctx, ar, c); err != nil {
+		p.writeTokenError(ctx, w, r, ar, err)
+		return
+	}
+	resp, err := p.fosite.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.writeTokenError(ctx, w, r, ar, err)
+		return
+	}
+	resp.SetTokenType("Bearer")
+	p.fosite.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// prepareGrant finishes what fosite leaves to us between parsing and
+// issuing: scopes, audience and session for client_credentials and password,
+// and for code and refresh a check that the user still exists and is active.
+func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, c *client) error {
+	sess := sessionOf(ar)
+	switch grant := ar.GetGrantTypes()[0]; grant {
+	case grantClientCredentials:
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s) // fosite checked them against the resource's scope list
+		}
+		ar.GrantAudience(c.GetID())
+		sess.Subject = c.GetID()
+		sess.ClientID = c.GetID()
+		sess.GrantType = grantClientCredentials
+	case grantPassword:
+		for _, s := range ar.GetRequestedScopes() {
+			if s != scopeOfflineAccess && s != scopeOffline {
+				ar.GrantScope(s)
+			}
+		}
+		if c.refreshFor(grantPassword) {
+			ar.GrantScope(scopeOfflineAccess)
+		}
+		ar.GrantAudience(c.GetID())
+		sess.UserID = sess.Subject
+		sess.ClientID = c.GetID()
+		sess.GrantType = grantPassword
+		claims := sess.IDTokenClaims()
+		claims.Subject = sess.Subject
+		claims.AuthTime = p.now().Truncate(1e9)
+		claims.AuthenticationMethodsReferences = []string{"pwd"}
+	case grantAuthorizationCode, grantRefreshToken:
+		if err := p.checkUser(ctx, sess.UserID); err != nil {
+			return err
+		}
+		if grant == grantRefreshToken {
+			// Lifespans follow the family's original grant.
+			now := p.now()
+			sess.SetExpiresAt(fosite.AccessToken, now.Add(c.lifespan(sess.GrantType, fosite.AccessToken, p.cfg.AccessTokenLifespan)).Round(1e9))
+			sess.SetExpiresAt(fosite.RefreshToken, now.Add(c.lifespan(sess.GrantType, fosite.RefreshToken, p.cfg.RefreshTokenLifespan)).Round(1e9))
+			if !c.refreshFor(sess.GrantType) {
+				return errorsx.WithStack(fosite.ErrInvalidGrant.WithHint("This client no longer uses refresh tokens."))
+			}
+		}
+	}
+	return nil
+}
+
+// checkUser refuses tokens for a user who was disabled or deleted after the
+// grant (the admin API also deactivates their tokens; this closes the gap).
+func (p *Provider) checkUser(ctx context.Context, userID string) error {
+	if userID == "" {
+		return nil
+	}
+	u, err := p.cfg.Store.GetUser(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && u.Inactive {
+		return errorsx.WithStack(fosite.ErrInvalidGrant.WithHint("The account is not active."))
+	}
+	if err != nil {
+		return errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(storeErr("get user", err)))
+	}
+	return nil
+}
+
+// writeTokenError answers in RFC 6749 §5.2 form. Debug details go to the log
+// only.
+func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	grant := r.PostForm.Get("grant_type")
+	switch {
+	case errors.Is(err, errMFARequired):
+		writeJSON(w, http.StatusForbidden, map[string]string{
+			"error":             "mfa_required",
+			"error_description": "This account signs in with a second factor; the password grant alone cannot issue tokens for it.",
+		})
+		return
+	case errors.Is(err, errLostRace), errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
+		// Another request redeemed the code (or rotated the refresh token)
+		// between our read and our write.
+		err = fosite.ErrInvalidGrant.WithHint("The grant was already used.").WithWrap(err)
+	case grant == grantRefreshToken && errors.Is(err, fosite.ErrInactiveToken):
+		clientID := ""
+		if ar != nil && ar.GetClient() != nil {
+			clientID = ar.GetClient().GetID()
+		}
+		p.audit(ctx, store.AuditEvent{Type: audit.TokenReuse, ClientID: clientID, Detail: map[string]string{"token": "refresh_token"}})
+	}
+	var se *storageError
+	if errors.As(err, &se) && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+		err = fosite.ErrTemporarilyUnavailable.WithWrap(err)
+	}
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 {
+		p.cfg.Logger.ErrorContext(ctx, "token request failed", "grant", grant, "err", rfc.ErrorField, "debug", rfc.Debug(), "cause", rfc.Cause())
+	} else {
+		p.cfg.Logger.InfoContext(ctx, "token request refused", "grant", grant, "err", rfc.ErrorField, "hint", rfc.HintField, "debug", rfc.Debug())
+	}
+	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+		w.Header().Set("WWW-Authenticate", `Basic realm="gatehouse", charset="UTF-8"`)
+	}
+	p.fosite.WriteAccessError(ctx, w, ar, rfc)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

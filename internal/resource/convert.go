@@ -1,0 +1,502 @@
+package resource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Defaults applied when a resource leaves a setting out.
+const (
+	DefaultAccessTokenExpiration  = 3600           // seconds
+	DefaultRefreshTokenExpiration = 30 * 24 * 3600 // seconds
+	DefaultTokenFormat            = TokenFormatOpaque
+	DefaultValidPastTokensCount   = 1
+	DefaultIssuerName             = "Gatehouse"
+	DefaultWebhookTimeout         = 5 * time.Second
+	DefaultAuthConfigID           = "default"
+)
+
+// HashWriteOnly hashes a write-only value (a password or a client secret)
+// with argon2id; "" stays "" (nothing to store). Callers hash before opening
+// a transaction, so the slow hash never holds database locks.
+//
+// Client secrets use the same argon2id hasher as passwords: a stolen database
+// then yields no usable secret even when an operator chose a weak one, and
+// the oauth package keeps a short-lived in-process cache of verified secrets
+// so the token endpoint does not pay a hash per request.
+func HashWriteOnly(ctx context.Context, h *secret.PasswordHasher, value string) (string, error) {
+	if value == "" {
+		return "", nil
+	}
+	if h == nil {
+		return "", errors.New("hash write-only value: no hasher configured")
+	}
+	phc, err := h.Hash(ctx, value)
+	if err != nil {
+		return "", fmt.Errorf("hash write-only value: %w", err)
+	}
+	return phc, nil
+}
+
+// ToStoreUser converts a validated User to its record. passwordHash is the
+// PHC of a password given in this write; when it is "" the existing hash is
+// kept, so a replace without `password` leaves the password as it was (the
+// admin cannot read it back, so a GET-edit-PUT round trip must not erase it).
+// The stored document carries neither the password nor the two-factor status
+// (that lives in the second-factor record) nor meta.
+func ToStoreUser(u User, passwordHash string, existing *store.User) (store.User, error) {
+	u.Normalize()
+	doc := u
+	doc.ResourceType = TypeUser
+	doc.Password = ""
+	doc.TwoFactor = nil
+	doc.Meta = nil
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return store.User{}, fmt.Errorf("encode user %q: %w", u.ID, err)
+	}
+	rec := store.User{
+		ID:            u.ID,
+		Email:         u.Email,
+		PhoneNumber:   u.PhoneNumber,
+		EmailVerified: u.EmailVerified,
+		PhoneVerified: u.PhoneVerified,
+		PasswordHash:  passwordHash,
+		Inactive:      u.Inactive,
+		Doc:           b,
+	}
+	if rec.PasswordHash == "" && existing != nil {
+		rec.PasswordHash = existing.PasswordHash
+	}
+	return rec, nil
+}
+
+// UserFromStore rebuilds the resource from a record. The record's columns
+// win over the document; twoFactor is left empty (see TwoFactorStatus).
+func UserFromStore(rec store.User) (User, error) {
+	var u User
+	if len(rec.Doc) > 0 {
+		if err := json.Unmarshal(rec.Doc, &u); err != nil {
+			return User{}, fmt.Errorf("decode stored user %q: %w", rec.ID, err)
+		}
+	}
+	u.ResourceType = TypeUser
+	u.ID = rec.ID
+	u.Email = rec.Email
+	u.PhoneNumber = rec.PhoneNumber
+	u.EmailVerified = rec.EmailVerified
+	u.PhoneVerified = rec.PhoneVerified
+	u.Inactive = rec.Inactive
+	u.Password = ""
+	u.TwoFactor = nil
+	u.Meta = metaOf(rec.Version, rec.UpdatedAt)
+	return u, nil
+}
+
+// ToStoreClient converts a validated Client to its record. secretHash is the
+// PHC of a secret given in this write; "" keeps the existing one. It also
+// checks the rules that depend on whether the client ends up with a secret.
+// grant_types are stored as written (`code` stays `code`).
+func ToStoreClient(c Client, secretHash string, existing *store.Client) (store.Client, error) {
+	rec := store.Client{ID: c.ID, SecretHash: secretHash}
+	if rec.SecretHash == "" && existing != nil {
+		rec.SecretHash = existing.SecretHash
+	}
+	c.SecretHash = rec.SecretHash
+	if err := checkClientSecret(c); err != nil {
+		return store.Client{}, err
+	}
+	doc := c
+	doc.ResourceType = TypeClient
+	doc.Secret = ""
+	doc.Meta = nil
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return store.Client{}, fmt.Errorf("encode client %q: %w", c.ID, err)
+	}
+	rec.Doc = b
+	return rec, nil
+}
+
+func checkClientSecret(c Client) error {
+	var p problems
+	if !c.hasSecret() {
+		if a := c.Auth; a != nil {
+			for _, g := range []struct {
+				path string
+				s    *GrantSettings
+			}{{"auth.authorization_code", a.AuthorizationCode}, {"auth.password", a.Password}, {"auth.client_credentials", a.ClientCredentials}} {
+				if g.s != nil && g.s.SecretRequired != nil && *g.s.SecretRequired {
+					p.add(g.path+".secret_required", CodeInvalid, "secret_required is true but the client has no secret")
+				}
+			}
+		}
+	}
+	if c.HasGrant(GrantClientCredentials) && (!c.hasSecret() || !c.Grant(GrantClientCredentials).secretRequired()) {
+		p.add("grant_types", CodeInvalid, "client_credentials needs a confidential client: a secret, with secret_required not false")
+	}
+	return p.err()
+}
+
+// ClientFromStore rebuilds the resource from a record for the server's own
+// use: grant types normalised (`code` → authorization_code), SecretHash set
+// (never serialised), Secret empty.
+func ClientFromStore(rec store.Client) (Client, error) {
+	c, err := PublicClientFromStore(rec)
+	if err != nil {
+		return Client{}, err
+	}
+	c.Normalize()
+	c.SecretHash = rec.SecretHash
+	return c, nil
+}
+
+// PublicClientFromStore is the client as the API shows it: as written
+// (grant_types spelled as given), without secret material.
+func PublicClientFromStore(rec store.Client) (Client, error) {
+	var c Client
+	if len(rec.Doc) > 0 {
+		if err := json.Unmarshal(rec.Doc, &c); err != nil {
+			return Client{}, fmt.Errorf("decode stored client %q: %w", rec.ID, err)
+		}
+	}
+	c.ResourceType = TypeClient
+	c.ID = rec.ID
+	c.Secret = ""
+	c.SecretHash = ""
+	c.Meta = metaOf(rec.Version, rec.UpdatedAt)
+	return c, nil
+}
+
+// ToStoreAuthConfig converts a validated AuthConfig to its record. The
+// webhook secret stays in the document because the server signs with it;
+// API responses strip it (Public). A replace that leaves webhook.secret out
+// keeps the stored one, as for passwords: it cannot be read back.
+func ToStoreAuthConfig(a AuthConfig, existing *store.AuthConfig) (store.AuthConfig, error) {
+	doc := a.clone()
+	doc.ResourceType = TypeAuthConfig
+	doc.Meta = nil
+	if existing != nil && doc.TwoFactor != nil && doc.TwoFactor.Webhook != nil && doc.TwoFactor.Webhook.Secret == "" {
+		old, err := AuthConfigFromStore(*existing)
+		if err != nil {
+			return store.AuthConfig{}, err
+		}
+		if w := old.webhook(); w != nil {
+			doc.TwoFactor.Webhook.Secret = w.Secret
+		}
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return store.AuthConfig{}, fmt.Errorf("encode auth config %q: %w", a.ID, err)
+	}
+	return store.AuthConfig{ID: a.ID, Doc: b}, nil
+}
+
+// AuthConfigFromStore rebuilds the resource from a record, webhook secret
+// included (the server needs it); use Public before showing it to anyone.
+func AuthConfigFromStore(rec store.AuthConfig) (AuthConfig, error) {
+	var a AuthConfig
+	if len(rec.Doc) > 0 {
+		if err := json.Unmarshal(rec.Doc, &a); err != nil {
+			return AuthConfig{}, fmt.Errorf("decode stored auth config %q: %w", rec.ID, err)
+		}
+	}
+	a.ResourceType = TypeAuthConfig
+	a.ID = rec.ID
+	a.Meta = metaOf(rec.Version, rec.UpdatedAt)
+	return a, nil
+}
+
+func metaOf(version int64, updated time.Time) *Meta {
+	return &Meta{VersionID: strconv.FormatInt(version, 10), LastUpdated: updated.UTC()}
+}
+
+// Public returns u as an API response may show it: without the password.
+func (u User) Public() User {
+	u.Password = ""
+	return u
+}
+
+// Public returns c without its secret or secret hash.
+func (c Client) Public() Client {
+	c.Secret = ""
+	c.SecretHash = ""
+	return c
+}
+
+// Public returns a copy of a without the webhook secret.
+func (a AuthConfig) Public() AuthConfig {
+	out := a.clone()
+	if w := out.webhook(); w != nil {
+		w.Secret = ""
+	}
+	return out
+}
+
+// clone copies a deeply enough that changing the copy's two-factor or
+// webhook settings leaves a alone.
+func (a AuthConfig) clone() AuthConfig {
+	if a.TwoFactor != nil {
+		tf := *a.TwoFactor
+		if tf.Webhook != nil {
+			w := *tf.Webhook
+			if w.Headers != nil {
+				w.Headers = make(map[string]string, len(tf.Webhook.Headers))
+				for k, v := range tf.Webhook.Headers {
+					w.Headers[k] = v
+				}
+			}
+			tf.Webhook = &w
+		}
+		a.TwoFactor = &tf
+	}
+	if a.Theme != nil {
+		th := *a.Theme
+		a.Theme = &th
+	}
+	return a
+}
+
+func (a AuthConfig) webhook() *Webhook {
+	if a.TwoFactor == nil {
+		return nil
+	}
+	return a.TwoFactor.Webhook
+}
+
+// TwoFactorStatus is the read-only twoFactor block of a User response, from
+// the user's second-factor record. The TOTP secret never leaves the store.
+func TwoFactorStatus(ctx context.Context, st store.Store, userID string) (*UserTwoFactor, error) {
+	tf, err := st.GetTwoFactor(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &UserTwoFactor{Enabled: false}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get two-factor of %q: %w", userID, err)
+	}
+	if !tf.Enabled {
+		return &UserTwoFactor{Enabled: false}, nil
+	}
+	n, err := st.CountRecoveryCodes(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("count recovery codes of %q: %w", userID, err)
+	}
+	out := &UserTwoFactor{Enabled: true, Method: tf.Method, RecoveryCodesRemaining: &n}
+	if !tf.EnrolledAt.IsZero() {
+		at := tf.EnrolledAt.UTC()
+		out.EnrolledAt = &at
+	}
+	return out, nil
+}
+
+// DefaultAuthConfig is what applies when no AuthConfig is stored.
+func DefaultAuthConfig() AuthConfig {
+	n := DefaultValidPastTokensCount
+	return AuthConfig{
+		ResourceType: TypeAuthConfig,
+		TwoFactor:    &AuthConfigTwoFactor{IssuerName: DefaultIssuerName, ValidPastTokensCount: &n},
+	}
+}
+
+// ResolveAuthConfig picks the AuthConfig that applies to c: the one c refers
+// to; else the one with id "default"; else the only one, when exactly one
+// exists; else DefaultAuthConfig. A reference to a missing AuthConfig is an
+// error (wrapping store.ErrNotFound) rather than a silent fallback, because
+// falling back could drop a `twoFactor.required` the operator asked for.
+func ResolveAuthConfig(ctx context.Context, st store.Store, c Client) (AuthConfig, error) {
+	if c.AuthConfig != nil && c.AuthConfig.ID != "" {
+		rec, err := st.GetAuthConfig(ctx, c.AuthConfig.ID)
+		if err != nil {
+			return AuthConfig{}, fmt.Errorf("auth config %q of client %q: %w", c.AuthConfig.ID, c.ID, err)
+		}
+		return AuthConfigFromStore(rec)
+	}
+	rec, err := st.GetAuthConfig(ctx, DefaultAuthConfigID)
+	if err == nil {
+		return AuthConfigFromStore(rec)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return AuthConfig{}, fmt.Errorf("get default auth config: %w", err)
+	}
+	recs, total, err := st.ListAuthConfigs(ctx, store.Page{Count: 2, Page: 1})
+	if err != nil {
+		return AuthConfig{}, fmt.Errorf("list auth configs: %w", err)
+	}
+	if total == 1 && len(recs) == 1 {
+		return AuthConfigFromStore(recs[0])
+	}
+	return DefaultAuthConfig(), nil
+}
+
+// PastTokens is how many past 30-second TOTP steps are accepted (default 1).
+func (a AuthConfig) PastTokens() int {
+	if a.TwoFactor == nil || a.TwoFactor.ValidPastTokensCount == nil {
+		return DefaultValidPastTokensCount
+	}
+	return *a.TwoFactor.ValidPastTokensCount
+}
+
+// Issuer is the issuer name shown in authenticator apps (default "Gatehouse").
+func (a AuthConfig) Issuer() string {
+	if a.TwoFactor == nil || a.TwoFactor.IssuerName == "" {
+		return DefaultIssuerName
+	}
+	return a.TwoFactor.IssuerName
+}
+
+// TwoFactorRequired reports whether users must have a second factor.
+func (a AuthConfig) TwoFactorRequired() bool {
+	return a.TwoFactor != nil && a.TwoFactor.Required
+}
+
+// DefaultMethod is the method offered first when enrolling (default totp).
+func (a AuthConfig) DefaultMethod() string {
+	if a.TwoFactor == nil || a.TwoFactor.DefaultMethod == "" {
+		return MethodTOTP
+	}
+	return a.TwoFactor.DefaultMethod
+}
+
+// Webhook returns the configured webhook, or nil.
+func (a AuthConfig) Webhook() *Webhook { return a.webhook() }
+
+// ThemeOrEmpty returns the theme, or an empty one.
+func (a AuthConfig) ThemeOrEmpty() Theme {
+	if a.Theme == nil {
+		return Theme{}
+	}
+	return *a.Theme
+}
+
+// TimeoutDuration is the delivery timeout (DefaultWebhookTimeout when unset).
+func (w Webhook) TimeoutDuration() time.Duration {
+	if w.Timeout <= 0 {
+		return DefaultWebhookTimeout
+	}
+	return time.Duration(w.Timeout) * time.Millisecond
+}
+
+func (c Client) hasSecret() bool { return c.Secret != "" || c.SecretHash != "" }
+
+// HasSecret reports whether the client has a secret (given now or stored).
+func (c Client) HasSecret() bool { return c.hasSecret() }
+
+// RedirectURIs are the registered redirect URIs of the authorization_code grant.
+func (c Client) RedirectURIs() []string {
+	if c.Auth == nil || c.Auth.AuthorizationCode == nil {
+		return nil
+	}
+	return slices.Clone([]string(c.Auth.AuthorizationCode.RedirectURI))
+}
+
+// EffectiveGrantTypes are the grant types the client may use: grant_types
+// (normalised) plus refresh_token when any grant has `refresh_token: true`
+// (Aidbox enables refresh through the per-grant flag).
+func (c Client) EffectiveGrantTypes() []string {
+	out := make([]string, 0, len(c.GrantTypes)+1)
+	for _, g := range c.GrantTypes {
+		if g == "code" {
+			g = GrantAuthorizationCode
+		}
+		if !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	if !slices.Contains(out, GrantRefreshToken) && c.Auth != nil {
+		for _, g := range []*GrantSettings{c.Auth.AuthorizationCode, c.Auth.Password} {
+			if g != nil && g.RefreshToken {
+				out = append(out, GrantRefreshToken)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// HasGrant reports whether the client may use grant (`code` is read as
+// authorization_code); see EffectiveGrantTypes.
+func (c Client) HasGrant(grant string) bool {
+	if grant == "code" {
+		grant = GrantAuthorizationCode
+	}
+	return slices.Contains(c.EffectiveGrantTypes(), grant)
+}
+
+// Grant returns the settings of a grant with defaults filled in: expirations
+// 3600 s (access) and 30 days (refresh), token_format opaque, and
+// secret_required true exactly when the client has a secret. For
+// refresh_token it returns the settings of the grant that issued refresh
+// tokens (authorization_code, else password).
+func (c Client) Grant(grant string) GrantSettings {
+	var g *GrantSettings
+	if c.Auth != nil {
+		switch grant {
+		case "code", GrantAuthorizationCode:
+			g = c.Auth.AuthorizationCode
+		case GrantPassword:
+			g = c.Auth.Password
+		case GrantClientCredentials:
+			g = c.Auth.ClientCredentials
+		case GrantRefreshToken:
+			g = c.Auth.AuthorizationCode
+			if g == nil {
+				g = c.Auth.Password
+			}
+		}
+	}
+	var out GrantSettings
+	if g != nil {
+		out = *g
+		out.RedirectURI = slices.Clone(g.RedirectURI)
+	}
+	if out.AccessTokenExpiration == 0 {
+		out.AccessTokenExpiration = DefaultAccessTokenExpiration
+	}
+	if out.RefreshTokenExpiration == 0 {
+		out.RefreshTokenExpiration = DefaultRefreshTokenExpiration
+	}
+	if out.TokenFormat == "" {
+		out.TokenFormat = DefaultTokenFormat
+	}
+	if out.SecretRequired == nil {
+		req := c.hasSecret()
+		out.SecretRequired = &req
+	} else {
+		req := *out.SecretRequired
+		out.SecretRequired = &req
+	}
+	return out
+}
+
+func (g GrantSettings) secretRequired() bool { return g.SecretRequired != nil && *g.SecretRequired }
+
+// IsPublic reports whether the client authenticates without a secret: it
+// has none, or every interactive grant it uses (authorization_code,
+// password) says `secret_required: false`. A public client must use PKCE.
+func (c Client) IsPublic() bool {
+	if !c.hasSecret() {
+		return true
+	}
+	interactive := 0
+	for _, g := range []string{GrantAuthorizationCode, GrantPassword} {
+		if !slices.Contains(c.EffectiveGrantTypes(), g) {
+			continue
+		}
+		interactive++
+		if c.Grant(g).secretRequired() {
+			return false
+		}
+	}
+	return interactive > 0
+}
+
+// TwoFactorRequired reports whether the client forces 2FA on its logins.
+func (c Client) TwoFactorRequired() bool { return c.TwoFactor != nil && c.TwoFactor.Required }

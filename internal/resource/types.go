@@ -1,0 +1,146 @@
+package resource
+
+import "time"
+
+// Resource type names as they appear in URLs and in resourceType.
+const (
+	TypeUser       = "User"
+	TypeClient     = "Client"
+	TypeAuthConfig = "AuthConfig"
+)
+
+// Meta is the server-maintained part of every resource.
+type Meta struct {
+	VersionID   string    `json:"versionId" yaml:"versionId"`
+	LastUpdated time.Time `json:"lastUpdated" yaml:"lastUpdated"`
+}
+
+// User is the Aidbox-shaped User resource. Password is write-only: it is read
+// from requests, hashed, and never serialised back.
+type User struct {
+	ResourceType  string         `json:"resourceType,omitempty" yaml:"resourceType,omitempty"`
+	ID            string         `json:"id,omitempty" yaml:"id,omitempty"`
+	Email         string         `json:"email,omitempty" yaml:"email,omitempty"`
+	EmailVerified bool           `json:"emailVerified,omitempty" yaml:"emailVerified,omitempty"`
+	PhoneNumber   string         `json:"phoneNumber,omitempty" yaml:"phoneNumber,omitempty"`
+	PhoneVerified bool           `json:"phoneVerified,omitempty" yaml:"phoneVerified,omitempty"`
+	Password      string         `json:"password,omitempty" yaml:"password,omitempty"`
+	Name          *HumanName     `json:"name,omitempty" yaml:"name,omitempty"`
+	Inactive      bool           `json:"inactive,omitempty" yaml:"inactive,omitempty"`
+	TwoFactor     *UserTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
+	Meta          *Meta          `json:"meta,omitempty" yaml:"meta,omitempty"`
+}
+
+// HumanName is the optional display name of a user.
+type HumanName struct {
+	GivenName  string `json:"givenName,omitempty" yaml:"givenName,omitempty"`
+	FamilyName string `json:"familyName,omitempty" yaml:"familyName,omitempty"`
+}
+
+// UserTwoFactor is the user's second-factor status. On write only Enabled
+// (false resets the factor) and Method are honoured; EnrolledAt and
+// RecoveryCodesRemaining are read-only, filled from the store's TwoFactor.
+type UserTwoFactor struct {
+	Enabled                bool       `json:"enabled" yaml:"enabled"`
+	Method                 string     `json:"method,omitempty" yaml:"method,omitempty"`
+	Transport              string     `json:"transport,omitempty" yaml:"transport,omitempty"`
+	EnrolledAt             *time.Time `json:"enrolledAt,omitempty" yaml:"enrolledAt,omitempty"`
+	RecoveryCodesRemaining *int       `json:"recoveryCodesRemaining,omitempty" yaml:"recoveryCodesRemaining,omitempty"`
+}
+
+// Client is the Aidbox-shaped Client resource. Secret is write-only.
+// SecretHash is never serialised: ClientFromStore fills it from the record so
+// the token endpoint can verify a presented secret.
+type Client struct {
+	ResourceType           string           `json:"resourceType,omitempty" yaml:"resourceType,omitempty"`
+	ID                     string           `json:"id,omitempty" yaml:"id,omitempty"`
+	Secret                 string           `json:"secret,omitempty" yaml:"secret,omitempty"`
+	SecretHash             string           `json:"-" yaml:"-"`
+	FirstParty             bool             `json:"first_party,omitempty" yaml:"first_party,omitempty"`
+	GrantTypes             []string         `json:"grant_types,omitempty" yaml:"grant_types,omitempty"` // normalised: "code" → "authorization_code"
+	Scope                  []string         `json:"scope,omitempty" yaml:"scope,omitempty"`             // allowed scopes
+	Auth                   *ClientAuth      `json:"auth,omitempty" yaml:"auth,omitempty"`
+	AuthConfig             *Reference       `json:"authConfig,omitempty" yaml:"authConfig,omitempty"`
+	TwoFactor              *ClientTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
+	PostLogoutRedirectURIs StringList       `json:"post_logout_redirect_uri,omitempty" yaml:"post_logout_redirect_uri,omitempty"`
+	AllowedOrigins         []string         `json:"allowed_origins,omitempty" yaml:"allowed_origins,omitempty"` // CORS for the JSON sign-in API
+	Name                   string           `json:"name,omitempty" yaml:"name,omitempty"`
+	Meta                   *Meta            `json:"meta,omitempty" yaml:"meta,omitempty"`
+}
+
+// ClientAuth holds per-grant settings.
+type ClientAuth struct {
+	AuthorizationCode *GrantSettings `json:"authorization_code,omitempty" yaml:"authorization_code,omitempty"`
+	Password          *GrantSettings `json:"password,omitempty" yaml:"password,omitempty"`
+	ClientCredentials *GrantSettings `json:"client_credentials,omitempty" yaml:"client_credentials,omitempty"`
+}
+
+// GrantSettings are the Aidbox per-grant options. Expirations are seconds.
+type GrantSettings struct {
+	RedirectURI            StringList `json:"redirect_uri,omitempty" yaml:"redirect_uri,omitempty"` // a string or a list
+	AccessTokenExpiration  int        `json:"access_token_expiration,omitempty" yaml:"access_token_expiration,omitempty"`
+	RefreshTokenExpiration int        `json:"refresh_token_expiration,omitempty" yaml:"refresh_token_expiration,omitempty"`
+	TokenFormat            string     `json:"token_format,omitempty" yaml:"token_format,omitempty"` // jwt | opaque
+	SecretRequired         *bool      `json:"secret_required,omitempty" yaml:"secret_required,omitempty"`
+	RefreshToken           bool       `json:"refresh_token,omitempty" yaml:"refresh_token,omitempty"`
+	PKCE                   bool       `json:"pkce,omitempty" yaml:"pkce,omitempty"`
+}
+
+// ClientTwoFactor forces 2FA for this client's logins.
+type ClientTwoFactor struct {
+	Required bool `json:"required" yaml:"required"`
+}
+
+// Reference points at another resource by id.
+type Reference struct {
+	ID           string `json:"id" yaml:"id"`
+	ResourceType string `json:"resourceType,omitempty" yaml:"resourceType,omitempty"`
+}
+
+// AuthConfig is the Aidbox-shaped AuthConfig resource.
+type AuthConfig struct {
+	ResourceType string               `json:"resourceType,omitempty" yaml:"resourceType,omitempty"`
+	ID           string               `json:"id,omitempty" yaml:"id,omitempty"`
+	TwoFactor    *AuthConfigTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
+	Theme        *Theme               `json:"theme,omitempty" yaml:"theme,omitempty"`
+	SignUp       *SignUp              `json:"signUp,omitempty" yaml:"signUp,omitempty"`
+	Meta         *Meta                `json:"meta,omitempty" yaml:"meta,omitempty"`
+}
+
+// AuthConfigTwoFactor configures second factors for the clients that use it.
+type AuthConfigTwoFactor struct {
+	IssuerName           string   `json:"issuerName,omitempty" yaml:"issuerName,omitempty"`
+	ValidPastTokensCount *int     `json:"validPastTokensCount,omitempty" yaml:"validPastTokensCount,omitempty"` // default 1
+	Webhook              *Webhook `json:"webhook,omitempty" yaml:"webhook,omitempty"`
+	Required             bool     `json:"required,omitempty" yaml:"required,omitempty"`
+	DefaultMethod        string   `json:"defaultMethod,omitempty" yaml:"defaultMethod,omitempty"` // totp | sms | email
+}
+
+// Webhook is where codes are delivered. Secret is the HMAC key for the
+// Gatehouse-Signature header: accepted on write and kept in the stored
+// document (the server signs with it), stripped from every API response.
+// Timeout 0 means "not set" (DefaultWebhookTimeout); an explicit timeout of 0
+// or less in a request is refused, which is what timeoutSet remembers.
+type Webhook struct {
+	Endpoint string            `json:"endpoint" yaml:"endpoint"`
+	Timeout  int               `json:"timeout,omitempty" yaml:"timeout,omitempty"` // milliseconds
+	Headers  map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
+	Secret   string            `json:"secret,omitempty" yaml:"secret,omitempty"`
+
+	timeoutSet bool
+}
+
+// Theme styles the hosted pages.
+type Theme struct {
+	StyleURL string `json:"styleUrl,omitempty" yaml:"styleUrl,omitempty"`
+	Title    string `json:"title,omitempty" yaml:"title,omitempty"`
+	Brand    string `json:"brand,omitempty" yaml:"brand,omitempty"`
+}
+
+// SignUp allows self-registration through the API.
+type SignUp struct {
+	Enabled bool `json:"enabled" yaml:"enabled"`
+}
+
+// StringList accepts a JSON/YAML string or a list of strings.
+type StringList []string

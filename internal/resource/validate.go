@@ -1,0 +1,551 @@
+package resource
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"net/textproto"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Options are the deployment switches validation depends on.
+type Options struct {
+	// Dev relaxes transport rules for local development: plain-http
+	// redirect URIs, origins and webhook endpoints on any host, and webhook
+	// endpoints on private addresses.
+	Dev bool
+	// AllowPrivate lets webhook endpoints use http and private, loopback or
+	// link-local addresses (GATEHOUSE_WEBHOOK_ALLOW_PRIVATE).
+	AllowPrivate bool
+	// LookupIP resolves webhook hosts at save time; nil uses the system resolver.
+	LookupIP LookupIPFunc
+}
+
+// Limits.
+const (
+	MaxIDLen                  = 64
+	MaxAccessTokenExpiration  = 30 * 24 * 3600  // seconds
+	MaxRefreshTokenExpiration = 365 * 24 * 3600 // seconds
+	MaxWebhookTimeout         = 30000           // milliseconds
+	MaxValidPastTokensCount   = 10
+	maxSecretLen              = 1024
+	maxURILen                 = 2048
+	maxTextLen                = 200
+	maxWebhookHeaders         = 20
+	maxListLen                = 100
+)
+
+// Grant type names.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantPassword          = "password"
+	GrantClientCredentials = "client_credentials"
+)
+
+// Second-factor methods.
+const (
+	MethodTOTP  = "totp"
+	MethodSMS   = "sms"
+	MethodEmail = "email"
+)
+
+var (
+	idPattern    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	phonePattern = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	emailPattern = regexp.MustCompile(`^[A-Za-z0-9.!#$%&'*+/=?^_` + "`" + `{|}~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$`)
+)
+
+// ValidateID checks a resource id: 1 to 64 of A-Z a-z 0-9 . _ - (URL-safe
+// without escaping), and not "." or "..".
+func ValidateID(id string) error {
+	if id == "" {
+		return Invalid("id", CodeRequired, "id is required")
+	}
+	if !idPattern.MatchString(id) || id == "." || id == ".." {
+		return Invalid("id", CodeInvalid, "id must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+	}
+	return nil
+}
+
+// ValidEmail reports whether s is a plain addr-spec e-mail address (no
+// display name, no quoted local part, ASCII or punycode domain with a dot).
+func ValidEmail(s string) bool {
+	return len(s) <= 254 && emailPattern.MatchString(s) && !strings.Contains(s, "..") &&
+		!strings.HasPrefix(s, ".") && !strings.Contains(s, ".@")
+}
+
+// ValidPhone reports whether s is an E.164 number (+ and 7 to 15 digits).
+func ValidPhone(s string) bool { return phonePattern.MatchString(s) }
+
+// Normalize lower-cases the e-mail address.
+func (u *User) Normalize() {
+	u.Email = strings.ToLower(u.Email)
+}
+
+// Validate checks every field of u and reports all problems at once.
+func (u User) Validate(ctx context.Context, opts Options) error {
+	var p problems
+	checkID(&p, u.ID)
+	checkResourceType(&p, u.ResourceType, TypeUser)
+	if u.Email != "" && !ValidEmail(u.Email) {
+		p.add("email", CodeInvalid, "not a valid e-mail address")
+	}
+	if u.PhoneNumber != "" && !ValidPhone(u.PhoneNumber) {
+		p.add("phoneNumber", CodeInvalid, "not an E.164 phone number such as +14155550123")
+	}
+	if len(u.Password) > maxSecretLen {
+		p.add("password", CodeTooLong, fmt.Sprintf("at most %d bytes", maxSecretLen))
+	}
+	if u.Name != nil {
+		checkText(&p, "name.givenName", u.Name.GivenName)
+		checkText(&p, "name.familyName", u.Name.FamilyName)
+	}
+	if tf := u.TwoFactor; tf != nil {
+		checkMethod(&p, "twoFactor.method", tf.Method)
+		checkText(&p, "twoFactor.transport", tf.Transport)
+	}
+	return p.err()
+}
+
+// Normalize rewrites grant type `code` to `authorization_code` and drops
+// duplicate grant types, keeping the first occurrence.
+func (c *Client) Normalize() {
+	if len(c.GrantTypes) == 0 {
+		return
+	}
+	out := make([]string, 0, len(c.GrantTypes))
+	for _, g := range c.GrantTypes {
+		if g == "code" {
+			g = GrantAuthorizationCode
+		}
+		if !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	c.GrantTypes = out
+}
+
+// Validate checks every field of c that does not depend on stored state.
+// Whether a secret exists (secret_required, client_credentials) is checked
+// by ToStoreClient, which knows the stored hash.
+func (c Client) Validate(ctx context.Context, opts Options) error {
+	var p problems
+	checkID(&p, c.ID)
+	checkResourceType(&p, c.ResourceType, TypeClient)
+	if len(c.Secret) > maxSecretLen {
+		p.add("secret", CodeTooLong, fmt.Sprintf("at most %d bytes", maxSecretLen))
+	}
+	checkText(&p, "name", c.Name)
+	if len(c.GrantTypes) > maxListLen {
+		p.add("grant_types", CodeTooLong, "too many values")
+	}
+	for i, g := range c.GrantTypes {
+		switch g {
+		case "code", GrantAuthorizationCode, GrantRefreshToken, GrantPassword, GrantClientCredentials:
+		default:
+			p.add(fmt.Sprintf("grant_types[%d]", i), CodeValue,
+				fmt.Sprintf("unknown grant type %q (want authorization_code, code, refresh_token, password or client_credentials)", g))
+		}
+	}
+	if len(c.Scope) > maxListLen {
+		p.add("scope", CodeTooLong, "too many values")
+	}
+	for i, s := range c.Scope {
+		if !validScopeToken(s) {
+			p.add(fmt.Sprintf("scope[%d]", i), CodeInvalid, "not a scope token (printable ASCII without spaces, quotes or backslashes)")
+		}
+	}
+	if a := c.Auth; a != nil {
+		checkGrant(&p, "auth.authorization_code", a.AuthorizationCode, opts)
+		checkGrant(&p, "auth.password", a.Password, opts)
+		checkGrant(&p, "auth.client_credentials", a.ClientCredentials, opts)
+	}
+	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs()) == 0 {
+		p.add("auth.authorization_code.redirect_uri", CodeRequired, "a client with the authorization_code grant needs a redirect_uri")
+	}
+	if ref := c.AuthConfig; ref != nil {
+		if err := ValidateID(ref.ID); err != nil {
+			p.add("authConfig.id", CodeInvalid, "not a valid AuthConfig id")
+		}
+		if ref.ResourceType != "" && ref.ResourceType != TypeAuthConfig {
+			p.add("authConfig.resourceType", CodeValue, "must be AuthConfig")
+		}
+	}
+	checkURIList(&p, "post_logout_redirect_uri", c.PostLogoutRedirectURIs, opts)
+	if len(c.AllowedOrigins) > maxListLen {
+		p.add("allowed_origins", CodeTooLong, "too many values")
+	}
+	for i, o := range c.AllowedOrigins {
+		if err := validateOrigin(o, opts); err != nil {
+			p.add(fmt.Sprintf("allowed_origins[%d]", i), CodeInvalid, err.Error())
+		}
+	}
+	return p.err()
+}
+
+func checkGrant(p *problems, path string, g *GrantSettings, opts Options) {
+	if g == nil {
+		return
+	}
+	checkURIList(p, path+".redirect_uri", g.RedirectURI, opts)
+	if g.AccessTokenExpiration < 0 || g.AccessTokenExpiration > MaxAccessTokenExpiration {
+		p.add(path+".access_token_expiration", CodeInvalid,
+			fmt.Sprintf("must be between 0 (default) and %d seconds", MaxAccessTokenExpiration))
+	}
+	if g.RefreshTokenExpiration < 0 || g.RefreshTokenExpiration > MaxRefreshTokenExpiration {
+		p.add(path+".refresh_token_expiration", CodeInvalid,
+			fmt.Sprintf("must be between 0 (default) and %d seconds", MaxRefreshTokenExpiration))
+	}
+	switch g.TokenFormat {
+	case "", TokenFormatJWT, TokenFormatOpaque:
+	default:
+		p.add(path+".token_format", CodeValue, "must be jwt or opaque")
+	}
+}
+
+func checkURIList(p *problems, path string, uris StringList, opts Options) {
+	if len(uris) > maxListLen {
+		p.add(path, CodeTooLong, "too many values")
+		return
+	}
+	for i, u := range uris {
+		where := path
+		if len(uris) > 1 {
+			where = fmt.Sprintf("%s[%d]", path, i)
+		}
+		if err := ValidateRedirectURI(u, opts); err != nil {
+			p.add(where, CodeInvalid, err.Error())
+		}
+	}
+}
+
+// Validate checks every field of a; a webhook host that resolves is checked
+// against private address ranges (unless opts allow them).
+func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
+	var p problems
+	checkID(&p, a.ID)
+	checkResourceType(&p, a.ResourceType, TypeAuthConfig)
+	if tf := a.TwoFactor; tf != nil {
+		checkText(&p, "twoFactor.issuerName", tf.IssuerName)
+		if strings.Contains(tf.IssuerName, ":") {
+			p.add("twoFactor.issuerName", CodeInvalid, "must not contain ':' (it separates issuer and account in the otpauth label)")
+		}
+		if n := tf.ValidPastTokensCount; n != nil && (*n < 0 || *n > MaxValidPastTokensCount) {
+			p.add("twoFactor.validPastTokensCount", CodeInvalid, fmt.Sprintf("must be between 0 and %d", MaxValidPastTokensCount))
+		}
+		checkMethod(&p, "twoFactor.defaultMethod", tf.DefaultMethod)
+		if w := tf.Webhook; w != nil {
+			checkWebhook(ctx, &p, "twoFactor.webhook", w, opts)
+		}
+	}
+	if th := a.Theme; th != nil {
+		checkText(&p, "theme.title", th.Title)
+		checkText(&p, "theme.brand", th.Brand)
+		if th.StyleURL != "" {
+			if err := validateStyleURL(th.StyleURL, opts); err != nil {
+				p.add("theme.styleUrl", CodeInvalid, err.Error())
+			}
+		}
+	}
+	return p.err()
+}
+
+// Token formats.
+const (
+	TokenFormatJWT    = "jwt"
+	TokenFormatOpaque = "opaque"
+)
+
+// forbiddenHeaders are set by the sender itself or would change how the
+// request travels; an AuthConfig may not override them.
+var forbiddenHeaders = []string{
+	"Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection", "Keep-Alive",
+	"Upgrade", "Te", "Trailer", "Proxy-Authorization", "Proxy-Connection", "Gatehouse-Signature",
+}
+
+func checkWebhook(ctx context.Context, p *problems, path string, w *Webhook, opts Options) {
+	if err := validateWebhookEndpoint(ctx, w.Endpoint, opts); err != nil {
+		code := CodeInvalid
+		if ve, ok := err.(*endpointError); ok {
+			code = ve.code
+		}
+		p.add(path+".endpoint", code, err.Error())
+	}
+	if (w.timeoutSet && w.Timeout <= 0) || w.Timeout < 0 {
+		p.add(path+".timeout", CodeInvalid, fmt.Sprintf("must be between 1 and %d milliseconds", MaxWebhookTimeout))
+	} else if w.Timeout > MaxWebhookTimeout {
+		p.add(path+".timeout", CodeInvalid, fmt.Sprintf("must be between 1 and %d milliseconds", MaxWebhookTimeout))
+	}
+	if len(w.Secret) > maxSecretLen {
+		p.add(path+".secret", CodeTooLong, fmt.Sprintf("at most %d bytes", maxSecretLen))
+	}
+	if len(w.Headers) > maxWebhookHeaders {
+		p.add(path+".headers", CodeTooLong, fmt.Sprintf("at most %d headers", maxWebhookHeaders))
+	}
+	for _, name := range sortedStringKeys(w.Headers) {
+		hp := path + ".headers." + name
+		if !validHeaderName(name) {
+			p.add(hp, CodeInvalid, "not a valid HTTP header name")
+			continue
+		}
+		if slices.Contains(forbiddenHeaders, textproto.CanonicalMIMEHeaderKey(name)) {
+			p.add(hp, CodeValue, "this header is set by Gatehouse and cannot be configured")
+		}
+		v := w.Headers[name]
+		if len(v) > 4096 || strings.ContainsAny(v, "\r\n\x00") {
+			p.add(hp, CodeInvalid, "header values are at most 4096 bytes without line breaks or NUL")
+		}
+	}
+}
+
+type endpointError struct {
+	code string
+	msg  string
+}
+
+func (e *endpointError) Error() string { return e.msg }
+
+func validateWebhookEndpoint(ctx context.Context, raw string, opts Options) error {
+	if raw == "" {
+		return &endpointError{CodeRequired, "a webhook needs an endpoint"}
+	}
+	u, err := parseAbsolute(raw)
+	if err != nil {
+		return &endpointError{CodeInvalid, err.Error()}
+	}
+	relaxed := opts.Dev || opts.AllowPrivate
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !relaxed {
+			return &endpointError{CodeSecurity, "the endpoint must use https"}
+		}
+	default:
+		return &endpointError{CodeInvalid, "the endpoint must be an https URL"}
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return &endpointError{CodeInvalid, "the endpoint needs a host"}
+	}
+	if u.User != nil {
+		return &endpointError{CodeInvalid, "credentials in the URL are not allowed; use headers"}
+	}
+	if relaxed {
+		return nil
+	}
+	if err := checkPublicHost(ctx, u.Hostname(), opts.LookupIP); err != nil {
+		return &endpointError{CodeSecurity, "the endpoint must be on a public address: " + err.Error()}
+	}
+	return nil
+}
+
+// parseAbsolute parses an absolute URL without fragment, wildcard, spaces or
+// control characters.
+func parseAbsolute(raw string) (*url.URL, error) {
+	if len(raw) > maxURILen {
+		return nil, fmt.Errorf("longer than %d characters", maxURILen)
+	}
+	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || r > unicode.MaxASCII }) {
+		return nil, fmt.Errorf("contains spaces, control or non-ASCII characters (percent-encode them)")
+	}
+	if strings.Contains(raw, "#") {
+		return nil, fmt.Errorf("must not contain a fragment (#)")
+	}
+	if strings.Contains(raw, "*") {
+		return nil, fmt.Errorf("wildcards (*) are not allowed")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid URL")
+	}
+	if !u.IsAbs() {
+		return nil, fmt.Errorf("must be an absolute URL with a scheme")
+	}
+	return u, nil
+}
+
+// forbiddenSchemes never make sense as an OAuth redirect and are the usual
+// script-injection vectors.
+var forbiddenSchemes = []string{"javascript", "data", "vbscript", "file", "blob", "about", "filesystem", "view-source", "mailto", "ftp", "ws", "wss"}
+
+// ValidateRedirectURI checks an OAuth redirect URI: absolute, no fragment,
+// wildcard or userinfo; https, http on a loopback host (any host with
+// opts.Dev), or a private-use scheme in reverse-domain form such as
+// com.example.app:/cb (RFC 8252 §7.1).
+func ValidateRedirectURI(raw string, opts Options) error {
+	if raw == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	u, err := parseAbsolute(raw)
+	if err != nil {
+		return err
+	}
+	if u.User != nil {
+		return fmt.Errorf("must not contain user information (user@)")
+	}
+	switch u.Scheme {
+	case "https":
+		if u.Hostname() == "" {
+			return fmt.Errorf("needs a host")
+		}
+	case "http":
+		if u.Hostname() == "" {
+			return fmt.Errorf("needs a host")
+		}
+		if !opts.Dev && !IsLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("plain http is only allowed for loopback hosts (localhost, 127.0.0.1, [::1]); use https")
+		}
+	default:
+		if slices.Contains(forbiddenSchemes, u.Scheme) {
+			return fmt.Errorf("the %s: scheme is not allowed", u.Scheme)
+		}
+		if !strings.Contains(u.Scheme, ".") {
+			return fmt.Errorf("a private-use scheme must be a reverse domain name such as com.example.app (RFC 8252)")
+		}
+	}
+	return nil
+}
+
+// IsLoopbackHost reports whether host (without port or brackets) is
+// localhost or a loopback IP address.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+func validateOrigin(raw string, opts Options) error {
+	if raw == "*" {
+		return fmt.Errorf("a wildcard origin is not allowed; list the origins")
+	}
+	u, err := parseAbsolute(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Opaque != "" {
+		return fmt.Errorf("an origin is scheme://host[:port] without path or query")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !opts.Dev && !IsLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("plain http is only allowed for loopback hosts")
+		}
+	default:
+		return fmt.Errorf("an origin must use http or https")
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("needs a host")
+	}
+	return nil
+}
+
+func validateStyleURL(raw string, opts Options) error {
+	if strings.HasPrefix(raw, "/") && !strings.HasPrefix(raw, "//") {
+		if len(raw) > maxURILen || strings.ContainsAny(raw, " \t\r\n\"'<>\\#") {
+			return fmt.Errorf("not a valid path")
+		}
+		return nil
+	}
+	u, err := parseAbsolute(raw)
+	if err != nil {
+		return err
+	}
+	if u.User != nil {
+		return fmt.Errorf("must not contain user information")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !opts.Dev && !IsLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("plain http is only allowed for loopback hosts")
+		}
+	default:
+		return fmt.Errorf("must be an https URL or a path starting with /")
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("needs a host")
+	}
+	return nil
+}
+
+func checkID(p *problems, id string) {
+	if err := ValidateID(id); err != nil {
+		for _, pr := range err.(*ValidationError).Problems {
+			p.add(pr.Path, pr.Code, pr.Message)
+		}
+	}
+}
+
+func checkResourceType(p *problems, got, want string) {
+	if got != "" && got != want {
+		p.add("resourceType", CodeValue, fmt.Sprintf("must be %s", want))
+	}
+}
+
+func checkMethod(p *problems, path, m string) {
+	switch m {
+	case "", MethodTOTP, MethodSMS, MethodEmail:
+	default:
+		p.add(path, CodeValue, "must be totp, sms or email")
+	}
+}
+
+// checkText limits free text to maxTextLen characters of valid UTF-8 without
+// control characters, so it renders safely and fits its columns.
+func checkText(p *problems, path, s string) {
+	if s == "" {
+		return
+	}
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
+		p.add(path, CodeInvalid, "must not contain control characters")
+		return
+	}
+	if utf8.RuneCountInString(s) > maxTextLen {
+		p.add(path, CodeTooLong, fmt.Sprintf("at most %d characters", maxTextLen))
+	}
+}
+
+func validScopeToken(s string) bool {
+	if s == "" || len(s) > 200 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedStringKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,254 @@
+package resource
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+)
+
+// offline resolves nothing, like this machine without network: save-time
+// checks must then accept the host and leave the check to dial time.
+func offline(context.Context, string) ([]net.IP, error) {
+	return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+}
+
+// fixedDNS resolves every host to the given addresses.
+func fixedDNS(ips ...string) LookupIPFunc {
+	return func(context.Context, string) ([]net.IP, error) {
+		out := make([]net.IP, len(ips))
+		for i, s := range ips {
+			out[i] = net.ParseIP(s)
+		}
+		return out, nil
+	}
+}
+
+func TestValidateRedirectURI(t *testing.T) {
+	tests := []struct {
+		name string
+		uri  string
+		dev  bool
+		ok   bool
+	}{
+		{"https on any host is fine", "https://app.example.com/callback?x=1", false, true},
+		{"http on localhost is fine", "http://localhost:3001", false, true},
+		{"http on 127.0.0.1 is fine", "http://127.0.0.1:8080/cb", false, true},
+		{"http on [::1] is fine", "http://[::1]:8080/cb", false, true},
+		{"a reverse-domain private-use scheme is fine", "com.example.app:/oauth2redirect", false, true},
+		{"http on a public host is refused", "http://app.example.com/cb", false, false},
+		{"http on a public host is fine in dev mode", "http://app.example.com/cb", true, true},
+		{"a fragment is refused", "https://app.example.com/cb#frag", false, false},
+		{"an empty fragment is refused", "https://app.example.com/cb#", false, false},
+		{"a wildcard host is refused", "https://*.example.com/cb", false, false},
+		{"a wildcard path is refused", "https://app.example.com/*", false, false},
+		{"javascript: is refused", "javascript:alert(1)", false, false},
+		{"JavaScript: in capitals is refused", "JavaScript:alert(1)", false, false},
+		{"data: is refused", "data:text/html,<script>alert(1)</script>", false, false},
+		{"a scheme without a dot is refused", "myapp:/cb", false, false},
+		{"userinfo is refused", "https://user:pw@app.example.com/cb", false, false},
+		{"a relative URI is refused", "/callback", false, false},
+		{"a scheme-relative URI is refused", "//app.example.com/cb", false, false},
+		{"https without a host is refused", "https:///cb", false, false},
+		{"spaces are refused", "https://app.example.com/a b", false, false},
+		{"an empty URI is refused", "", false, false},
+		{"a very long URI is refused", "https://app.example.com/" + strings.Repeat("a", 3000), false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateRedirectURI(tc.uri, Options{Dev: tc.dev})
+			if (err == nil) != tc.ok {
+				t.Fatalf("ValidateRedirectURI(%q) = %v, want ok=%v", tc.uri, err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestValidateUser(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		user     User
+		wantPath string // "" means valid
+	}{
+		{"the Aidbox user is valid", User{ID: "my-user", Password: "password"}, ""},
+		{"a full user is valid", User{ID: "alice", Email: "alice@example.com", PhoneNumber: "+14155550123", Name: &HumanName{GivenName: "Alice"}}, ""},
+		{"an id with a slash is refused", User{ID: "a/b"}, "id"},
+		{"an id of 65 characters is refused", User{ID: strings.Repeat("a", 65)}, "id"},
+		{"an id of dots is refused", User{ID: ".."}, "id"},
+		{"a missing id is refused", User{}, "id"},
+		{"an e-mail without @ is refused", User{ID: "a", Email: "alice.example.com"}, "email"},
+		{"an e-mail with a display name is refused", User{ID: "a", Email: "Alice <alice@example.com>"}, "email"},
+		{"an e-mail without a domain dot is refused", User{ID: "a", Email: "alice@localhost"}, "email"},
+		{"an e-mail with a double dot is refused", User{ID: "a", Email: "al..ice@example.com"}, "email"},
+		{"a phone without + is refused", User{ID: "a", PhoneNumber: "14155550123"}, "phoneNumber"},
+		{"a phone with spaces is refused", User{ID: "a", PhoneNumber: "+1 415 555 0123"}, "phoneNumber"},
+		{"a phone of 16 digits is refused", User{ID: "a", PhoneNumber: "+1234567890123456"}, "phoneNumber"},
+		{"an unknown 2FA method is refused", User{ID: "a", TwoFactor: &UserTwoFactor{Method: "carrier-pigeon"}}, "twoFactor.method"},
+		{"a wrong resourceType is refused", User{ID: "a", ResourceType: "Client"}, "resourceType"},
+		{"a name with a control character is refused", User{ID: "a", Name: &HumanName{FamilyName: "x\x00y"}}, "name.familyName"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assertProblem(t, tc.user.Validate(ctx, Options{}), tc.wantPath)
+		})
+	}
+}
+
+func TestValidateClient(t *testing.T) {
+	ctx := context.Background()
+	f := false
+	tests := []struct {
+		name     string
+		client   Client
+		opts     Options
+		wantPath string
+	}{
+		{"a code client with a redirect URI is valid", Client{ID: "c", GrantTypes: []string{"code"},
+			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RedirectURI: StringList{"https://a.example/cb"}}}}, Options{}, ""},
+		{"a code client without a redirect URI is refused", Client{ID: "c", GrantTypes: []string{"authorization_code"}},
+			Options{}, "auth.authorization_code.redirect_uri"},
+		{"an unknown grant type is refused", Client{ID: "c", GrantTypes: []string{"password", "implicit"}}, Options{}, "grant_types[1]"},
+		{"a fragment in one of two redirect URIs is named by index", Client{ID: "c", GrantTypes: []string{"code"},
+			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RedirectURI: StringList{"https://a.example/cb", "https://a.example/cb#x"}}}},
+			Options{}, "auth.authorization_code.redirect_uri[1]"},
+		{"a single javascript: redirect URI is named without index", Client{ID: "c",
+			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RedirectURI: StringList{"javascript:alert(1)"}}}},
+			Options{}, "auth.authorization_code.redirect_uri"},
+		{"a negative access token expiration is refused", Client{ID: "c",
+			Auth: &ClientAuth{Password: &GrantSettings{AccessTokenExpiration: -1}}}, Options{}, "auth.password.access_token_expiration"},
+		{"a refresh expiration over a year is refused", Client{ID: "c",
+			Auth: &ClientAuth{Password: &GrantSettings{RefreshTokenExpiration: MaxRefreshTokenExpiration + 1}}}, Options{}, "auth.password.refresh_token_expiration"},
+		{"an unknown token format is refused", Client{ID: "c",
+			Auth: &ClientAuth{ClientCredentials: &GrantSettings{TokenFormat: "saml"}}}, Options{}, "auth.client_credentials.token_format"},
+		{"a scope with a space is refused", Client{ID: "c", Scope: []string{"openid profile"}}, Options{}, "scope[0]"},
+		{"a bad authConfig reference is refused", Client{ID: "c", AuthConfig: &Reference{ID: "a/b"}}, Options{}, "authConfig.id"},
+		{"a wildcard origin is refused", Client{ID: "c", AllowedOrigins: []string{"*"}}, Options{}, "allowed_origins[0]"},
+		{"an origin with a path is refused", Client{ID: "c", AllowedOrigins: []string{"https://a.example/app"}}, Options{}, "allowed_origins[0]"},
+		{"a public SPA client is valid", Client{ID: "spa", GrantTypes: []string{"code"},
+			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RedirectURI: StringList{"https://spa.example/cb"}, SecretRequired: &f, PKCE: true}}}, Options{}, ""},
+		{"a post-logout URI with a fragment is refused", Client{ID: "c", PostLogoutRedirectURIs: StringList{"https://a.example/#x"}},
+			Options{}, "post_logout_redirect_uri"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assertProblem(t, tc.client.Validate(ctx, tc.opts), tc.wantPath)
+		})
+	}
+}
+
+func TestValidateAuthConfig(t *testing.T) {
+	ctx := context.Background()
+	n := func(i int) *int { return &i }
+	hook := func(endpoint string, timeout int, set bool) *AuthConfigTwoFactor {
+		return &AuthConfigTwoFactor{Webhook: &Webhook{Endpoint: endpoint, Timeout: timeout, timeoutSet: set}}
+	}
+	tests := []struct {
+		name     string
+		cfg      AuthConfig
+		opts     Options
+		wantPath string
+	}{
+		{"the Aidbox config is valid offline", AuthConfig{ID: "myconfig", TwoFactor: &AuthConfigTwoFactor{IssuerName: "my-app",
+			ValidPastTokensCount: n(3), Webhook: &Webhook{Endpoint: "https://my-app.com", Timeout: 500, timeoutSet: true}}},
+			Options{LookupIP: offline}, ""},
+		{"a host resolving to a public address is fine", AuthConfig{ID: "a", TwoFactor: hook("https://hooks.example.com/x", 0, false)},
+			Options{LookupIP: fixedDNS("93.184.216.34")}, ""},
+		{"a host resolving to a private address is refused", AuthConfig{ID: "a", TwoFactor: hook("https://intranet.example.com/x", 0, false)},
+			Options{LookupIP: fixedDNS("93.184.216.34", "10.0.0.5")}, "twoFactor.webhook.endpoint"},
+		{"a host resolving to a private address is fine when private is allowed", AuthConfig{ID: "a", TwoFactor: hook("https://intranet.example.com/x", 0, false)},
+			Options{AllowPrivate: true, LookupIP: fixedDNS("10.0.0.5")}, ""},
+		{"a literal loopback address is refused", AuthConfig{ID: "a", TwoFactor: hook("https://127.0.0.1/x", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
+		{"a literal metadata address is refused", AuthConfig{ID: "a", TwoFactor: hook("https://169.254.169.254/latest", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
+		{"an IPv4-mapped IPv6 loopback is refused", AuthConfig{ID: "a", TwoFactor: hook("https://[::ffff:127.0.0.1]/x", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
+		{"localhost is refused", AuthConfig{ID: "a", TwoFactor: hook("https://localhost:9000/x", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
+		{"a shortened numeric address is refused", AuthConfig{ID: "a", TwoFactor: hook("https://127.1/x", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
+		{"a decimal address is refused", AuthConfig{ID: "a", TwoFactor: hook("https://2130706433/x", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
+		{"plain http is refused", AuthConfig{ID: "a", TwoFactor: hook("http://hooks.example.com/x", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
+		{"plain http to localhost is fine in dev mode", AuthConfig{ID: "a", TwoFactor: hook("http://localhost:9000/x", 0, false)}, Options{Dev: true}, ""},
+		{"a webhook without an endpoint is refused", AuthConfig{ID: "a", TwoFactor: hook("", 0, false)}, Options{}, "twoFactor.webhook.endpoint"},
+		{"an explicit timeout of 0 is refused", AuthConfig{ID: "a", TwoFactor: hook("https://x.example.com", 0, true)}, Options{LookupIP: offline}, "twoFactor.webhook.timeout"},
+		{"a timeout of -1 is refused", AuthConfig{ID: "a", TwoFactor: hook("https://x.example.com", -1, true)}, Options{LookupIP: offline}, "twoFactor.webhook.timeout"},
+		{"a timeout over 30 s is refused", AuthConfig{ID: "a", TwoFactor: hook("https://x.example.com", 30001, true)}, Options{LookupIP: offline}, "twoFactor.webhook.timeout"},
+		{"a forbidden header is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{Webhook: &Webhook{Endpoint: "https://x.example.com",
+			Headers: map[string]string{"host": "evil"}}}}, Options{LookupIP: offline}, "twoFactor.webhook.headers.host"},
+		{"a header value with a line break is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{Webhook: &Webhook{Endpoint: "https://x.example.com",
+			Headers: map[string]string{"X-Key": "a\r\nX-Evil: 1"}}}}, Options{LookupIP: offline}, "twoFactor.webhook.headers.X-Key"},
+		{"validPastTokensCount 11 is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{ValidPastTokensCount: n(11)}}, Options{}, "twoFactor.validPastTokensCount"},
+		{"validPastTokensCount -1 is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{ValidPastTokensCount: n(-1)}}, Options{}, "twoFactor.validPastTokensCount"},
+		{"validPastTokensCount 0 is fine", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{ValidPastTokensCount: n(0)}}, Options{}, ""},
+		{"an issuer with a colon is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{IssuerName: "a:b"}}, Options{}, "twoFactor.issuerName"},
+		{"an unknown default method is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{DefaultMethod: "fax"}}, Options{}, "twoFactor.defaultMethod"},
+		{"a javascript: style URL is refused", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "javascript:alert(1)"}}, Options{}, "theme.styleUrl"},
+		{"a local style path is fine", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "/static/brand.css"}}, Options{}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assertProblem(t, tc.cfg.Validate(ctx, tc.opts), tc.wantPath)
+		})
+	}
+}
+
+func TestWebhookTimeoutPresenceSurvivesDecoding(t *testing.T) {
+	ctx := context.Background()
+	opts := Options{LookupIP: offline}
+	for _, tc := range []struct {
+		name, body string
+		ok         bool
+	}{
+		{"an omitted timeout means the default", "twoFactor: {webhook: {endpoint: https://x.example.com}}", true},
+		{"timeout 0 is refused", "twoFactor: {webhook: {endpoint: https://x.example.com, timeout: 0}}", false},
+		{"timeout -1 is refused", "twoFactor: {webhook: {endpoint: https://x.example.com, timeout: -1}}", false},
+		{"timeout null means the default", "twoFactor: {webhook: {endpoint: https://x.example.com, timeout: null}}", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := DecodeAuthConfig([]byte(tc.body), FormatYAML)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.ID = "a"
+			err = a.Validate(ctx, opts)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Validate = %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok && a.Webhook().TimeoutDuration() != DefaultWebhookTimeout {
+				t.Fatalf("timeout = %v", a.Webhook().TimeoutDuration())
+			}
+		})
+	}
+}
+
+func TestValidationErrorBecomesAnOperationOutcome(t *testing.T) {
+	err := AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{ValidPastTokensCount: new(int), IssuerName: "x:y", DefaultMethod: "fax"}}.
+		Validate(context.Background(), Options{})
+	o, ok := OutcomeFromError(err)
+	if !ok || o.ResourceType != "OperationOutcome" || len(o.Issue) != 2 {
+		t.Fatalf("outcome = %+v, %v", o, ok)
+	}
+	for _, is := range o.Issue {
+		if is.Severity != "error" || len(is.Expression) != 1 || is.Diagnostics == "" {
+			t.Fatalf("issue = %+v", is)
+		}
+	}
+	if _, ok := OutcomeFromError(errors.New("database on fire")); ok {
+		t.Fatal("an internal error must not become a client-facing outcome")
+	}
+}
+
+func assertProblem(t *testing.T, err error, wantPath string) {
+	t.Helper()
+	if wantPath == "" {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v, want a ValidationError naming %q", err, wantPath)
+	}
+	if !hasPath(ve, wantPath) {
+		t.Fatalf("problems %+v do not name %q", ve.Problems, wantPath)
+	}
+}

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/static"
+)
+
+// App is a fully wired Gatehouse: every component built from one Config
+// and one Store. cmd/gatehouse runs it; the end-to-end tests start it on a
+// loopback listener.
+type App struct {
+	Config   config.Config
+	Store    store.Store
+	Logger   *slog.Logger
+	Hasher   *secret.PasswordHasher
+	Audit    *audit.Recorder
+	Accounts *account.Authenticator
+	OAuth    *oauth.Provider
+	Sessions *session.Manager
+	Admin    *admin.Handler
+	Web      *web.Handler
+	Handler  http.Handler
+}
+
+// Deps are what Build needs beyond the configuration.
+type Deps struct {
+	Store     store.Store
+	Logger    *slog.Logger
+	MasterKey []byte
+	// AdminPasswordHash is the argon2id PHC of the bootstrap admin password.
+	AdminPasswordHash string
+	Now               func() time.Time
+}
+
+// Build wires every component. It creates the first signing key when the
+// database has none.
+func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	a := &App{Config: cfg, Store: d.Store, Logger: d.Logger}
+	a.Hasher = NewPasswordHasher(cfg)
+	a.Audit = &audit.Recorder{Store: d.Store, Logger: d.Logger, Now: d.Now}
+	a.Accounts = &account.Authenticator{Store: d.Store, Hasher: a.Hasher, Audit: a.Audit, Throttle: account.DefaultThrottle, Now: d.Now}
+
+	var err error
+	a.OAuth, err = oauth.New(ctx, oauth.Config{
+		Issuer:               cfg.Issuer,
+		MasterKey:            d.MasterKey,
+		Store:                d.Store,
+		Hasher:               a.Hasher,
+		Accounts:             a.Accounts,
+		Audit:                a.Audit,
+		Logger:               d.Logger,
+		Now:                  d.Now,
+		AuthCodeLifespan:     cfg.Tokens.AuthCodeLifespan,
+		AccessTokenLifespan:  cfg.Tokens.AccessTokenLifespan,
+		RefreshTokenLifespan: cfg.Tokens.RefreshTokenLifespan,
+		IDTokenLifespan:      cfg.Tokens.IDTokenLifespan,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oauth: %w", err)
+	}
+	a.Sessions, err = session.NewManager(session.Config{
+		Store:           d.Store,
+		MasterKey:       d.MasterKey,
+		Issuer:          cfg.Issuer,
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		Now:             d.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	a.Admin = &admin.Handler{
+		Store:             d.Store,
+		Hasher:            a.Hasher,
+		Audit:             a.Audit,
+		Logger:            d.Logger,
+		Now:               d.Now,
+		AdminUser:         cfg.Admin.User,
+		AdminPasswordHash: d.AdminPasswordHash,
+		VerifyBearer:      a.OAuth.VerifyAdminToken,
+		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate},
+	}
+	a.Web = &web.Handler{
+		Store:    d.Store,
+		Sessions: a.Sessions,
+		OAuth:    a.OAuth,
+		Accounts: a.Accounts,
+		Audit:    a.Audit,
+		Logger:   d.Logger,
+		Now:      d.Now,
+		Issuer:   cfg.Issuer,
+	}
+
+	var proxies []*net.IPNet
+	for _, p := range cfg.TrustedProxies {
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", p, err)
+		}
+		proxies = append(proxies, n)
+	}
+	srv := &Server{
+		Logger:         d.Logger,
+		Store:          d.Store,
+		Routes:         []Registrar{a.OAuth, a.Web, a.Admin},
+		Static:         static.FS,
+		TrustedProxies: proxies,
+		AdminOnly:      a.Admin.RequireAdmin,
+		Pprof:          cfg.Pprof,
+		Metrics:        NewMetrics(),
+	}
+	a.Handler = srv.Handler()
+	return a, nil
+}
+
+// NewPasswordHasher builds the argon2id hasher the configuration asks for.
+func NewPasswordHasher(cfg config.Config) *secret.PasswordHasher {
+	p := secret.DefaultArgon2
+	p.MemoryKiB, p.Iterations, p.Parallelism = cfg.Password.MemoryKiB, cfg.Password.Iterations, cfg.Password.Parallelism
+	return secret.NewPasswordHasher(p, cfg.Password.MaxConcurrent)
+}
+
+// Serve runs the HTTP server on ln until ctx ends, then shuts down
+// gracefully (in-flight requests get up to grace to finish).
+func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	go a.purgeExpired(ctx)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// purgeExpired deletes expired sessions and OAuth rows every few minutes.
+func (a *App) purgeExpired(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UTC()
+		if n, err := a.Store.DeleteExpiredBrowserSessions(ctx, now); err != nil {
+			a.Logger.Warn("purge expired sessions", "err", err)
+		} else if n > 0 {
+			a.Logger.Debug("purged expired sessions", "count", n)
+		}
+		if n, err := a.Store.DeleteExpiredOAuthRequests(ctx, now); err != nil {
+			a.Logger.Warn("purge expired tokens", "err", err)
+		} else if n > 0 {
+			a.Logger.Debug("purged expired tokens", "count", n)
+		}
+	}
+}

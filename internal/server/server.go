@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Registrar is a component that mounts its routes (admin API, OAuth
+// endpoints, hosted pages).
+type Registrar interface {
+	Register(mux *http.ServeMux)
+}
+
+// Server holds what the HTTP surface is built from.
+type Server struct {
+	Logger *slog.Logger
+	Store  store.Store
+	Routes []Registrar
+	Static fs.FS
+	// TrustedProxies: requests from these networks may name the client in X-Forwarded-For.
+	TrustedProxies []*net.IPNet
+	// AdminOnly guards operator endpoints (pprof); nil disables them.
+	AdminOnly func(http.Handler) http.Handler
+	Pprof     bool
+	Metrics   *Metrics
+}
+
+// Handler returns the complete HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.Routes {
+		r.Register(mux)
+	}
+	mux.HandleFunc("GET /health/alive", func(w http.ResponseWriter, r *http.Request) {
+		writeHealth(w, http.StatusOK, "alive")
+	})
+	mux.HandleFunc("GET /health/ready", s.ready)
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
+	if s.Static != nil {
+		mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.Static)))
+	}
+	if s.Pprof && s.AdminOnly != nil {
+		pp := http.NewServeMux()
+		pp.HandleFunc("/debug/pprof/", pprof.Index)
+		pp.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", s.AdminOnly(pp))
+	}
+	var h http.Handler = mux
+	h = securityHeaders(h)
+	h = s.accessLog(h)
+	h = s.recoverPanics(h)
+	h = s.requestContext(h)
+	return h
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		s.Logger.WarnContext(ctx, "readiness check failed", "err", err)
+		writeHealth(w, http.StatusServiceUnavailable, "database unavailable")
+		return
+	}
+	writeHealth(w, http.StatusOK, "ready")
+}
+
+func writeHealth(w http.ResponseWriter, code int, status string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "{\"status\":%q}\n", status)
+}
+
+// staticHandler serves embedded assets with a day of caching; they are
+// versioned with the binary.
+func staticHandler(fsys fs.FS) http.Handler {
+	files := http.FileServerFS(fsys)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		files.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,282 @@
+package twofactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/notify"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Purposes of one-time codes. A code is only ever accepted for the purpose
+// and binding it was sent for.
+const (
+	PurposeLogin  = "login"  // second factor of a login attempt or mfa token
+	PurposeVerify = "verify" // proving a phone number or e-mail address
+)
+
+// Sent describes a code that was issued. Delivered is false when the
+// webhook's first attempt failed; the notifier logs that and retries in the
+// background, and the user can ask for the code again.
+type Sent struct {
+	ID          string
+	Channel     string // totp | sms | email
+	Destination string
+	ExpiresAt   time.Time
+	Delivered   bool
+}
+
+// SendInput asks for a one-time code.
+type SendInput struct {
+	User        store.User
+	Purpose     string // PurposeLogin | PurposeVerify
+	Channel     string // sms | email
+	Destination string // phone number (E.164) or e-mail address
+	// BindingID is what the code is for: the login attempt, mfa token or
+	// verification. Only a VerifyCode/Verify naming it can spend the code.
+	BindingID string
+	Webhook   notify.Webhook
+	Meta
+}
+
+// SendCode issues 6 random digits for in.Purpose, stores their keyed hash
+// bound to in.BindingID with a 10-minute expiry, and delivers them through
+// the webhook. At most SendLimit codes go to one user and destination per
+// hour (ErrTooManySends beyond). ErrNoWebhook without a webhook endpoint.
+func (s *Service) SendCode(ctx context.Context, in SendInput) (Sent, error) {
+	if in.Channel != MethodSMS && in.Channel != MethodEmail {
+		return Sent{}, fmt.Errorf("%w %q for a one-time code", ErrBadMethod, in.Channel)
+	}
+	if in.Purpose != PurposeLogin && in.Purpose != PurposeVerify {
+		return Sent{}, fmt.Errorf("unknown one-time code purpose %q", in.Purpose)
+	}
+	if in.BindingID == "" || in.Destination == "" {
+		return Sent{}, errors.New("a one-time code needs a binding and a destination")
+	}
+	if in.Webhook.Endpoint == "" || s.Notifier == nil {
+		return Sent{}, ErrNoWebhook
+	}
+	now := s.now()
+	n, err := s.Store.CountOneTimeCodes(ctx, in.User.ID, in.Destination, now.Add(-SendWindow))
+	if err != nil {
+		return Sent{}, fmt.Errorf("count codes sent to %q: %w", in.User.ID, err)
+	}
+	if n >= SendLimit {
+		s.logger().WarnContext(ctx, "one-time code send limit reached",
+			"user", in.User.ID, "channel", in.Channel, "request_id", in.RequestID)
+		return Sent{}, ErrTooManySends
+	}
+	code := secret.RandomDigits(Digits)
+	otc := store.OneTimeCode{
+		ID:          secret.RandomToken(16),
+		UserID:      in.User.ID,
+		Purpose:     in.Purpose,
+		Channel:     in.Channel,
+		Destination: in.Destination,
+		BindingID:   in.BindingID,
+		CodeHash:    s.oneTimeHash(in.Purpose, in.BindingID, code),
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(CodeTTL),
+	}
+	if err := s.Store.CreateOneTimeCode(ctx, otc); err != nil {
+		return Sent{}, fmt.Errorf("store one-time code for %q: %w", in.User.ID, err)
+	}
+	sent := Sent{ID: otc.ID, Channel: in.Channel, Destination: in.Destination, ExpiresAt: otc.ExpiresAt}
+	sent.Delivered = s.deliver(ctx, in.User, in.Webhook, notify.CodeEvent{
+		ID: otc.ID, Token: code, Channel: in.Channel, Destination: in.Destination, ExpiresAt: otc.ExpiresAt,
+	}, in.Purpose, in.Meta)
+	return sent, nil
+}
+
+// deliver posts a code and records the send. Delivery errors are the
+// notifier's to log and retry; they never fail the caller's page.
+func (s *Service) deliver(ctx context.Context, u store.User, hook notify.Webhook, ev notify.CodeEvent, purpose string, m Meta) bool {
+	ev.User = notify.User{ID: u.ID, Email: u.Email, PhoneNumber: u.PhoneNumber}
+	err := s.Notifier.Send(ctx, hook, ev)
+	s.record(ctx, audit.CodeSent, u.ID, m, map[string]string{
+		"channel":     ev.Channel,
+		"purpose":     purpose,
+		"destination": MaskDestination(ev.Destination),
+		"event_id":    ev.ID,
+		"delivered":   strconv.FormatBool(err == nil),
+	})
+	return err == nil
+}
+
+// LoginCodeInput asks for the code of a login's code prompt.
+type LoginCodeInput struct {
+	User      store.User
+	BindingID string // the login attempt or mfa token; used for sms/e-mail
+	PastSteps int    // for the expiry announced with a TOTP code
+	Webhook   notify.Webhook
+	Meta
+}
+
+// SendLoginCode delivers the code a login's prompt asks for, through the
+// AuthConfig's webhook: for sms/e-mail a fresh one-time code bound to
+// in.BindingID; for TOTP the current code (Aidbox's webhook), which stays
+// subject to the replay rule like one typed from an app. ErrNoWebhook when
+// there is no endpoint (for TOTP the caller simply shows the prompt).
+func (s *Service) SendLoginCode(ctx context.Context, in LoginCodeInput) (Sent, error) {
+	tf, err := s.Store.GetTwoFactor(ctx, in.User.ID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !tf.Enabled) {
+		return Sent{}, ErrNotEnabled
+	}
+	if err != nil {
+		return Sent{}, fmt.Errorf("get second factor of %q: %w", in.User.ID, err)
+	}
+	if in.Webhook.Endpoint == "" || s.Notifier == nil {
+		return Sent{}, ErrNoWebhook
+	}
+	switch tf.Method {
+	case MethodSMS, MethodEmail:
+		return s.SendCode(ctx, SendInput{
+			User: in.User, Purpose: PurposeLogin, Channel: tf.Method, Destination: tf.Destination,
+			BindingID: in.BindingID, Webhook: in.Webhook, Meta: in.Meta,
+		})
+	case MethodTOTP:
+		return s.pushTOTP(ctx, tf, in)
+	}
+	return Sent{}, fmt.Errorf("second factor of %q: %w %q", in.User.ID, ErrBadMethod, tf.Method)
+}
+
+func (s *Service) pushTOTP(ctx context.Context, tf store.TwoFactor, in LoginCodeInput) (Sent, error) {
+	now := s.now()
+	n, err := s.Store.HitCounter(ctx, "2fa:totp-push:"+in.User.ID, SendWindow, now)
+	if err != nil {
+		return Sent{}, fmt.Errorf("count totp pushes for %q: %w", in.User.ID, err)
+	}
+	if n > TOTPSendLimit {
+		s.logger().WarnContext(ctx, "totp webhook push limit reached", "user", in.User.ID, "request_id", in.RequestID)
+		return Sent{}, ErrTooManySends
+	}
+	secret, err := s.openSecret(tf)
+	if err != nil {
+		return Sent{}, err
+	}
+	step := Step(now)
+	code, err := codeAt(secret, step)
+	if err != nil {
+		return Sent{}, err
+	}
+	// The code stays acceptable while its step is within the past window.
+	past := min(max(in.PastSteps, 0), MaxPastSteps)
+	exp := time.Unix((step+1+int64(past))*Period, 0).UTC()
+	sent := Sent{ID: newEventID(), Channel: MethodTOTP, ExpiresAt: exp}
+	sent.Delivered = s.deliver(ctx, in.User, in.Webhook, notify.CodeEvent{
+		ID: sent.ID, Token: code, Channel: MethodTOTP, ExpiresAt: exp,
+	}, PurposeLogin, in.Meta)
+	return sent, nil
+}
+
+func newEventID() string { return secret.RandomToken(16) }
+
+// VerifyCodeInput is a submitted code for a PurposeVerify binding.
+type VerifyCodeInput struct {
+	UserID    string
+	BindingID string
+	Code      string
+	Meta
+}
+
+// VerifyCode spends a verification code (PurposeVerify) and returns the
+// record, whose Channel and Destination say what was proven. A binding gets
+// at most MaxAttempts tries; after that even the right code is refused and
+// a new code must be sent. Every refusal is ErrInvalidCode. Second-factor
+// codes of a login go through Verify instead, with the factor's lockout.
+func (s *Service) VerifyCode(ctx context.Context, in VerifyCodeInput) (store.OneTimeCode, error) {
+	now := s.now()
+	n, err := s.Store.HitCounter(ctx, "2fa:verify-attempt:"+in.BindingID, CodeTTL, now)
+	if err != nil {
+		return store.OneTimeCode{}, fmt.Errorf("count verification attempts: %w", err)
+	}
+	fail := func(reason string) (store.OneTimeCode, error) {
+		s.record(ctx, audit.TwoFactorFailure, in.UserID, in.Meta, map[string]string{
+			"reason": reason, "purpose": PurposeVerify, "attempts": strconv.Itoa(n),
+		})
+		if reason == reasonLocked {
+			return store.OneTimeCode{}, ErrLocked
+		}
+		return store.OneTimeCode{}, ErrInvalidCode
+	}
+	if n > MaxAttempts {
+		return fail(reasonLocked)
+	}
+	code, kind := normalize(in.Code)
+	if kind != kindDigits || in.BindingID == "" {
+		return fail(reasonMalformed)
+	}
+	otc, err := s.Store.ConsumeOneTimeCode(ctx, in.BindingID, s.oneTimeHash(PurposeVerify, in.BindingID, code), now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fail(reasonWrong)
+	case err != nil:
+		return store.OneTimeCode{}, fmt.Errorf("consume verification code: %w", err)
+	case otc.UserID != in.UserID:
+		return fail(reasonWrong)
+	}
+	s.record(ctx, audit.TwoFactorSuccess, in.UserID, in.Meta, map[string]string{
+		"purpose": PurposeVerify, "channel": otc.Channel, "destination": MaskDestination(otc.Destination),
+	})
+	return otc, nil
+}
+
+// EnableCodeInput turns on SMS or e-mail codes as the second factor.
+type EnableCodeInput struct {
+	UserID           string
+	Method           string // sms | email
+	Webhook          notify.Webhook
+	CurrentSessionID string
+	Meta
+}
+
+// EnableCodeMethod enables sms or e-mail codes to the user's verified phone
+// number or e-mail address and returns 10 recovery codes once. ErrUnverified
+// when that destination is missing or unverified, ErrNoWebhook when nothing
+// could deliver the codes, ErrAlreadyEnabled when a factor is on.
+func (s *Service) EnableCodeMethod(ctx context.Context, in EnableCodeInput) ([]string, error) {
+	if in.Webhook.Endpoint == "" {
+		return nil, ErrNoWebhook
+	}
+	u, err := s.Store.GetUser(ctx, in.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("get user %q: %w", in.UserID, err)
+	}
+	var dest string
+	switch in.Method {
+	case MethodSMS:
+		if u.PhoneNumber == "" || !u.PhoneVerified {
+			return nil, ErrUnverified
+		}
+		dest = u.PhoneNumber
+	case MethodEmail:
+		if u.Email == "" || !u.EmailVerified {
+			return nil, ErrUnverified
+		}
+		dest = u.Email
+	default:
+		return nil, fmt.Errorf("%w %q", ErrBadMethod, in.Method)
+	}
+	codes, err := newRecoveryCodes(RecoveryCodeN)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	tf := store.TwoFactor{
+		UserID: in.UserID, Method: in.Method, Enabled: true, Destination: dest,
+		EnrolledAt: now, UpdatedAt: now,
+	}
+	if err := s.enable(ctx, tf, codes, in.CurrentSessionID); err != nil {
+		return nil, err
+	}
+	s.record(ctx, audit.TwoFactorEnabled, in.UserID, in.Meta, map[string]string{
+		"method": in.Method, "destination": MaskDestination(dest),
+	})
+	s.record(ctx, audit.RecoveryCodesIssued, in.UserID, in.Meta, map[string]string{"count": strconv.Itoa(len(codes))})
+	return codes, nil
+}

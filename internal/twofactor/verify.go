@@ -1,0 +1,188 @@
+package twofactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// VerifyInput is one submitted second-factor code.
+type VerifyInput struct {
+	UserID string
+	Code   string // as typed: spaces and dashes are ignored
+	// PastSteps is how many 30-second steps before the current one a TOTP
+	// code may come from (AuthConfig validPastTokensCount; see PastSteps).
+	// One future step is always accepted, nothing outside the window.
+	PastSteps int
+	// AllowRecovery accepts a recovery code in place of the factor's code.
+	AllowRecovery bool
+	// BindingID names the login attempt an SMS/e-mail code was sent for
+	// (SendLoginCode's binding); unused for TOTP.
+	BindingID string
+	Meta
+}
+
+// Result says how a second factor was proven.
+type Result struct {
+	Method string   // totp | sms | email | recovery
+	AMR    []string // authentication method references to add: otp, mfa
+	// RecoveryCodesRemaining is the number of unused recovery codes after a
+	// recovery code was spent; 0 for the other methods.
+	RecoveryCodesRemaining int
+}
+
+// Failure reasons, in audit details.
+const (
+	reasonMalformed = "malformed"
+	reasonWrong     = "wrong_code"
+	reasonReused    = "reused"
+	reasonLocked    = "locked"
+)
+
+// Verify checks a second-factor code for a user whose factor is enabled.
+//
+// Before anything is checked an attempt is reserved in the store: at most
+// MaxAttempts run between two successes however many arrive at once, and the
+// attempt that reaches the limit and fails locks the factor for 5 minutes,
+// doubling with every lockout up to an hour. During a lock every code, the
+// right one too, is refused. A TOTP code is accepted once: its step must be
+// newer than the last accepted step, which the store advances atomically.
+//
+// Every refusal is ErrInvalidCode (ErrCodeReused and ErrLocked match it);
+// ErrNotEnabled when the user has no enabled factor; other errors are
+// storage failures.
+func (s *Service) Verify(ctx context.Context, in VerifyInput) (Result, error) {
+	now := s.now()
+	tf, err := s.Store.GetTwoFactor(ctx, in.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !tf.Enabled) {
+		return Result{}, ErrNotEnabled
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("get second factor of %q: %w", in.UserID, err)
+	}
+	att, err := s.Store.ReserveFactorAttempt(ctx, in.UserID, now, MaxAttempts)
+	if err != nil {
+		return Result{}, fmt.Errorf("reserve code attempt for %q: %w", in.UserID, err)
+	}
+	if !att.Allowed {
+		s.record(ctx, audit.TwoFactorFailure, in.UserID, in.Meta, map[string]string{
+			"reason": reasonLocked, "method": tf.Method,
+		})
+		return Result{}, ErrLocked
+	}
+	res, reason, err := s.check(ctx, tf, in, now)
+	if err != nil {
+		return Result{}, err
+	}
+	if reason != "" {
+		return Result{}, s.failed(ctx, in, tf, att, reason, now)
+	}
+	if err := s.Store.ClearFactorFailures(ctx, in.UserID); err != nil {
+		return Result{}, fmt.Errorf("clear code failures of %q: %w", in.UserID, err)
+	}
+	if res.Method == MethodRecovery {
+		s.record(ctx, audit.RecoveryCodeUsed, in.UserID, in.Meta, map[string]string{
+			"remaining": strconv.Itoa(res.RecoveryCodesRemaining),
+		})
+	}
+	s.record(ctx, audit.TwoFactorSuccess, in.UserID, in.Meta, map[string]string{"method": res.Method})
+	return res, nil
+}
+
+// check evaluates the code; a non-empty reason is a refusal.
+func (s *Service) check(ctx context.Context, tf store.TwoFactor, in VerifyInput, now time.Time) (Result, string, error) {
+	code, kind := normalize(in.Code)
+	switch {
+	case kind == kindRecovery && in.AllowRecovery:
+		return s.checkRecovery(ctx, in.UserID, code, now)
+	case kind != kindDigits:
+		return Result{}, reasonMalformed, nil
+	}
+	switch tf.Method {
+	case MethodTOTP:
+		secret, err := s.openSecret(tf)
+		if err != nil {
+			return Result{}, "", err
+		}
+		step, ok, err := matchStep(secret, code, now, min(max(in.PastSteps, 0), MaxPastSteps), tf.LastStep)
+		if err != nil {
+			return Result{}, "", err
+		}
+		if !ok {
+			return Result{}, reasonWrong, nil
+		}
+		switch err := s.Store.AdvanceTOTPStep(ctx, in.UserID, step); {
+		case errors.Is(err, store.ErrConflict):
+			return Result{}, reasonReused, nil
+		case err != nil:
+			return Result{}, "", fmt.Errorf("advance totp step of %q: %w", in.UserID, err)
+		}
+		return Result{Method: MethodTOTP, AMR: []string{"otp", "mfa"}}, "", nil
+	case MethodSMS, MethodEmail:
+		if in.BindingID == "" {
+			return Result{}, reasonWrong, nil
+		}
+		otc, err := s.Store.ConsumeOneTimeCode(ctx, in.BindingID, s.oneTimeHash(PurposeLogin, in.BindingID, code), now)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return Result{}, reasonWrong, nil
+		case err != nil:
+			return Result{}, "", fmt.Errorf("consume one-time code: %w", err)
+		case otc.UserID != in.UserID:
+			return Result{}, reasonWrong, nil
+		}
+		return Result{Method: tf.Method, AMR: []string{"otp", "mfa"}}, "", nil
+	}
+	return Result{}, "", fmt.Errorf("second factor of %q: %w %q", in.UserID, ErrBadMethod, tf.Method)
+}
+
+func (s *Service) checkRecovery(ctx context.Context, userID, code string, now time.Time) (Result, string, error) {
+	switch err := s.Store.UseRecoveryCode(ctx, userID, s.recoveryHash(userID, code), now); {
+	case errors.Is(err, store.ErrNotFound):
+		return Result{}, reasonWrong, nil
+	case err != nil:
+		return Result{}, "", fmt.Errorf("use recovery code of %q: %w", userID, err)
+	}
+	left, err := s.Store.CountRecoveryCodes(ctx, userID)
+	if err != nil {
+		return Result{}, "", fmt.Errorf("count recovery codes of %q: %w", userID, err)
+	}
+	return Result{Method: MethodRecovery, AMR: []string{"otp", "mfa"}, RecoveryCodesRemaining: left}, "", nil
+}
+
+// failed records a refused code and locks the factor when this attempt was
+// the last one allowed. The reservation already counted it, committed on
+// its own, so a failed login that rolls back nothing else keeps the count.
+func (s *Service) failed(ctx context.Context, in VerifyInput, tf store.TwoFactor, att store.FactorAttempt, reason string, now time.Time) error {
+	typ := audit.TwoFactorFailure
+	if reason == reasonReused {
+		typ = audit.TwoFactorReused
+	}
+	s.record(ctx, typ, in.UserID, in.Meta, map[string]string{
+		"reason": reason, "method": tf.Method, "failures": strconv.Itoa(att.Failures),
+	})
+	if att.Failures >= MaxAttempts {
+		// Read the lockout count again: the one read before the attempt may
+		// predate a lockout that ended meanwhile.
+		lockouts := tf.Lockouts
+		if cur, err := s.Store.GetTwoFactor(ctx, in.UserID); err == nil {
+			lockouts = cur.Lockouts
+		}
+		until := now.Add(lockoutFor(lockouts))
+		if err := s.Store.LockFactor(ctx, in.UserID, until); err != nil {
+			return fmt.Errorf("lock second factor of %q: %w", in.UserID, err)
+		}
+		s.record(ctx, audit.TwoFactorLockout, in.UserID, in.Meta, map[string]string{
+			"until": until.Format(time.RFC3339), "lockouts": strconv.Itoa(lockouts + 1),
+		})
+	}
+	if reason == reasonReused {
+		return ErrCodeReused
+	}
+	return ErrInvalidCode
+}
