@@ -1,9 +1,27 @@
 // Package oauth is Gatehouse's OAuth 2.0 / OpenID Connect protocol layer and
-// the only importer of github.com/ory/fosite (and of go-jose for keys). It
-// composes fosite from the factories Gatehouse needs, adapts fosite's storage
-// interfaces to store.Store, turns resource.Client into fosite clients, keeps
-// the ES256 signing keys (sealed in the database, rotated on demand) and
-// serves the token, introspection, revocation, userinfo and discovery
-// endpoints. The hosted login pages (internal/web) drive the authorization
-// endpoint through ParseAuthorize / CompleteAuthorize / WriteAuthorizeError.
+// the only importer of github.com/ory/fosite (and of go-jose for keys).
+//
+// It composes fosite from exactly the handlers Gatehouse uses (authorization
+// code, PKCE, refresh, client credentials, password, OpenID Connect explicit
+// and refresh, introspection, revocation), adapts fosite's storage to
+// store.Store, turns resource.Client into fosite clients (one view per
+// grant, since the Aidbox Client sets secrets, lifespans and token formats
+// per grant), keeps the ES256 signing keys (sealed in the database, shared by
+// every process, rotated on demand) and serves the token, introspection,
+// revocation, userinfo and discovery endpoints. The hosted login pages
+// (internal/web) drive the authorization endpoint through ParseAuthorize,
+// CompleteAuthorize and WriteAuthorizeError.
+//
+// Rules worth knowing:
+//   - PKCE is S256 only, required for public clients and for clients with
+//     auth.authorization_code.pkce: true. A failed verifier burns the code.
+//   - state is required (at least 8 characters, fosite's rule).
+//   - Refresh tokens are issued exactly when the grant's settings say
+//     refresh_token: true; offline_access is then granted automatically.
+//     Rotation is strict: reusing a rotated refresh token revokes the family.
+//   - client_credentials tokens carry only scopes listed on the Client, so
+//     gatehouse:admin only when listed there.
+//   - Access tokens are ES256 JWTs (typ at+jwt, RFC 9068) for token_format
+//     jwt, opaque HMAC tokens otherwise; both are stored, so revocation and
+//     disabling a user apply to both.
 package oauth

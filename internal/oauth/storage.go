@@ -319,8 +319,10 @@ func (s *fositeStore) CreateOpenIDConnectSession(ctx context.Context, code strin
 	return s.create(ctx, store.KindOIDC, s.p.strategy.AuthorizeCodeSignature(ctx, code), r, exp)
 }
 
-func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
-	out, _, err := s.get(ctx, store.KindOIDC, s.p.strategy.AuthorizeCodeSignature(ctx, code), r.GetSession())
+// GetOpenIDConnectSession reads into a fresh session: the caller's requester
+// is the token request, whose session must not be overwritten.
+func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, _ fosite.Requester) (fosite.Requester, error) {
+	out, _, err := s.get(ctx, store.KindOIDC, s.p.strategy.AuthorizeCodeSignature(ctx, code), newSession())
 	return out, err
 }
 

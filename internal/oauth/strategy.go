@@ -66,11 +66,16 @@ func (s *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 // own JWT strategy mutates the session's claims, so a refreshed token would
 // inherit the first token's iat and jti.
 func (s *tokenStrategy) jwtAccessToken(ctx context.Context, r fosite.Requester, sess *session) (string, error) {
-	now := s.now().UTC()
+	lifespan := s.cfg.GetAccessTokenLifespan(ctx)
+	if c, ok := r.GetClient().(*client); ok {
+		lifespan = c.lifespan(sess.GrantType, fosite.AccessToken, lifespan)
+	}
 	exp := sess.GetExpiresAt(fosite.AccessToken)
 	if exp.IsZero() {
-		exp = now.Add(fosite.GetEffectiveLifespan(r.GetClient(), fosite.GrantType(sess.GrantType), fosite.AccessToken, s.cfg.GetAccessTokenLifespan(ctx)))
+		exp = s.now().UTC().Truncate(time.Second).Add(lifespan)
 	}
+	// The token endpoint set exp from the issue time: iat is exactly that.
+	iat := exp.Add(-lifespan)
 	sub := sess.GetSubject()
 	if sub == "" {
 		sub = r.GetClient().GetID()
@@ -85,7 +90,7 @@ func (s *tokenStrategy) jwtAccessToken(ctx context.Context, r fosite.Requester, 
 		"aud":       aud,
 		"client_id": r.GetClient().GetID(),
 		"scope":     strings.Join(r.GetGrantedScopes(), " "),
-		"iat":       now.Unix(),
+		"iat":       iat.Unix(),
 		"exp":       exp.Unix(),
 		"jti":       secret.RandomToken(16),
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
+	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/x/errorsx"
@@ -12,6 +14,8 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
+
+var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantPassword}
 
 // handleToken is POST /auth/token: authorization_code, refresh_token,
 // client_credentials and password. Scopes for the grants without a browser
@@ -21,6 +25,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	sess := newSession()
 	ar, err := p.fosite.NewAccessRequest(ctx, r, sess)
 	if err != nil {
+		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(supportedGrants, gt) {
+			err = fosite.ErrUnsupportedGrantType.WithHintf("Grant type %q is not supported.", gt)
+		}
 		p.writeTokenError(ctx, w, r, ar, err)
 		return
 	}
@@ -47,7 +54,8 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 // and for code and refresh a check that the user still exists and is active.
 func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, c *client) error {
 	sess := sessionOf(ar)
-	switch grant := ar.GetGrantTypes()[0]; grant {
+	grant := ar.GetGrantTypes()[0]
+	switch grant {
 	case grantClientCredentials:
 		for _, s := range ar.GetRequestedScopes() {
 			ar.GrantScope(s) // fosite checked them against the resource's scope list
@@ -71,21 +79,24 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		sess.GrantType = grantPassword
 		claims := sess.IDTokenClaims()
 		claims.Subject = sess.Subject
-		claims.AuthTime = p.now().Truncate(1e9)
+		claims.AuthTime = p.now().Truncate(time.Second)
 		claims.AuthenticationMethodsReferences = []string{"pwd"}
 	case grantAuthorizationCode, grantRefreshToken:
 		if err := p.checkUser(ctx, sess.UserID); err != nil {
 			return err
 		}
-		if grant == grantRefreshToken {
-			// Lifespans follow the family's original grant.
-			now := p.now()
-			sess.SetExpiresAt(fosite.AccessToken, now.Add(c.lifespan(sess.GrantType, fosite.AccessToken, p.cfg.AccessTokenLifespan)).Round(1e9))
-			sess.SetExpiresAt(fosite.RefreshToken, now.Add(c.lifespan(sess.GrantType, fosite.RefreshToken, p.cfg.RefreshTokenLifespan)).Round(1e9))
-			if !c.refreshFor(sess.GrantType) {
-				return errorsx.WithStack(fosite.ErrInvalidGrant.WithHint("This client no longer uses refresh tokens."))
-			}
+		if grant == grantRefreshToken && !c.refreshFor(sess.GrantType) {
+			return errorsx.WithStack(fosite.ErrInvalidGrant.WithHint("This client no longer uses refresh tokens."))
 		}
+	}
+	// fosite set the expiries from time.Now with its own rounding and, on a
+	// refresh, from the wrong grant's settings. Issue time and lifetimes are
+	// ours: whole seconds on our clock, per the family's original grant, so a
+	// JWT's exp - iat is exactly the configured lifetime.
+	now := p.now().Truncate(time.Second)
+	sess.SetExpiresAt(fosite.AccessToken, now.Add(c.lifespan(sess.GrantType, fosite.AccessToken, p.cfg.AccessTokenLifespan)))
+	if grant != grantClientCredentials {
+		sess.SetExpiresAt(fosite.RefreshToken, now.Add(c.lifespan(sess.GrantType, fosite.RefreshToken, p.cfg.RefreshTokenLifespan)))
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ func TestClientCredentials(t *testing.T) {
 			}
 			exp, _ := c["exp"].(float64)
 			iat, _ := c["iat"].(float64)
-			if d := exp - iat; d < 590 || d > 610 {
+			if d := exp - iat; d != 600 {
 				t.Errorf("lifetime %v s, want the client's 600", d)
 			}
 			if aud, _ := c["aud"].([]any); len(aud) != 1 || aud[0] != "svc" {
@@ -85,6 +85,17 @@ func TestClientCredentials(t *testing.T) {
 			}
 			if _, _, err := e.p.VerifyAdminToken(context.Background(), "garbage"); err == nil {
 				t.Fatal("accepted garbage")
+			}
+		})
+		t.Run("an unknown grant type is unsupported_grant_type", func(t *testing.T) {
+			r := e.post(PathToken, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}}, "svc", svcSecret)
+			if r.status != http.StatusBadRequest || r.str("error") != "unsupported_grant_type" {
+				t.Fatalf("got %d %s", r.status, r.raw)
+			}
+		})
+		t.Run("a GET is refused", func(t *testing.T) {
+			if r := e.get(PathToken, ""); r.status != http.StatusMethodNotAllowed {
+				t.Fatalf("got %d %s", r.status, r.raw)
 			}
 		})
 		t.Run("a public client cannot use client_credentials", func(t *testing.T) {

@@ -210,3 +210,46 @@ func TestRegenerateRecoveryCodes(t *testing.T) {
 		t.Fatalf("a new code: %v", err)
 	}
 }
+
+func TestLockoutOutlivesTheProcess(t *testing.T) {
+	st := gormstoretest.Open(t)
+	f := newFixture(t, st)
+	u, sec, _ := f.enrol(t, "restart")
+	f.clock.Advance(step(1))
+	for range 5 {
+		_, _ = f.verify(u.ID, "000000x", 1)
+	}
+	// A second server process (or a restarted login) shares only the store.
+	g := newFixture(t, st)
+	g.clock.Set(f.clock.Now())
+	if _, err := g.verify(u.ID, oathtool(t, sec, g.clock.Now()), 1); !errors.Is(err, twofactor.ErrLocked) {
+		t.Fatalf("the right code through a fresh service during the lock: %v, want ErrLocked", err)
+	}
+}
+
+func TestStorageErrorOnTheLastAttemptStillLocks(t *testing.T) {
+	f := newFixture(t, gormstoretest.Open(t))
+	ctx := context.Background()
+	u, _, _ := f.enrol(t, "broken")
+	f.clock.Advance(step(1))
+	for range 4 {
+		_, _ = f.verify(u.ID, "000000x", 1)
+	}
+	// A secret that no longer opens (say, a changed master key) makes the
+	// fifth check fail with an error rather than a verdict.
+	tf, err := f.st.GetTwoFactor(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf.Secret = []byte("not a sealed value at all, far too long to be empty")
+	if err := f.st.PutTwoFactor(ctx, tf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.verify(u.ID, "123456", 1); err == nil || errors.Is(err, twofactor.ErrInvalidCode) {
+		t.Fatalf("verify with a broken secret: %v, want an internal error", err)
+	}
+	tf, _ = f.st.GetTwoFactor(ctx, u.ID)
+	if tf.Failures != 0 || !tf.LockedUntil.Equal(f.clock.Now().Add(5*time.Minute)) {
+		t.Fatalf("failures %d, locked until %s: want a normal 5-minute lock", tf.Failures, tf.LockedUntil)
+	}
+}

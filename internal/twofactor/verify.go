@@ -77,6 +77,14 @@ func (s *Service) Verify(ctx context.Context, in VerifyInput) (Result, error) {
 	}
 	res, reason, err := s.check(ctx, tf, in, now)
 	if err != nil {
+		// The reservation stands. If it was the last one allowed, lock as
+		// for a wrong code: otherwise the counter would sit at the limit
+		// with no lock to expire, refusing the user until an admin reset.
+		if att.Failures >= MaxAttempts {
+			if lerr := s.lock(ctx, in, tf, now); lerr != nil {
+				s.logger().ErrorContext(ctx, "lock second factor after an error", "user", in.UserID, "err", lerr)
+			}
+		}
 		return Result{}, err
 	}
 	if reason != "" {
@@ -167,22 +175,31 @@ func (s *Service) failed(ctx context.Context, in VerifyInput, tf store.TwoFactor
 		"reason": reason, "method": tf.Method, "failures": strconv.Itoa(att.Failures),
 	})
 	if att.Failures >= MaxAttempts {
-		// Read the lockout count again: the one read before the attempt may
-		// predate a lockout that ended meanwhile.
-		lockouts := tf.Lockouts
-		if cur, err := s.Store.GetTwoFactor(ctx, in.UserID); err == nil {
-			lockouts = cur.Lockouts
+		if err := s.lock(ctx, in, tf, now); err != nil {
+			return err
 		}
-		until := now.Add(lockoutFor(lockouts))
-		if err := s.Store.LockFactor(ctx, in.UserID, until); err != nil {
-			return fmt.Errorf("lock second factor of %q: %w", in.UserID, err)
-		}
-		s.record(ctx, audit.TwoFactorLockout, in.UserID, in.Meta, map[string]string{
-			"until": until.Format(time.RFC3339), "lockouts": strconv.Itoa(lockouts + 1),
-		})
 	}
 	if reason == reasonReused {
 		return ErrCodeReused
 	}
 	return ErrInvalidCode
+}
+
+// lock starts a lockout whose length doubles with the lockouts since the
+// last success.
+func (s *Service) lock(ctx context.Context, in VerifyInput, tf store.TwoFactor, now time.Time) error {
+	// Read the lockout count again: the one read before the attempt may
+	// predate a lockout that ended meanwhile.
+	lockouts := tf.Lockouts
+	if cur, err := s.Store.GetTwoFactor(ctx, in.UserID); err == nil {
+		lockouts = cur.Lockouts
+	}
+	until := now.Add(lockoutFor(lockouts))
+	if err := s.Store.LockFactor(ctx, in.UserID, until); err != nil {
+		return fmt.Errorf("lock second factor of %q: %w", in.UserID, err)
+	}
+	s.record(ctx, audit.TwoFactorLockout, in.UserID, in.Meta, map[string]string{
+		"until": until.Format(time.RFC3339), "lockouts": strconv.Itoa(lockouts + 1),
+	})
+	return nil
 }
