@@ -65,6 +65,20 @@ func (e *env) build(ctx context.Context, stdout io.Writer) (*server.App, error) 
 	return server.Build(ctx, e.cfg, server.Deps{Store: e.store, Logger: e.logger, MasterKey: e.masterKey, AdminPasswordHash: adminHash})
 }
 
+// withApp opens the database, wires the application, runs fn and closes.
+func withApp(ctx context.Context, f *commonFlags, getenv func(string) string, stdout, stderr io.Writer, fn func(*server.App) error) error {
+	e, err := open(ctx, f, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer e.store.Close()
+	app, err := e.build(ctx, stdout)
+	if err != nil {
+		return err
+	}
+	return fn(app)
+}
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -141,16 +155,9 @@ func cmdApply(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if *file == "" {
 		return errors.New("apply: -f FILE is required")
 	}
-	e, err := open(ctx, &f, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer e.store.Close()
-	app, err := e.build(ctx, stdout)
-	if err != nil {
-		return err
-	}
-	return applyFile(ctx, app, *file, stdout)
+	return withApp(ctx, &f, getenv, stdout, stderr, func(app *server.App) error {
+		return applyFile(ctx, app, *file, stdout)
+	})
 }
 
 // applyFile PUTs every resource of a YAML file through the admin API's
@@ -195,19 +202,12 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	e, err := open(ctx, &f, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer e.store.Close()
-	app, err := e.build(ctx, stdout)
-	if err != nil {
-		return err
-	}
-	kid, err := app.OAuth.RotateKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("rotate keys: %w", err)
-	}
-	fmt.Fprintf(stdout, "new signing key %s is active; earlier keys stay in the JWKS until their tokens expire\n", kid)
-	return nil
+	return withApp(ctx, &f, getenv, stdout, stderr, func(app *server.App) error {
+		kid, err := app.OAuth.RotateKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("rotate keys: %w", err)
+		}
+		fmt.Fprintf(stdout, "new signing key %s is active; earlier keys stay in the JWKS until their tokens expire\n", kid)
+		return nil
+	})
 }

@@ -59,10 +59,11 @@ func IsPublicIP(ip net.IP) bool {
 	if !ok {
 		return false
 	}
-	return isPublicAddr(addr)
+	return IsPublicAddr(addr)
 }
 
-func isPublicAddr(addr netip.Addr) bool {
+// IsPublicAddr is IsPublicIP for netip.Addr.
+func IsPublicAddr(addr netip.Addr) bool {
 	addr = addr.Unmap()
 	if !addr.IsValid() || addr.Zone() != "" {
 		return false
@@ -71,9 +72,9 @@ func isPublicAddr(addr netip.Addr) bool {
 		b := addr.As16()
 		switch {
 		case nat64.Contains(addr):
-			return isPublicAddr(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+			return IsPublicAddr(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
 		case sixToFour.Contains(addr):
-			return isPublicAddr(netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}))
+			return IsPublicAddr(netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}))
 		}
 	}
 	// The standard library's classification catches a few more (interface-

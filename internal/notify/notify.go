@@ -173,7 +173,7 @@ func refuseNonPublic(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: dial %s: not an IP address", ErrRefused, address)
 	}
-	if !isPublicAddr(addr) {
+	if !IsPublicAddr(addr) {
 		return fmt.Errorf("%w: %s is not a public address", ErrRefused, addr)
 	}
 	return nil
@@ -194,7 +194,7 @@ func ValidateEndpoint(ctx context.Context, raw string, allowPrivate bool, resolv
 	}
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {
-		if !isPublicAddr(addr) {
+		if !IsPublicAddr(addr) {
 			return fmt.Errorf("%w: %s is not a public address", ErrRefused, addr)
 		}
 		return nil
@@ -211,7 +211,7 @@ func ValidateEndpoint(ctx context.Context, raw string, allowPrivate bool, resolv
 		return fmt.Errorf("%w: resolve %s: %v", ErrRefused, host, err)
 	}
 	for _, a := range addrs {
-		if !isPublicAddr(a) {
+		if !IsPublicAddr(a) {
 			return fmt.Errorf("%w: %s resolves to %s, not a public address", ErrRefused, host, a)
 		}
 	}

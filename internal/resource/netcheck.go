@@ -8,52 +8,18 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/notify"
 )
 
-// nonPublic lists the ranges a webhook must never reach: loopback, private,
-// link-local, shared (CGNAT), documentation, benchmarking, multicast,
-// reserved, and the IPv6 transition prefixes that embed or translate to IPv4
-// addresses (whose target could be any of the above).
-var nonPublic = func() []netip.Prefix {
-	cidrs := []string{
-		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-		"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
-		"198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-		"::/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
-		"2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-	}
-	out := make([]netip.Prefix, len(cidrs))
-	for i, c := range cidrs {
-		out[i] = netip.MustParsePrefix(c)
-	}
-	return out
-}()
-
 // IsPublicIP reports whether ip is a globally routable unicast address, i.e.
-// one a server-side request (a webhook) may connect to. IPv4-mapped IPv6
-// addresses are judged by their IPv4 address. The notify package checks the
-// dialled address with it as well.
-func IsPublicIP(ip net.IP) bool {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return false
-	}
-	return IsPublicAddr(a)
-}
+// one a server-side request (a webhook) may connect to. The classification
+// is notify's, so that the check at save time and the one at dial time can
+// never disagree.
+func IsPublicIP(ip net.IP) bool { return notify.IsPublicIP(ip) }
 
 // IsPublicAddr is IsPublicIP for netip.Addr.
-func IsPublicAddr(a netip.Addr) bool {
-	a = a.Unmap().WithZone("")
-	if !a.IsValid() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return a.IsGlobalUnicast()
-}
+func IsPublicAddr(a netip.Addr) bool { return notify.IsPublicAddr(a) }
 
 // LookupIPFunc resolves a host name to addresses.
 type LookupIPFunc func(ctx context.Context, host string) ([]net.IP, error)
