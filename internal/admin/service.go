@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -85,8 +86,7 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	if err := u.Validate(ctx, h.Options); err != nil {
 		return view{}, false, err
 	}
-	// Hash before the transaction: argon2 is slow and must not hold locks.
-	hash, err := resource.HashWriteOnly(ctx, h.Hasher, u.Password)
+	hash, err := h.userPasswordHash(ctx, u)
 	if err != nil {
 		return view{}, false, err
 	}
@@ -151,6 +151,9 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	if hash != "" {
 		detail["passwordChanged"] = "true"
 	}
+	if u.PasswordHash != "" {
+		detail["passwordImported"] = "true"
+	}
 	if stored.Inactive {
 		detail["inactive"] = "true"
 	}
@@ -160,6 +163,24 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	}
 	v, _, err := h.userView(ctx, stored)
 	return v, created, err
+}
+
+// userPasswordHash is the PHC string a User write sets: an imported
+// passwordHash as given (once its cost is within bounds), else the hash of
+// password, else "" (keep the stored one). It runs before the transaction:
+// argon2 is slow and must not hold locks.
+func (h *Handler) userPasswordHash(ctx context.Context, u resource.User) (string, error) {
+	if u.PasswordHash != "" {
+		configured := secret.DefaultArgon2
+		if h.Hasher != nil {
+			configured = h.Hasher.Params
+		}
+		if err := resource.CheckPasswordHashCost(u.PasswordHash, configured); err != nil {
+			return "", err
+		}
+		return u.PasswordHash, nil
+	}
+	return resource.HashWriteOnly(ctx, h.Hasher, u.Password)
 }
 
 // applyUserTwoFactor honours the writable part of User.twoFactor: enabled

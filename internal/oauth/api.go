@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
 // Config for New.
@@ -22,6 +23,11 @@ type Config struct {
 	Store     store.Store
 	Hasher    *secret.PasswordHasher // client secrets are argon2id PHC strings at rest
 	Accounts  *account.Authenticator // password grant
+	// TwoFactor lets the password grant finish with a second factor
+	// (`otp`, mfa_token, grant urn:gatehouse:grant-type:mfa-otp). nil keeps
+	// the grant closed to users with a second factor: 403 mfa_required
+	// without an mfa_token, and the mfa-otp grant is refused.
+	TwoFactor *twofactor.Service
 	Audit     *audit.Recorder
 	Logger    *slog.Logger
 	Now       func() time.Time

@@ -129,7 +129,10 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 		return nil, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("Client credentials are missing."))
 	}
 	view := grantAuthorizationCode
-	if gt := form.Get("grant_type"); gt != "" {
+	if gt := form.Get("grant_type"); gt == grantMFAOTP {
+		// The mfa-otp grant finishes a password grant: same secret rules.
+		view = grantPassword
+	} else if gt != "" {
 		view = gt
 	}
 	return p.checkClient(ctx, id, sec, view, false)

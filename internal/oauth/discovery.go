@@ -17,6 +17,10 @@ const (
 // bytes for every request.
 func (p *Provider) buildDiscovery() error {
 	iss := p.cfg.Issuer
+	grants := []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantPassword}
+	if p.cfg.TwoFactor != nil {
+		grants = append(grants, GrantMFAOTP)
+	}
 	doc := map[string]any{
 		"issuer":                                        iss,
 		"authorization_endpoint":                        iss + PathAuthorize,
@@ -28,7 +32,7 @@ func (p *Provider) buildDiscovery() error {
 		"jwks_uri":                                      iss + PathJWKS,
 		"response_types_supported":                      []string{"code"},
 		"response_modes_supported":                      []string{"query"},
-		"grant_types_supported":                         []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantPassword},
+		"grant_types_supported":                         grants,
 		"code_challenge_methods_supported":              []string{"S256"},
 		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},

@@ -2,8 +2,9 @@
 // the only importer of github.com/ory/fosite (and of go-jose for keys).
 //
 // It composes fosite from exactly the handlers Gatehouse uses (authorization
-// code, PKCE, refresh, client credentials, password, OpenID Connect explicit
-// and refresh, introspection, revocation), adapts fosite's storage to
+// code, PKCE, refresh, client credentials, password, the mfa-otp grant,
+// OpenID Connect explicit and refresh, ID tokens for the password grants,
+// introspection, revocation), adapts fosite's storage to
 // store.Store, turns resource.Client into fosite clients (one view per
 // grant, since the Aidbox Client sets secrets, lifespans and token formats
 // per grant), keeps the ES256 signing keys (sealed in the database, shared by
@@ -21,6 +22,16 @@
 //     Rotation is strict: reusing a rotated refresh token revokes the family.
 //   - client_credentials tokens carry only scopes listed on the Client, so
 //     gatehouse:admin only when listed there.
+//   - The password grant of a user with a second factor (Config.TwoFactor)
+//     answers 403 {"error":"mfa_required","mfa_token":…} and sends the code
+//     through the AuthConfig's webhook; the client then repeats the request
+//     with `otp`, or uses grant_type urn:gatehouse:grant-type:mfa-otp with
+//     `mfa_token` and `otp` (GrantMFAOTP; the client needs grant type
+//     password, and the tokens are a password-grant family). A wrong code
+//     is invalid_grant "invalid code" and counts toward the user's lockout;
+//     password and mfa-otp grants carry an ID token when openid is granted.
+//   - IssueTokens issues tokens through the same handlers for the JSON
+//     sign-in API; VerifyUserToken checks a user's Bearer token.
 //   - Access tokens are ES256 JWTs (typ at+jwt, RFC 9068) for token_format
 //     jwt, opaque HMAC tokens otherwise; both are stored, so revocation and
 //     disabling a user apply to both.

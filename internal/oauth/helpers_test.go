@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
 var fastArgon = secret.Argon2Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
@@ -52,6 +54,9 @@ type env struct {
 	srv    *httptest.Server
 	hasher *secret.PasswordHasher
 	master []byte
+	// twoFactor, when set before the provider is built (newEnvWith), is
+	// Config.TwoFactor.
+	twoFactor *twofactor.Service
 }
 
 // forEachBackend runs fn against every store backend (SQLite always,
@@ -66,12 +71,21 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 
 func newEnv(t testing.TB, st store.Store) *env {
 	t.Helper()
+	return newEnvWith(t, st, nil)
+}
+
+// newEnvWith is newEnv with setup run before the provider is built.
+func newEnvWith(t testing.TB, st store.Store, setup func(e *env)) *env {
+	t.Helper()
 	e := &env{
 		t:      t,
 		st:     st,
 		clock:  &testClock{},
 		hasher: secret.NewPasswordHasher(fastArgon, 4),
 		master: []byte("0123456789abcdef0123456789abcdef"),
+	}
+	if setup != nil {
+		setup(e)
 	}
 	p, err := e.newProvider()
 	if err != nil {
@@ -95,6 +109,7 @@ func (e *env) config() Config {
 		Store:     e.st,
 		Hasher:    e.hasher,
 		Accounts:  &account.Authenticator{Store: e.st, Hasher: e.hasher, Audit: rec, Throttle: account.DefaultThrottle, Now: e.clock.Now},
+		TwoFactor: e.twoFactor,
 		Audit:     rec,
 		Logger:    logger,
 		Now:       e.clock.Now,
@@ -414,4 +429,31 @@ func (e *env) oauth2Config(clientID, sec string, style oauth2.AuthStyle, redirec
 			AuthStyle: style,
 		},
 	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func clientWithPKCE() resource.Client {
+	return resource.Client{
+		ID:         "strict",
+		GrantTypes: []string{"authorization_code"},
+		Auth: &resource.ClientAuth{AuthorizationCode: &resource.GrantSettings{
+			RedirectURI: resource.StringList{webRedirect},
+			PKCE:        true,
+		}},
+	}
+}
+
+var (
+	gormstoreOpen = gormstoretest.Open
+	backendsFor   = gormstoretest.Backends
+)
+
+// backendName is the backend sub-test name forEachBackend put in t.Name().
+func backendName(t *testing.T) string {
+	parts := strings.Split(t.Name(), "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[1]
 }

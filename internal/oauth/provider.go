@@ -194,13 +194,20 @@ func (p *Provider) compose() *fosite.Fosite {
 		RefreshTokenStrategy: strat,
 		Config:               cfg,
 	}
+	mfaOTP := &mfaOTPGrant{
+		p:                    p,
+		HandleHelper:         &oauth2.HandleHelper{AccessTokenStrategy: strat, AccessTokenStorage: st, Config: cfg},
+		RefreshTokenStrategy: strat,
+	}
+	userIDs := &userIDTokens{p: p, helper: idTokens, grantOf: []string{grantPassword, grantMFAOTP}}
 	introspect := &oauth2.CoreValidator{CoreStrategy: strat, CoreStorage: st, Config: cfg}
 	revoke := &oauth2.TokenRevocationHandler{TokenRevocationStorage: st, AccessTokenStrategy: strat, RefreshTokenStrategy: strat}
 
 	cfg.AuthorizeEndpointHandlers.Append(explicit)
 	cfg.AuthorizeEndpointHandlers.Append(pk)
 	cfg.AuthorizeEndpointHandlers.Append(oidcExplicit)
-	for _, h := range []fosite.TokenEndpointHandler{explicit, pk, refresh, clientCredentials, password, oidcExplicit, oidcRefresh} {
+	// userIDs after password and mfaOTP: its ID token hashes their access token.
+	for _, h := range []fosite.TokenEndpointHandler{explicit, pk, refresh, clientCredentials, password, mfaOTP, oidcExplicit, oidcRefresh, userIDs} {
 		cfg.TokenEndpointHandlers.Append(h)
 	}
 	cfg.TokenIntrospectionHandlers.Append(introspect)

@@ -336,7 +336,9 @@ func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code strin
 
 // Authenticate is the password grant's user check. Unknown user, wrong
 // password, inactive and throttled accounts are all fosite.ErrNotFound
-// (invalid_grant); a user with a second factor gets errMFARequired.
+// (invalid_grant). After a right password, passwordSecondFactor decides:
+// errMFARequired (403 mfa_required, with an mfa_token when the user can
+// continue) or errInvalidOTP for a wrong `otp`.
 func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (string, error) {
 	at := account.Attempt{Login: name, Password: password}
 	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
@@ -344,7 +346,8 @@ func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (
 		at.RequestID = r.Header.Get("X-Request-Id")
 	}
 	var c *client
-	if ar, ok := ctx.Value(fosite.AccessRequestContextKey).(fosite.AccessRequester); ok && ar.GetClient() != nil {
+	ar, _ := ctx.Value(fosite.AccessRequestContextKey).(fosite.AccessRequester)
+	if ar != nil && ar.GetClient() != nil {
 		at.ClientID = ar.GetClient().GetID()
 		c, _ = ar.GetClient().(*client)
 	}
@@ -355,16 +358,8 @@ func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (
 	if err != nil {
 		return "", storeErr("check password", err)
 	}
-	tf, err := s.st().GetTwoFactor(ctx, u.ID)
-	switch {
-	case err == nil && tf.Enabled:
-		return "", errMFARequired
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return "", storeErr("get second factor", err)
-	}
-	if c != nil && c.res.TwoFactor != nil && c.res.TwoFactor.Required {
-		// The client demands a second factor the user has not enrolled.
-		return "", errMFARequired
+	if err := s.p.passwordSecondFactor(ctx, ar, c, u); err != nil {
+		return "", err
 	}
 	return u.ID, nil
 }

@@ -15,10 +15,11 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
-var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantPassword}
+var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantPassword, GrantMFAOTP}
 
 // handleToken is POST /auth/token: authorization_code, refresh_token,
-// client_credentials and password. Scopes for the grants without a browser
+// client_credentials, password (with `otp` for a user with a second
+// factor) and urn:gatehouse:grant-type:mfa-otp. Scopes for the grants without a browser
 // are granted here (fosite grants none by itself).
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -64,7 +65,9 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		sess.Subject = c.GetID()
 		sess.ClientID = c.GetID()
 		sess.GrantType = grantClientCredentials
-	case grantPassword:
+	case grantPassword, grantMFAOTP:
+		// An mfa-otp completion continues a password grant: the family is a
+		// password family, with its settings (format, lifespans, refresh).
 		for _, s := range ar.GetRequestedScopes() {
 			if s != scopeOfflineAccess && s != scopeOffline {
 				ar.GrantScope(s)
@@ -79,8 +82,15 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		sess.GrantType = grantPassword
 		claims := sess.IDTokenClaims()
 		claims.Subject = sess.Subject
-		claims.AuthTime = p.now().Truncate(time.Second)
-		claims.AuthenticationMethodsReferences = []string{"pwd"}
+		if claims.AuthTime.IsZero() {
+			claims.AuthTime = p.now().Truncate(time.Second)
+		}
+		// A second factor proven on the way (passwordSecondFactor, the
+		// mfa-otp grant, the sign-in API) already set pwd, otp, mfa.
+		if len(claims.AuthenticationMethodsReferences) == 0 {
+			claims.AuthenticationMethodsReferences = []string{"pwd"}
+		}
+		claims.RequestedAt = claims.AuthTime
 	case grantAuthorizationCode, grantRefreshToken:
 		if err := p.checkUser(ctx, sess.UserID); err != nil {
 			return err
@@ -123,11 +133,11 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 	grant := r.PostForm.Get("grant_type")
 	switch {
 	case errors.Is(err, errMFARequired):
-		writeJSON(w, http.StatusForbidden, map[string]string{
-			"error":             "mfa_required",
-			"error_description": "This account signs in with a second factor; the password grant alone cannot issue tokens for it.",
-		})
+		writeJSON(w, http.StatusForbidden, mfaRequiredBody(err))
 		return
+	case errors.Is(err, errInvalidOTP):
+		// One plain answer for a wrong, malformed, reused or locked-out code.
+		err = fosite.ErrInvalidGrant.WithDescription(errInvalidOTP.Error()).WithWrap(err)
 	case errors.Is(err, errLostRace), errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
 		// Another request redeemed the code (or rotated the refresh token)
 		// between our read and our write.

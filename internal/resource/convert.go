@@ -47,7 +47,8 @@ func HashWriteOnly(ctx context.Context, h *secret.PasswordHasher, value string) 
 }
 
 // ToStoreUser converts a validated User to its record. passwordHash is the
-// PHC of a password given in this write; when it is "" the existing hash is
+// PHC of a password given in this write (hashed from `password`, or the
+// checked `passwordHash` as given); when it is "" the existing hash is
 // kept, so a replace without `password` leaves the password as it was (the
 // admin cannot read it back, so a GET-edit-PUT round trip must not erase it).
 // The stored document carries neither the password nor the two-factor status
@@ -57,6 +58,7 @@ func ToStoreUser(u User, passwordHash string, existing *store.User) (store.User,
 	doc := u
 	doc.ResourceType = TypeUser
 	doc.Password = ""
+	doc.PasswordHash = ""
 	doc.TwoFactor = nil
 	doc.Meta = nil
 	b, err := json.Marshal(doc)
@@ -96,6 +98,7 @@ func UserFromStore(rec store.User) (User, error) {
 	u.PhoneVerified = rec.PhoneVerified
 	u.Inactive = rec.Inactive
 	u.Password = ""
+	u.PasswordHash = ""
 	u.TwoFactor = nil
 	u.Meta = metaOf(rec.Version, rec.UpdatedAt)
 	return u, nil
@@ -219,9 +222,11 @@ func metaOf(version int64, updated time.Time) *Meta {
 	return &Meta{VersionID: strconv.FormatInt(version, 10), LastUpdated: updated.UTC()}
 }
 
-// Public returns u as an API response may show it: without the password.
+// Public returns u as an API response may show it: without the password
+// or its hash.
 func (u User) Public() User {
 	u.Password = ""
+	u.PasswordHash = ""
 	return u
 }
 

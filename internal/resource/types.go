@@ -16,7 +16,11 @@ type Meta struct {
 }
 
 // User is the Aidbox-shaped User resource. Password is write-only: it is read
-// from requests, hashed, and never serialised back.
+// from requests, hashed, and never serialised back. PasswordHash is the
+// other way to set a password: an existing argon2id PHC string, for
+// migrations from systems that already hold hashes (and for seeding many
+// users without a server-side hash each). It is write-only too, and a
+// write may give one of the two, not both.
 type User struct {
 	ResourceType  string         `json:"resourceType,omitempty" yaml:"resourceType,omitempty"`
 	ID            string         `json:"id,omitempty" yaml:"id,omitempty"`
@@ -25,6 +29,7 @@ type User struct {
 	PhoneNumber   string         `json:"phoneNumber,omitempty" yaml:"phoneNumber,omitempty"`
 	PhoneVerified bool           `json:"phoneVerified,omitempty" yaml:"phoneVerified,omitempty"`
 	Password      string         `json:"password,omitempty" yaml:"password,omitempty"`
+	PasswordHash  string         `json:"passwordHash,omitempty" yaml:"passwordHash,omitempty"`
 	Name          *HumanName     `json:"name,omitempty" yaml:"name,omitempty"`
 	Inactive      bool           `json:"inactive,omitempty" yaml:"inactive,omitempty"`
 	TwoFactor     *UserTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`

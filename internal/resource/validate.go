@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
 )
 
 // Options are the deployment switches validation depends on.
@@ -101,6 +103,15 @@ func (u User) Validate(ctx context.Context, opts Options) error {
 	}
 	if len(u.Password) > maxSecretLen {
 		p.add("password", CodeTooLong, fmt.Sprintf("at most %d bytes", maxSecretLen))
+	}
+	switch {
+	case u.PasswordHash == "":
+	case u.Password != "":
+		p.add("passwordHash", CodeInvalid, "give either password or passwordHash, not both")
+	case len(u.PasswordHash) > maxSecretLen:
+		p.add("passwordHash", CodeTooLong, fmt.Sprintf("at most %d bytes", maxSecretLen))
+	case !secret.IsPHC(u.PasswordHash):
+		p.add("passwordHash", CodeInvalid, "not an argon2id PHC string ($argon2id$v=19$m=…,t=…,p=…$salt$hash)")
 	}
 	if u.Name != nil {
 		checkText(&p, "name.givenName", u.Name.GivenName)

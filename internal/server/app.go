@@ -11,13 +11,16 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/api"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/static"
 )
@@ -34,9 +37,15 @@ type App struct {
 	Accounts *account.Authenticator
 	OAuth    *oauth.Provider
 	Sessions *session.Manager
-	Admin    *admin.Handler
-	Web      *web.Handler
-	Handler  http.Handler
+	// Notifier delivers second-factor codes to AuthConfig webhooks; Serve
+	// closes it (waiting for background retries) on shutdown.
+	Notifier  *notify.Notifier
+	TwoFactor *twofactor.Service
+	Admin     *admin.Handler
+	Web       *web.Handler
+	// API is the JSON API for apps that draw their own screens.
+	API     *api.Handler
+	Handler http.Handler
 }
 
 // Deps are what Build needs beyond the configuration.
@@ -60,8 +69,27 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	a.Audit = &audit.Recorder{Store: d.Store, Logger: d.Logger, Now: d.Now}
 	a.Accounts = &account.Authenticator{Store: d.Store, Hasher: a.Hasher, Audit: a.Audit, Throttle: account.DefaultThrottle, Now: d.Now}
 
-	var err error
+	a.Notifier = &notify.Notifier{
+		Logger:       d.Logger,
+		Audit:        a.Audit,
+		Now:          d.Now,
+		AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate,
+	}
+	atRest, err := secret.NewSealer(secret.Derive(d.MasterKey, secret.PurposeAtRest))
+	if err != nil {
+		return nil, fmt.Errorf("two-factor sealer: %w", err)
+	}
+	a.TwoFactor = &twofactor.Service{
+		Store:    d.Store,
+		Sealer:   atRest,
+		CodeKey:  secret.Derive(d.MasterKey, secret.PurposeCodeMAC),
+		Audit:    a.Audit,
+		Notifier: a.Notifier,
+		Logger:   d.Logger,
+		Now:      d.Now,
+	}
 	a.OAuth, err = oauth.New(ctx, oauth.Config{
+		TwoFactor:            a.TwoFactor,
 		Issuer:               cfg.Issuer,
 		MasterKey:            d.MasterKey,
 		Store:                d.Store,
@@ -101,14 +129,27 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate},
 	}
 	a.Web = &web.Handler{
-		Store:    d.Store,
-		Sessions: a.Sessions,
-		OAuth:    a.OAuth,
-		Accounts: a.Accounts,
-		Audit:    a.Audit,
-		Logger:   d.Logger,
-		Now:      d.Now,
-		Issuer:   cfg.Issuer,
+		Store:        d.Store,
+		Sessions:     a.Sessions,
+		OAuth:        a.OAuth,
+		Accounts:     a.Accounts,
+		Audit:        a.Audit,
+		Logger:       d.Logger,
+		Now:          d.Now,
+		Issuer:       cfg.Issuer,
+		TwoFactor:    a.TwoFactor,
+		SecondFactor: &web.TwoFactorVerifier{Service: a.TwoFactor, Store: d.Store},
+	}
+	a.API = &api.Handler{
+		Store:     d.Store,
+		OAuth:     a.OAuth,
+		TwoFactor: a.TwoFactor,
+		Accounts:  a.Accounts,
+		Hasher:    a.Hasher,
+		Audit:     a.Audit,
+		Logger:    d.Logger,
+		Now:       d.Now,
+		Admin:     a.Admin.RequireAdmin,
 	}
 
 	var proxies []*net.IPNet
@@ -122,7 +163,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	srv := &Server{
 		Logger:         d.Logger,
 		Store:          d.Store,
-		Routes:         []Registrar{a.OAuth, a.Web, a.Admin},
+		Routes:         []Registrar{a.OAuth, a.Web, a.Admin, a.API},
 		Static:         static.FS,
 		TrustedProxies: proxies,
 		AdminOnly:      a.Admin.RequireAdmin,
@@ -165,6 +206,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := a.Notifier.Close(sctx); err != nil {
+		a.Logger.Warn("webhook retries cut short by shutdown", "err", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -159,7 +159,13 @@ func (s *Service) pushTOTP(ctx context.Context, tf store.TwoFactor, in LoginCode
 	if err != nil {
 		return Sent{}, err
 	}
-	step := Step(now)
+	// A code at or before the last accepted step would be refused as a
+	// replay, so push the next step instead: one future step is accepted.
+	// Beyond that there is nothing usable to send until time catches up.
+	step := max(Step(now), tf.LastStep+1)
+	if step > Step(now)+1 {
+		return Sent{}, ErrNothingToSend
+	}
 	code, err := codeAt(secret, step)
 	if err != nil {
 		return Sent{}, err

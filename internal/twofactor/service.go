@@ -47,9 +47,12 @@ var (
 	ErrAlreadyEnabled       = errors.New("two-factor authentication is already enabled")
 	ErrPendingExpired       = errors.New("the enrolment has expired; start again")
 	ErrTooManySends         = errors.New("too many codes sent; try again later")
-	ErrNoWebhook            = errors.New("no webhook is configured to deliver codes")
-	ErrUnverified           = errors.New("the destination is not verified")
-	ErrBadMethod            = errors.New("unknown two-factor method")
+	// ErrNothingToSend: the next usable TOTP step is more than one step
+	// ahead (a code was just used), so a push would deliver a dead code.
+	ErrNothingToSend = errors.New("no usable code to send yet; wait for the next one")
+	ErrNoWebhook     = errors.New("no webhook is configured to deliver codes")
+	ErrUnverified    = errors.New("the destination is not verified")
+	ErrBadMethod     = errors.New("unknown two-factor method")
 )
 
 type codeError struct{ reason string }

@@ -57,6 +57,12 @@ const (
 // ErrNotEnabled when the user has no enabled factor; other errors are
 // storage failures.
 func (s *Service) Verify(ctx context.Context, in VerifyInput) (Result, error) {
+	return s.verify(ctx, in, nil)
+}
+
+// verify is Verify where an SMS/e-mail code may also have been sent under
+// one of the bindings in alt; they all share the one reserved attempt.
+func (s *Service) verify(ctx context.Context, in VerifyInput, alt []string) (Result, error) {
 	now := s.now()
 	tf, err := s.Store.GetTwoFactor(ctx, in.UserID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !tf.Enabled) {
@@ -75,7 +81,7 @@ func (s *Service) Verify(ctx context.Context, in VerifyInput) (Result, error) {
 		})
 		return Result{}, ErrLocked
 	}
-	res, reason, err := s.check(ctx, tf, in, now)
+	res, reason, err := s.check(ctx, tf, in, alt, now)
 	if err != nil {
 		// The reservation stands. If it was the last one allowed, lock as
 		// for a wrong code: otherwise the counter would sit at the limit
@@ -103,7 +109,7 @@ func (s *Service) Verify(ctx context.Context, in VerifyInput) (Result, error) {
 }
 
 // check evaluates the code; a non-empty reason is a refusal.
-func (s *Service) check(ctx context.Context, tf store.TwoFactor, in VerifyInput, now time.Time) (Result, string, error) {
+func (s *Service) check(ctx context.Context, tf store.TwoFactor, in VerifyInput, alt []string, now time.Time) (Result, string, error) {
 	code, kind := normalize(in.Code)
 	switch {
 	case kind == kindRecovery && in.AllowRecovery:
@@ -132,19 +138,22 @@ func (s *Service) check(ctx context.Context, tf store.TwoFactor, in VerifyInput,
 		}
 		return Result{Method: MethodTOTP, AMR: []string{"otp", "mfa"}}, "", nil
 	case MethodSMS, MethodEmail:
-		if in.BindingID == "" {
-			return Result{}, reasonWrong, nil
+		for _, b := range append([]string{in.BindingID}, alt...) {
+			if b == "" {
+				continue
+			}
+			otc, err := s.Store.ConsumeOneTimeCode(ctx, b, s.oneTimeHash(PurposeLogin, b, code), now)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				continue
+			case err != nil:
+				return Result{}, "", fmt.Errorf("consume one-time code: %w", err)
+			case otc.UserID != in.UserID:
+				return Result{}, reasonWrong, nil
+			}
+			return Result{Method: tf.Method, AMR: []string{"otp", "mfa"}}, "", nil
 		}
-		otc, err := s.Store.ConsumeOneTimeCode(ctx, in.BindingID, s.oneTimeHash(PurposeLogin, in.BindingID, code), now)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return Result{}, reasonWrong, nil
-		case err != nil:
-			return Result{}, "", fmt.Errorf("consume one-time code: %w", err)
-		case otc.UserID != in.UserID:
-			return Result{}, reasonWrong, nil
-		}
-		return Result{Method: tf.Method, AMR: []string{"otp", "mfa"}}, "", nil
+		return Result{}, reasonWrong, nil
 	}
 	return Result{}, "", fmt.Errorf("second factor of %q: %w %q", in.UserID, ErrBadMethod, tf.Method)
 }

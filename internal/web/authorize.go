@@ -63,6 +63,25 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 			needLogin = true
 		}
 	}
+	if signedIn && !needLogin && !slices.Contains(sess.AMR(), AMRMFA) {
+		// A session signed in without a second factor (before it was
+		// required, or for another client) steps up for a client that
+		// requires one: the login asks for the code, or for an enrolment.
+		required, err := h.twoFactorRequired(ctx, &ar.Client)
+		if err != nil {
+			h.unavailable(w, r, err)
+			return
+		}
+		if required && freshLogin {
+			// The sign-in made for this very request did without it:
+			// refuse rather than loop back to the login.
+			h.renderErrorThemed(w, r, http.StatusForbidden,
+				"This application requires two-step verification. Sign in again to continue.",
+				&link{Href: PathLogout, Text: "Sign out"}, errors.New("fresh sign-in without a required second factor"), h.themeFor(ctx, &ar.Client))
+			return
+		}
+		needLogin = required
+	}
 	if needLogin {
 		if prompt("none") {
 			h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrLoginRequired)

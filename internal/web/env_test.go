@@ -18,12 +18,14 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/static"
 )
@@ -68,13 +70,18 @@ type env struct {
 	srv     *httptest.Server
 	handler *web.Handler
 	clock   *testClock
+	tfClock *testClock // the second-factor service's; see nextStep
 	hasher  *secret.PasswordHasher
+	tf      *twofactor.Service
+	// verifier is the real second-factor check; tests of the seam swap
+	// in a fake, the rest call useTwoFactor.
+	verifier *web.TwoFactorVerifier
 }
 
 func newEnv(t *testing.T, st store.Store) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, st: st, clock: &testClock{}, hasher: secret.NewPasswordHasher(cheapArgon2, 0)}
+	e := &env{t: t, st: st, clock: &testClock{}, tfClock: &testClock{}, hasher: secret.NewPasswordHasher(cheapArgon2, 0)}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
@@ -94,9 +101,20 @@ func newEnv(t *testing.T, st store.Store) *env {
 	if err != nil {
 		t.Fatalf("session.NewManager: %v", err)
 	}
+	notifier := &notify.Notifier{Logger: logger, Audit: rec, Now: e.clock.Now, AllowPrivate: true, Retries: -1}
+	t.Cleanup(func() { _ = notifier.Close(context.Background()) })
+	sealer, err := secret.NewSealer(secret.Derive(master, secret.PurposeAtRest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tf = &twofactor.Service{
+		Store: st, Sealer: sealer, CodeKey: secret.Derive(master, secret.PurposeCodeMAC),
+		Audit: rec, Notifier: notifier, Logger: logger, Now: e.tfClock.Now,
+	}
+	e.verifier = &web.TwoFactorVerifier{Service: e.tf, Store: st}
 	e.handler = &web.Handler{
 		Store: st, Sessions: sessions, OAuth: provider, Accounts: accounts, Audit: rec,
-		Logger: logger, Now: e.clock.Now, Issuer: e.srv.URL,
+		Logger: logger, Now: e.clock.Now, Issuer: e.srv.URL, TwoFactor: e.tf,
 	}
 	e.handler.Register(mux)
 	provider.Register(mux)
@@ -351,13 +369,19 @@ func redirectParams(t *testing.T, p page, wantPrefix string) url.Values {
 // package's tests verify signatures) and the raw ID token.
 func (e *env) exchange(code string) (map[string]any, string) {
 	e.t.Helper()
+	return e.exchangeAs(firstParty, webappSecret, code)
+}
+
+// exchangeAs is exchange for another client registered with webappURI.
+func (e *env) exchangeAs(clientID, clientSecret, code string) (map[string]any, string) {
+	e.t.Helper()
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {webappURI}}
 	req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/auth/token", strings.NewReader(form.Encode()))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(firstParty, webappSecret)
+	req.SetBasicAuth(clientID, clientSecret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
 // Paths of the hosted pages.
@@ -24,6 +25,11 @@ const (
 	PathLoginTwoFactor = "/auth/login/two-factor"
 	PathConsent        = "/auth/consent"
 	PathLogout         = "/auth/logout"
+
+	PathTwoFactor              = "/auth/two-factor"
+	PathTwoFactorEnable        = "/auth/two-factor/enable"
+	PathTwoFactorDisable       = "/auth/two-factor/disable"
+	PathTwoFactorRecoveryCodes = "/auth/two-factor/recovery-codes"
 )
 
 // Authentication methods (RFC 8176) and the acr values derived from them.
@@ -40,6 +46,16 @@ const (
 // code and a token fit many times over.
 const maxFormBytes = 64 << 10
 
+// maxCodeFormBytes bounds a form that carries a second-factor code. It is
+// larger so that an absurd code (a megabyte of digits) still reaches the
+// code check, is counted as a failure and gets the one "Invalid code"
+// answer, like every other wrong code.
+const maxCodeFormBytes = 2 << 20
+
+// ReauthWindow is how recent a password must be to turn two-step
+// verification on or off or to get new recovery codes.
+const ReauthWindow = 10 * time.Minute
+
 // Handler serves the hosted pages. Set the fields, then call Register.
 type Handler struct {
 	Store    store.Store
@@ -55,8 +71,14 @@ type Handler struct {
 	Issuer string
 	// SecondFactor checks the code at /auth/login/two-factor. Nil means no
 	// second factor can be checked: logins that need one stop at an error
-	// page instead of completing without it.
+	// page instead of completing without it. TwoFactorVerifier is the
+	// implementation over TwoFactor.
 	SecondFactor SecondFactorVerifier
+	// TwoFactor enrols, disables and reports second factors (the settings
+	// pages and enrolment inside a login) and sends the code of the login
+	// prompt through the AuthConfig's webhook. Nil: those pages answer
+	// "unavailable" and a login that needs an enrolment fails closed.
+	TwoFactor *twofactor.Service
 
 	pages map[string]*template.Template
 }
@@ -73,6 +95,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+PathConsent, h.wrap(h.consentPage))
 	mux.Handle("POST "+PathConsent, h.wrap(h.consentSubmit))
 	mux.Handle("GET "+PathLogout, h.wrap(h.logout))
+	mux.Handle("GET "+PathTwoFactor, h.wrap(h.settingsPage))
+	mux.Handle("GET "+PathTwoFactorEnable, h.wrap(h.enablePage))
+	mux.Handle("POST "+PathTwoFactorEnable, h.wrap(h.enableSubmit))
+	mux.Handle("GET "+PathTwoFactorDisable, h.wrap(h.disablePage))
+	mux.Handle("POST "+PathTwoFactorDisable, h.wrap(h.disableSubmit))
+	mux.Handle("POST "+PathTwoFactorRecoveryCodes, h.wrap(h.regenerateSubmit))
 }
 
 // wrap gives every response of the hosted pages the strict headers, also

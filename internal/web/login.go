@@ -61,6 +61,11 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+	if signedIn && f.pending == nil && sess.ReturnTo() != "" {
+		// A settings page sent the user to confirm the password.
+		h.renderReauth(w, r, sess, f, user, "")
+		return
+	}
 	if signedIn && f.pending == nil {
 		if !h.saveSession(w, r, sess) {
 			return
@@ -101,6 +106,51 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *sess
 	}, f.policy)
 }
 
+// loginName is what the user types to sign in: the e-mail address when
+// there is one, else the id (FindUser accepts both).
+func loginName(u store.User) string {
+	if u.Email != "" {
+		return u.Email
+	}
+	return u.ID
+}
+
+// renderReauth asks the signed-in user for the password again before a
+// change to their second factor.
+func (h *Handler) renderReauth(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, user store.User, errMsg string) {
+	csrf := sess.CSRFToken()
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	csrf = sess.CSRFToken()
+	h.render(w, r, http.StatusOK, pageLogin, pageData{
+		Heading:  "Confirm your password",
+		Lead:     "For your security, enter your password again to continue.",
+		Theme:    f.theme,
+		CSRF:     csrf,
+		Error:    errMsg,
+		Username: loginName(user),
+		Reauth:   true,
+	}, f.policy)
+}
+
+// loginRefused shows the form again with msg: the password confirmation
+// when the signed-in user was confirming it, else the sign-in form.
+func (h *Handler) loginRefused(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, username, msg string) {
+	if f.pending == nil && sess.ReturnTo() != "" {
+		user, signedIn, err := h.currentUser(r.Context(), w, sess)
+		if err != nil {
+			h.unavailable(w, r, err)
+			return
+		}
+		if signedIn {
+			h.renderReauth(w, r, sess, f, user, msg)
+			return
+		}
+	}
+	h.renderLogin(w, r, sess, f, http.StatusOK, username, msg)
+}
+
 // loginSubmit checks the password. Every failure renders the same page with
 // the same message and status; a success rotates the session and goes on
 // (303) to the second factor, the parked authorization request, or the
@@ -122,11 +172,11 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	password := r.PostForm.Get("password")
 	if username == "" || password == "" {
-		h.renderLogin(w, r, sess, f, http.StatusOK, username, "Enter your username and password.")
+		h.loginRefused(w, r, sess, f, username, "Enter your username and password.")
 		return
 	}
 	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
-		h.renderLogin(w, r, sess, f, http.StatusOK, "", msgInvalidCredentials)
+		h.loginRefused(w, r, sess, f, "", msgInvalidCredentials)
 		return
 	}
 	clientID := ""
@@ -141,7 +191,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		RequestID:  audit.RequestID(ctx),
 	})
 	if errors.Is(err, account.ErrInvalidCredentials) {
-		h.renderLogin(w, r, sess, f, http.StatusOK, username, msgInvalidCredentials)
+		h.loginRefused(w, r, sess, f, username, msgInvalidCredentials)
 		return
 	}
 	if err != nil {
@@ -150,6 +200,23 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 
 	now := h.now()
+	if sess.Authenticated() && sess.UserID() == user.ID && f.pending == nil {
+		// The signed-in user confirmed the password for a settings page.
+		// The sign-in itself (its time, its methods) stays as it was:
+		// only the password is fresh again.
+		sess.SetPasswordAt(now)
+		next := PathLogin
+		if rt := sess.ReturnTo(); rt != "" {
+			next = rt
+			sess.SetReturnTo("")
+		}
+		if err := h.Sessions.Rotate(ctx, w, sess); err != nil {
+			h.unavailable(w, r, err)
+			return
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
 	due, enrolled, err := h.secondFactorDue(ctx, user, f.client)
 	if err != nil {
 		h.unavailable(w, r, err)
@@ -172,8 +239,9 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // secondFactorDue reports whether user needs a second factor to finish
-// signing in: they enabled one, or the client or its AuthConfig requires
-// one. enrolled tells the two apart.
+// signing in: they enabled one, the client or its AuthConfig requires one,
+// or their account was created with a TOTP enrolment due (a sign-up under
+// twoFactor.defaultMethod totp). enrolled tells them apart.
 func (h *Handler) secondFactorDue(ctx context.Context, user store.User, client *resource.Client) (due, enrolled bool, err error) {
 	tf, err := h.Store.GetTwoFactor(ctx, user.ID)
 	switch {
@@ -186,17 +254,24 @@ func (h *Handler) secondFactorDue(ctx context.Context, user store.User, client *
 	if enrolled {
 		return true, true, nil
 	}
-	if client != nil && client.TwoFactorRequired() {
+	if err == nil && resource.TOTPEnrolmentDue(tf) {
 		return true, false, nil
+	}
+	required, err := h.twoFactorRequired(ctx, client)
+	return required, false, err
+}
+
+// twoFactorRequired reports whether sign-ins for client (nil: none) must
+// use a second factor: the client or its AuthConfig requires one.
+func (h *Handler) twoFactorRequired(ctx context.Context, client *resource.Client) (bool, error) {
+	if client != nil && client.TwoFactorRequired() {
+		return true, nil
 	}
 	ac, err := h.authConfig(ctx, client)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
-	if ac.TwoFactorRequired() {
-		return true, false, nil
-	}
-	return false, false, nil
+	return ac.TwoFactorRequired(), nil
 }
 
 // finishLogin marks the user signed in under a new session id and sends the
@@ -204,6 +279,17 @@ func (h *Handler) secondFactorDue(ctx context.Context, user store.User, client *
 // asked for a sign-in, or to the signed-in page. passwordAt is when the
 // password of this sign-in was checked.
 func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, passwordAt time.Time) {
+	next, ok := h.completeLogin(w, r, sess, userID, amr, passwordAt)
+	if !ok {
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// completeLogin marks the user signed in under a new session id and
+// returns where the browser goes next. On failure it has rendered the
+// error page and returns false.
+func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, passwordAt time.Time) (string, bool) {
 	sess.Authenticate(userID, h.now(), amr)
 	sess.SetPasswordAt(passwordAt)
 	next := PathLogin
@@ -215,7 +301,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *sess
 	}
 	if err := h.Sessions.Rotate(r.Context(), w, sess); err != nil {
 		h.unavailable(w, r, err)
-		return
+		return "", false
 	}
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	return next, true
 }

@@ -21,6 +21,10 @@ const (
 	pageError         = "error"
 	pageLogout        = "logout"
 	pageSignedIn      = "signed_in"
+	pageTwoFactor     = "two_factor"
+	pageEnable        = "two_factor_enable"
+	pageRecoveryCodes = "two_factor_recovery"
+	pageDisable       = "two_factor_disable"
 )
 
 func mustParsePages() map[string]*template.Template {
@@ -65,6 +69,42 @@ type pageData struct {
 	Scopes    []scopeView
 	RequestID string
 	Link      *link
+	// Lead is an explanatory sentence under the heading.
+	Lead string
+	// Reauth: the login form asks the signed-in user to confirm the
+	// password before a sensitive change.
+	Reauth bool
+	// Resend links to the code prompt again, which sends a new code.
+	Resend bool
+	// Enrol is a TOTP secret being set up (QR, text, URI, confirm form).
+	Enrol *enrolView
+	// RecoveryCodes are shown once, right after they were made.
+	RecoveryCodes []string
+	// Status is the user's second factor on the settings page.
+	Status *statusView
+}
+
+// enrolView is the TOTP enrolment page. QR is a data: URL that we built
+// from our own bytes, so the template may put it in src.
+type enrolView struct {
+	QR      template.URL
+	Secret  string
+	URI     string
+	Issuer  string
+	Account string
+	Action  string // where the confirmation form posts
+	Cancel  *link
+}
+
+// statusView is the settings page's summary; it never holds a secret.
+type statusView struct {
+	Enabled       bool
+	Method        string // in words
+	Destination   string // masked phone or e-mail for sms/e-mail factors
+	EnrolledAt    string
+	CodesLeft     int
+	LockedUntil   string
+	PasswordFresh bool
 }
 
 type themeView struct {
@@ -240,7 +280,12 @@ func (h *Handler) csrfFailed(w http.ResponseWriter, r *http.Request) {
 // parseForm reads a bounded form body and checks the CSRF token. It renders
 // the refusal itself and returns false when the request must stop.
 func (h *Handler) parseForm(w http.ResponseWriter, r *http.Request, validCSRF func(string) bool) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	return h.parseFormLimit(w, r, validCSRF, maxFormBytes)
+}
+
+// parseFormLimit is parseForm with a body limit of its own.
+func (h *Handler) parseFormLimit(w http.ResponseWriter, r *http.Request, validCSRF func(string) bool, limit int64) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if err := r.ParseForm(); err != nil {
 		h.renderError(w, r, http.StatusBadRequest, "The form could not be read. Go back and try again.", &link{Href: PathLogin, Text: "Back to sign-in"}, err)
 		return false

@@ -17,10 +17,14 @@ func defaultTheme() themeView {
 
 // loadClient reads a client; ok is false when it does not exist.
 func (h *Handler) loadClient(ctx context.Context, id string) (resource.Client, bool, error) {
+	return loadClient(ctx, h.Store, id)
+}
+
+func loadClient(ctx context.Context, st store.Store, id string) (resource.Client, bool, error) {
 	if id == "" {
 		return resource.Client{}, false, nil
 	}
-	rec, err := h.Store.GetClient(ctx, id)
+	rec, err := st.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return resource.Client{}, false, nil
 	}

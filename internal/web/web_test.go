@@ -638,31 +638,6 @@ func TestSecondFactorSeam(t *testing.T) {
 	})
 }
 
-func TestTwoFactorRequiredWithoutEnrolmentFailsClosed(t *testing.T) {
-	e := newEnv(t, gormstoretest.Open(t))
-	e.handler.SecondFactor = acceptCode{code: "123456"}
-	e.putClient(resource.Client{
-		ID: "strict", Secret: "strict-secret-strict", FirstParty: true,
-		GrantTypes: []string{"code"}, Scope: []string{"openid"},
-		Auth: &resource.ClientAuth{AuthorizationCode: &resource.GrantSettings{
-			RedirectURI: resource.StringList{"http://localhost:3002/cb"}, SecretRequired: ptr(true),
-		}},
-		TwoFactor: &resource.ClientTwoFactor{Required: true},
-	})
-	b := e.browser()
-	q := authorizeQuery("strict", "redirect_uri", "http://localhost:3002/cb", "scope", "openid")
-	p := b.login(b.get("/auth/login?"+q.Encode()), "alice", alicePassword)
-	if p.location != "/auth/login/two-factor" {
-		t.Fatalf("status %d location %q", p.status, p.location)
-	}
-	if p := b.get(p.location); p.status != http.StatusForbidden || !strings.Contains(p.body, `id="error"`) {
-		t.Fatalf("status %d\n%s", p.status, p.body)
-	}
-	if p := b.get("/auth/authorize?" + q.Encode()); p.location != "/auth/login" {
-		t.Fatalf("authorize: status %d location %q", p.status, p.location)
-	}
-}
-
 func TestGrantReachesTheIDToken(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
 	b := e.browser()
@@ -766,6 +741,9 @@ func TestSecurityHeadersOnEveryPage(t *testing.T) {
 		{"csrf refusal", func() page { return e.browser().post("/auth/login", url.Values{"username": {"x"}}) }},
 		{"redirect to login", func() page { return e.browser().get("/auth/authorize?" + authorizeQuery(firstParty).Encode()) }},
 		{"logout", func() page { return e.browser().get("/auth/logout") }},
+		{"two-factor settings", func() page { return signedIn.get("/auth/two-factor") }},
+		{"two-factor enrolment", func() page { return signedIn.get("/auth/two-factor/enable") }},
+		{"settings redirect to login", func() page { return e.browser().get("/auth/two-factor") }},
 	}
 	for _, pg := range pages {
 		t.Run("the "+pg.name+" response carries the security headers", func(t *testing.T) {
@@ -799,12 +777,13 @@ func TestTheme(t *testing.T) {
 		StyleURL: "https://cdn.example.com/brand/theme.css", Title: "Acme Login", Brand: "Acme <Corp>",
 	}})
 	pages := map[string]func() page{
-		"login":         func() page { return e.browser().get("/auth/login?" + authorizeQuery(firstParty).Encode()) },
-		"plain login":   func() page { return e.browser().get("/auth/login") },
-		"error":         func() page { return e.browser().get("/auth/authorize?" + authorizeQuery("nope").Encode()) },
-		"signed out":    func() page { return e.browser().get("/auth/logout?client_id=" + firstParty) },
-		"csrf refusal":  func() page { return e.browser().post("/auth/login", nil) },
-		"failed log-in": func() page { b := e.browser(); return b.login(b.get("/auth/login"), "alice", "wrong") },
+		"login":               func() page { return e.browser().get("/auth/login?" + authorizeQuery(firstParty).Encode()) },
+		"plain login":         func() page { return e.browser().get("/auth/login") },
+		"error":               func() page { return e.browser().get("/auth/authorize?" + authorizeQuery("nope").Encode()) },
+		"signed out":          func() page { return e.browser().get("/auth/logout?client_id=" + firstParty) },
+		"csrf refusal":        func() page { return e.browser().post("/auth/login", nil) },
+		"failed log-in":       func() page { b := e.browser(); return b.login(b.get("/auth/login"), "alice", "wrong") },
+		"two-factor settings": func() page { b := e.browser(); b.signIn(); return b.get("/auth/two-factor") },
 	}
 	for name, get := range pages {
 		t.Run("the "+name+" page shows the theme's stylesheet, title and brand", func(t *testing.T) {

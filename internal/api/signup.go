@@ -1,0 +1,295 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
+)
+
+// StatusCreated is the sign-up answer's status when it does not sign in.
+const StatusCreated = "created"
+
+// MinPasswordLen is the shortest password a sign-up accepts.
+const MinPasswordLen = 8
+
+var (
+	errSignUpDisabled = &apiError{Status: http.StatusForbidden, Code: "sign_up_disabled",
+		Desc: "Sign-up is not enabled for this application (AuthConfig signUp.enabled)."}
+	errUsernameTaken = &apiError{Status: http.StatusConflict, Code: "username_taken",
+		Desc: "This username is taken."}
+)
+
+// signUpBinding binds a sign-up code to the destination it was sent to.
+// There is no user yet; whoever holds the code holds the destination.
+func signUpBinding(channel, dest string) string {
+	sum := sha256.Sum256([]byte("sign-up\x00" + channel + "\x00" + dest))
+	return "sign-up:" + hex.EncodeToString(sum[:])
+}
+
+// signUpClient authenticates the client and checks that its AuthConfig
+// lets people sign up.
+func (c *call) signUpClient() (resource.Client, resource.AuthConfig, error) {
+	cl, err := c.authClient()
+	if err != nil {
+		return resource.Client{}, resource.AuthConfig{}, err
+	}
+	ac, err := c.h.authConfig(c.r.Context(), cl)
+	if err != nil {
+		return resource.Client{}, resource.AuthConfig{}, err
+	}
+	if ac.SignUp == nil || !ac.SignUp.Enabled {
+		return resource.Client{}, resource.AuthConfig{}, errSignUpDisabled
+	}
+	return cl, ac, nil
+}
+
+// defaultMethodOf is the method new users get, "" when the AuthConfig
+// sets none (AuthConfig.DefaultMethod answers totp then, for enrolment
+// pages; a sign-up must tell "unset" apart).
+func defaultMethodOf(ac resource.AuthConfig) string {
+	if ac.TwoFactor == nil {
+		return ""
+	}
+	return ac.TwoFactor.DefaultMethod
+}
+
+// signUpCode is POST /auth/sign-up/verification-code: {client_id, channel,
+// destination}. It sends the code a sign-up must present; at most
+// twofactor.SendLimit codes per destination and hour.
+func (h *Handler) signUpCode(c *call) error {
+	ctx := c.r.Context()
+	cl, ac, err := c.signUpClient()
+	if err != nil {
+		return err
+	}
+	channel, dest, err := channelDestination(c.p, store.User{})
+	if err != nil {
+		return err
+	}
+	n, err := h.Store.HitCounter(ctx, "api:sign-up-code:"+remoteAddr(c.r), time.Hour, h.now())
+	if err != nil {
+		return err
+	}
+	if n > SignUpSendsPerAddress {
+		return errTooManySends
+	}
+	// No user yet: the payload names the destination only. An empty user
+	// id makes the send limit count every code to the destination.
+	u := store.User{}
+	if channel == twofactor.MethodSMS {
+		u.PhoneNumber = dest
+	} else {
+		u.Email = dest
+	}
+	sent, err := h.TwoFactor.SendCode(ctx, twofactor.SendInput{
+		User: u, Purpose: twofactor.PurposeVerify, Channel: channel, Destination: dest,
+		BindingID: signUpBinding(channel, dest), Webhook: webhookOf(ac), Meta: c.meta(cl.ID),
+	})
+	if err != nil {
+		return sendCodeError(err)
+	}
+	return c.json(http.StatusAccepted, map[string]any{
+		"channel": channel, "destination": twofactor.MaskDestination(dest), "expires_at": sent.ExpiresAt,
+	})
+}
+
+// signUp is POST /auth/sign-up: {client_id, username, password,
+// phone_number | email, verification_code, given_name?, family_name?,
+// sign_in?, scope?}. The user is created with the destination verified and,
+// per the AuthConfig's twoFactor.defaultMethod, SMS or e-mail codes on
+// (recovery codes in the answer, once) or a TOTP enrolment due at the
+// first sign-in. With sign_in true the answer also signs the user in.
+func (h *Handler) signUp(c *call) error {
+	ctx := c.r.Context()
+	cl, ac, err := c.signUpClient()
+	if err != nil {
+		return err
+	}
+	in, err := c.signUpInput(ac)
+	if err != nil {
+		return err
+	}
+	switch _, err := h.Store.GetUser(ctx, in.user.ID); {
+	case err == nil:
+		return errUsernameTaken
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("get user %q: %w", in.user.ID, err)
+	}
+	m := c.meta(cl.ID)
+	// The code proves the destination before anything about it is told.
+	_, err = h.TwoFactor.VerifyCode(ctx, twofactor.VerifyCodeInput{
+		BindingID: signUpBinding(in.channel, in.dest), Code: c.p.get("verification_code"), Meta: m,
+	})
+	if errors.Is(err, twofactor.ErrInvalidCode) {
+		return errInvalidCode
+	}
+	if err != nil {
+		return err
+	}
+	if owner, err := h.holderOf(ctx, in.channel, in.dest); err != nil {
+		return err
+	} else if owner != "" {
+		return errDestinationTaken
+	}
+	hash, err := resource.HashWriteOnly(ctx, h.Hasher, in.password)
+	if err != nil {
+		return err
+	}
+	rec, err := resource.ToStoreUser(in.user, hash, nil)
+	if err != nil {
+		return err
+	}
+	method := defaultMethodOf(ac)
+	var codes []string
+	var created store.User
+	err = h.Store.InTx(ctx, func(ctx context.Context) error {
+		out, isNew, err := h.Store.PutUser(ctx, rec, 0)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			return errDestinationTaken // the e-mail address, taken meanwhile
+		case err != nil:
+			return fmt.Errorf("create user %q: %w", rec.ID, err)
+		case !isNew:
+			return errUsernameTaken // created meanwhile; the rollback keeps theirs
+		}
+		created = out
+		switch method {
+		case twofactor.MethodSMS, twofactor.MethodEmail:
+			codes, err = h.TwoFactor.EnableCodeMethod(ctx, twofactor.EnableCodeInput{
+				UserID: out.ID, Method: method, Webhook: webhookOf(ac), Meta: m,
+			})
+			return enableError(err)
+		case twofactor.MethodTOTP:
+			if err := h.Store.PutTwoFactor(ctx, resource.TOTPEnrolmentMarker(out.ID, h.now())); err != nil {
+				return fmt.Errorf("mark totp enrolment of %q: %w", out.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	h.record(ctx, store.AuditEvent{Type: EventSignUp, UserID: created.ID, ClientID: cl.ID,
+		RemoteAddr: m.RemoteAddr, RequestID: m.RequestID,
+		Detail: map[string]string{"channel": in.channel, "destination": twofactor.MaskDestination(in.dest), "two_factor": method}})
+
+	view, err := h.userView(ctx, created)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"status": StatusCreated, "user": view}
+	if codes != nil {
+		body["recovery_codes"] = codes
+	}
+	if !c.p.flag("sign_in") {
+		return c.json(http.StatusCreated, body)
+	}
+	return h.signUpSignIn(c, cl, ac, created, codes != nil, body)
+}
+
+// signUpSignIn signs a new user in. With SMS or e-mail codes on, the
+// sign-up itself proved password and destination: tokens with pwd, otp,
+// mfa. With a TOTP enrolment due (or a second factor required) the answer
+// is needs_enrollment with an mfa_token, and the app enrols at once.
+func (h *Handler) signUpSignIn(c *call, cl resource.Client, ac resource.AuthConfig, u store.User, twoFactorOn bool, body map[string]any) error {
+	ctx := c.r.Context()
+	amr := []string{"pwd"}
+	if twoFactorOn {
+		amr = amrWith([]string{"otp"})
+	} else {
+		tf, err := h.twoFactorOf(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		if resource.TOTPEnrolmentDue(tf) || cl.TwoFactorRequired() || ac.TwoFactorRequired() {
+			token, t, err := h.TwoFactor.IssueMFAToken(ctx, u.ID, cl.ID)
+			if err != nil {
+				return err
+			}
+			s := &SignIn{User: u, Client: cl, AuthConfig: ac, TwoFactor: tf}
+			body["status"] = StatusNeedsEnrollment
+			body["mfa_token"] = token
+			body["expires_at"] = t.ExpiresAt
+			body["enrollable"] = h.enrollable(s)
+			return c.json(http.StatusCreated, body)
+		}
+	}
+	tokens, err := h.issue(c, cl, u.ID, amr)
+	if err != nil {
+		return err
+	}
+	for k, v := range tokens {
+		body[k] = v
+	}
+	body["status"] = StatusComplete
+	return c.json(http.StatusCreated, body)
+}
+
+type signUpInput struct {
+	user     resource.User
+	password string
+	channel  string
+	dest     string
+}
+
+// signUpInput reads and checks the new account's fields.
+func (c *call) signUpInput(ac resource.AuthConfig) (signUpInput, error) {
+	var in signUpInput
+	username := strings.TrimSpace(c.p.get("username"))
+	if username == "" {
+		return in, missing("username")
+	}
+	if resource.ValidateID(username) != nil {
+		return in, badRequest("username must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'.")
+	}
+	in.password = c.p.get("password")
+	switch {
+	case in.password == "":
+		return in, missing("password")
+	case len([]rune(in.password)) < MinPasswordLen:
+		return in, badRequest(fmt.Sprintf("password must have at least %d characters.", MinPasswordLen))
+	case len(in.password) > maxPasswordLen:
+		return in, badRequest(fmt.Sprintf("password must have at most %d bytes.", maxPasswordLen))
+	}
+	if strings.TrimSpace(c.p.get("verification_code")) == "" {
+		return in, missing("verification_code")
+	}
+	channel, dest, err := destinationParam(c.p.get("phone_number"), c.p.get("email"))
+	if err != nil {
+		return in, badRequest("Give phone_number or email (one of them), as the verification code was sent to.")
+	}
+	switch m := defaultMethodOf(ac); {
+	case m == twofactor.MethodSMS && channel != twofactor.MethodSMS:
+		return in, badRequest("This application turns on SMS codes for new accounts: sign up with phone_number.")
+	case m == twofactor.MethodEmail && channel != twofactor.MethodEmail:
+		return in, badRequest("This application turns on e-mail codes for new accounts: sign up with email.")
+	}
+	in.channel, in.dest = channel, dest
+	in.user = resource.User{ResourceType: resource.TypeUser, ID: username}
+	if channel == twofactor.MethodSMS {
+		in.user.PhoneNumber, in.user.PhoneVerified = dest, true
+	} else {
+		in.user.Email, in.user.EmailVerified = dest, true
+	}
+	given, family := strings.TrimSpace(c.p.get("given_name")), strings.TrimSpace(c.p.get("family_name"))
+	if given != "" || family != "" {
+		in.user.Name = &resource.HumanName{GivenName: given, FamilyName: family}
+	}
+	if err := in.user.Validate(c.r.Context(), resource.Options{}); err != nil {
+		var ve *resource.ValidationError
+		if errors.As(err, &ve) && len(ve.Problems) > 0 {
+			return in, badRequest(ve.Problems[0].Path + ": " + ve.Problems[0].Message)
+		}
+		return in, badRequest("The account is not valid.")
+	}
+	return in, nil
+}

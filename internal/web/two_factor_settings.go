@@ -1,0 +1,452 @@
+package web
+
+// The two-step verification settings of the signed-in user: status, TOTP
+// enrolment, disabling, new recovery codes. Changing the factor needs a
+// password typed within ReauthWindow (else the user confirms it on the
+// login page and comes back) and, except for enabling, a current code.
+
+import (
+	"errors"
+	"html/template"
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
+)
+
+// settingsUser returns the signed-in user of a settings page. An anonymous
+// browser, a session still waiting for its second factor included, is sent
+// to sign in and come back to returnTo.
+func (h *Handler) settingsUser(w http.ResponseWriter, r *http.Request, sess *session.Session, returnTo string) (store.User, bool) {
+	user, signedIn, err := h.currentUser(r.Context(), w, sess)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return store.User{}, false
+	}
+	if !signedIn {
+		h.sendToLogin(w, r, sess, returnTo)
+		return store.User{}, false
+	}
+	if h.TwoFactor == nil {
+		h.renderError(w, r, http.StatusServiceUnavailable,
+			"Two-step verification settings are not available right now. Please try again later.",
+			nil, errors.New("no second-factor service configured"))
+		return store.User{}, false
+	}
+	return user, true
+}
+
+// sendToLogin parks returnTo and sends the browser to the login page: to
+// sign in, or, when signed in, to confirm the password.
+func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, returnTo string) {
+	sess.SetReturnTo(returnTo)
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	http.Redirect(w, r, PathLogin, http.StatusSeeOther)
+}
+
+// passwordFresh reports whether the session's user typed the password
+// within ReauthWindow.
+func (h *Handler) passwordFresh(sess *session.Session) bool {
+	at := sess.PasswordAt()
+	return !at.IsZero() && !h.now().After(at.Add(ReauthWindow))
+}
+
+// settingsAuthConfig is the AuthConfig of the settings pages: they belong to
+// no client, so the one that applies without a client.
+func (h *Handler) settingsAuthConfig(r *http.Request) (resource.AuthConfig, error) {
+	return h.authConfig(r.Context(), nil)
+}
+
+// twoFactorMeta describes the request for twofactor's audit events.
+func twoFactorMeta(r *http.Request, clientID string) twofactor.Meta {
+	return twofactor.Meta{ClientID: clientID, RemoteAddr: clientIP(r), RequestID: audit.RequestID(r.Context())}
+}
+
+// settingsPage shows the status of the user's second factor.
+func (h *Handler) settingsPage(w http.ResponseWriter, r *http.Request) {
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	user, ok := h.settingsUser(w, r, sess, PathTwoFactor)
+	if !ok {
+		return
+	}
+	if sess.ReturnTo() != "" {
+		sess.SetReturnTo("")
+	}
+	h.renderSettings(w, r, sess, user, "")
+}
+
+func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, errMsg string) {
+	ctx := r.Context()
+	st, err := h.TwoFactor.Status(ctx, user.ID)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	view := &statusView{
+		Enabled:       st.Enabled,
+		Method:        methodName(st.Method),
+		CodesLeft:     st.RecoveryCodesRemaining,
+		PasswordFresh: h.passwordFresh(sess),
+	}
+	if st.Destination != "" {
+		view.Destination = twofactor.MaskDestination(st.Destination)
+	}
+	if !st.EnrolledAt.IsZero() {
+		view.EnrolledAt = st.EnrolledAt.UTC().Format("2 January 2006, 15:04 UTC")
+	}
+	if !st.LockedUntil.IsZero() {
+		view.LockedUntil = st.LockedUntil.UTC().Format("15:04 UTC")
+	}
+	csrf := sess.CSRFToken()
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	csrf = sess.CSRFToken()
+	h.render(w, r, http.StatusOK, pageTwoFactor, pageData{
+		Heading:  "Two-step verification",
+		Theme:    h.themeFor(ctx, nil),
+		CSRF:     csrf,
+		Error:    errMsg,
+		Username: displayName(user),
+		Status:   view,
+	}, csp{})
+}
+
+func methodName(m string) string {
+	switch m {
+	case twofactor.MethodTOTP:
+		return "Authenticator app"
+	case twofactor.MethodSMS:
+		return "Text message"
+	case twofactor.MethodEmail:
+		return "E-mail"
+	}
+	return m
+}
+
+// enablePage shows a TOTP secret to set up: the one pending in the session
+// when there is one (a reload keeps it), else a new one.
+func (h *Handler) enablePage(w http.ResponseWriter, r *http.Request) {
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	user, ok := h.settingsUser(w, r, sess, PathTwoFactorEnable)
+	if !ok {
+		return
+	}
+	if !h.passwordFresh(sess) {
+		h.sendToLogin(w, r, sess, PathTwoFactorEnable)
+		return
+	}
+	st, err := h.TwoFactor.Status(r.Context(), user.ID)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if st.Enabled {
+		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+		return
+	}
+	ac, err := h.settingsAuthConfig(r)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	h.renderSettingsEnrolment(w, r, sess, user, ac, "")
+}
+
+func (h *Handler) renderSettingsEnrolment(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ac resource.AuthConfig, errMsg string) {
+	en, err := h.enrolment(sess, user, ac.Issuer())
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	h.renderEnrolment(w, r, sess, en, pageData{
+		Heading: "Turn on two-step verification",
+		Theme:   h.themeFor(r.Context(), nil),
+		Error:   errMsg,
+	}, PathTwoFactorEnable, &link{Href: PathTwoFactor, Text: "Cancel"}, csp{})
+}
+
+// enableSubmit confirms the pending secret with a code from the app and
+// shows the recovery codes, once.
+func (h *Handler) enableSubmit(w http.ResponseWriter, r *http.Request) {
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
+		return
+	}
+	user, ok := h.settingsUser(w, r, sess, PathTwoFactorEnable)
+	if !ok {
+		return
+	}
+	if !h.passwordFresh(sess) {
+		h.sendToLogin(w, r, sess, PathTwoFactorEnable)
+		return
+	}
+	ac, err := h.settingsAuthConfig(r)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	codes, err := h.confirmEnrolment(r, sess, user, ac, "")
+	switch {
+	case errors.Is(err, twofactor.ErrAlreadyEnabled):
+		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+		return
+	case errors.Is(err, twofactor.ErrPendingExpired):
+		h.renderSettingsEnrolment(w, r, sess, user, ac, msgEnrolmentExpired)
+		return
+	case errors.Is(err, twofactor.ErrInvalidCode):
+		h.renderSettingsEnrolment(w, r, sess, user, ac, msgInvalidCode)
+		return
+	case err != nil:
+		h.unavailable(w, r, err)
+		return
+	}
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	h.renderRecoveryCodes(w, r, codes, h.themeFor(r.Context(), nil), &link{Href: PathTwoFactor, Text: "Continue"}, csp{})
+}
+
+// disablePage asks for a current code (or a recovery code) to turn the
+// second factor off.
+func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) {
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	user, ok := h.settingsUser(w, r, sess, PathTwoFactorDisable)
+	if !ok {
+		return
+	}
+	if !h.passwordFresh(sess) {
+		h.sendToLogin(w, r, sess, PathTwoFactorDisable)
+		return
+	}
+	st, err := h.TwoFactor.Status(r.Context(), user.ID)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if !st.Enabled {
+		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+		return
+	}
+	lead := ""
+	if st.Method == twofactor.MethodSMS || st.Method == twofactor.MethodEmail {
+		// No app holds these codes: send one, bound to this session.
+		ac, err := h.settingsAuthConfig(r)
+		if err != nil {
+			h.unavailable(w, r, err)
+			return
+		}
+		h.sendLoginCode(r, sess, user, "", ac)
+		lead, _ = h.promptText(r.Context(), user, ac)
+	}
+	h.renderDisable(w, r, sess, lead, "")
+}
+
+func (h *Handler) renderDisable(w http.ResponseWriter, r *http.Request, sess *session.Session, lead, errMsg string) {
+	csrf := sess.CSRFToken()
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	csrf = sess.CSRFToken()
+	h.render(w, r, http.StatusOK, pageDisable, pageData{
+		Heading: "Turn off two-step verification",
+		Theme:   h.themeFor(r.Context(), nil),
+		CSRF:    csrf,
+		Error:   errMsg,
+		Lead:    lead,
+	}, csp{})
+}
+
+// disableSubmit turns the factor off when the code is right: the secret
+// and recovery codes are deleted and the user's other sessions end.
+func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
+		return
+	}
+	user, ok := h.settingsUser(w, r, sess, PathTwoFactorDisable)
+	if !ok {
+		return
+	}
+	if !h.passwordFresh(sess) {
+		h.sendToLogin(w, r, sess, PathTwoFactorDisable)
+		return
+	}
+	ac, err := h.settingsAuthConfig(r)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	err = h.TwoFactor.Disable(ctx, twofactor.VerifyInput{
+		UserID:    user.ID,
+		Code:      r.PostForm.Get("code"),
+		PastSteps: ac.PastTokens(),
+		BindingID: sess.ID(),
+		Meta:      twoFactorMeta(r, ""),
+	}, sess.ID())
+	switch {
+	case errors.Is(err, twofactor.ErrNotEnabled):
+		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+		return
+	case errors.Is(err, twofactor.ErrInvalidCode):
+		h.renderDisable(w, r, sess, "", msgInvalidCode)
+		return
+	case err != nil:
+		h.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+}
+
+// regenerateSubmit replaces the recovery codes after checking a current
+// code, and shows the new ones once.
+func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
+		return
+	}
+	user, ok := h.settingsUser(w, r, sess, PathTwoFactor)
+	if !ok {
+		return
+	}
+	if !h.passwordFresh(sess) {
+		// A POST cannot be resumed: come back to the page that makes it.
+		h.sendToLogin(w, r, sess, PathTwoFactor)
+		return
+	}
+	ac, err := h.settingsAuthConfig(r)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	codes, err := h.TwoFactor.RegenerateRecoveryCodes(ctx, twofactor.VerifyInput{
+		UserID:    user.ID,
+		Code:      r.PostForm.Get("code"),
+		PastSteps: ac.PastTokens(),
+		BindingID: sess.ID(),
+		Meta:      twoFactorMeta(r, ""),
+	})
+	switch {
+	case errors.Is(err, twofactor.ErrNotEnabled):
+		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+		return
+	case errors.Is(err, twofactor.ErrInvalidCode):
+		h.renderSettings(w, r, sess, user, msgInvalidCode)
+		return
+	case err != nil:
+		h.unavailable(w, r, err)
+		return
+	}
+	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: "Continue"}, csp{})
+}
+
+// enrolment returns the TOTP enrolment pending in sess for user, or starts
+// a new one and seals it into the session. The secret lives nowhere else
+// until it is confirmed, and only this browser can confirm it.
+func (h *Handler) enrolment(sess *session.Session, user store.User, issuer string) (twofactor.Enrollment, error) {
+	if pending, err := h.Sessions.PendingEnrolment(sess, user.ID); err == nil {
+		en, err := h.TwoFactor.ResumeTOTP(user, issuer, pending)
+		if err == nil {
+			return en, nil
+		}
+		if !errors.Is(err, twofactor.ErrPendingExpired) {
+			return twofactor.Enrollment{}, err
+		}
+	}
+	en, err := h.TwoFactor.BeginTOTP(user, issuer)
+	if err != nil {
+		return twofactor.Enrollment{}, err
+	}
+	h.Sessions.SetPendingEnrolment(sess, user.ID, en.Pending)
+	return en, nil
+}
+
+// confirmEnrolment enables the secret pending in sess with the code of the
+// submitted form. The enrolling session stays; the user's others end.
+// ErrPendingExpired when nothing (unexpired) is pending; the caller saves
+// sess on success.
+func (h *Handler) confirmEnrolment(r *http.Request, sess *session.Session, user store.User, ac resource.AuthConfig, clientID string) ([]string, error) {
+	pending, err := h.Sessions.PendingEnrolment(sess, user.ID)
+	if err != nil {
+		return nil, twofactor.ErrPendingExpired
+	}
+	secretValue, err := h.TwoFactor.OpenPending(user.ID, pending)
+	if err != nil {
+		return nil, err
+	}
+	codes, err := h.TwoFactor.ConfirmTOTP(r.Context(), twofactor.ConfirmInput{
+		UserID:           user.ID,
+		Secret:           secretValue,
+		Code:             r.PostForm.Get("code"),
+		PastSteps:        ac.PastTokens(),
+		CurrentSessionID: sess.ID(),
+		Meta:             twoFactorMeta(r, clientID),
+	})
+	if err != nil {
+		return nil, err
+	}
+	sess.ClearPendingEnrolment()
+	return codes, nil
+}
+
+// renderEnrolment shows the QR code, the secret as text, the otpauth URI
+// and the form that confirms them with a first code. This page is the one
+// place a secret is ever shown.
+func (h *Handler) renderEnrolment(w http.ResponseWriter, r *http.Request, sess *session.Session, en twofactor.Enrollment, data pageData, action string, cancel *link, policy csp) {
+	if !strings.HasPrefix(en.QR, "data:image/png;base64,") {
+		h.unavailable(w, r, errors.New("enrolment QR code is not a PNG data URL"))
+		return
+	}
+	data.CSRF = sess.CSRFToken()
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	data.CSRF = sess.CSRFToken()
+	data.Enrol = &enrolView{
+		QR:      template.URL(en.QR), // built by twofactor from its own PNG bytes
+		Secret:  en.Secret,
+		URI:     en.URI,
+		Issuer:  en.Issuer,
+		Account: en.Account,
+		Action:  action,
+		Cancel:  cancel,
+	}
+	h.render(w, r, http.StatusOK, pageEnable, data, policy)
+}
+
+// renderRecoveryCodes shows freshly made recovery codes; they are never
+// shown again.
+func (h *Handler) renderRecoveryCodes(w http.ResponseWriter, r *http.Request, codes []string, theme themeView, next *link, policy csp) {
+	h.render(w, r, http.StatusOK, pageRecoveryCodes, pageData{
+		Heading:       "Save your recovery codes",
+		Theme:         theme,
+		RecoveryCodes: codes,
+		Link:          next,
+	}, policy)
+}
