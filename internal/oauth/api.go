@@ -90,4 +90,8 @@ type Grant struct {
 	AuthTime  time.Time
 	AMR       []string
 	Scopes    []string // granted: a subset of the requested and allowed scopes
+	// LoginRequestedAt is when the hosted pages sent the user to sign in for
+	// this very request (zero when they did not). A sign-in at or after it
+	// satisfies max_age, however many seconds the login itself took.
+	LoginRequestedAt time.Time
 }

@@ -222,7 +222,8 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 	if g.AuthTime.IsZero() {
 		authTime = now.Truncate(time.Second)
 	}
-	if ar.MaxAge >= 0 && authTime.Add(time.Duration(ar.MaxAge)*time.Second).Before(now.Truncate(time.Second)) {
+	loggedInForThis := !g.LoginRequestedAt.IsZero() && !g.AuthTime.Before(g.LoginRequestedAt)
+	if ar.MaxAge >= 0 && !loggedInForThis && authTime.Add(time.Duration(ar.MaxAge)*time.Second).Before(now.Truncate(time.Second)) {
 		p.fosite.WriteAuthorizeError(ctx, w, far, fosite.ErrLoginRequired.WithHint("The sign-in is older than max_age."))
 		return nil
 	}

@@ -260,6 +260,34 @@ func TestAuthorizeRequestChecks(t *testing.T) {
 				t.Fatalf("redirect = %s", loc)
 			}
 		})
+		t.Run("max_age=0 is met by a sign-in made for this request, however long it took", func(t *testing.T) {
+			for _, tc := range []struct {
+				name        string
+				requestedAt time.Time
+				wantCode    bool
+			}{
+				{"signed in after the request was parked", time.Now().Add(-5 * time.Second), true},
+				{"an older sign-in", time.Time{}, false},
+			} {
+				q := base()
+				q.Set("max_age", "0")
+				ar, err := e.parse(q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				g := aliceGrant()
+				g.AuthTime = time.Now().Add(-3 * time.Second) // the password form took a few seconds
+				g.LoginRequestedAt = tc.requestedAt
+				rec := httptest.NewRecorder()
+				if err := e.p.CompleteAuthorize(rec, httptest.NewRequest(http.MethodGet, "/", nil), ar, g); err != nil {
+					t.Fatal(err)
+				}
+				loc, _ := url.Parse(rec.Header().Get("Location"))
+				if got := loc.Query().Get("code") != ""; got != tc.wantCode {
+					t.Fatalf("%s: redirect = %s", tc.name, loc)
+				}
+			}
+		})
 		t.Run("the hosted pages' refusals go back to the client", func(t *testing.T) {
 			for _, tc := range []struct {
 				err  error

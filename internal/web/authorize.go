@@ -128,6 +128,9 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		AMR:       amr,
 		Scopes:    ar.Scopes,
 	}
+	if freshLogin {
+		grant.LoginRequestedAt = pending.CreatedAt
+	}
 	if err := h.OAuth.CompleteAuthorize(w, r, ar, grant); err != nil {
 		h.unavailable(w, r, err)
 		return
