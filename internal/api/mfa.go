@@ -367,11 +367,11 @@ func (h *Handler) bindable(c *call) error {
 		return &apiError{Status: http.StatusTooManyRequests, Code: "too_many_requests",
 			Desc: "Too many look-ups. Try again later.", RetryAfter: time.Hour}
 	}
-	owner, err := h.holderOf(ctx, channel, dest)
+	taken, err := h.takenByOther(ctx, channel, dest, a.user.ID)
 	if err != nil {
 		return err
 	}
-	return c.json(http.StatusOK, map[string]any{"bindable": owner == "" || owner == a.user.ID})
+	return c.json(http.StatusOK, map[string]any{"bindable": !taken})
 }
 
 // destinationParam takes exactly one of a phone number and an e-mail

@@ -222,14 +222,23 @@ func TestBindable(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		e.user(resource.User{ID: "owner", Email: "owner@example.com", PhoneNumber: alicePhone, PhoneVerified: true})
 		e.user(resource.User{ID: "typo", PhoneNumber: bobPhone})
-		e.user(resource.User{ID: "me", Email: "me@example.com"})
+		e.user(resource.User{ID: "typo-too", PhoneNumber: bobPhone})
+		e.user(resource.User{ID: "owner-typo", PhoneNumber: alicePhone})
+		// Numbers several accounts verified (the admin API allows it).
+		e.user(resource.User{ID: "twin-1", PhoneNumber: "+14155557001", PhoneVerified: true})
+		e.user(resource.User{ID: "twin-2", PhoneNumber: "+14155557001", PhoneVerified: true})
+		e.user(resource.User{ID: "co-holder", PhoneNumber: "+14155557002", PhoneVerified: true})
+		e.user(resource.User{ID: "me", Email: "me@example.com", PhoneNumber: "+14155557002", PhoneVerified: true})
+		e.user(resource.User{ID: "me-too", PhoneNumber: "+14155557003", PhoneVerified: true})
 		at := e.accessToken("me")
 		cases := []struct {
 			name, query string
 			bindable    bool
 		}{
-			{"a phone another user verified is taken", "phone=%2B14155554567", false},
-			{"a phone another user only typed is free", "phone=%2B14155550000", true},
+			{"a phone another user verified is taken, whoever else typed it", "phone=%2B14155554567", false},
+			{"a phone other users only typed is free", "phone=%2B14155550000", true},
+			{"a phone two other users verified is taken", "phone=%2B14155557001", false},
+			{"a phone one verified alongside another user is taken", "phone=%2B14155557002", false},
 			{"an unused phone is free", "phone=%2B14155559999", true},
 			{"another user's e-mail is taken", "email=Owner@Example.com", false},
 			{"one's own e-mail is bindable", "email=me@example.com", true},
@@ -244,6 +253,13 @@ func TestBindable(t *testing.T) {
 				}
 			})
 		}
+		t.Run("one's own verified phone is bindable", func(t *testing.T) {
+			r := e.do(req{method: http.MethodGet, path: api.PathBindable + "?phone=%2B14155557003", bearer: e.accessToken("me-too")})
+			want(t, r, http.StatusOK, "")
+			if r.body["bindable"] != true {
+				t.Fatalf("got %s, want bindable", r.raw)
+			}
+		})
 		for _, q := range []string{"", "phone=12345", "email=nope", "phone=%2B14155554567&email=a@example.com"} {
 			want(t, e.do(req{method: http.MethodGet, path: api.PathBindable + "?" + q, bearer: at}), http.StatusBadRequest, "invalid_request")
 		}

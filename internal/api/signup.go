@@ -135,9 +135,9 @@ func (h *Handler) signUp(c *call) error {
 	if err != nil {
 		return err
 	}
-	if owner, err := h.holderOf(ctx, in.channel, in.dest); err != nil {
+	if taken, err := h.takenByOther(ctx, in.channel, in.dest, ""); err != nil {
 		return err
-	} else if owner != "" {
+	} else if taken {
 		return errDestinationTaken
 	}
 	hash, err := resource.HashWriteOnly(ctx, h.Hasher, in.password)

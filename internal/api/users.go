@@ -14,46 +14,34 @@ import (
 var errDestinationTaken = &apiError{Status: http.StatusConflict, Code: "destination_taken",
 	Desc: "Another account already uses this phone number or e-mail address."}
 
-// maxUserScan bounds the users a phone look-up reads.
-const maxUserScan = 1_000_000
-
-// holderOf returns the id of the user who holds a destination, or "". An
-// e-mail address belongs to at most one user (the store keeps it unique,
-// verified or not); a phone number counts only where it was verified,
-// since unverified numbers prove nothing and may be typos.
-//
-// The store has no index on phone numbers, so a phone look-up pages
-// through the users; deployments with very many users would add one.
-func (h *Handler) holderOf(ctx context.Context, channel, dest string) (string, error) {
+// takenByOther reports whether a user other than userID ("" for nobody)
+// holds a destination. An e-mail address belongs to at most one user (the
+// store keeps it unique, verified or not); a phone number counts only where
+// it was verified, since unverified numbers prove nothing and may be typos.
+// Several users may hold one number verified (set through the admin API):
+// then at least one of them is another user.
+func (h *Handler) takenByOther(ctx context.Context, channel, dest, userID string) (bool, error) {
 	if channel == twofactor.MethodEmail {
 		u, err := h.Store.FindUser(ctx, dest)
 		if errors.Is(err, store.ErrNotFound) {
-			return "", nil
+			return false, nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("find user by e-mail: %w", err)
+			return false, fmt.Errorf("find user by e-mail: %w", err)
 		}
-		if u.Email != dest { // FindUser matched an id
-			return "", nil
-		}
-		return u.ID, nil
+		// FindUser may have matched an id rather than the address.
+		return u.Email == dest && u.ID != userID, nil
 	}
-	const page = 500
-	for n := 1; (n-1)*page < maxUserScan; n++ {
-		us, total, err := h.Store.ListUsers(ctx, store.Page{Count: page, Page: n})
-		if err != nil {
-			return "", fmt.Errorf("list users: %w", err)
-		}
-		for _, u := range us {
-			if u.PhoneVerified && u.PhoneNumber == dest {
-				return u.ID, nil
-			}
-		}
-		if len(us) == 0 || n*page >= total {
-			break
-		}
+	u, err := h.Store.FindUserByPhone(ctx, dest)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case errors.Is(err, store.ErrConflict):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("find user by phone: %w", err)
 	}
-	return "", nil
+	return u.ID != userID, nil
 }
 
 // setVerified makes dest the user's phone number or e-mail address, marked
@@ -61,9 +49,9 @@ func (h *Handler) holderOf(ctx context.Context, channel, dest string) (string, e
 // concurrent write to the user is retried; a destination another account
 // holds is errDestinationTaken and changes nothing.
 func (h *Handler) setVerified(ctx context.Context, userID, channel, dest string) (store.User, error) {
-	if owner, err := h.holderOf(ctx, channel, dest); err != nil {
+	if taken, err := h.takenByOther(ctx, channel, dest, userID); err != nil {
 		return store.User{}, err
-	} else if owner != "" && owner != userID {
+	} else if taken {
 		return store.User{}, errDestinationTaken
 	}
 	for range 3 {

@@ -71,9 +71,9 @@ func sendCodeError(err error) error {
 
 // sendVerification sends a verification code for dest to u.
 func (h *Handler) sendVerification(ctx context.Context, u store.User, channel, dest string, ac resource.AuthConfig, m twofactor.Meta) (map[string]any, error) {
-	if owner, err := h.holderOf(ctx, channel, dest); err != nil {
+	if taken, err := h.takenByOther(ctx, channel, dest, u.ID); err != nil {
 		return nil, err
-	} else if owner != "" && owner != u.ID {
+	} else if taken {
 		return nil, errDestinationTaken
 	}
 	sent, err := h.TwoFactor.SendCode(ctx, twofactor.SendInput{

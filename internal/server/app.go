@@ -32,6 +32,7 @@ type App struct {
 	Config   config.Config
 	Store    store.Store
 	Logger   *slog.Logger
+	Now      func() time.Time
 	Hasher   *secret.PasswordHasher
 	Audit    *audit.Recorder
 	Accounts *account.Authenticator
@@ -64,7 +65,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &App{Config: cfg, Store: d.Store, Logger: d.Logger}
+	a := &App{Config: cfg, Store: d.Store, Logger: d.Logger, Now: d.Now}
 	a.Hasher = NewPasswordHasher(cfg)
 	a.Audit = &audit.Recorder{Store: d.Store, Logger: d.Logger, Now: d.Now}
 	a.Accounts = &account.Authenticator{Store: d.Store, Hasher: a.Hasher, Audit: a.Audit, Throttle: account.DefaultThrottle, Now: d.Now}
@@ -216,7 +217,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 	return nil
 }
 
-// purgeExpired deletes expired sessions and OAuth rows every few minutes.
+// purgeExpired deletes what has expired every few minutes: browser
+// sessions, OAuth rows, one-time codes and throttling counters.
 func (a *App) purgeExpired(ctx context.Context) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
@@ -226,16 +228,27 @@ func (a *App) purgeExpired(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		now := time.Now().UTC()
-		if n, err := a.Store.DeleteExpiredBrowserSessions(ctx, now); err != nil {
-			a.Logger.Warn("purge expired sessions", "err", err)
-		} else if n > 0 {
-			a.Logger.Debug("purged expired sessions", "count", n)
-		}
-		if n, err := a.Store.DeleteExpiredOAuthRequests(ctx, now); err != nil {
-			a.Logger.Warn("purge expired tokens", "err", err)
-		} else if n > 0 {
-			a.Logger.Debug("purged expired tokens", "count", n)
+		now := a.Now().UTC()
+		for _, p := range []struct {
+			what  string
+			purge func() (int64, error)
+		}{
+			{"browser sessions", func() (int64, error) { return a.Store.DeleteExpiredBrowserSessions(ctx, now) }},
+			{"tokens", func() (int64, error) { return a.Store.DeleteExpiredOAuthRequests(ctx, now) }},
+			// Sends are throttled by counting the codes created within
+			// twofactor.SendWindow, so only older codes may go.
+			{"one-time codes", func() (int64, error) {
+				return a.Store.DeleteExpiredOneTimeCodes(ctx, now.Add(-twofactor.SendWindow))
+			}},
+			// The longest-lived reader of a counter (a spent mfa_token's
+			// marker) looks back 5 minutes; an hour leaves room.
+			{"counters", func() (int64, error) { return a.Store.DeleteStaleCounters(ctx, now.Add(-time.Hour)) }},
+		} {
+			if n, err := p.purge(); err != nil {
+				a.Logger.Warn("purge expired "+p.what, "err", err)
+			} else if n > 0 {
+				a.Logger.Debug("purged expired "+p.what, "count", n)
+			}
 		}
 	}
 }

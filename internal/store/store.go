@@ -37,7 +37,7 @@ func (p Page) Offset() int {
 type User struct {
 	ID            string
 	Email         string // lower-cased; "" when unset; unique when set
-	PhoneNumber   string // E.164; "" when unset
+	PhoneNumber   string // E.164; "" when unset; not unique (see FindUserByPhone)
 	EmailVerified bool
 	PhoneVerified bool
 	PasswordHash  string // argon2id PHC string; "" means no password login
@@ -166,9 +166,12 @@ type TwoFactor struct {
 
 // FactorAttempt is the outcome of reserving a code attempt.
 type FactorAttempt struct {
-	Allowed     bool
-	Failures    int       // failures counted including this attempt
-	LockedUntil time.Time // set when not allowed because of a lock
+	Allowed  bool
+	Failures int // failures counted including this attempt
+	// LockedUntil is set when the attempt was refused: the end of the lock
+	// in force, or of the stale reservation that stands in for one (see
+	// ReserveFactorAttempt).
+	LockedUntil time.Time
 }
 
 // RecoveryCode is one single-use recovery code, stored as a keyed hash.
@@ -214,6 +217,18 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (User, error)
 	// FindUser looks a login name up by id, then by e-mail (case-insensitive).
 	FindUser(ctx context.Context, login string) (User, error)
+	// FindUserByPhone returns the user who holds phone verified, matched
+	// exactly (E.164 as stored, no normalisation). Unverified numbers
+	// identify no one: anybody can type anybody's number. No verified holder
+	// (or "") is ErrNotFound; several verified holders is ErrConflict.
+	//
+	// Several verified holders can exist: the sign-up and verification API
+	// refuses a number another account verified, but the admin API may set
+	// phoneVerified on any user, two verifications racing can both pass
+	// that check, and each holder did prove the number. So phone numbers are
+	// not unique in the store, and callers that need one owner treat
+	// ErrConflict as "taken".
+	FindUserByPhone(ctx context.Context, phone string) (User, error)
 	ListUsers(ctx context.Context, p Page) ([]User, int, error)
 	PutUser(ctx context.Context, u User, ifVersion int64) (User, bool, error)
 	DeleteUser(ctx context.Context, id string) error // also its sessions, second factor, codes, consents
@@ -272,6 +287,12 @@ type Store interface {
 	HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 	GetCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 	ResetCounter(ctx context.Context, key string) error
+	// DeleteStaleCounters purges counters whose window ended before before
+	// (window start + window length < before): GetCounter at a now from
+	// before on reads 0 for them anyway, and HitCounter starts them again at
+	// 1. Callers that read a counter at a past time (GetCounter with an
+	// earlier now) need before to lie that far behind the present.
+	DeleteStaleCounters(ctx context.Context, before time.Time) (int64, error)
 
 	// Second factors.
 	GetTwoFactor(ctx context.Context, userID string) (TwoFactor, error)
@@ -284,9 +305,24 @@ type Store interface {
 	AdvanceTOTPStep(ctx context.Context, userID string, step int64) error
 	// ReserveFactorAttempt counts an attempt before the code is checked:
 	// allowed only while not locked at now and Failures < limit, in which case
-	// Failures is incremented atomically. At most limit attempts are ever
-	// allowed between two clears, however many run at once.
-	ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int) (FactorAttempt, error)
+	// Failures is incremented atomically and now is recorded as the time of
+	// the latest reservation. At most limit attempts are ever allowed between
+	// two resets (ClearFactorFailures, LockFactor, or the end of a stale
+	// reservation below), however many run at once.
+	//
+	// The attempt that takes the last reservation is expected to end in
+	// ClearFactorFailures (right code) or LockFactor (wrong code). If it
+	// never does (its process died, the lock write failed), the factor would
+	// refuse every attempt until an admin reset. So a factor at the limit
+	// with no lock in force counts as locked until staleLock after its latest
+	// reservation (after its last update, for a row with no timed
+	// reservation: written by PutTwoFactor or by an earlier release):
+	// refused attempts report that time in LockedUntil, and the
+	// first attempt at or after it is allowed as the first of a new series
+	// (Failures 1) and adds one to Lockouts, as the lock it stood for would
+	// have. staleLock must be positive and longer than any code check takes;
+	// pass the lock the caller would have set.
+	ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int, staleLock time.Duration) (FactorAttempt, error)
 	// ClearFactorFailures resets Failures and Lockouts after a success.
 	ClearFactorFailures(ctx context.Context, userID string) error
 	// LockFactor sets LockedUntil, resets Failures to 0 and adds one to Lockouts.
@@ -304,4 +340,9 @@ type Store interface {
 	// hash used; ErrNotFound otherwise. Exactly one concurrent caller wins.
 	ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash string, now time.Time) (OneTimeCode, error)
 	CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time) (int, error)
+	// DeleteExpiredOneTimeCodes purges codes, used or not, whose ExpiresAt is
+	// before before. CountOneTimeCodes counts only stored codes, so a purge
+	// must not reach into a send-throttling window: pass a before no later
+	// than now minus the longest window codes are counted over.
+	DeleteExpiredOneTimeCodes(ctx context.Context, before time.Time) (int64, error)
 }

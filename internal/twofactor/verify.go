@@ -50,8 +50,12 @@ const (
 // MaxAttempts run between two successes however many arrive at once, and the
 // attempt that reaches the limit and fails locks the factor for 5 minutes,
 // doubling with every lockout up to an hour. During a lock every code, the
-// right one too, is refused. A TOTP code is accepted once: its step must be
-// newer than the last accepted step, which the store advances atomically.
+// right one too, is refused. If the attempt holding the last reservation
+// never settles it (its process died before locking or clearing), the store
+// treats the reservation as the lock it would have set, counted from the
+// reservation, so the factor frees itself without an admin. A TOTP code is
+// accepted once: its step must be newer than the last accepted step, which
+// the store advances atomically.
 //
 // Every refusal is ErrInvalidCode (ErrCodeReused and ErrLocked match it);
 // ErrNotEnabled when the user has no enabled factor; other errors are
@@ -71,7 +75,9 @@ func (s *Service) verify(ctx context.Context, in VerifyInput, alt []string) (Res
 	if err != nil {
 		return Result{}, fmt.Errorf("get second factor of %q: %w", in.UserID, err)
 	}
-	att, err := s.Store.ReserveFactorAttempt(ctx, in.UserID, now, MaxAttempts)
+	// The stale-reservation lock is the one this attempt would set if it
+	// were the last and failed; minutes, far longer than any check takes.
+	att, err := s.Store.ReserveFactorAttempt(ctx, in.UserID, now, MaxAttempts, lockoutFor(tf.Lockouts))
 	if err != nil {
 		return Result{}, fmt.Errorf("reserve code attempt for %q: %w", in.UserID, err)
 	}
@@ -84,8 +90,8 @@ func (s *Service) verify(ctx context.Context, in VerifyInput, alt []string) (Res
 	res, reason, err := s.check(ctx, tf, in, alt, now)
 	if err != nil {
 		// The reservation stands. If it was the last one allowed, lock as
-		// for a wrong code: otherwise the counter would sit at the limit
-		// with no lock to expire, refusing the user until an admin reset.
+		// for a wrong code: the store would otherwise only free the factor
+		// when the stale reservation runs out, and record no lockout.
 		if att.Failures >= MaxAttempts {
 			if lerr := s.lock(ctx, in, tf, now); lerr != nil {
 				s.logger().ErrorContext(ctx, "lock second factor after an error", "user", in.UserID, "err", lerr)

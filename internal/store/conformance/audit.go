@@ -177,4 +177,55 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 			t.Errorf("50 concurrent hits returned %d distinct counts, total %d; want 1..50", len(got), get(t, "busy", start))
 		}
 	})
+
+	t.Run("purging removes counters whose window ended, by each counter's own length", func(t *testing.T) {
+		s := newStore(t)
+		hitW := func(key string, window time.Duration, at time.Time) {
+			t.Helper()
+			_, err := s.HitCounter(ctx, key, window, at)
+			must(t, err, "hit "+key)
+		}
+		// At the purge time start+2h, in UTC+5 to show zones do not matter:
+		hitW("ended-15m", w, start.Add(time.Hour))                        // window ended at 1h15
+		hitW("ends-at-purge-15m", w, start.Add(time.Hour+45*time.Minute)) // ends exactly at 2h: not before it
+		hitW("current-15m", w, start.Add(2*time.Hour))                    // the window containing the purge time
+		hitW("ended-1h", time.Hour, start.Add(30*time.Minute))            // window [0h, 1h)
+		hitW("running-1h", time.Hour, start.Add(90*time.Minute))          // window [1h, 2h): ends at the purge time
+		hitW("running-1h", 24*time.Hour, start)                           // same key, a day long: still running
+		// A key hit again in a later window is judged by that window.
+		hitW("renewed-15m", w, start)
+		hitW("renewed-15m", w, start.Add(2*time.Hour+time.Minute))
+
+		n, err := s.DeleteStaleCounters(ctx, start.Add(2*time.Hour).In(zone))
+		must(t, err, "purge")
+		if n != 2 {
+			t.Errorf("purged %d counters, want 2 (ended-15m, ended-1h)", n)
+		}
+		cases := []struct {
+			key    string
+			window time.Duration
+			at     time.Time
+			want   int
+		}{
+			{"ended-15m", w, start.Add(time.Hour), 0},
+			{"ended-1h", time.Hour, start.Add(30 * time.Minute), 0},
+			{"ends-at-purge-15m", w, start.Add(time.Hour + 45*time.Minute), 1},
+			{"current-15m", w, start.Add(2 * time.Hour), 1},
+			{"running-1h", time.Hour, start.Add(90 * time.Minute), 1},
+			{"running-1h", 24 * time.Hour, start, 1},
+			{"renewed-15m", w, start.Add(2 * time.Hour), 1},
+		}
+		for _, c := range cases {
+			got, err := s.GetCounter(ctx, c.key, c.window, c.at)
+			must(t, err, "get "+c.key)
+			if got != c.want {
+				t.Errorf("%s (%s) read at its own window = %d, want %d", c.key, c.window, got, c.want)
+			}
+		}
+		n, err = s.DeleteStaleCounters(ctx, start.Add(2*time.Hour))
+		must(t, err, "purge again")
+		if n != 0 {
+			t.Errorf("a second purge at the same time removed %d", n)
+		}
+	})
 }

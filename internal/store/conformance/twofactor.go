@@ -2,12 +2,16 @@ package conformance
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
 )
+
+// staleLock is the lock a reservation left at the limit stands for.
+const staleLock = 5 * time.Minute
 
 func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 	s := newStore(t)
@@ -24,7 +28,7 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 		_, err := s.GetTwoFactor(ctx, "nobody")
 		wantErr(t, err, store.ErrNotFound, "get")
 		wantErr(t, s.AdvanceTOTPStep(ctx, "nobody", 5), store.ErrNotFound, "advance")
-		_, err = s.ReserveFactorAttempt(ctx, "nobody", now, 5)
+		_, err = s.ReserveFactorAttempt(ctx, "nobody", now, 5, staleLock)
 		wantErr(t, err, store.ErrNotFound, "reserve")
 		wantErr(t, s.ClearFactorFailures(ctx, "nobody"), store.ErrNotFound, "clear")
 		wantErr(t, s.LockFactor(ctx, "nobody", now), store.ErrNotFound, "lock")
@@ -92,24 +96,25 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 	t.Run("attempts are allowed up to the limit and counted", func(t *testing.T) {
 		enrol(t, "attempts")
 		for i := 1; i <= 3; i++ {
-			a, err := s.ReserveFactorAttempt(ctx, "attempts", now, 3)
+			a, err := s.ReserveFactorAttempt(ctx, "attempts", now, 3, staleLock)
 			must(t, err, "reserve")
 			if !a.Allowed || a.Failures != i {
 				t.Fatalf("attempt %d = %+v, want allowed with %d failures", i, a, i)
 			}
 		}
-		a, err := s.ReserveFactorAttempt(ctx, "attempts", now, 3)
+		a, err := s.ReserveFactorAttempt(ctx, "attempts", now, 3, staleLock)
 		must(t, err, "reserve over the limit")
 		if a.Allowed || a.Failures != 3 {
 			t.Errorf("attempt over the limit = %+v, want refused at 3 failures", a)
 		}
+		sameTime(t, "refused until", a.LockedUntil, now.Add(staleLock))
 	})
 
 	t.Run("of 100 concurrent reservations with limit 5 exactly 5 are allowed", func(t *testing.T) {
 		enrol(t, "burst")
 		allowed := make([]bool, 100)
 		errs := race(100, func(i int) error {
-			a, err := s.ReserveFactorAttempt(ctx, "burst", now, 5)
+			a, err := s.ReserveFactorAttempt(ctx, "burst", now, 5, staleLock)
 			allowed[i] = a.Allowed
 			return err
 		})
@@ -130,10 +135,139 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("a reservation left at the limit stands as a lock from the latest reservation, then a new series starts", func(t *testing.T) {
+		// The process holding the last attempt died: no lock, no clear.
+		enrol(t, "stale")
+		for i := range 5 {
+			at := now.Add(time.Duration(i) * time.Minute) // the 5th at now+4m
+			a, err := s.ReserveFactorAttempt(ctx, "stale", at, 5, staleLock)
+			must(t, err, "reserve")
+			if !a.Allowed {
+				t.Fatalf("attempt %d refused", i+1)
+			}
+		}
+		last := now.Add(4 * time.Minute)
+		for _, at := range []time.Time{last, last.Add(time.Minute), last.Add(staleLock - time.Microsecond)} {
+			a, err := s.ReserveFactorAttempt(ctx, "stale", at, 5, staleLock)
+			must(t, err, "reserve during the stale lock")
+			if a.Allowed || a.Failures != 5 {
+				t.Fatalf("attempt at %v = %+v, want refused at 5 failures", at.Sub(last), a)
+			}
+			sameTime(t, "refused until", a.LockedUntil, last.Add(staleLock))
+		}
+
+		a, err := s.ReserveFactorAttempt(ctx, "stale", last.Add(staleLock), 5, staleLock)
+		must(t, err, "reserve when the stale lock ends")
+		if !a.Allowed || a.Failures != 1 {
+			t.Fatalf("attempt at the end of the stale lock = %+v, want allowed as the first of a new series", a)
+		}
+		got, err := s.GetTwoFactor(ctx, "stale")
+		must(t, err, "get")
+		if got.Lockouts != 1 || got.Failures != 1 || !got.LockedUntil.IsZero() {
+			t.Errorf("after the stale lock = %+v, want one lockout counted, one failure, no lock", got)
+		}
+		for i := 2; i <= 5; i++ {
+			a, err := s.ReserveFactorAttempt(ctx, "stale", last.Add(staleLock), 5, staleLock)
+			must(t, err, "reserve")
+			if !a.Allowed || a.Failures != i {
+				t.Fatalf("attempt %d of the new series = %+v", i, a)
+			}
+		}
+		a, err = s.ReserveFactorAttempt(ctx, "stale", last.Add(staleLock), 5, staleLock)
+		must(t, err, "reserve over the limit of the new series")
+		if a.Allowed {
+			t.Fatal("a sixth attempt of the new series was allowed")
+		}
+	})
+
+	t.Run("of 100 concurrent reservations on an expired stale reservation exactly 5 are allowed", func(t *testing.T) {
+		enrol(t, "stale-burst")
+		for range 5 {
+			_, err := s.ReserveFactorAttempt(ctx, "stale-burst", now, 5, staleLock)
+			must(t, err, "reserve")
+		}
+		at := now.Add(staleLock + time.Minute)
+		allowed := make([]bool, 100)
+		errs := race(100, func(i int) error {
+			a, err := s.ReserveFactorAttempt(ctx, "stale-burst", at, 5, staleLock)
+			allowed[i] = a.Allowed
+			return err
+		})
+		n := 0
+		for i, err := range errs {
+			must(t, err, fmt.Sprint("reserve ", i))
+			if allowed[i] {
+				n++
+			}
+		}
+		if n != 5 {
+			t.Fatalf("%d attempts allowed, want 5", n)
+		}
+		got, err := s.GetTwoFactor(ctx, "stale-burst")
+		must(t, err, "get")
+		if got.Failures != 5 || got.Lockouts != 1 {
+			t.Errorf("failures %d and lockouts %d, want 5 and 1 (the stale lock counted once)", got.Failures, got.Lockouts)
+		}
+	})
+
+	t.Run("a lock written by the last attempt outlasts the stale-reservation rule", func(t *testing.T) {
+		enrol(t, "real-lock")
+		for range 5 {
+			_, err := s.ReserveFactorAttempt(ctx, "real-lock", now, 5, staleLock)
+			must(t, err, "reserve")
+		}
+		until := now.Add(2 * staleLock)
+		must(t, s.LockFactor(ctx, "real-lock", until), "lock")
+		a, err := s.ReserveFactorAttempt(ctx, "real-lock", now.Add(staleLock), 5, staleLock)
+		must(t, err, "reserve after the stale period, inside the lock")
+		if a.Allowed {
+			t.Fatal("an attempt was allowed during the lock")
+		}
+		sameTime(t, "refused until", a.LockedUntil, until)
+	})
+
+	t.Run("a factor stored at the limit before reservations were timed is judged by its last update", func(t *testing.T) {
+		// The shape such rows have in databases written by earlier releases:
+		// Failures at the limit, no lock, no reservation time. The update
+		// time is the store's clock, so this case uses the real one.
+		seedUser(t, s, "legacy")
+		before := time.Now()
+		must(t, s.PutTwoFactor(ctx, store.TwoFactor{UserID: "legacy", Method: "totp", Enabled: true, Secret: []byte("s"), Failures: 5}), "put")
+		after := time.Now()
+		a, err := s.ReserveFactorAttempt(ctx, "legacy", after, 5, staleLock)
+		must(t, err, "reserve now")
+		if a.Allowed {
+			t.Fatal("an attempt was allowed right after the row was left at the limit")
+		}
+		if a.LockedUntil.Before(before.Add(staleLock).Truncate(time.Microsecond)) || a.LockedUntil.After(after.Add(staleLock)) {
+			t.Errorf("refused until %v, want the update time plus %s (%v to %v)", a.LockedUntil, staleLock, before.Add(staleLock), after.Add(staleLock))
+		}
+		a, err = s.ReserveFactorAttempt(ctx, "legacy", after.Add(staleLock), 5, staleLock)
+		must(t, err, "reserve after the stale lock")
+		if !a.Allowed || a.Failures != 1 {
+			t.Errorf("attempt after the stale lock = %+v, want allowed as the first failure", a)
+		}
+	})
+
+	t.Run("a reservation without a positive stale lock is refused", func(t *testing.T) {
+		enrol(t, "no-stale")
+		for _, d := range []time.Duration{0, -time.Minute} {
+			a, err := s.ReserveFactorAttempt(ctx, "no-stale", now, 5, d)
+			if err == nil || errors.Is(err, store.ErrNotFound) || a.Allowed {
+				t.Errorf("stale lock %s: %+v, %v; want an error", d, a, err)
+			}
+		}
+		got, err := s.GetTwoFactor(ctx, "no-stale")
+		must(t, err, "get")
+		if got.Failures != 0 {
+			t.Errorf("a refused call counted %d failures", got.Failures)
+		}
+	})
+
 	t.Run("a lock refuses attempts until it ends and counts the lockout", func(t *testing.T) {
 		enrol(t, "locked")
 		for range 2 {
-			_, err := s.ReserveFactorAttempt(ctx, "locked", now, 5)
+			_, err := s.ReserveFactorAttempt(ctx, "locked", now, 5, staleLock)
 			must(t, err, "reserve")
 		}
 		until := now.Add(10 * time.Minute)
@@ -145,14 +279,14 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 		sameTime(t, "locked until", got.LockedUntil, until)
 
-		a, err := s.ReserveFactorAttempt(ctx, "locked", now.Add(time.Minute), 5)
+		a, err := s.ReserveFactorAttempt(ctx, "locked", now.Add(time.Minute), 5, staleLock)
 		must(t, err, "reserve while locked")
 		if a.Allowed {
 			t.Fatal("an attempt was allowed during the lock")
 		}
 		sameTime(t, "reported lock", a.LockedUntil, until)
 
-		a, err = s.ReserveFactorAttempt(ctx, "locked", until, 5)
+		a, err = s.ReserveFactorAttempt(ctx, "locked", until, 5, staleLock)
 		must(t, err, "reserve when the lock ends")
 		if !a.Allowed || a.Failures != 1 {
 			t.Errorf("attempt at the end of the lock = %+v, want allowed as the first failure", a)
@@ -169,11 +303,11 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 	t.Run("clearing after a success resets failures and lockouts", func(t *testing.T) {
 		enrol(t, "cleared")
 		for range 3 {
-			_, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5)
+			_, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5, staleLock)
 			must(t, err, "reserve")
 		}
 		must(t, s.LockFactor(ctx, "cleared", now.Add(-time.Second)), "a lock already over")
-		_, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5)
+		_, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5, staleLock)
 		must(t, err, "reserve")
 		must(t, s.ClearFactorFailures(ctx, "cleared"), "clear")
 		got, err := s.GetTwoFactor(ctx, "cleared")
@@ -182,7 +316,7 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 			t.Errorf("after clear = %+v", got)
 		}
 		for i := 1; i <= 5; i++ {
-			a, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5)
+			a, err := s.ReserveFactorAttempt(ctx, "cleared", now, 5, staleLock)
 			must(t, err, "reserve after clear")
 			if !a.Allowed {
 				t.Fatalf("attempt %d after clear refused", i)
@@ -323,6 +457,42 @@ func testOneTimeCodes(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 		_, err := s.ConsumeOneTimeCode(ctx, "bind-4", "same", now.Add(time.Minute))
 		wantErr(t, err, store.ErrNotFound, "third consume")
+	})
+
+	t.Run("purging removes codes that expired before the cut-off, used or not, and keeps the rest", func(t *testing.T) {
+		s := newStore(t)
+		cut := now.In(zone)
+		mfa := code("p-mfa", "dan", "p-bind-mfa", "h", "client:app", now.Add(-time.Hour), 5*time.Minute)
+		mfa.Purpose, mfa.Channel = "mfa_token", ""
+		for i, c := range []store.OneTimeCode{
+			code("p-old", "dan", "p-bind-old", "h", "+1000", now.Add(-time.Hour), 10*time.Minute),
+			code("p-used", "dan", "p-bind-used", "h", "+1000", now.Add(-time.Hour), 10*time.Minute),
+			mfa,
+			code("p-edge", "dan", "p-bind-edge", "h", "+1000", now.Add(-10*time.Minute), 10*time.Minute), // expires at the cut-off
+			code("p-live", "dan", "p-bind-live", "h", "+1000", now.Add(-time.Minute), 10*time.Minute),
+		} {
+			must(t, s.CreateOneTimeCode(ctx, c), fmt.Sprint("create ", i))
+		}
+		_, err := s.ConsumeOneTimeCode(ctx, "p-bind-used", "h", now.Add(-55*time.Minute))
+		must(t, err, "use one")
+
+		n, err := s.DeleteExpiredOneTimeCodes(ctx, cut)
+		must(t, err, "purge")
+		if n != 3 {
+			t.Errorf("purged %d codes, want 3", n)
+		}
+		left, err := s.CountOneTimeCodes(ctx, "dan", "", now.Add(-24*time.Hour))
+		must(t, err, "count")
+		if left != 2 {
+			t.Errorf("%d codes left, want 2 (the one expiring at the cut-off and the live one)", left)
+		}
+		_, err = s.ConsumeOneTimeCode(ctx, "p-bind-live", "h", now)
+		must(t, err, "the live code still works")
+		n, err = s.DeleteExpiredOneTimeCodes(ctx, cut)
+		must(t, err, "purge again")
+		if n != 0 {
+			t.Errorf("a second purge removed %d", n)
+		}
 	})
 
 	t.Run("codes sent since a time are counted by user and destination", func(t *testing.T) {

@@ -102,6 +102,80 @@ func testUsers(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("find user by phone finds the one verified holder of the exact number", func(t *testing.T) {
+		s := newStore(t)
+		for _, u := range []store.User{
+			{ID: "ph-verified", PhoneNumber: "+15550100", PhoneVerified: true},
+			{ID: "ph-a-typed", PhoneNumber: "+15550100"}, // sorts first by id
+			{ID: "ph-typed-only", PhoneNumber: "+15550200"},
+			{ID: "ph-shared-1", PhoneNumber: "+15550300", PhoneVerified: true},
+			{ID: "ph-shared-2", PhoneNumber: "+15550300", PhoneVerified: true},
+			{ID: "ph-none", PhoneVerified: true}, // a flag without a number
+		} {
+			_, _, err := s.PutUser(ctx, u, 0)
+			must(t, err, "put "+u.ID)
+		}
+		cases := []struct {
+			name, phone string
+			want        string // user id, when wantErr is nil
+			wantErr     error
+		}{
+			{"a number one user verified and another only typed finds the verified holder", "+15550100", "ph-verified", nil},
+			{"a number users only typed finds nobody", "+15550200", "", store.ErrNotFound},
+			{"a number several users verified is ambiguous", "+15550300", "", store.ErrConflict},
+			{"an unknown number finds nobody", "+15550999", "", store.ErrNotFound},
+			{"a number is not a prefix match", "+1555010", "", store.ErrNotFound},
+			{"a number without its plus is another number", "15550100", "", store.ErrNotFound},
+			{"an empty number finds nobody, not the users without one", "", "", store.ErrNotFound},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				got, err := s.FindUserByPhone(ctx, c.phone)
+				if c.wantErr != nil {
+					wantErr(t, err, c.wantErr, "find "+c.phone)
+					return
+				}
+				must(t, err, "find "+c.phone)
+				if got.ID != c.want || !got.PhoneVerified || got.PhoneNumber != c.phone || got.Version != 1 {
+					t.Errorf("found %+v, want the whole record of %q", got, c.want)
+				}
+				wantUTC(t, "found user", got.CreatedAt, got.UpdatedAt)
+			})
+		}
+	})
+
+	t.Run("find user by phone follows changes of number and verification", func(t *testing.T) {
+		s := newStore(t)
+		_, _, err := s.PutUser(ctx, store.User{ID: "mover", PhoneNumber: "+15550400", PhoneVerified: true}, 0)
+		must(t, err, "mover")
+		_, _, err = s.PutUser(ctx, store.User{ID: "sharer", PhoneNumber: "+15550400", PhoneVerified: true}, 0)
+		must(t, err, "a second verified holder is stored")
+		_, err = s.FindUserByPhone(ctx, "+15550400")
+		wantErr(t, err, store.ErrConflict, "two verified holders")
+
+		_, _, err = s.PutUser(ctx, store.User{ID: "sharer", PhoneNumber: "+15550400"}, 1)
+		must(t, err, "sharer unverifies")
+		got, err := s.FindUserByPhone(ctx, "+15550400")
+		must(t, err, "find after the unverification")
+		if got.ID != "mover" {
+			t.Errorf("found %q, want mover", got.ID)
+		}
+
+		_, _, err = s.PutUser(ctx, store.User{ID: "mover", PhoneNumber: "+15550401", PhoneVerified: true}, 1)
+		must(t, err, "mover changes number")
+		_, err = s.FindUserByPhone(ctx, "+15550400")
+		wantErr(t, err, store.ErrNotFound, "the old number")
+		got, err = s.FindUserByPhone(ctx, "+15550401")
+		must(t, err, "the new number")
+		if got.ID != "mover" || got.Version != 2 {
+			t.Errorf("found %+v, want mover at version 2", got)
+		}
+
+		must(t, s.DeleteUser(ctx, "mover"), "delete")
+		_, err = s.FindUserByPhone(ctx, "+15550401")
+		wantErr(t, err, store.ErrNotFound, "the deleted user's number")
+	})
+
 	t.Run("deleting a user removes its sessions, factor, codes and consents but not others'", func(t *testing.T) {
 		seedUser(t, s, "gone")
 		seedUser(t, s, "stays")

@@ -150,3 +150,22 @@ func (s *Store) ResetCounter(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// DeleteStaleCounters deletes per window length, so that the cut-off
+// (before minus the length) is a plain time comparison on both dialects.
+func (s *Store) DeleteStaleCounters(ctx context.Context, before time.Time) (int64, error) {
+	db := s.conn(ctx)
+	var windows []int64
+	if err := db.Raw("SELECT DISTINCT window_ns FROM counters").Scan(&windows).Error; err != nil {
+		return 0, fmt.Errorf("delete stale counters: %w", err)
+	}
+	var n int64
+	for _, w := range windows {
+		res := db.Exec("DELETE FROM counters WHERE window_ns = ? AND window_start < ?", w, utc(before.Add(-time.Duration(w))))
+		if res.Error != nil {
+			return n, fmt.Errorf("delete stale counters: %w", res.Error)
+		}
+		n += res.RowsAffected
+	}
+	return n, nil
+}

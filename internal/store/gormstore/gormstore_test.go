@@ -255,7 +255,7 @@ func BenchmarkHotPaths(b *testing.B) {
 	for _, be := range gormstoretest.Backends(b) {
 		s := be.Open(b)
 		ctx := context.Background()
-		if _, _, err := s.PutUser(ctx, store.User{ID: "bench", Email: "bench@example.org"}, 0); err != nil {
+		if _, _, err := s.PutUser(ctx, store.User{ID: "bench", Email: "bench@example.org", PhoneNumber: "+15550800", PhoneVerified: true}, 0); err != nil {
 			b.Fatal(err)
 		}
 		if err := s.CreateBrowserSession(ctx, store.BrowserSession{ID: "bench-sess", UserID: "bench", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
@@ -275,6 +275,13 @@ func BenchmarkHotPaths(b *testing.B) {
 				}
 			}
 		})
+		b.Run(be.Name+"/find user by phone", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.FindUserByPhone(ctx, "+15550800"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(be.Name+"/hit counter", func(b *testing.B) {
 			now := time.Now()
 			for b.Loop() {
@@ -285,10 +292,102 @@ func BenchmarkHotPaths(b *testing.B) {
 		})
 		b.Run(be.Name+"/put user", func(b *testing.B) {
 			for b.Loop() {
-				if _, _, err := s.PutUser(ctx, store.User{ID: "bench", Email: "bench@example.org"}, 0); err != nil {
+				if _, _, err := s.PutUser(ctx, store.User{ID: "bench", Email: "bench@example.org", PhoneNumber: "+15550800", PhoneVerified: true}, 0); err != nil {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// unmigrated opens an empty database per backend, for upgrade tests that
+// build an older schema first.
+func unmigrated(t *testing.T) map[string]func(t *testing.T) *gormstore.Store {
+	m := map[string]func(t *testing.T) *gormstore.Store{
+		"sqlite": func(t *testing.T) *gormstore.Store {
+			s, err := gormstore.OpenSQLite(filepath.Join(t.TempDir(), "old.db"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		},
+	}
+	if os.Getenv(gormstoretest.PostgresEnv) != "" {
+		m["postgres"] = func(t *testing.T) *gormstore.Store {
+			s, err := gormstore.OpenPostgres(gormstoretest.PostgresDSN(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+	}
+	return m
+}
+
+func TestUpgradeFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	for name, open := range unmigrated(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Run("a version-1 database keeps its data and gains the phone look-up", func(t *testing.T) {
+				s := open(t)
+				if err := s.MigrateTo(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				for _, u := range []store.User{
+					{ID: "old-1", Email: "old@example.org", PhoneNumber: "+15550600", PhoneVerified: true},
+					{ID: "old-2", PhoneNumber: "+15550600"},
+				} {
+					if _, _, err := s.PutUser(ctx, u, 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := s.Migrate(ctx); err != nil {
+					t.Fatalf("upgrade: %v", err)
+				}
+				applied, latest, err := s.MigrationStatus(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(applied) != latest || latest < 3 {
+					t.Errorf("applied %v, latest %d", applied, latest)
+				}
+				u, err := s.FindUserByPhone(ctx, "+15550600")
+				if err != nil || u.ID != "old-1" || u.Email != "old@example.org" {
+					t.Errorf("find by phone after the upgrade = %+v, %v; want old-1", u, err)
+				}
+			})
+
+			t.Run("a number verified on several users does not stop the upgrade", func(t *testing.T) {
+				s := open(t)
+				if err := s.MigrateTo(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				for _, u := range []store.User{
+					{ID: "share-a", PhoneNumber: "+15550700", PhoneVerified: true},
+					{ID: "share-b", PhoneNumber: "+15550700", PhoneVerified: true},
+				} {
+					if _, _, err := s.PutUser(ctx, u, 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := s.Migrate(ctx); err != nil {
+					t.Fatalf("upgrade: %v", err)
+				}
+				if _, err := s.FindUserByPhone(ctx, "+15550700"); !errors.Is(err, store.ErrConflict) {
+					t.Errorf("find the shared number: %v, want a conflict", err)
+				}
+			})
+
+			t.Run("migrating to an unknown version is refused", func(t *testing.T) {
+				s := open(t)
+				for _, v := range []int{0, 99} {
+					if err := s.MigrateTo(ctx, v); err == nil {
+						t.Errorf("migrate to %d went through", v)
+					}
+				}
+			})
 		})
 	}
 }

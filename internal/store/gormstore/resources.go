@@ -124,6 +124,38 @@ func (s *Store) FindUser(ctx context.Context, login string) (store.User, error) 
 	return u, nil
 }
 
+// FindUserByPhone reads at most two verified holders, which tells one from
+// several, through the phone_number index.
+func (s *Store) FindUserByPhone(ctx context.Context, phone string) (store.User, error) {
+	if phone == "" {
+		return store.User{}, fmt.Errorf("find user by phone: %w", store.ErrNotFound)
+	}
+	rows, err := s.conn(ctx).Raw("SELECT "+userCols+" FROM users WHERE phone_number = ? AND phone_verified ORDER BY id LIMIT 2", phone).Rows()
+	if err != nil {
+		return store.User{}, fmt.Errorf("find user by phone: %w", err)
+	}
+	defer rows.Close()
+	var found []store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return store.User{}, fmt.Errorf("find user by phone: %w", err)
+		}
+		found = append(found, u)
+	}
+	if err := rows.Err(); err != nil {
+		return store.User{}, fmt.Errorf("find user by phone: %w", err)
+	}
+	switch len(found) {
+	case 0:
+		return store.User{}, fmt.Errorf("find user by phone: %w", store.ErrNotFound)
+	case 1:
+		return found[0], nil
+	default:
+		return store.User{}, fmt.Errorf("find user by phone: several users hold the number verified: %w", store.ErrConflict)
+	}
+}
+
 func (s *Store) ListUsers(ctx context.Context, p store.Page) ([]store.User, int, error) {
 	lim, largs := pageSQL(p)
 	rows, err := s.conn(ctx).Raw("SELECT "+userCols+", COUNT(*) OVER () FROM users ORDER BY id"+lim, largs...).Rows()

@@ -41,7 +41,7 @@ func (s *Store) PutTwoFactor(ctx context.Context, tf store.TwoFactor) error {
 		ON CONFLICT (user_id) DO UPDATE SET method = excluded.method, enabled = excluded.enabled, secret = excluded.secret,
 			destination = excluded.destination, last_step = excluded.last_step, enrolled_at = excluded.enrolled_at,
 			failures = excluded.failures, locked_until = excluded.locked_until, lockouts = excluded.lockouts,
-			updated_at = excluded.updated_at`,
+			reserved_at = NULL, updated_at = excluded.updated_at`,
 		tf.UserID, tf.Method, tf.Enabled, tf.Secret, tf.Destination, tf.LastStep, tv(tf.EnrolledAt),
 		tf.Failures, tv(tf.LockedUntil), tf.Lockouts, s.now()).Error
 	if err != nil {
@@ -96,24 +96,35 @@ func (s *Store) AdvanceTOTPStep(ctx context.Context, userID string, step int64) 
 	return fmt.Errorf("advance totp step of user %q: step already used: %w", userID, store.ErrConflict)
 }
 
-// ReserveFactorAttempt increments Failures in one conditional UPDATE, so the
-// limit holds however many attempts race; a refused attempt reads the row to
-// say why.
-func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int) (store.FactorAttempt, error) {
+// ReserveFactorAttempt is one conditional UPDATE, so the limit holds however
+// many attempts race: it increments Failures below the limit, or starts a new
+// series when the row sits at the limit past its stale reservation's end.
+// On PostgreSQL a writer that waited on the row lock re-checks the WHERE
+// against the winner's row, so a stale row restarts once. A refused attempt
+// reads the row to say until when.
+func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int, staleLock time.Duration) (store.FactorAttempt, error) {
+	if staleLock <= 0 {
+		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: stale lock %s is not positive", userID, staleLock)
+	}
 	now = utc(now)
 	db := s.conn(ctx)
 	var failures int64
-	err := db.Raw(`UPDATE two_factors SET failures = failures + 1, updated_at = ?
-		WHERE user_id = ? AND failures < ? AND (locked_until IS NULL OR locked_until <= ?)
-		RETURNING failures`, s.now(), userID, limit, now).Row().Scan(&failures)
+	err := db.Raw(`UPDATE two_factors SET
+			failures = CASE WHEN failures < ? THEN failures + 1 ELSE 1 END,
+			lockouts = CASE WHEN failures < ? THEN lockouts ELSE lockouts + 1 END,
+			reserved_at = ?, updated_at = ?
+		WHERE user_id = ? AND (locked_until IS NULL OR locked_until <= ?)
+			AND (failures < ? OR COALESCE(reserved_at, updated_at) <= ?)
+		RETURNING failures`,
+		limit, limit, now, s.now(), userID, now, limit, utc(now.Add(-staleLock))).Row().Scan(&failures)
 	if err == nil {
 		return store.FactorAttempt{Allowed: true, Failures: int(failures)}, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
 	}
-	var lu dbTime
-	err = db.Raw("SELECT failures, locked_until FROM two_factors WHERE user_id = ?", userID).Row().Scan(&failures, &lu)
+	var lu, ra, ua dbTime
+	err = db.Raw("SELECT failures, locked_until, reserved_at, updated_at FROM two_factors WHERE user_id = ?", userID).Row().Scan(&failures, &lu, &ra, &ua)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, store.ErrNotFound)
 	}
@@ -121,8 +132,17 @@ func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now tim
 		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
 	}
 	a := store.FactorAttempt{Failures: int(failures)}
-	if lu.T.After(now) {
+	switch {
+	case lu.T.After(now):
 		a.LockedUntil = lu.T
+	case failures >= int64(limit):
+		reserved := ra.T
+		if reserved.IsZero() {
+			reserved = ua.T
+		}
+		if end := reserved.Add(staleLock); end.After(now) {
+			a.LockedUntil = end
+		}
 	}
 	return a, nil
 }
@@ -272,4 +292,13 @@ func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination strin
 		return 0, fmt.Errorf("count one-time codes: %w", err)
 	}
 	return int(n), nil
+}
+
+// DeleteExpiredOneTimeCodes uses the expires_at index; used codes go too.
+func (s *Store) DeleteExpiredOneTimeCodes(ctx context.Context, before time.Time) (int64, error) {
+	res := s.conn(ctx).Exec("DELETE FROM one_time_codes WHERE expires_at < ?", utc(before))
+	if res.Error != nil {
+		return 0, fmt.Errorf("delete expired one-time codes: %w", res.Error)
+	}
+	return res.RowsAffected, nil
 }
