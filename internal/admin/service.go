@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
 // actor is who made an admin change, for the audit log.
@@ -91,12 +92,13 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 		return view{}, false, err
 	}
 	var (
-		stored  store.User
-		created bool
-		reset   bool
+		stored   store.User
+		created  bool
+		reset    bool
+		defaults defaultFactor
 	)
 	err = h.writeTx(ctx, conds, func(ctx context.Context) error {
-		reset = false
+		reset, defaults = false, defaultFactor{}
 		existing, err := h.Store.GetUser(ctx, u.ID)
 		var ex *store.User
 		switch {
@@ -132,6 +134,13 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 		if err != nil {
 			return lostRace(fmt.Errorf("put user %q: %w", u.ID, err))
 		}
+		// A create that says nothing about twoFactor gets the AuthConfig's
+		// defaultMethod; one that does (enabled: false) opts out.
+		if created && u.TwoFactor == nil {
+			if defaults, err = h.applyDefaultMethod(ctx, stored); err != nil {
+				return err
+			}
+		}
 		if hash != "" || rec.Inactive || reset {
 			if err := h.Store.DeleteBrowserSessionsByUser(ctx, u.ID, ""); err != nil {
 				return fmt.Errorf("end sessions of %q: %w", u.ID, err)
@@ -157,9 +166,17 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	if stored.Inactive {
 		detail["inactive"] = "true"
 	}
+	if defaults.method != "" {
+		detail["twoFactorDefault"] = defaults.outcome()
+	}
 	h.record(ctx, audit.AdminWrite, who, resource.TypeUser, u.ID, stored.Version, created, detail)
 	if reset {
 		h.record(ctx, audit.TwoFactorReset, who, resource.TypeUser, u.ID, stored.Version, false, nil)
+	}
+	if defaults.enabled {
+		h.record(ctx, audit.TwoFactorEnabled, who, resource.TypeUser, u.ID, stored.Version, false, map[string]string{
+			"method": defaults.method, "destination": twofactor.MaskDestination(defaults.destination), "by": "defaultMethod",
+		})
 	}
 	v, _, err := h.userView(ctx, stored)
 	return v, created, err

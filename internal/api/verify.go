@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -13,14 +11,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
-
-// verifyBinding binds a verification code to the user, the channel and the
-// destination it was sent to: the code proves that destination for that
-// user and nothing else.
-func verifyBinding(userID, channel, dest string) string {
-	sum := sha256.Sum256([]byte("verify\x00" + userID + "\x00" + channel + "\x00" + dest))
-	return "verify:" + hex.EncodeToString(sum[:])
-}
 
 // channelDestination reads {channel, destination}: channel sms or email,
 // destination an E.164 number or an address, defaulting to the user's
@@ -78,7 +68,7 @@ func (h *Handler) sendVerification(ctx context.Context, u store.User, channel, d
 	}
 	sent, err := h.TwoFactor.SendCode(ctx, twofactor.SendInput{
 		User: u, Purpose: twofactor.PurposeVerify, Channel: channel, Destination: dest,
-		BindingID: verifyBinding(u.ID, channel, dest), Webhook: webhookOf(ac), Meta: m,
+		BindingID: resource.VerificationBinding(u.ID, channel, dest), Webhook: webhookOf(ac), Meta: m,
 	})
 	if err != nil {
 		return nil, sendCodeError(err)
@@ -95,7 +85,7 @@ func (h *Handler) verifyAndSet(ctx context.Context, userID, channel, dest, code 
 		return store.User{}, missing("code")
 	}
 	_, err := h.TwoFactor.VerifyCode(ctx, twofactor.VerifyCodeInput{
-		UserID: userID, BindingID: verifyBinding(userID, channel, dest), Code: code, Meta: m,
+		UserID: userID, BindingID: resource.VerificationBinding(userID, channel, dest), Code: code, Meta: m,
 	})
 	if errors.Is(err, twofactor.ErrInvalidCode) {
 		return store.User{}, errInvalidCode

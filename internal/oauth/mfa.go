@@ -55,7 +55,7 @@ func mfaRequiredBody(err error) map[string]string {
 			GrantMFAOTP + " with this mfa_token and otp."
 		body["mfa_token"] = me.token
 	case me != nil && me.enrol:
-		body["error_description"] = "This application requires a second factor and the account has none; set one up on the two-factor settings page first."
+		body["error_description"] = "A second factor is required and the account has none set up yet; set one up first (sign in on the hosted login page, or through /auth/sign-in and /auth/sign-in/enroll)."
 	default:
 		body["error_description"] = "This account signs in with a second factor; the password grant alone cannot issue tokens for it."
 	}
@@ -64,7 +64,8 @@ func mfaRequiredBody(err error) map[string]string {
 
 // passwordSecondFactor decides what a correct password for u leads to in a
 // password grant. Without a second factor: tokens, unless the client or its
-// AuthConfig requires one (403 mfa_required, nothing to continue with).
+// AuthConfig requires one, or the account has a TOTP enrolment due (403
+// mfa_required, nothing to continue with).
 // With one and no `otp`: 403 mfa_required with an mfa_token, and the code
 // goes out through the AuthConfig's webhook (SMS/e-mail, or the current TOTP
 // code when a webhook is set). With `otp`: the code is checked like on the
@@ -74,6 +75,12 @@ func (p *Provider) passwordSecondFactor(ctx context.Context, ar fosite.AccessReq
 	tf, err := p.cfg.Store.GetTwoFactor(ctx, u.ID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeErr("get second factor", err)
+	}
+	if err == nil && resource.TOTPEnrolmentDue(tf) {
+		// The account was created with a TOTP enrolment due (AuthConfig
+		// twoFactor.defaultMethod totp): like a required factor the user
+		// has not set up, whatever the client.
+		return &mfaRequiredError{enrol: true}
 	}
 	if err != nil || !tf.Enabled {
 		if c == nil {

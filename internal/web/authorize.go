@@ -66,8 +66,9 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	if signedIn && !needLogin && !slices.Contains(sess.AMR(), AMRMFA) {
 		// A session signed in without a second factor (before it was
 		// required, or for another client) steps up for a client that
-		// requires one: the login asks for the code, or for an enrolment.
-		required, err := h.twoFactorRequired(ctx, &ar.Client)
+		// requires one, or when the account has a TOTP enrolment due: the
+		// login asks for the code, or for an enrolment.
+		required, err := h.stepUpRequired(ctx, user, &ar.Client)
 		if err != nil {
 			h.unavailable(w, r, err)
 			return

@@ -30,6 +30,7 @@ const (
 	PathTwoFactorEnable        = "/auth/two-factor/enable"
 	PathTwoFactorDisable       = "/auth/two-factor/disable"
 	PathTwoFactorRecoveryCodes = "/auth/two-factor/recovery-codes"
+	PathTwoFactorMethod        = "/auth/two-factor/method"
 )
 
 // Authentication methods (RFC 8176) and the acr values derived from them.
@@ -100,7 +101,10 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+PathTwoFactorEnable, h.wrap(h.enableSubmit))
 	mux.Handle("GET "+PathTwoFactorDisable, h.wrap(h.disablePage))
 	mux.Handle("POST "+PathTwoFactorDisable, h.wrap(h.disableSubmit))
+	mux.Handle("GET "+PathTwoFactorRecoveryCodes, h.wrap(h.regeneratePage))
 	mux.Handle("POST "+PathTwoFactorRecoveryCodes, h.wrap(h.regenerateSubmit))
+	mux.Handle("GET "+PathTwoFactorMethod, h.wrap(h.methodPage))
+	mux.Handle("POST "+PathTwoFactorMethod, h.wrap(h.methodSubmit))
 }
 
 // wrap gives every response of the hosted pages the strict headers, also

@@ -261,6 +261,20 @@ func (h *Handler) secondFactorDue(ctx context.Context, user store.User, client *
 	return required, false, err
 }
 
+// stepUpRequired reports whether a session signed in without a second
+// factor must sign in again with one before client may have it: the client
+// or its AuthConfig requires one, or the account has a TOTP enrolment due.
+func (h *Handler) stepUpRequired(ctx context.Context, user store.User, client *resource.Client) (bool, error) {
+	tf, err := h.Store.GetTwoFactor(ctx, user.ID)
+	switch {
+	case err == nil && resource.TOTPEnrolmentDue(tf):
+		return true, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("get second factor of %q: %w", user.ID, err)
+	}
+	return h.twoFactorRequired(ctx, client)
+}
+
 // twoFactorRequired reports whether sign-ins for client (nil: none) must
 // use a second factor: the client or its AuthConfig requires one.
 func (h *Handler) twoFactorRequired(ctx context.Context, client *resource.Client) (bool, error) {

@@ -25,6 +25,8 @@ const (
 	pageEnable        = "two_factor_enable"
 	pageRecoveryCodes = "two_factor_recovery"
 	pageDisable       = "two_factor_disable"
+	pageMethod        = "two_factor_method"
+	pageRegenerate    = "two_factor_regenerate"
 )
 
 func mustParsePages() map[string]*template.Template {
@@ -74,6 +76,8 @@ type pageData struct {
 	// Reauth: the login form asks the signed-in user to confirm the
 	// password before a sensitive change.
 	Reauth bool
+	// Notice is a status line that is not an error (a code was not sent).
+	Notice string
 	// Resend links to the code prompt again, which sends a new code.
 	Resend bool
 	// Enrol is a TOTP secret being set up (QR, text, URI, confirm form).
@@ -82,6 +86,11 @@ type pageData struct {
 	RecoveryCodes []string
 	// Status is the user's second factor on the settings page.
 	Status *statusView
+	// Method is a switch to SMS or e-mail codes on the settings pages.
+	Method *methodView
+	// Current asks for a code of the factor that is on, to prove a change;
+	// it names where that code comes from ("" when no factor is on).
+	Current string
 }
 
 // enrolView is the TOTP enrolment page. QR is a data: URL that we built
@@ -94,6 +103,18 @@ type enrolView struct {
 	Account string
 	Action  string // where the confirmation form posts
 	Cancel  *link
+	// Hidden are extra fields of the confirmation form (a method switch).
+	Hidden []hiddenField
+	// Current labels a second input for a code of the factor that is on,
+	// when setting up a new app replaces it ("" for none).
+	Current string
+	Submit  string // the button; "Turn on" when empty
+	// Resend reloads the page, which sends the current factor's code again.
+	Resend string
+}
+
+type hiddenField struct {
+	Name, Value string
 }
 
 // statusView is the settings page's summary; it never holds a secret.
@@ -105,6 +126,31 @@ type statusView struct {
 	CodesLeft     int
 	LockedUntil   string
 	PasswordFresh bool
+	// CodeMethod: the factor's codes are sent (sms/e-mail), so new
+	// recovery codes need a page that sends one first.
+	CodeMethod bool
+	// Switches are the other methods the user can turn on or switch to.
+	Switches []switchLink
+}
+
+// switchLink leads to turning on, or switching to, one method.
+type switchLink struct {
+	ID, Href, Text string
+}
+
+// methodView is a switch to SMS or e-mail codes: first the destination,
+// then the code sent there (and a code of the factor that is on).
+type methodView struct {
+	Method       string // sms | email
+	Confirm      bool   // the code step; else the destination step
+	InputType    string // tel | email
+	Autocomplete string
+	Label        string
+	Destination  string // as typed, normalised
+	Masked       string
+	Verified     bool // the destination is verified on the account: no code to enter
+	Submit       string
+	Other        string // "Use another number" / "Use another address"
 }
 
 type themeView struct {

@@ -111,8 +111,8 @@ func (h *Handler) twoFactorPage(w http.ResponseWriter, r *http.Request) {
 		h.renderFlowEnrolment(w, r, sess, user, f, ac, "")
 		return
 	}
-	h.sendLoginCode(r, sess, user, p.ClientID, ac)
-	h.renderTwoFactor(w, r, sess, user, f, ac, "")
+	notice := h.sendLoginCode(r, sess, user, p.ClientID, ac)
+	h.renderTwoFactorNotice(w, r, sess, user, f, ac, "", notice)
 }
 
 // secondFactorUsable stops a login whose second factor cannot be checked
@@ -127,15 +127,23 @@ func (h *Handler) secondFactorUsable(w http.ResponseWriter, r *http.Request, p *
 	return true
 }
 
+// Notices of the code prompt when no new code went out.
+const (
+	noticeTooManySends = "Too many codes were sent. Use the last one you received or a recovery code, or try again later."
+	noticeNotSent      = "We could not send a new code just now. Use the last one you received or a recovery code, or send again in a moment."
+)
+
 // sendLoginCode pushes the code of the prompt through the webhook (Aidbox
 // sends the current TOTP code so the app can deliver it by SMS; sms and
 // e-mail factors get a fresh one-time code). The first attempt is bounded
 // by the webhook's timeout and a failure only gets logged: the user can
-// still type a code from the app or a recovery code, or ask again.
-func (h *Handler) sendLoginCode(r *http.Request, sess *session.Session, user store.User, clientID string, ac resource.AuthConfig) {
+// still type a code from the app or a recovery code, or ask again. It
+// returns a notice for the page when an sms/e-mail user got no new code
+// ("" otherwise: a TOTP user reads the app anyway).
+func (h *Handler) sendLoginCode(r *http.Request, sess *session.Session, user store.User, clientID string, ac resource.AuthConfig) string {
 	hook := ac.Webhook()
 	if h.TwoFactor == nil || hook == nil || hook.Endpoint == "" {
-		return
+		return ""
 	}
 	ctx := r.Context()
 	sent, err := h.TwoFactor.SendLoginCode(ctx, twofactor.LoginCodeInput{
@@ -156,6 +164,16 @@ func (h *Handler) sendLoginCode(r *http.Request, sess *session.Session, user sto
 	case err != nil:
 		h.log().WarnContext(ctx, "second-factor code not sent", "user", user.ID, "err", err, "request_id", audit.RequestID(ctx))
 	}
+	if err == nil || errors.Is(err, twofactor.ErrNothingToSend) || errors.Is(err, twofactor.ErrNotEnabled) {
+		return ""
+	}
+	if st, serr := h.TwoFactor.Status(ctx, user.ID); serr != nil || st.Method == twofactor.MethodTOTP {
+		return ""
+	}
+	if errors.Is(err, twofactor.ErrTooManySends) {
+		return noticeTooManySends
+	}
+	return noticeNotSent
 }
 
 // notifyWebhook is the AuthConfig's webhook as the notifier takes it.
@@ -169,6 +187,10 @@ func notifyWebhook(w resource.Webhook) notify.Webhook {
 }
 
 func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, f flow, ac resource.AuthConfig, errMsg string) {
+	h.renderTwoFactorNotice(w, r, sess, user, f, ac, errMsg, "")
+}
+
+func (h *Handler) renderTwoFactorNotice(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, f flow, ac resource.AuthConfig, errMsg, notice string) {
 	lead, resend := h.promptText(r.Context(), user, ac)
 	csrf := sess.CSRFToken()
 	if !h.saveSession(w, r, sess) {
@@ -182,6 +204,7 @@ func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *
 		Error:   errMsg,
 		Client:  f.clientView(),
 		Lead:    lead,
+		Notice:  notice,
 		Resend:  resend,
 	}, f.policy)
 }
@@ -284,7 +307,16 @@ func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, se
 	}
 	lead := "Two-step verification is required for your account. Set it up to continue."
 	if f.client != nil {
-		lead = f.clientView().Name + " requires two-step verification. Set it up to continue."
+		// The app's rule, when it has one; else the account's own (a TOTP
+		// enrolment due since it was created).
+		required, err := h.twoFactorRequired(r.Context(), f.client)
+		if err != nil {
+			h.unavailable(w, r, err)
+			return
+		}
+		if required {
+			lead = f.clientView().Name + " requires two-step verification. Set it up to continue."
+		}
 	}
 	h.renderEnrolment(w, r, sess, en, pageData{
 		Heading: "Set up two-step verification",

@@ -1,7 +1,8 @@
 package web
 
 // The two-step verification settings of the signed-in user: status, TOTP
-// enrolment, disabling, new recovery codes. Changing the factor needs a
+// enrolment, disabling, new recovery codes (switching methods is in
+// two_factor_method.go). Changing the factor needs a
 // password typed within ReauthWindow (else the user confirms it on the
 // login page and comes back) and, except for enabling, a current code.
 
@@ -85,8 +86,17 @@ func (h *Handler) settingsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, errMsg string) {
+	h.renderSettingsNotice(w, r, sess, user, errMsg, "")
+}
+
+func (h *Handler) renderSettingsNotice(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, errMsg, notice string) {
 	ctx := r.Context()
 	st, err := h.TwoFactor.Status(ctx, user.ID)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	ac, err := h.settingsAuthConfig(r)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
@@ -96,6 +106,8 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, sess *s
 		Method:        methodName(st.Method),
 		CodesLeft:     st.RecoveryCodesRemaining,
 		PasswordFresh: h.passwordFresh(sess),
+		CodeMethod:    st.Method == twofactor.MethodSMS || st.Method == twofactor.MethodEmail,
+		Switches:      switches(st, hasDelivery(ac)),
 	}
 	if st.Destination != "" {
 		view.Destination = twofactor.MaskDestination(st.Destination)
@@ -116,6 +128,7 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, sess *s
 		Theme:    h.themeFor(ctx, nil),
 		CSRF:     csrf,
 		Error:    errMsg,
+		Notice:   notice,
 		Username: displayName(user),
 		Status:   view,
 	}, csp{})
@@ -246,32 +259,44 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
 		return
 	}
-	lead := ""
+	h.renderCodePage(w, r, sess, user, st, pageDisable, "Turn off two-step verification", true)
+}
+
+// renderCodePage shows a settings page that asks for a current code
+// (disable, new recovery codes). For sms/e-mail factors, whose codes no app
+// holds, it sends one bound to this session when send is true, says where
+// it went and offers to send again.
+func (h *Handler) renderCodePage(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, st twofactor.Status, page, heading string, send bool) {
+	h.renderCodePageError(w, r, sess, user, st, page, heading, send, "")
+}
+
+func (h *Handler) renderCodePageError(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, st twofactor.Status, page, heading string, send bool, errMsg string) {
+	var lead, notice string
+	resend := false
 	if st.Method == twofactor.MethodSMS || st.Method == twofactor.MethodEmail {
-		// No app holds these codes: send one, bound to this session.
 		ac, err := h.settingsAuthConfig(r)
 		if err != nil {
 			h.unavailable(w, r, err)
 			return
 		}
-		h.sendLoginCode(r, sess, user, "", ac)
-		lead, _ = h.promptText(r.Context(), user, ac)
+		if send {
+			notice = h.sendLoginCode(r, sess, user, "", ac)
+		}
+		lead, resend = h.promptText(r.Context(), user, ac)
 	}
-	h.renderDisable(w, r, sess, lead, "")
-}
-
-func (h *Handler) renderDisable(w http.ResponseWriter, r *http.Request, sess *session.Session, lead, errMsg string) {
 	csrf := sess.CSRFToken()
 	if !h.saveSession(w, r, sess) {
 		return
 	}
 	csrf = sess.CSRFToken()
-	h.render(w, r, http.StatusOK, pageDisable, pageData{
-		Heading: "Turn off two-step verification",
+	h.render(w, r, http.StatusOK, page, pageData{
+		Heading: heading,
 		Theme:   h.themeFor(r.Context(), nil),
 		CSRF:    csrf,
 		Error:   errMsg,
 		Lead:    lead,
+		Notice:  notice,
+		Resend:  resend,
 	}, csp{})
 }
 
@@ -311,7 +336,12 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
 		return
 	case errors.Is(err, twofactor.ErrInvalidCode):
-		h.renderDisable(w, r, sess, "", msgInvalidCode)
+		st, serr := h.TwoFactor.Status(ctx, user.ID)
+		if serr != nil {
+			h.unavailable(w, r, serr)
+			return
+		}
+		h.renderCodePageError(w, r, sess, user, st, pageDisable, "Turn off two-step verification", false, msgInvalidCode)
 		return
 	case err != nil:
 		h.unavailable(w, r, err)
@@ -357,6 +387,15 @@ func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
 		return
 	case errors.Is(err, twofactor.ErrInvalidCode):
+		st, serr := h.TwoFactor.Status(ctx, user.ID)
+		if serr != nil {
+			h.unavailable(w, r, serr)
+			return
+		}
+		if st.Method == twofactor.MethodSMS || st.Method == twofactor.MethodEmail {
+			h.renderCodePageError(w, r, sess, user, st, pageRegenerate, "New recovery codes", false, msgInvalidCode)
+			return
+		}
 		h.renderSettings(w, r, sess, user, msgInvalidCode)
 		return
 	case err != nil:
@@ -364,6 +403,34 @@ func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: "Continue"}, csp{})
+}
+
+// regeneratePage asks for a current code to replace the recovery codes;
+// the settings page links here for sms/e-mail factors, whose code must be
+// sent first (a TOTP user types one into the settings page's own form).
+func (h *Handler) regeneratePage(w http.ResponseWriter, r *http.Request) {
+	sess := h.loadSession(w, r)
+	if sess == nil {
+		return
+	}
+	user, ok := h.settingsUser(w, r, sess, PathTwoFactorRecoveryCodes)
+	if !ok {
+		return
+	}
+	if !h.passwordFresh(sess) {
+		h.sendToLogin(w, r, sess, PathTwoFactorRecoveryCodes)
+		return
+	}
+	st, err := h.TwoFactor.Status(r.Context(), user.ID)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if !st.Enabled {
+		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+		return
+	}
+	h.renderCodePage(w, r, sess, user, st, pageRegenerate, "New recovery codes", true)
 }
 
 // enrolment returns the TOTP enrolment pending in sess for user, or starts
@@ -419,6 +486,12 @@ func (h *Handler) confirmEnrolment(r *http.Request, sess *session.Session, user 
 // and the form that confirms them with a first code. This page is the one
 // place a secret is ever shown.
 func (h *Handler) renderEnrolment(w http.ResponseWriter, r *http.Request, sess *session.Session, en twofactor.Enrollment, data pageData, action string, cancel *link, policy csp) {
+	h.renderEnrolmentWith(w, r, sess, en, data, action, cancel, policy, nil)
+}
+
+// renderEnrolmentWith is renderEnrolment whose form tweak may extend (a
+// method switch: hidden fields, the current factor's code).
+func (h *Handler) renderEnrolmentWith(w http.ResponseWriter, r *http.Request, sess *session.Session, en twofactor.Enrollment, data pageData, action string, cancel *link, policy csp, tweak func(*enrolView)) {
 	if !strings.HasPrefix(en.QR, "data:image/png;base64,") {
 		h.unavailable(w, r, errors.New("enrolment QR code is not a PNG data URL"))
 		return
@@ -436,6 +509,9 @@ func (h *Handler) renderEnrolment(w http.ResponseWriter, r *http.Request, sess *
 		Account: en.Account,
 		Action:  action,
 		Cancel:  cancel,
+	}
+	if tweak != nil {
+		tweak(data.Enrol)
 	}
 	h.render(w, r, http.StatusOK, pageEnable, data, policy)
 }
