@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -17,6 +18,9 @@ import (
 type gormLogger struct {
 	logger *slog.Logger
 	slow   time.Duration
+	// statements counts every SQL statement run, for the round-trip
+	// budget tests (Store.Statements).
+	statements atomic.Int64
 }
 
 var (
@@ -42,6 +46,7 @@ func (l *gormLogger) Error(ctx context.Context, msg string, args ...any) {
 // debug only: the error goes back to the caller, who decides whether it
 // matters (a duplicate key or a lost race is an expected outcome).
 func (l *gormLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	l.statements.Add(1)
 	elapsed := time.Since(begin)
 	switch {
 	case err != nil && !errors.Is(err, gorm.ErrRecordNotFound):

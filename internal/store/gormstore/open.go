@@ -158,6 +158,16 @@ func OpenPostgres(dsn string, logger *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
+// Statements is the number of SQL statements this store has run (BEGIN and
+// COMMIT are not counted). Tests use it to hold hot paths to a budget of
+// database round trips.
+func (s *Store) Statements() int64 {
+	if l, ok := s.db.Logger.(*gormLogger); ok {
+		return l.statements.Load()
+	}
+	return 0
+}
+
 func gormConfig(logger *slog.Logger) *gorm.Config {
 	return &gorm.Config{
 		TranslateError: true,
