@@ -63,20 +63,31 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 		subject = user.ID
 	}
 
+	// Both throttles in one read. accountFailures also tells whether a
+	// success has anything to reset.
 	throttled := false
-	if at.RemoteAddr != "" && a.Throttle.PerAddress > 0 {
-		n, err := a.Store.GetCounter(ctx, addressKey(at.RemoteAddr), a.Throttle.Window, now)
-		if err != nil {
-			return store.User{}, fmt.Errorf("read address throttle: %w", err)
-		}
-		throttled = n >= a.Throttle.PerAddress
+	accountFailures := 0
+	var keys []string
+	byAddress := at.RemoteAddr != "" && a.Throttle.PerAddress > 0
+	if byAddress {
+		keys = append(keys, addressKey(at.RemoteAddr))
 	}
-	if !throttled && a.Throttle.PerAccount > 0 {
-		n, err := a.Store.GetCounter(ctx, accountKey(subject), a.Throttle.Window, now)
+	if a.Throttle.PerAccount > 0 {
+		keys = append(keys, accountKey(subject))
+	}
+	if len(keys) > 0 {
+		counts, err := a.Store.GetCounters(ctx, keys, a.Throttle.Window, now)
 		if err != nil {
-			return store.User{}, fmt.Errorf("read account throttle: %w", err)
+			return store.User{}, fmt.Errorf("read throttles: %w", err)
 		}
-		throttled = n >= a.Throttle.PerAccount
+		if byAddress {
+			throttled = counts[0] >= a.Throttle.PerAddress
+			counts = counts[1:]
+		}
+		if a.Throttle.PerAccount > 0 {
+			accountFailures = counts[0]
+			throttled = throttled || accountFailures >= a.Throttle.PerAccount
+		}
 	}
 
 	// Always pay for one hash, so unknown, throttled and wrong look alike in time.
@@ -89,8 +100,12 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 		return store.User{}, fmt.Errorf("verify password: %w", err)
 	}
 	if ok {
-		if err := a.Store.ResetCounter(ctx, accountKey(subject)); err != nil {
-			return store.User{}, fmt.Errorf("reset throttle: %w", err)
+		// Reset only what counted: a delete that finds nothing is still a
+		// round trip, on every successful login.
+		if accountFailures > 0 {
+			if err := a.Store.ResetCounter(ctx, accountKey(subject)); err != nil {
+				return store.User{}, fmt.Errorf("reset throttle: %w", err)
+			}
 		}
 		a.record(ctx, audit.LoginSuccess, at, user.ID, "")
 		return user, nil

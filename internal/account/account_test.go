@@ -182,6 +182,34 @@ func TestThrottling(t *testing.T) {
 		}
 	})
 
+	t.Run("a success reads both counters at once and resets only a count there is", func(t *testing.T) {
+		st := gormstoretest.OpenSQLite(t)
+		f := newFixture(t, st, throttle)
+		f.user(t, "alice", "", "correct horse", false)
+		statements := func(fn func()) int64 {
+			before := st.Statements()
+			fn()
+			return st.Statements() - before
+		}
+		success := func() {
+			if u, err := f.check("alice", "correct horse", "203.0.113.1"); err != nil || u.ID != "alice" {
+				t.Fatalf("sign-in: %q, %v", u.ID, err)
+			}
+		}
+		// find the user, read the counters, audit
+		if n := statements(success); n != 3 {
+			t.Errorf("a success without failures ran %d statements, want 3", n)
+		}
+		_, _ = f.check("alice", "wrong", "198.51.100.1")
+		// and reset the account's count
+		if n := statements(success); n != 4 {
+			t.Errorf("a success after a failure ran %d statements, want 4", n)
+		}
+		if n, err := st.GetCounter(context.Background(), "pwfail:user:alice", throttle.Window, f.now); err != nil || n != 0 {
+			t.Errorf("counter after the success = %d, %v; want 0", n, err)
+		}
+	})
+
 	t.Run("a throttled attempt does not extend the lock", func(t *testing.T) {
 		f := newFixture(t, gormstoretest.Open(t), throttle)
 		f.user(t, "alice", "", "correct horse", false)

@@ -78,6 +78,10 @@ type call struct {
 // becomes the error body, with the CORS headers of the client if known.
 func (h *Handler) endpoint(fn func(*call) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A request memo: the call and the OAuth provider it hands the
+		// sign-in to read its client and AuthConfig once. These endpoints
+		// never write either.
+		r = r.WithContext(resource.WithRequestMemo(r.Context()))
 		hd := w.Header()
 		hd.Set("Cache-Control", "no-store")
 		hd.Set("Pragma", "no-cache")

@@ -94,4 +94,8 @@ type Grant struct {
 	// this very request (zero when they did not). A sign-in at or after it
 	// satisfies max_age, however many seconds the login itself took.
 	LoginRequestedAt time.Time
+	// User is the subject's record when the caller read it in this same
+	// request (the hosted pages check the signed-in user first); nil makes
+	// CompleteAuthorize read it.
+	User *store.User
 }

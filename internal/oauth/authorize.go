@@ -208,7 +208,13 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 	if g.Subject == "" {
 		return errors.New("complete authorize: empty subject")
 	}
-	u, err := p.cfg.Store.GetUser(ctx, g.Subject)
+	var u store.User
+	var err error
+	if g.User != nil && g.User.ID == g.Subject {
+		u = *g.User
+	} else {
+		u, err = p.cfg.Store.GetUser(ctx, g.Subject)
+	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeErr("get user", err)
 	}
@@ -266,12 +272,14 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 	far.GrantAudience(c.GetID())
 	far.SetSession(sess)
 
-	var resp fosite.AuthorizeResponder
-	err = p.cfg.Store.InTx(ctx, func(ctx context.Context) error {
-		var err error
-		resp, err = p.fosite.NewAuthorizeResponse(ctx, far, sess)
-		return err
-	})
+	// The handlers create the code, PKCE and OpenID records; the batch
+	// stores them in one multi-row INSERT, atomic by itself, once all three
+	// are known (a refusal midway stores nothing).
+	bctx := withWriteBatch(ctx)
+	resp, err := p.fosite.NewAuthorizeResponse(bctx, far, sess)
+	if err == nil {
+		err = p.storage.flushQueued(bctx)
+	}
 	if err != nil {
 		rfc := fosite.ErrorToRFC6749Error(err)
 		var se *storageError

@@ -73,6 +73,13 @@ func newClient(c store.Client, view string) (*client, error) {
 	return &client{res: rc, secretHash: c.SecretHash, version: c.Version, view: view}, nil
 }
 
+// viewOf is newClient for a client the resource package already decoded.
+func viewOf(sc resource.StoredClient, view string) *client {
+	rc := sc.Client
+	rc.Secret, rc.SecretHash = "", ""
+	return &client{res: rc, secretHash: sc.Record.SecretHash, version: sc.Record.Version, view: view}
+}
+
 func (c *client) settings(grant string) *resource.GrantSettings {
 	if c.res.Auth == nil {
 		return nil

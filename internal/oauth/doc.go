@@ -35,4 +35,9 @@
 //   - Access tokens are ES256 JWTs (typ at+jwt, RFC 9068) for token_format
 //     jwt, opaque HMAC tokens otherwise; both are stored, so revocation and
 //     disabling a user apply to both.
+//   - Database work per request is kept to one round trip per kind of work
+//     (records.go): the protocol endpoints memoise, for the request only,
+//     the clients and stored records fosite asks for repeatedly; a code is
+//     read with its PKCE and OpenID records; the records a flow creates are
+//     stored in one INSERT when its transaction commits.
 package oauth

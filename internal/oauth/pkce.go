@@ -57,6 +57,7 @@ func (h *pkceGuard) HandleTokenEndpointRequest(ctx context.Context, r fosite.Acc
 // logged only: the request fails anyway.
 func (h *pkceGuard) burn(ctx context.Context, sig string) {
 	err := h.p.cfg.Store.DeactivateOAuthRequest(ctx, store.KindAuthorizeCode, sig)
+	recordMemoOf(ctx).deactivated(store.KindAuthorizeCode, sig)
 	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 		h.p.cfg.Logger.WarnContext(ctx, "invalidate code after failed PKCE check", "err", err)
 	}

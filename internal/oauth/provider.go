@@ -17,6 +17,7 @@ import (
 	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -230,10 +231,14 @@ func (p *Provider) Register(mux *http.ServeMux) {
 // maxFormBytes bounds protocol request bodies: they are small forms.
 const maxFormBytes = 64 << 10
 
+// limitBody bounds the body and gives the request its memos: of the
+// clients it reads (resource.WithRequestMemo; these endpoints never write
+// clients) and of the token records fosite reads more than once
+// (withRecordMemo).
 func limitBody(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		h(w, r)
+		h(w, r.WithContext(withRecordMemo(resource.WithRequestMemo(r.Context()))))
 	})
 }
 
@@ -243,14 +248,20 @@ func (p *Provider) getClient(ctx context.Context, id, grant string) (*client, er
 	if id == "" {
 		return nil, fosite.ErrNotFound
 	}
-	sc, err := p.cfg.Store.GetClient(ctx, id)
+	// fosite asks for the client several times per request (client
+	// authentication, then once per stored record it rebuilds): the
+	// request memo, when the handler installed one, reads it once.
+	sc, err := resource.FetchClient(ctx, p.cfg.Store, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
+	}
+	if errors.Is(err, resource.ErrUndecodable) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, storeErr("get client", err)
 	}
-	return newClient(sc, grant)
+	return viewOf(sc, grant), nil
 }
 
 // keyRetention is how long a retired key stays in the JWKS: until every

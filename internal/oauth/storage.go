@@ -74,15 +74,44 @@ func (s *fositeStore) SetClientAssertionJWT(context.Context, string, time.Time) 
 	return errors.New("client assertions are not supported")
 }
 
-// Transactions: fosite's code exchange and refresh run in one.
+// Transactions: fosite's code exchange and refresh run in one. The records
+// they create are queued and stored together at the commit.
 
 func (s *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
-	return s.st().BeginTx(ctx)
+	if err := s.flushQueued(ctx); err != nil {
+		return ctx, err
+	}
+	txCtx, err := s.st().BeginTx(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	return withWriteBatch(txCtx), nil
 }
 
-func (s *fositeStore) Commit(ctx context.Context) error { return s.st().CommitTx(ctx) }
+// Commit stores the queued records, then commits. A failed store leaves the
+// transaction open for fosite's rollback.
+func (s *fositeStore) Commit(ctx context.Context) error {
+	if err := s.flushQueued(ctx); err != nil {
+		return err
+	}
+	return s.st().CommitTx(ctx)
+}
 
-func (s *fositeStore) Rollback(ctx context.Context) error { return s.st().RollbackTx(ctx) }
+func (s *fositeStore) Rollback(ctx context.Context) error {
+	writeBatchOf(ctx).discard()
+	recordMemoOf(ctx).forgetAll() // what this request wrote is undone
+	return s.st().RollbackTx(ctx)
+}
+
+// flushQueued stores the records queued in ctx. Every statement other than
+// a queued create runs it first, so writes reach the database in fosite's
+// order.
+func (s *fositeStore) flushQueued(ctx context.Context) error {
+	if err := writeBatchOf(ctx).flush(ctx, s.st()); err != nil {
+		return storeErr("store oauth requests", err)
+	}
+	return nil
+}
 
 // create persists r as a record of kind under signature.
 func (s *fositeStore) create(ctx context.Context, kind store.OAuthKind, signature string, r fosite.Requester, expires time.Time) error {
@@ -107,19 +136,71 @@ func (s *fositeStore) create(ctx context.Context, kind store.OAuthKind, signatur
 		Form:            r.GetRequestForm().Encode(),
 		Session:         body,
 	}
+	if writeBatchOf(ctx).add(rec) {
+		return nil
+	}
+	recordMemoOf(ctx).forget(kind, signature)
 	if err := s.st().CreateOAuthRequest(ctx, rec); err != nil {
 		return storeErr(fmt.Sprintf("store %s", kind), err)
 	}
 	return nil
 }
 
+// codeBundle is what a code exchange reads under the code's signature.
+var codeBundle = []store.OAuthKind{store.KindAuthorizeCode, store.KindPKCE, store.KindOIDC}
+
+// read returns the record of kind under signature, from the request memo
+// when this request read it already. Reading a code (with a memo) reads
+// its PKCE and OpenID records in the same statement: the exchange asks for
+// them next.
+func (s *fositeStore) read(ctx context.Context, kind store.OAuthKind, signature string) (store.OAuthRequest, error) {
+	if err := s.flushQueued(ctx); err != nil {
+		return store.OAuthRequest{}, err
+	}
+	m := recordMemoOf(ctx)
+	if e, ok := m.lookup(kind, signature); ok {
+		if !e.found {
+			return store.OAuthRequest{}, store.ErrNotFound
+		}
+		return e.rec, nil
+	}
+	if m != nil && kind == store.KindAuthorizeCode {
+		recs, err := s.st().GetOAuthRequests(ctx, signature, codeBundle)
+		if err != nil {
+			return store.OAuthRequest{}, err
+		}
+		for _, k := range codeBundle {
+			m.put(k, signature, memoRecord{})
+		}
+		for _, r := range recs {
+			m.put(r.Kind, signature, memoRecord{rec: r, found: true})
+		}
+		if e, _ := m.lookup(kind, signature); e.found {
+			return e.rec, nil
+		}
+		return store.OAuthRequest{}, store.ErrNotFound
+	}
+	rec, err := s.st().GetOAuthRequest(ctx, kind, signature)
+	switch {
+	case err == nil:
+		m.put(kind, signature, memoRecord{rec: rec, found: true})
+	case errors.Is(err, store.ErrNotFound):
+		m.put(kind, signature, memoRecord{})
+	}
+	return rec, err
+}
+
 // get rebuilds the record of kind under signature. A missing record (or
 // client) is fosite.ErrNotFound; an inactive one comes back with inactive
 // set so callers can return the request together with the right error.
 func (s *fositeStore) get(ctx context.Context, kind store.OAuthKind, signature string, tmpl fosite.Session) (fosite.Requester, bool, error) {
-	rec, err := s.st().GetOAuthRequest(ctx, kind, signature)
+	rec, err := s.read(ctx, kind, signature)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, fosite.ErrNotFound
+	}
+	var se *storageError
+	if errors.As(err, &se) {
+		return nil, false, err
 	}
 	if err != nil {
 		return nil, false, storeErr(fmt.Sprintf("get %s", kind), err)
@@ -154,7 +235,19 @@ func (s *fositeStore) get(ctx context.Context, kind store.OAuthKind, signature s
 }
 
 func (s *fositeStore) delete(ctx context.Context, kind store.OAuthKind, signature string) error {
+	if err := s.flushQueued(ctx); err != nil {
+		return err
+	}
+	m := recordMemoOf(ctx)
+	if e, ok := m.lookup(kind, signature); ok && e.deleted {
+		return nil // deleted by this request already, with its code
+	}
 	err := s.st().DeleteOAuthRequest(ctx, kind, signature)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		m.put(kind, signature, memoRecord{})
+	} else {
+		m.forget(kind, signature)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fosite.ErrNotFound
 	}
@@ -201,19 +294,43 @@ func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, signature str
 
 // InvalidateAuthorizeCodeSession flips the code inactive atomically: of many
 // concurrent redemptions exactly one gets past this point. The PKCE record
-// goes with it (it was kept until now; see DeletePKCERequestSession).
+// goes with it (it was kept until now; see DeletePKCERequestSession), and so
+// does the OpenID record when this request holds it in its memo: the OpenID
+// handler, next, reads it from there, and its delete is then done already.
+// One statement deletes both, inside the exchange's transaction.
 func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	if err := s.flushQueued(ctx); err != nil {
+		return err
+	}
+	m := recordMemoOf(ctx)
 	err := s.st().DeactivateOAuthRequest(ctx, store.KindAuthorizeCode, signature)
 	switch {
 	case errors.Is(err, store.ErrConflict):
+		m.deactivated(store.KindAuthorizeCode, signature)
 		return fmt.Errorf("invalidate code: %w", errLostRace)
 	case errors.Is(err, store.ErrNotFound):
+		m.put(store.KindAuthorizeCode, signature, memoRecord{})
 		return fosite.ErrNotFound
 	case err != nil:
+		m.forget(store.KindAuthorizeCode, signature)
 		return storeErr("invalidate code", err)
 	}
-	if err := s.st().DeleteOAuthRequest(ctx, store.KindPKCE, signature); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return storeErr("delete pkce", err)
+	m.deactivated(store.KindAuthorizeCode, signature)
+	kinds := []store.OAuthKind{store.KindPKCE}
+	oidc, ok := m.lookup(store.KindOIDC, signature)
+	early := ok && oidc.found && !oidc.deleted
+	if early {
+		kinds = append(kinds, store.KindOIDC)
+	}
+	if _, err := s.st().DeleteOAuthRequests(ctx, signature, kinds); err != nil {
+		m.forget(store.KindPKCE, signature)
+		m.forget(store.KindOIDC, signature)
+		return storeErr("delete the pkce and openid records", err)
+	}
+	m.put(store.KindPKCE, signature, memoRecord{})
+	if early {
+		oidc.deleted = true
+		m.put(store.KindOIDC, signature, oidc)
 	}
 	return nil
 }
@@ -264,6 +381,10 @@ func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, signature s
 // concurrent refreshes one wins) and the family's access tokens, which the
 // new pair replaces.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	if err := s.flushQueued(ctx); err != nil {
+		return err
+	}
+	recordMemoOf(ctx).forgetAll() // by request id below
 	err := s.st().DeactivateOAuthRequest(ctx, store.KindRefreshToken, signature)
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -280,6 +401,10 @@ func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, signatu
 }
 
 func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	if err := s.flushQueued(ctx); err != nil {
+		return err
+	}
+	recordMemoOf(ctx).forgetAll()
 	if err := s.st().DeactivateOAuthRequestsByRequestID(ctx, store.KindRefreshToken, requestID); err != nil {
 		return storeErr("revoke refresh tokens", err)
 	}
@@ -287,6 +412,10 @@ func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) 
 }
 
 func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if err := s.flushQueued(ctx); err != nil {
+		return err
+	}
+	recordMemoOf(ctx).forgetAll()
 	if err := s.st().DeactivateOAuthRequestsByRequestID(ctx, store.KindAccessToken, requestID); err != nil {
 		return storeErr("revoke access tokens", err)
 	}

@@ -317,28 +317,39 @@ func DefaultAuthConfig() AuthConfig {
 // error (wrapping store.ErrNotFound) rather than a silent fallback, because
 // falling back could drop a `twoFactor.required` the operator asked for.
 func ResolveAuthConfig(ctx context.Context, st store.Store, c Client) (AuthConfig, error) {
-	if c.AuthConfig != nil && c.AuthConfig.ID != "" {
-		rec, err := st.GetAuthConfig(ctx, c.AuthConfig.ID)
+	ref := ""
+	if c.AuthConfig != nil {
+		ref = c.AuthConfig.ID
+	}
+	m := memoOf(ctx)
+	if a, ok := m.authConfig(ref); ok {
+		return a, nil
+	}
+	a, err := resolveAuthConfig(ctx, st, c, ref)
+	if err != nil {
+		return AuthConfig{}, err
+	}
+	m.rememberAuthConfig(ref, a)
+	return a, nil
+}
+
+func resolveAuthConfig(ctx context.Context, st store.Store, c Client, ref string) (AuthConfig, error) {
+	if ref != "" {
+		rec, err := st.GetAuthConfig(ctx, ref)
 		if err != nil {
-			return AuthConfig{}, fmt.Errorf("auth config %q of client %q: %w", c.AuthConfig.ID, c.ID, err)
+			return AuthConfig{}, fmt.Errorf("auth config %q of client %q: %w", ref, c.ID, err)
 		}
 		return AuthConfigFromStore(rec)
 	}
-	rec, err := st.GetAuthConfig(ctx, DefaultAuthConfigID)
-	if err == nil {
-		return AuthConfigFromStore(rec)
+	// One statement: `default` if it exists, else the only one.
+	rec, err := st.FindAuthConfig(ctx, DefaultAuthConfigID)
+	if errors.Is(err, store.ErrNotFound) {
+		return DefaultAuthConfig(), nil
 	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return AuthConfig{}, fmt.Errorf("get default auth config: %w", err)
-	}
-	recs, total, err := st.ListAuthConfigs(ctx, store.Page{Count: 2, Page: 1})
 	if err != nil {
-		return AuthConfig{}, fmt.Errorf("list auth configs: %w", err)
+		return AuthConfig{}, fmt.Errorf("find the default auth config: %w", err)
 	}
-	if total == 1 && len(recs) == 1 {
-		return AuthConfigFromStore(recs[0])
-	}
-	return DefaultAuthConfig(), nil
+	return AuthConfigFromStore(rec)
 }
 
 // PastTokens is how many past 30-second TOTP steps are accepted (default 1).

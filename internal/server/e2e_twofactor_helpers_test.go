@@ -544,6 +544,12 @@ func newOAuthLogin(app *testApp, clientID string) oauthLogin {
 // ID token's claims after checking its signature against the JWKS.
 func (l oauthLogin) exchange(t *testing.T, back *url.URL) idClaims {
 	t.Helper()
+	return l.idClaims(t, l.tokens(t, back))
+}
+
+// tokens trades the code of the redirect back for tokens.
+func (l oauthLogin) tokens(t *testing.T, back *url.URL) *oauth2.Token {
+	t.Helper()
 	if got := back.Query().Get("state"); got != l.state {
 		t.Fatalf("state = %q, want %q", got, l.state)
 	}
@@ -553,6 +559,12 @@ func (l oauthLogin) exchange(t *testing.T, back *url.URL) idClaims {
 	if err != nil {
 		t.Fatalf("exchange the code: %v", err)
 	}
+	return tok
+}
+
+// idClaims checks the ID token of tok against the JWKS and returns its claims.
+func (l oauthLogin) idClaims(t *testing.T, tok *oauth2.Token) idClaims {
+	t.Helper()
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
 		t.Fatal("no id_token in the token response")

@@ -6,5 +6,8 @@
 // the record at logout, enforces idle and absolute expiry, keeps the typed
 // state of a login in progress (the parked authorization request, a password
 // accepted while the second factor is pending, a TOTP enrolment) and issues
-// and checks the per-session CSRF token.
+// and checks the per-session CSRF token. A request reads its record once and
+// writes it at most once: setters that change nothing write nothing, the
+// sliding of the idle expiry (at most once a minute) rides on the request's
+// own write or on Settle at its end, and a rotation is one UPDATE of the key.
 package session

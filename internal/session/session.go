@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,13 +120,21 @@ func NewManager(cfg Config) (*Manager, error) {
 func (m *Manager) CookieName() string { return m.name }
 
 // Session is one browser's session during one request. Change it through
-// its methods, then call Manager.Save (or Rotate) before writing the body.
+// its methods, then call Manager.Save (or Rotate) before writing the body,
+// and Manager.Settle when the request ends.
 type Session struct {
 	token string // the random value the cookie carries; "" until first saved
 	rec   store.BrowserSession
 	state State
 	saved bool // the record exists in the store
 	dirty bool
+	// touch: the idle expiry is due to slide (Load found the record's last
+	// write older than the touch interval). The request's one write (Save,
+	// Rotate or Settle) carries it.
+	touch bool
+	// stored is the record as the store holds it (as loaded or last
+	// written), so that a Save that changes nothing writes nothing.
+	stored store.BrowserSession
 }
 
 // ID is the record id (the SHA-256 of the cookie value), "" for a session
@@ -236,7 +246,7 @@ func (m *Manager) Load(r *http.Request) (*Session, error) {
 		}
 		return m.anonymous(), nil
 	}
-	s := &Session{token: gs.ID, rec: rec, saved: true}
+	s := &Session{token: gs.ID, rec: rec, saved: true, stored: rec}
 	if len(rec.State) > 0 {
 		if err := json.Unmarshal(rec.State, &s.state); err != nil {
 			// Unreadable state is a record we did not write (or an
@@ -247,16 +257,25 @@ func (m *Manager) Load(r *http.Request) (*Session, error) {
 			return m.anonymous(), nil
 		}
 	}
-	// Slide the idle expiry, but write at most once a minute per session.
+	// Slide the idle expiry, but write at most once a minute per session,
+	// and not here: the request's own write (Save, Rotate) carries it, or
+	// Settle when the request wrote nothing. A request reads the record once
+	// and writes it at most once.
 	if now.Sub(rec.UpdatedAt) >= m.touchInterval() {
-		s.dirty = true
-		if err := m.save(ctx, s); errors.Is(err, ErrGone) {
-			return m.anonymous(), nil
-		} else if err != nil {
-			return nil, err
-		}
+		s.touch = true
 	}
 	return s, nil
+}
+
+// Settle ends a request's use of s: it writes the sliding of the idle
+// expiry that Load found due, when no Save or Rotate has written it. It
+// writes nothing otherwise, so it is cheap to call at the end of every
+// request that loaded a session. ErrGone: the record was deleted meanwhile.
+func (m *Manager) Settle(ctx context.Context, s *Session) error {
+	if s == nil || !s.saved || !s.touch {
+		return nil
+	}
+	return m.save(ctx, s)
 }
 
 func (m *Manager) touchInterval() time.Duration {
@@ -286,28 +305,44 @@ func (m *Manager) Save(ctx context.Context, w http.ResponseWriter, s *Session) e
 }
 
 func (m *Manager) save(ctx context.Context, s *Session) error {
-	if !s.dirty {
+	if !s.dirty && !s.touch {
 		return nil
 	}
-	now := m.now().UTC()
 	state, err := json.Marshal(s.state)
 	if err != nil {
 		return fmt.Errorf("encode session state: %w", err)
 	}
-	s.rec.State = state
-	s.rec.UpdatedAt = now
-	s.rec.ExpiresAt = m.expiry(s, now)
-	if err := m.store.UpdateBrowserSession(ctx, s.rec); errors.Is(err, store.ErrNotFound) {
+	if !s.touch && s.unchanged(state) {
+		// Setters mark the session dirty without comparing; the record
+		// already says all this.
+		s.dirty = false
+		return nil
+	}
+	now := m.now().UTC()
+	rec := s.rec
+	rec.State = state
+	rec.UpdatedAt = now
+	rec.ExpiresAt = m.expiry(s, now)
+	if err := m.store.UpdateBrowserSession(ctx, rec); errors.Is(err, store.ErrNotFound) {
 		return ErrGone
 	} else if err != nil {
 		return fmt.Errorf("update browser session: %w", err)
 	}
-	s.dirty = false
+	s.rec = rec
+	s.stored = rec
+	s.dirty, s.touch = false, false
 	return nil
 }
 
+// unchanged reports whether writing s with state would store what the
+// record already holds.
+func (s *Session) unchanged(state []byte) bool {
+	return bytes.Equal(state, s.stored.State) && s.rec.UserID == s.stored.UserID &&
+		s.rec.AuthTime.Equal(s.stored.AuthTime) && slices.Equal(s.rec.AMR, s.stored.AMR)
+}
+
 // create stores s under a fresh random id and sets the cookie. When
-// replacing is set, that old record is deleted in the same transaction.
+// replacing is set, that old record becomes the new one (its id is gone).
 func (m *Manager) create(ctx context.Context, w http.ResponseWriter, s *Session, replacing *string) error {
 	now := m.now().UTC()
 	token := secret.RandomToken(32)
@@ -326,19 +361,23 @@ func (m *Manager) create(ctx context.Context, w http.ResponseWriter, s *Session,
 	rec.State = state
 	next := &Session{token: token, rec: rec, state: st, saved: true}
 	next.rec.ExpiresAt = m.expiry(next, now)
-	err = m.store.InTx(ctx, func(ctx context.Context) error {
+	next.stored = next.rec
+	// A rotation moves the record to the new id in one statement; a record
+	// deleted meanwhile (a logout in another tab) is created afresh, as a
+	// session without one would be.
+	replaced := false
+	if replacing != nil && *replacing != "" {
+		switch err := m.store.ReplaceBrowserSession(ctx, *replacing, next.rec); {
+		case err == nil:
+			replaced = true
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("rotate browser session: %w", err)
+		}
+	}
+	if !replaced {
 		if err := m.store.CreateBrowserSession(ctx, next.rec); err != nil {
 			return fmt.Errorf("create browser session: %w", err)
 		}
-		if replacing != nil && *replacing != "" {
-			if err := m.store.DeleteBrowserSession(ctx, *replacing); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("delete replaced browser session: %w", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if err := m.setCookie(w, token, false); err != nil {
 		return err

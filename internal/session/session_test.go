@@ -84,11 +84,16 @@ func (f *fixture) saved(t *testing.T) (*session.Session, *http.Cookie) {
 	return s, sessionCookie(t, rec, f.m.CookieName())
 }
 
+// load is one request that reads the session and changes nothing: Load,
+// then Settle as the hosted pages do when the request ends.
 func (f *fixture) load(t *testing.T, c *http.Cookie) *session.Session {
 	t.Helper()
 	s, err := f.m.Load(request(c))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
+	}
+	if err := f.m.Settle(context.Background(), s); err != nil {
+		t.Fatalf("Settle: %v", err)
 	}
 	return s
 }
@@ -504,4 +509,76 @@ func TestNewManagerRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStatementsPerRequest holds a request to one read and at most one
+// write of its session record.
+func TestStatementsPerRequest(t *testing.T) {
+	st := gormstoretest.OpenSQLite(t)
+	f := newFixture(t, st, "http://127.0.0.1:8080")
+	ctx := context.Background()
+	count := func(fn func()) int64 {
+		before := st.Statements()
+		fn()
+		return st.Statements() - before
+	}
+	oneRequest := func(t *testing.T, c *http.Cookie, change func(s *session.Session)) int64 {
+		t.Helper()
+		return count(func() {
+			s, err := f.m.Load(request(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if change != nil {
+				change(s)
+			}
+			if err := f.m.Save(ctx, httptest.NewRecorder(), s); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.m.Settle(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	_, c := f.saved(t)
+	pending := &session.PendingAuthorize{Query: "q=1", ClientID: "app", CreatedAt: f.clock.Now()}
+
+	cases := []struct {
+		name    string
+		advance time.Duration
+		change  func(s *session.Session)
+		want    int64
+	}{
+		{"a request that changes nothing only reads", 0, nil, 1},
+		{"a change is one write", 0, func(s *session.Session) { s.SetPendingAuthorize(pending) }, 2},
+		{"setting what the record already holds writes nothing", 0, func(s *session.Session) { s.SetPendingAuthorize(pending) }, 1},
+		{"an idle expiry due to slide is one write", 2 * time.Minute, nil, 2},
+		{"a due slide and a change together are still one write", 2 * time.Minute, func(s *session.Session) { s.SetPendingAuthorize(nil) }, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.clock.Advance(tc.advance)
+			if n := oneRequest(t, c, tc.change); n != tc.want {
+				t.Errorf("%d statements, want %d", n, tc.want)
+			}
+		})
+	}
+
+	t.Run("signing in rotates the id in one write", func(t *testing.T) {
+		s, err := f.m.Load(request(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Authenticate("alice", f.clock.Now(), []string{"pwd"})
+		if n := count(func() {
+			if err := f.m.Rotate(ctx, httptest.NewRecorder(), s); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.m.Settle(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 1 {
+			t.Errorf("%d statements, want 1", n)
+		}
+	})
 }

@@ -239,14 +239,29 @@ type Store interface {
 	DeleteClient(ctx context.Context, id string) error
 
 	GetAuthConfig(ctx context.Context, id string) (AuthConfig, error)
+	// FindAuthConfig returns the AuthConfig with id preferredID; without
+	// one, the only AuthConfig when exactly one exists; otherwise
+	// ErrNotFound. It is one statement: the look-up every login page makes
+	// for a client that names no AuthConfig.
+	FindAuthConfig(ctx context.Context, preferredID string) (AuthConfig, error)
 	ListAuthConfigs(ctx context.Context, p Page) ([]AuthConfig, int, error)
 	PutAuthConfig(ctx context.Context, a AuthConfig, ifVersion int64) (AuthConfig, bool, error)
 	DeleteAuthConfig(ctx context.Context, id string) error
 
 	// OAuth requests (fosite storage).
 	CreateOAuthRequest(ctx context.Context, r OAuthRequest) error
+	// CreateOAuthRequests stores several records in one statement: all of
+	// them, or none (ErrConflict when a (kind, signature) is taken).
+	CreateOAuthRequests(ctx context.Context, rs []OAuthRequest) error
 	GetOAuthRequest(ctx context.Context, kind OAuthKind, signature string) (OAuthRequest, error)
+	// GetOAuthRequests reads the records of the given kinds stored under one
+	// signature (an authorization code's own record and its PKCE and OpenID
+	// records) in one statement. Missing kinds are simply absent.
+	GetOAuthRequests(ctx context.Context, signature string, kinds []OAuthKind) ([]OAuthRequest, error)
 	DeleteOAuthRequest(ctx context.Context, kind OAuthKind, signature string) error
+	// DeleteOAuthRequests deletes the records of the given kinds under one
+	// signature in one statement and returns how many there were.
+	DeleteOAuthRequests(ctx context.Context, signature string, kinds []OAuthKind) (int64, error)
 	// DeactivateOAuthRequest flips Active from true to false atomically:
 	// ErrConflict if it was already inactive, ErrNotFound if missing. Exactly
 	// one of many concurrent callers succeeds.
@@ -261,6 +276,11 @@ type Store interface {
 	CreateBrowserSession(ctx context.Context, s BrowserSession) error
 	GetBrowserSession(ctx context.Context, id string) (BrowserSession, error) // expired ones are ErrNotFound
 	UpdateBrowserSession(ctx context.Context, s BrowserSession) error
+	// ReplaceBrowserSession stores s (a new id, CreatedAt and all) in place
+	// of the record oldID, in one statement, so that oldID names nothing
+	// afterwards: the rotation at sign-in. ErrNotFound when oldID is gone;
+	// ErrConflict when s.ID is taken.
+	ReplaceBrowserSession(ctx context.Context, oldID string, s BrowserSession) error
 	DeleteBrowserSession(ctx context.Context, id string) error
 	// DeleteBrowserSessionsByUser ends every session of a user but exceptID ("" for none).
 	DeleteBrowserSessionsByUser(ctx context.Context, userID, exceptID string) error
@@ -286,6 +306,9 @@ type Store interface {
 	// contains now and returns the new count.
 	HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 	GetCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// GetCounters is GetCounter for several keys in one statement: the
+	// counts come back in the order of keys.
+	GetCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) ([]int, error)
 	ResetCounter(ctx context.Context, key string) error
 	// DeleteStaleCounters purges counters whose window ended before before
 	// (window start + window length < before): GetCounter at a now from
@@ -303,6 +326,11 @@ type Store interface {
 	// AdvanceTOTPStep records step as the last accepted one if it is newer
 	// than the stored one; ErrConflict otherwise (a replay). Atomic across processes.
 	AdvanceTOTPStep(ctx context.Context, userID string, step int64) error
+	// AcceptTOTPStep is AdvanceTOTPStep and, when the step is accepted,
+	// ClearFactorFailures in the same atomic statement: a right, unused
+	// code ends the attempt it reserved. A replay changes nothing
+	// (ErrConflict) and keeps its reservation counted.
+	AcceptTOTPStep(ctx context.Context, userID string, step int64) error
 	// ReserveFactorAttempt counts an attempt before the code is checked:
 	// allowed only while not locked at now and Failures < limit, in which case
 	// Failures is incremented atomically and now is recorded as the time of

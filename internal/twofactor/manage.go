@@ -173,26 +173,42 @@ type Status struct {
 
 // Status reports a user's second factor; a user without one has the zero Status.
 func (s *Service) Status(ctx context.Context, userID string) (Status, error) {
-	tf, err := s.Store.GetTwoFactor(ctx, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Status{}, nil
-	}
-	if err != nil {
-		return Status{}, fmt.Errorf("get second factor of %q: %w", userID, err)
+	st, found, err := s.factorStatus(ctx, userID)
+	if err != nil || !found {
+		return st, err
 	}
 	n, err := s.Store.CountRecoveryCodes(ctx, userID)
 	if err != nil {
 		return Status{}, fmt.Errorf("count recovery codes of %q: %w", userID, err)
 	}
+	st.RecoveryCodesRemaining = n
+	return st, nil
+}
+
+// Method is Status without the recovery-code count (RecoveryCodesRemaining
+// is left 0): one read, for the code prompt, which only names the method
+// and where the code went.
+func (s *Service) Method(ctx context.Context, userID string) (Status, error) {
+	st, _, err := s.factorStatus(ctx, userID)
+	return st, err
+}
+
+func (s *Service) factorStatus(ctx context.Context, userID string) (Status, bool, error) {
+	tf, err := s.Store.GetTwoFactor(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Status{}, false, nil
+	}
+	if err != nil {
+		return Status{}, false, fmt.Errorf("get second factor of %q: %w", userID, err)
+	}
 	st := Status{
-		Enabled:                tf.Enabled,
-		Method:                 tf.Method,
-		Destination:            tf.Destination,
-		EnrolledAt:             tf.EnrolledAt,
-		RecoveryCodesRemaining: n,
+		Enabled:     tf.Enabled,
+		Method:      tf.Method,
+		Destination: tf.Destination,
+		EnrolledAt:  tf.EnrolledAt,
 	}
 	if tf.LockedUntil.After(s.now()) {
 		st.LockedUntil = tf.LockedUntil
 	}
-	return st, nil
+	return st, true, nil
 }

@@ -341,6 +341,32 @@ func TestReplay(t *testing.T) {
 	})
 }
 
+func TestVerifyStatements(t *testing.T) {
+	st := gormstoretest.OpenSQLite(t)
+	f := newFixture(t, st)
+	u, sec, _ := f.enrol(t, "counted")
+	f.clock.Advance(step(2))
+	if _, err := f.verify(u.ID, oathtool(t, sec, f.clock.Now().Add(step(7))), 1); !errors.Is(err, twofactor.ErrInvalidCode) {
+		t.Fatalf("wrong code: %v", err)
+	}
+	before := st.Statements()
+	if _, err := f.verify(u.ID, oathtool(t, sec, f.clock.Now()), 1); err != nil {
+		t.Fatal(err)
+	}
+	// read the factor, reserve the attempt, accept the step (clearing the
+	// failures with it), audit
+	if n := st.Statements() - before; n != 4 {
+		t.Errorf("a right TOTP code ran %d statements, want 4", n)
+	}
+	tf, err := st.GetTwoFactor(context.Background(), u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tf.Failures != 0 || tf.Lockouts != 0 {
+		t.Errorf("after the right code: %d failures, %d lockouts; want none", tf.Failures, tf.Lockouts)
+	}
+}
+
 func TestParallelSubmissionsOfOneCode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		u, sec, _ := f.enrol(t, "racer")

@@ -102,8 +102,12 @@ func (s *Service) verify(ctx context.Context, in VerifyInput, alt []string) (Res
 	if reason != "" {
 		return Result{}, s.failed(ctx, in, tf, att, reason, now)
 	}
-	if err := s.Store.ClearFactorFailures(ctx, in.UserID); err != nil {
-		return Result{}, fmt.Errorf("clear code failures of %q: %w", in.UserID, err)
+	// A TOTP code cleared the failures with the step it advanced (one
+	// statement); the other methods settle the reservation here.
+	if res.Method != MethodTOTP {
+		if err := s.Store.ClearFactorFailures(ctx, in.UserID); err != nil {
+			return Result{}, fmt.Errorf("clear code failures of %q: %w", in.UserID, err)
+		}
 	}
 	if res.Method == MethodRecovery {
 		s.record(ctx, audit.RecoveryCodeUsed, in.UserID, in.Meta, map[string]string{
@@ -136,11 +140,13 @@ func (s *Service) check(ctx context.Context, tf store.TwoFactor, in VerifyInput,
 		if !ok {
 			return Result{}, reasonWrong, nil
 		}
-		switch err := s.Store.AdvanceTOTPStep(ctx, in.UserID, step); {
+		// The step advances and the failures clear together; a replay
+		// changes neither, so its reservation stays counted.
+		switch err := s.Store.AcceptTOTPStep(ctx, in.UserID, step); {
 		case errors.Is(err, store.ErrConflict):
 			return Result{}, reasonReused, nil
 		case err != nil:
-			return Result{}, "", fmt.Errorf("advance totp step of %q: %w", in.UserID, err)
+			return Result{}, "", fmt.Errorf("accept totp step of %q: %w", in.UserID, err)
 		}
 		return Result{Method: MethodTOTP, AMR: []string{"otp", "mfa"}}, "", nil
 	case MethodSMS, MethodEmail:

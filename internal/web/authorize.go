@@ -128,6 +128,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		AuthTime:  sess.AuthTime(),
 		AMR:       amr,
 		Scopes:    ar.Scopes,
+		User:      &user, // currentUser read it just now
 	}
 	if freshLogin {
 		grant.LoginRequestedAt = pending.CreatedAt

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
@@ -108,12 +109,48 @@ func (h *Handler) Register(mux *http.ServeMux) {
 }
 
 // wrap gives every response of the hosted pages the strict headers, also
-// redirects and errors written by other packages (oauth's redirects).
+// redirects and errors written by other packages (oauth's redirects), and
+// a request memo: a page reads its client and resolves its AuthConfig once
+// however many helpers (theme, two-factor rules, the code check) need them.
+// The pages never write Clients or AuthConfigs.
+//
+// When the page has loaded the browser session, wrap settles it at the end:
+// the sliding of its idle expiry, when due and not written by the page's own
+// Save or Rotate, is written then (one read and at most one write per
+// request). It changes no cookie, so it may follow the response.
 func (h *Handler) wrap(fn http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setSecurityHeaders(w, csp{})
-		fn(w, r)
+		slot := &sessionSlot{}
+		ctx := context.WithValue(resource.WithRequestMemo(r.Context()), sessionSlotKey{}, slot)
+		fn(w, r.WithContext(ctx))
+		if slot.sess == nil {
+			return
+		}
+		// The client may be gone; the slide is still owed.
+		ctx = context.WithoutCancel(ctx)
+		if err := h.Sessions.Settle(ctx, slot.sess); err != nil && !errors.Is(err, session.ErrGone) {
+			h.log().WarnContext(ctx, "slide browser session expiry", "err", err, "request_id", audit.RequestID(ctx))
+		}
 	})
+}
+
+// sessionSlot holds the session a page loaded, for wrap to settle.
+type sessionSlot struct{ sess *session.Session }
+
+type sessionSlotKey struct{}
+
+// loadBrowserSession is Sessions.Load for a page: wrap settles what it
+// returns when the page is done.
+func (h *Handler) loadBrowserSession(r *http.Request) (*session.Session, error) {
+	sess, err := h.Sessions.Load(r)
+	if err != nil {
+		return nil, err
+	}
+	if slot, ok := r.Context().Value(sessionSlotKey{}).(*sessionSlot); ok {
+		slot.sess = sess
+	}
+	return sess, nil
 }
 
 // now is the handler's clock, in UTC and at microsecond precision: times
@@ -143,7 +180,7 @@ func clientIP(r *http.Request) string {
 // loadSession loads the browser session; on a storage failure it renders
 // the error page and returns nil.
 func (h *Handler) loadSession(w http.ResponseWriter, r *http.Request) *session.Session {
-	sess, err := h.Sessions.Load(r)
+	sess, err := h.loadBrowserSession(r)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return nil

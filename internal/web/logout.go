@@ -15,7 +15,7 @@ import (
 // otherwise it shows the signed-out page.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	sess, err := h.Sessions.Load(r)
+	sess, err := h.loadBrowserSession(r)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return

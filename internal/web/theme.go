@@ -24,18 +24,14 @@ func loadClient(ctx context.Context, st store.Store, id string) (resource.Client
 	if id == "" {
 		return resource.Client{}, false, nil
 	}
-	rec, err := st.GetClient(ctx, id)
+	sc, err := resource.FetchClient(ctx, st, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return resource.Client{}, false, nil
 	}
 	if err != nil {
-		return resource.Client{}, false, fmt.Errorf("get client %q: %w", id, err)
+		return resource.Client{}, false, err
 	}
-	c, err := resource.ClientFromStore(rec)
-	if err != nil {
-		return resource.Client{}, false, fmt.Errorf("decode client %q: %w", id, err)
-	}
-	return c, true, nil
+	return sc.Client, true, nil
 }
 
 // authConfig resolves the AuthConfig that applies to client (nil: none known).

@@ -167,7 +167,7 @@ func (h *Handler) sendLoginCode(r *http.Request, sess *session.Session, user sto
 	if err == nil || errors.Is(err, twofactor.ErrNothingToSend) || errors.Is(err, twofactor.ErrNotEnabled) {
 		return ""
 	}
-	if st, serr := h.TwoFactor.Status(ctx, user.ID); serr != nil || st.Method == twofactor.MethodTOTP {
+	if st, serr := h.TwoFactor.Method(ctx, user.ID); serr != nil || st.Method == twofactor.MethodTOTP {
 		return ""
 	}
 	if errors.Is(err, twofactor.ErrTooManySends) {
@@ -221,7 +221,7 @@ func (h *Handler) promptText(ctx context.Context, user store.User, ac resource.A
 	if h.TwoFactor == nil {
 		return lead, false
 	}
-	st, err := h.TwoFactor.Status(ctx, user.ID)
+	st, err := h.TwoFactor.Method(ctx, user.ID)
 	if err != nil {
 		h.log().WarnContext(ctx, "second-factor status unavailable for the prompt", "user", user.ID, "err", err)
 		return lead, webhook

@@ -847,3 +847,24 @@ func TestDatabaseFailureShowsAPlainPageAndIssuesNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestASessionInUseStaysSignedIn(t *testing.T) {
+	e := newEnv(t, gormstoretest.Open(t))
+	b := e.browser()
+	b.signIn()
+	// The authorization endpoint of a signed-in browser writes nothing of
+	// its own to the session: the sliding of the idle expiry is written when
+	// the request ends. Four visits 20 minutes apart outlast the 30-minute
+	// idle timeout only if each one slid it.
+	for i := range 4 {
+		e.clock.Advance(20 * time.Minute)
+		p := b.get("/auth/authorize?" + authorizeQuery(firstParty).Encode())
+		if q := redirectParams(t, p, webappURI); q.Get("code") == "" {
+			t.Fatalf("visit %d: no code in %q", i+1, p.location)
+		}
+	}
+	e.clock.Advance(31 * time.Minute)
+	if p := b.get("/auth/authorize?" + authorizeQuery(firstParty).Encode()); p.location != "/auth/login" {
+		t.Fatalf("after 31 idle minutes: status %d location %q, want the login", p.status, p.location)
+	}
+}

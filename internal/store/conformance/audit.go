@@ -146,6 +146,26 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("several counters read in one call, in the order asked, zero when unknown or from an older window", func(t *testing.T) {
+		hit(t, "multi-a", start)
+		hit(t, "multi-a", start)
+		hit(t, "multi-b", start.Add(-w)) // the window before
+		hit(t, "multi-c", start)
+		if _, err := s.HitCounter(ctx, "multi-c", time.Hour, start); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetCounters(ctx, []string{"multi-c", "multi-missing", "multi-a", "multi-b", "multi-a"}, w, start.Add(time.Minute).In(zone))
+		must(t, err, "get counters")
+		if want := []int{1, 0, 2, 0, 2}; !equalInts(got, want) {
+			t.Errorf("GetCounters = %v, want %v", got, want)
+		}
+		got, err = s.GetCounters(ctx, nil, w, start)
+		must(t, err, "get no counters")
+		if len(got) != 0 {
+			t.Errorf("GetCounters of no keys = %v", got)
+		}
+	})
+
 	t.Run("reset clears a counter", func(t *testing.T) {
 		hit(t, "reset", start)
 		hit(t, "reset", start)
@@ -228,4 +248,16 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 			t.Errorf("a second purge at the same time removed %d", n)
 		}
 	})
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -67,6 +67,58 @@ func testOAuthRequests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("several records are created together, or none of them", func(t *testing.T) {
+		code := oauthRequest(store.KindAuthorizeCode, "sig-batch", "req-batch", "alice", later)
+		pkce := oauthRequest(store.KindPKCE, "sig-batch", "req-batch", "alice", later)
+		oidc := oauthRequest(store.KindOIDC, "sig-batch", "req-batch", "alice", later)
+		must(t, s.CreateOAuthRequests(ctx, []store.OAuthRequest{code, pkce, oidc}), "create three")
+		for _, k := range []store.OAuthKind{store.KindAuthorizeCode, store.KindPKCE, store.KindOIDC} {
+			got, err := s.GetOAuthRequest(ctx, k, "sig-batch")
+			must(t, err, "get "+string(k))
+			if got.RequestID != "req-batch" || !sameStrings(got.Scopes, code.Scopes) || !bytes.Equal(got.Session, code.Session) {
+				t.Errorf("%s record = %+v", k, got)
+			}
+		}
+		fresh := oauthRequest(store.KindAccessToken, "sig-batch-new", "req-batch", "alice", later)
+		wantErr(t, s.CreateOAuthRequests(ctx, []store.OAuthRequest{fresh, code}), store.ErrConflict, "a batch with a taken signature")
+		_, err := s.GetOAuthRequest(ctx, store.KindAccessToken, "sig-batch-new")
+		wantErr(t, err, store.ErrNotFound, "the rest of a refused batch")
+		must(t, s.CreateOAuthRequests(ctx, nil), "an empty batch")
+	})
+
+	t.Run("the records under one signature are read and deleted by kind in one call", func(t *testing.T) {
+		must(t, s.CreateOAuthRequests(ctx, []store.OAuthRequest{
+			oauthRequest(store.KindAuthorizeCode, "sig-kinds", "req-kinds", "alice", later),
+			oauthRequest(store.KindOIDC, "sig-kinds", "req-kinds", "alice", later),
+			oauthRequest(store.KindAccessToken, "sig-kinds", "req-other", "alice", later),
+		}), "create")
+		got, err := s.GetOAuthRequests(ctx, "sig-kinds", []store.OAuthKind{store.KindAuthorizeCode, store.KindPKCE, store.KindOIDC})
+		must(t, err, "get")
+		kinds := map[store.OAuthKind]string{}
+		for _, r := range got {
+			kinds[r.Kind] = r.RequestID
+			wantUTC(t, "read "+string(r.Kind), r.RequestedAt, r.ExpiresAt)
+		}
+		if len(got) != 2 || kinds[store.KindAuthorizeCode] != "req-kinds" || kinds[store.KindOIDC] != "req-kinds" {
+			t.Errorf("got %d records %v, want the code and the oidc record only", len(got), kinds)
+		}
+		n, err := s.DeleteOAuthRequests(ctx, "sig-kinds", []store.OAuthKind{store.KindPKCE, store.KindOIDC})
+		must(t, err, "delete")
+		if n != 1 {
+			t.Errorf("deleted %d, want 1", n)
+		}
+		got, err = s.GetOAuthRequests(ctx, "sig-kinds", []store.OAuthKind{store.KindAuthorizeCode, store.KindOIDC, store.KindAccessToken})
+		must(t, err, "get after delete")
+		if len(got) != 2 {
+			t.Errorf("after deleting the oidc record %d records remain, want the code and the access token", len(got))
+		}
+		got, err = s.GetOAuthRequests(ctx, "sig-none", []store.OAuthKind{store.KindAuthorizeCode})
+		must(t, err, "get nothing")
+		if len(got) != 0 {
+			t.Errorf("an unknown signature gave %d records", len(got))
+		}
+	})
+
 	t.Run("a missing request is not found for get, delete and deactivate", func(t *testing.T) {
 		_, err := s.GetOAuthRequest(ctx, store.KindAccessToken, "nope")
 		wantErr(t, err, store.ErrNotFound, "get")

@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -252,6 +253,56 @@ func testResources(t *testing.T, newStore func(t testing.TB) store.Store) {
 			}
 		})
 	}
+
+	t.Run("finding an auth config prefers the named one, else takes the only one", func(t *testing.T) {
+		s := newStore(t)
+		ctx := ctxb()
+		find := func(t *testing.T, id string) string {
+			t.Helper()
+			a, err := s.FindAuthConfig(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return "(none)"
+			}
+			must(t, err, "find "+id)
+			return a.ID
+		}
+		put := func(t *testing.T, id string) {
+			t.Helper()
+			_, _, err := s.PutAuthConfig(ctx, store.AuthConfig{ID: id, Doc: []byte(`{"id":"` + id + `"}`)}, 0)
+			must(t, err, "put "+id)
+		}
+		steps := []struct {
+			name string
+			put  string
+			want string
+		}{
+			{"an empty table finds nothing", "", "(none)"},
+			{"a sole other one is found", "zeta", "zeta"},
+			{"two others without the named one find nothing", "alpha", "(none)"},
+			{"the named one wins over the others", "default", "default"},
+		}
+		for _, st := range steps {
+			t.Run(st.name, func(t *testing.T) {
+				if st.put != "" {
+					put(t, st.put)
+				}
+				if got := find(t, "default"); got != st.want {
+					t.Errorf("FindAuthConfig(default) = %s, want %s", got, st.want)
+				}
+			})
+		}
+		a, err := s.FindAuthConfig(ctx, "default")
+		must(t, err, "find default")
+		if string(a.Doc) != `{"id":"default"}` || a.Version != 1 {
+			t.Errorf("found %+v, want the whole record", a)
+		}
+		wantUTC(t, "found", a.CreatedAt, a.UpdatedAt)
+		must(t, s.DeleteAuthConfig(ctx, "alpha"), "delete alpha")
+		must(t, s.DeleteAuthConfig(ctx, "default"), "delete default")
+		if got := find(t, "default"); got != "zeta" {
+			t.Errorf("after deleting the others FindAuthConfig(default) = %s, want zeta", got)
+		}
+	})
 
 	t.Run("an empty store lists nothing with a zero total", func(t *testing.T) {
 		s := newStore(t)

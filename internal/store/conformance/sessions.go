@@ -74,6 +74,34 @@ func testBrowserSessions(t *testing.T, newStore func(t testing.TB) store.Store) 
 		}
 	})
 
+	t.Run("replacing a session moves it to a new id and the old id names nothing", func(t *testing.T) {
+		seedUser(t, s, "rot-user")
+		must(t, s.CreateBrowserSession(ctx, store.BrowserSession{ID: "rot-old", State: []byte(`{"step":1}`), CreatedAt: now, UpdatedAt: now, ExpiresAt: exp}), "create")
+		later := now.Add(time.Minute)
+		must(t, s.ReplaceBrowserSession(ctx, "rot-old", store.BrowserSession{ID: "rot-new", UserID: "rot-user", AuthTime: later, AMR: []string{"pwd", "mfa"},
+			State: []byte(`{"step":2}`), CreatedAt: later, UpdatedAt: later, ExpiresAt: exp.Add(time.Minute)}), "replace")
+		_, err := s.GetBrowserSession(ctx, "rot-old")
+		wantErr(t, err, store.ErrNotFound, "the old id")
+		got, err := s.GetBrowserSession(ctx, "rot-new")
+		must(t, err, "the new id")
+		if got.UserID != "rot-user" || !sameStrings(got.AMR, []string{"pwd", "mfa"}) || string(got.State) != `{"step":2}` {
+			t.Errorf("get = %+v, want the replacement", got)
+		}
+		sameTime(t, "created at is the replacement's", got.CreatedAt, later)
+		sameTime(t, "auth time", got.AuthTime, later)
+		sameTime(t, "expiry", got.ExpiresAt, exp.Add(time.Minute))
+		wantUTC(t, "replaced session", got.CreatedAt, got.UpdatedAt, got.ExpiresAt, got.AuthTime)
+
+		wantErr(t, s.ReplaceBrowserSession(ctx, "rot-old", store.BrowserSession{ID: "rot-newer", CreatedAt: now, UpdatedAt: now, ExpiresAt: exp}), store.ErrNotFound, "replacing a gone session")
+		_, err = s.GetBrowserSession(ctx, "rot-newer")
+		wantErr(t, err, store.ErrNotFound, "a failed replacement creates nothing")
+
+		must(t, s.CreateBrowserSession(ctx, store.BrowserSession{ID: "rot-other", CreatedAt: now, UpdatedAt: now, ExpiresAt: exp}), "create another")
+		wantErr(t, s.ReplaceBrowserSession(ctx, "rot-new", store.BrowserSession{ID: "rot-other", CreatedAt: now, UpdatedAt: now, ExpiresAt: exp}), store.ErrConflict, "replacing onto a taken id")
+		_, err = s.GetBrowserSession(ctx, "rot-new")
+		must(t, err, "a conflicting replacement keeps the original")
+	})
+
 	t.Run("deleting a session ends it", func(t *testing.T) {
 		must(t, s.CreateBrowserSession(ctx, store.BrowserSession{ID: "bye", CreatedAt: now, UpdatedAt: now, ExpiresAt: exp}), "create")
 		must(t, s.DeleteBrowserSession(ctx, "bye"), "delete")

@@ -93,6 +93,40 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("accepting a totp step advances it and clears the failures; a replay keeps them", func(t *testing.T) {
+		enrol(t, "accept")
+		for range 2 {
+			a, err := s.ReserveFactorAttempt(ctx, "accept", now, 5, staleLock)
+			must(t, err, "reserve")
+			if !a.Allowed {
+				t.Fatalf("reservation refused: %+v", a)
+			}
+		}
+		must(t, s.LockFactor(ctx, "accept", now.Add(-time.Minute)), "an old lockout")
+		_, err := s.ReserveFactorAttempt(ctx, "accept", now, 5, staleLock)
+		must(t, err, "reserve after the lock")
+		must(t, s.AcceptTOTPStep(ctx, "accept", 101), "accept")
+		got, err := s.GetTwoFactor(ctx, "accept")
+		must(t, err, "get")
+		if got.LastStep != 101 || got.Failures != 0 || got.Lockouts != 0 {
+			t.Errorf("after accepting: step %d, failures %d, lockouts %d; want 101, 0, 0", got.LastStep, got.Failures, got.Lockouts)
+		}
+
+		_, err = s.ReserveFactorAttempt(ctx, "accept", now, 5, staleLock)
+		must(t, err, "reserve again")
+		wantErr(t, s.AcceptTOTPStep(ctx, "accept", 101), store.ErrConflict, "the same step again")
+		got, err = s.GetTwoFactor(ctx, "accept")
+		must(t, err, "get")
+		if got.LastStep != 101 || got.Failures != 1 {
+			t.Errorf("after a replay: step %d, failures %d; want 101 and the reservation kept", got.LastStep, got.Failures)
+		}
+		wantErr(t, s.AcceptTOTPStep(ctx, "nobody", 5), store.ErrNotFound, "a missing factor")
+		errs := race(50, func(int) error { return s.AcceptTOTPStep(ctx, "accept", 300) })
+		if wins, losses := tally(t, errs, store.ErrConflict); wins != 1 || losses != 49 {
+			t.Fatalf("%d accepted and %d refused, want 1 and 49", wins, losses)
+		}
+	})
+
 	t.Run("attempts are allowed up to the limit and counted", func(t *testing.T) {
 		enrol(t, "attempts")
 		for i := 1; i <= 3; i++ {

@@ -143,6 +143,46 @@ func (s *Store) GetCounter(ctx context.Context, key string, window time.Duration
 	return int(hits), nil
 }
 
+// GetCounters reads every key's row of this window length in one query;
+// keys without a row in the current window count 0.
+func (s *Store) GetCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) ([]int, error) {
+	if window < time.Microsecond {
+		return nil, fmt.Errorf("get counters: window %s is too short", window)
+	}
+	out := make([]int, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, len(keys)+2)
+	marks := make([]string, len(keys))
+	for i, k := range keys {
+		marks[i] = "?"
+		args = append(args, k)
+	}
+	args = append(args, int64(window), tv(windowStart(now, window)))
+	rows, err := s.conn(ctx).Raw("SELECT counter_key, hits FROM counters WHERE counter_key IN ("+strings.Join(marks, ", ")+") AND window_ns = ? AND window_start >= ?", args...).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("get counters: %w", err)
+	}
+	defer rows.Close()
+	hits := make(map[string]int, len(keys))
+	for rows.Next() {
+		var k string
+		var n int64
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, fmt.Errorf("get counters: %w", err)
+		}
+		hits[k] = int(n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("get counters: %w", err)
+	}
+	for i, k := range keys {
+		out[i] = hits[k]
+	}
+	return out, nil
+}
+
 // ResetCounter clears the key in every window length.
 func (s *Store) ResetCounter(ctx context.Context, key string) error {
 	if err := s.conn(ctx).Exec("DELETE FROM counters WHERE counter_key = ?", key).Error; err != nil {

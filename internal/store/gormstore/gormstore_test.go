@@ -240,6 +240,45 @@ func TestFailedStatementsDoNotLogParameterValues(t *testing.T) {
 	}
 }
 
+func TestEveryStatementIsLoggedBelowDebugWithoutValues(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		level slog.Level
+		want  bool
+	}{
+		{"at DEBUG-4 every statement is logged", gormstore.LevelSQL, true},
+		{"at DEBUG statements are not logged", slog.LevelDebug, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			var mu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(lockedWriter{&buf, &mu}, &slog.HandlerOptions{Level: tc.level}))
+			s, err := gormstore.OpenSQLite(filepath.Join(t.TempDir(), "g.db"), logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			const secretHash = "$argon2id$SECRET-HASH-VALUE"
+			if _, _, err := s.PutUser(ctx, store.User{ID: "logged", Email: "logged@example.org", PasswordHash: secretHash}, 0); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			out := buf.String()
+			if got := strings.Contains(out, "INSERT INTO users"); got != tc.want {
+				t.Errorf("statement logged = %v, want %v:\n%s", got, tc.want, out)
+			}
+			if strings.Contains(out, secretHash) || strings.Contains(out, "logged@example.org") {
+				t.Errorf("the log holds parameter values:\n%s", out)
+			}
+		})
+	}
+}
+
 type lockedWriter struct {
 	buf *bytes.Buffer
 	mu  *sync.Mutex

@@ -42,12 +42,22 @@ func (l *gormLogger) Error(ctx context.Context, msg string, args ...any) {
 	l.logger.ErrorContext(ctx, "gorm: "+fmt.Sprintf(msg, args...))
 }
 
-// Trace reports slow statements as warnings. Failed statements are logged at
+// LevelSQL logs every statement (without its parameter values), below
+// debug so that debug logs stay readable: set log.level to DEBUG-4 to see
+// which statements a request runs.
+const LevelSQL = slog.LevelDebug - 4
+
+// Trace reports slow statements as warnings, and every statement at
+// LevelSQL. Failed statements are logged at
 // debug only: the error goes back to the caller, who decides whether it
 // matters (a duplicate key or a lost race is an expected outcome).
 func (l *gormLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
 	l.statements.Add(1)
 	elapsed := time.Since(begin)
+	if l.logger.Enabled(ctx, LevelSQL) {
+		sql, rows := fc()
+		l.logger.Log(ctx, LevelSQL, "database statement", "sql", sql, "rows", rows, "elapsed", elapsed, "err", err)
+	}
 	switch {
 	case err != nil && !errors.Is(err, gorm.ErrRecordNotFound):
 		if !l.logger.Enabled(ctx, slog.LevelDebug) {

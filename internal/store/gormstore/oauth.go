@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -12,21 +13,31 @@ import (
 
 const oauthCols = "kind, signature, request_id, client_id, subject, requested_at, expires_at, active, scopes, granted_scopes, audience, granted_audience, form, session"
 
-func (s *Store) CreateOAuthRequest(ctx context.Context, r store.OAuthRequest) error {
+const oauthRowMarks = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+// oauthRowArgs are the INSERT arguments of r, in oauthCols order.
+func oauthRowArgs(r store.OAuthRequest) ([]any, error) {
 	if r.Kind == "" || r.Signature == "" {
-		return errors.New("create oauth request: empty kind or signature")
+		return nil, errors.New("empty kind or signature")
 	}
 	var lists [4]string
 	for i, l := range [][]string{r.Scopes, r.GrantedScopes, r.Audience, r.GrantedAudience} {
 		enc, err := encodeStrings(l)
 		if err != nil {
-			return fmt.Errorf("create %s request: %w", r.Kind, err)
+			return nil, err
 		}
 		lists[i] = enc
 	}
-	err := s.conn(ctx).Exec("INSERT INTO oauth_requests ("+oauthCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, tv(r.RequestedAt), tv(r.ExpiresAt), r.Active,
-		lists[0], lists[1], lists[2], lists[3], r.Form, r.Session).Error
+	return []any{string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, tv(r.RequestedAt), tv(r.ExpiresAt), r.Active,
+		lists[0], lists[1], lists[2], lists[3], r.Form, r.Session}, nil
+}
+
+func (s *Store) CreateOAuthRequest(ctx context.Context, r store.OAuthRequest) error {
+	args, err := oauthRowArgs(r)
+	if err != nil {
+		return fmt.Errorf("create %s request: %w", r.Kind, err)
+	}
+	err = s.conn(ctx).Exec("INSERT INTO oauth_requests ("+oauthCols+") VALUES "+oauthRowMarks, args...).Error
 	if isDuplicate(err) {
 		return fmt.Errorf("create %s request: signature already stored: %w", r.Kind, store.ErrConflict)
 	}
@@ -34,6 +45,80 @@ func (s *Store) CreateOAuthRequest(ctx context.Context, r store.OAuthRequest) er
 		return fmt.Errorf("create %s request: %w", r.Kind, err)
 	}
 	return nil
+}
+
+// CreateOAuthRequests is one multi-row INSERT: a statement is atomic, so
+// the rows are stored together or not at all.
+func (s *Store) CreateOAuthRequests(ctx context.Context, rs []store.OAuthRequest) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	marks := make([]string, len(rs))
+	args := make([]any, 0, 14*len(rs))
+	for i, r := range rs {
+		a, err := oauthRowArgs(r)
+		if err != nil {
+			return fmt.Errorf("create %s request: %w", r.Kind, err)
+		}
+		marks[i] = oauthRowMarks
+		args = append(args, a...)
+	}
+	err := s.conn(ctx).Exec("INSERT INTO oauth_requests ("+oauthCols+") VALUES "+strings.Join(marks, ", "), args...).Error
+	if isDuplicate(err) {
+		return fmt.Errorf("create %d oauth requests: a signature is already stored: %w", len(rs), store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create %d oauth requests: %w", len(rs), err)
+	}
+	return nil
+}
+
+// kindsIn is the "(?, ?)" list and arguments of an IN over kinds.
+func kindsIn(kinds []store.OAuthKind) (string, []any) {
+	marks := make([]string, len(kinds))
+	args := make([]any, len(kinds))
+	for i, k := range kinds {
+		marks[i], args[i] = "?", string(k)
+	}
+	return "(" + strings.Join(marks, ", ") + ")", args
+}
+
+// GetOAuthRequests names every kind: the primary key (kind, signature)
+// serves each as a point look-up.
+func (s *Store) GetOAuthRequests(ctx context.Context, signature string, kinds []store.OAuthKind) ([]store.OAuthRequest, error) {
+	if len(kinds) == 0 {
+		return nil, nil
+	}
+	in, args := kindsIn(kinds)
+	rows, err := s.conn(ctx).Raw("SELECT "+oauthCols+" FROM oauth_requests WHERE kind IN "+in+" AND signature = ?", append(args, signature)...).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("get oauth requests: %w", err)
+	}
+	defer rows.Close()
+	var out []store.OAuthRequest
+	for rows.Next() {
+		o, err := scanOAuthRequest(rows)
+		if err != nil {
+			return nil, fmt.Errorf("get oauth requests: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("get oauth requests: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) DeleteOAuthRequests(ctx context.Context, signature string, kinds []store.OAuthKind) (int64, error) {
+	if len(kinds) == 0 {
+		return 0, nil
+	}
+	in, args := kindsIn(kinds)
+	res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE kind IN "+in+" AND signature = ?", append(args, signature)...)
+	if res.Error != nil {
+		return 0, fmt.Errorf("delete oauth requests: %w", res.Error)
+	}
+	return res.RowsAffected, nil
 }
 
 func scanOAuthRequest(r rowScanner) (store.OAuthRequest, error) {

@@ -69,8 +69,12 @@ func (s *Store) putVersioned(ctx context.Context, t versioned, id string, vals [
 }
 
 // countAll totals a table for a listing whose page came back empty; other
-// pages get their total from a window count in the same query.
-func (s *Store) countAll(ctx context.Context, table string) (int, error) {
+// pages get their total from a window count in the same query. An empty
+// first page (or an unpaged listing) needs no count: the table is empty.
+func (s *Store) countAll(ctx context.Context, table string, p store.Page) (int, error) {
+	if p.Count <= 0 || p.Offset() == 0 {
+		return 0, nil
+	}
 	var n int64
 	if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM " + table).Row().Scan(&n); err != nil {
 		return 0, err
@@ -176,7 +180,7 @@ func (s *Store) ListUsers(ctx context.Context, p store.Page) ([]store.User, int,
 		return nil, 0, fmt.Errorf("list users: %w", err)
 	}
 	if len(out) == 0 {
-		n, err := s.countAll(ctx, "users")
+		n, err := s.countAll(ctx, "users", p)
 		if err != nil {
 			return nil, 0, fmt.Errorf("list users: %w", err)
 		}
@@ -274,7 +278,7 @@ func (s *Store) ListClients(ctx context.Context, p store.Page) ([]store.Client, 
 		return nil, 0, fmt.Errorf("list clients: %w", err)
 	}
 	if len(out) == 0 {
-		n, err := s.countAll(ctx, "clients")
+		n, err := s.countAll(ctx, "clients", p)
 		if err != nil {
 			return nil, 0, fmt.Errorf("list clients: %w", err)
 		}
@@ -339,6 +343,24 @@ func (s *Store) GetAuthConfig(ctx context.Context, id string) (store.AuthConfig,
 	return a, nil
 }
 
+// FindAuthConfig orders the preferred record first and counts the table in
+// the same statement (a window count): the preferred one if it exists, else
+// the only one when the count is one.
+func (s *Store) FindAuthConfig(ctx context.Context, preferredID string) (store.AuthConfig, error) {
+	var total int64
+	a, err := scanAuthConfig(s.conn(ctx).Raw("SELECT "+authConfigCols+", COUNT(*) OVER () FROM auth_configs ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END, id LIMIT 1", preferredID).Row(), &total)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.AuthConfig{}, fmt.Errorf("find auth config %q: %w", preferredID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.AuthConfig{}, fmt.Errorf("find auth config %q: %w", preferredID, err)
+	}
+	if a.ID != preferredID && total != 1 {
+		return store.AuthConfig{}, fmt.Errorf("find auth config %q: none by that id and %d others: %w", preferredID, total, store.ErrNotFound)
+	}
+	return a, nil
+}
+
 func (s *Store) ListAuthConfigs(ctx context.Context, p store.Page) ([]store.AuthConfig, int, error) {
 	lim, largs := pageSQL(p)
 	rows, err := s.conn(ctx).Raw("SELECT "+authConfigCols+", COUNT(*) OVER () FROM auth_configs ORDER BY id"+lim, largs...).Rows()
@@ -359,7 +381,7 @@ func (s *Store) ListAuthConfigs(ctx context.Context, p store.Page) ([]store.Auth
 		return nil, 0, fmt.Errorf("list auth configs: %w", err)
 	}
 	if len(out) == 0 {
-		n, err := s.countAll(ctx, "auth_configs")
+		n, err := s.countAll(ctx, "auth_configs", p)
 		if err != nil {
 			return nil, 0, fmt.Errorf("list auth configs: %w", err)
 		}

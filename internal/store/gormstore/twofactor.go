@@ -96,6 +96,27 @@ func (s *Store) AdvanceTOTPStep(ctx context.Context, userID string, step int64) 
 	return fmt.Errorf("advance totp step of user %q: step already used: %w", userID, store.ErrConflict)
 }
 
+// AcceptTOTPStep is AdvanceTOTPStep's conditional UPDATE that also clears
+// the failure count, so a successful TOTP check settles its reservation
+// without a second statement.
+func (s *Store) AcceptTOTPStep(ctx context.Context, userID string, step int64) error {
+	res := s.conn(ctx).Exec("UPDATE two_factors SET last_step = ?, failures = 0, lockouts = 0, updated_at = ? WHERE user_id = ? AND last_step < ?", step, s.now(), userID, step)
+	if res.Error != nil {
+		return fmt.Errorf("accept totp step of user %q: %w", userID, res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	ok, err := s.factorExists(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("accept totp step of user %q: %w", userID, err)
+	}
+	if !ok {
+		return fmt.Errorf("accept totp step of user %q: %w", userID, store.ErrNotFound)
+	}
+	return fmt.Errorf("accept totp step of user %q: step already used: %w", userID, store.ErrConflict)
+}
+
 // ReserveFactorAttempt is one conditional UPDATE, so the limit holds however
 // many attempts race: it increments Failures below the limit, or starts a new
 // series when the row sits at the limit past its stale reservation's end.

@@ -52,6 +52,7 @@ func (s *Store) conn(ctx context.Context) *gorm.DB {
 func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
 	parent := s.current(ctx)
 	if parent == nil {
+		s.roundTrip()
 		tx := s.db.WithContext(ctx).Begin()
 		if tx.Error != nil {
 			return ctx, fmt.Errorf("begin transaction: %w", tx.Error)
@@ -103,6 +104,7 @@ func (s *Store) CommitTx(ctx context.Context) error {
 		}
 		return nil
 	}
+	s.roundTrip()
 	if err := st.tx.Commit().Error; err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -132,6 +134,7 @@ func (s *Store) RollbackTx(ctx context.Context) error {
 		}
 		return nil
 	}
+	s.roundTrip()
 	if err := st.tx.Rollback().Error; err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("rollback: %w", err)
 	}
