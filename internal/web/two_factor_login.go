@@ -49,6 +49,29 @@ const (
 	msgEnrolmentExpired = "This setup expired. Scan the new QR code and enter the code it shows."
 )
 
+// secondFactorStep gathers what both sides of the code step need: the
+// pending second factor and its user, the flow (client) it belongs to and
+// that client's AuthConfig. It has answered the request when ok is false.
+func (h *Handler) secondFactorStep(w http.ResponseWriter, r *http.Request, sess *session.Session) (p *session.PendingSecondFactor, user store.User, f flow, ac resource.AuthConfig, ok bool) {
+	p, user, ok = h.pendingSecondFactor(w, r, sess)
+	if !ok {
+		return
+	}
+	var err error
+	if f, err = h.flowOf(r, sess); err != nil {
+		h.unavailable(w, r, err)
+		return p, user, f, ac, false
+	}
+	if !h.secondFactorUsable(w, r, p, f) {
+		return p, user, f, ac, false
+	}
+	if ac, err = h.authConfig(r.Context(), f.client); err != nil {
+		h.unavailable(w, r, err)
+		return p, user, f, ac, false
+	}
+	return p, user, f, ac, true
+}
+
 // pendingSecondFactor returns the session's unexpired second-factor step
 // and its user, or sends the browser back to the password form.
 func (h *Handler) pendingSecondFactor(w http.ResponseWriter, r *http.Request, sess *session.Session) (*session.PendingSecondFactor, store.User, bool) {
@@ -85,26 +108,12 @@ func (h *Handler) pendingSecondFactor(w http.ResponseWriter, r *http.Request, se
 // webhook first when one is configured; or, for a user who must enrol,
 // shows the enrolment.
 func (h *Handler) twoFactorPage(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	sess := h.loadSession(w, r)
 	if sess == nil {
 		return
 	}
-	p, user, ok := h.pendingSecondFactor(w, r, sess)
+	p, user, f, ac, ok := h.secondFactorStep(w, r, sess)
 	if !ok {
-		return
-	}
-	f, err := h.flowOf(r, sess)
-	if err != nil {
-		h.unavailable(w, r, err)
-		return
-	}
-	if !h.secondFactorUsable(w, r, p, f) {
-		return
-	}
-	ac, err := h.authConfig(ctx, f.client)
-	if err != nil {
-		h.unavailable(w, r, err)
 		return
 	}
 	if !p.Enrolled {
@@ -247,21 +256,8 @@ func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
 		return
 	}
-	p, user, ok := h.pendingSecondFactor(w, r, sess)
+	p, user, f, ac, ok := h.secondFactorStep(w, r, sess)
 	if !ok {
-		return
-	}
-	f, err := h.flowOf(r, sess)
-	if err != nil {
-		h.unavailable(w, r, err)
-		return
-	}
-	if !h.secondFactorUsable(w, r, p, f) {
-		return
-	}
-	ac, err := h.authConfig(ctx, f.client)
-	if err != nil {
-		h.unavailable(w, r, err)
 		return
 	}
 	if !p.Enrolled {

@@ -238,16 +238,23 @@ func (h *Handler) enableSubmit(w http.ResponseWriter, r *http.Request) {
 // disablePage asks for a current code (or a recovery code) to turn the
 // second factor off.
 func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) {
+	h.factorCodePage(w, r, PathTwoFactorDisable, pageDisable, "Turn off two-step verification")
+}
+
+// factorCodePage is the GET side of a settings action that needs a fresh
+// password and a current code of an enabled factor (disable, new recovery
+// codes): it sends the user to re-enter the password first when needed.
+func (h *Handler) factorCodePage(w http.ResponseWriter, r *http.Request, path, page, heading string) {
 	sess := h.loadSession(w, r)
 	if sess == nil {
 		return
 	}
-	user, ok := h.settingsUser(w, r, sess, PathTwoFactorDisable)
+	user, ok := h.settingsUser(w, r, sess, path)
 	if !ok {
 		return
 	}
 	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, PathTwoFactorDisable)
+		h.sendToLogin(w, r, sess, path)
 		return
 	}
 	st, err := h.TwoFactor.Status(r.Context(), user.ID)
@@ -259,7 +266,7 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
 		return
 	}
-	h.renderCodePage(w, r, sess, user, st, pageDisable, "Turn off two-step verification", true)
+	h.renderCodePage(w, r, sess, user, st, page, heading, true)
 }
 
 // renderCodePage shows a settings page that asks for a current code
@@ -409,28 +416,7 @@ func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 // the settings page links here for sms/e-mail factors, whose code must be
 // sent first (a TOTP user types one into the settings page's own form).
 func (h *Handler) regeneratePage(w http.ResponseWriter, r *http.Request) {
-	sess := h.loadSession(w, r)
-	if sess == nil {
-		return
-	}
-	user, ok := h.settingsUser(w, r, sess, PathTwoFactorRecoveryCodes)
-	if !ok {
-		return
-	}
-	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, PathTwoFactorRecoveryCodes)
-		return
-	}
-	st, err := h.TwoFactor.Status(r.Context(), user.ID)
-	if err != nil {
-		h.unavailable(w, r, err)
-		return
-	}
-	if !st.Enabled {
-		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
-		return
-	}
-	h.renderCodePage(w, r, sess, user, st, pageRegenerate, "New recovery codes", true)
+	h.factorCodePage(w, r, PathTwoFactorRecoveryCodes, pageRegenerate, "New recovery codes")
 }
 
 // enrolment returns the TOTP enrolment pending in sess for user, or starts
