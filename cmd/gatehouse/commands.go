@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -112,6 +113,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := applyFile(ctx, app, e.cfg.DemoFile, stdout); err != nil {
 			return fmt.Errorf("demo resources: %w", err)
 		}
+	}
+	// GOMEMLIMIT, when set, is the operator's word and wins.
+	if e.cfg.MemoryLimitMiB > 0 && getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(e.cfg.MemoryLimitMiB) << 20)
 	}
 	ln, err := net.Listen("tcp", e.cfg.Addr)
 	if err != nil {

@@ -66,6 +66,15 @@ type Config struct {
 	TrustedProxies []string `yaml:"trustedProxies"`
 	// Pprof serves net/http/pprof under /debug/pprof/ behind admin auth.
 	Pprof bool `yaml:"pprof"`
+
+	// MemoryLimitMiB is the Go runtime's soft memory limit. Every password
+	// hash allocates 19 MiB that is garbage a moment later; with the default
+	// GC pacing that garbage, not live data, sets the resident size. A
+	// limit makes the collector return it sooner, at the price of faulting
+	// the pages in again: measured at concurrency 64, 64 MiB took peak RSS
+	// from ~160 to ~110 MiB and login throughput down by a fifth. 0 leaves
+	// the runtime's default (or GOMEMLIMIT).
+	MemoryLimitMiB int `yaml:"memoryLimitMiB"`
 }
 
 // Default returns the zero-configuration settings.
@@ -201,6 +210,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", d.name))
 		}
+	}
+	if c.MemoryLimitMiB < 0 {
+		errs = append(errs, errors.New("memoryLimitMiB: must not be negative"))
 	}
 	for _, p := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil {
