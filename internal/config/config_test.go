@@ -76,6 +76,7 @@ func TestValidate(t *testing.T) {
 		{"a bad log format is refused", func(c *Config) { c.Log.Format = "xml" }, "log.format"},
 		{"a zero token lifespan is refused", func(c *Config) { c.Tokens.AccessTokenLifespan = 0 }, "accessTokenLifespan"},
 		{"a bad proxy CIDR is refused", func(c *Config) { c.TrustedProxies = []string{"10.0.0.1"} }, "CIDR"},
+		{"a negative memory limit is refused", func(c *Config) { c.MemoryLimitMiB = -1 }, "memoryLimitMiB"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
