@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -35,7 +34,6 @@ import (
 	"golang.org/x/net/html"
 	"golang.org/x/oauth2"
 
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
@@ -954,40 +952,4 @@ func dumpPostgres(t *testing.T, dsn string) []byte {
 		rows.Close()
 	}
 	return all.Bytes()
-}
-
-// startAppWithKey is startApp with a given master key, so that several
-// processes serve one database as one service (DESIGN.md §7).
-func startAppWithKey(t *testing.T, st store.Store, masterKey []byte, mutate ...func(*config.Config)) *testApp {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Addr = ln.Addr().String()
-	cfg.DataDir = t.TempDir()
-	cfg.Password.MemoryKiB, cfg.Password.Iterations = 64, 1
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	cfg.Finish()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	adminHash, err := NewPasswordHasher(cfg).Hash(context.Background(), testAdminPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := Build(context.Background(), cfg, Deps{
-		Store: st, Logger: logger, MasterKey: masterKey, AdminPasswordHash: adminHash,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: app.Handler}}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return &testApp{App: app, URL: srv.URL, t: t}
 }

@@ -34,6 +34,13 @@ type testApp struct {
 // startApp builds the whole server on st and serves it on 127.0.0.1.
 func startApp(t *testing.T, st store.Store, mutate ...func(*config.Config)) *testApp {
 	t.Helper()
+	return startAppWithKey(t, st, secret.RandomBytes(32), mutate...)
+}
+
+// startAppWithKey is startApp with a given master key, so that several
+// processes serve one database as one service (DESIGN.md §7).
+func startAppWithKey(t *testing.T, st store.Store, masterKey []byte, mutate ...func(*config.Config)) *testApp {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -51,13 +58,12 @@ func startApp(t *testing.T, st store.Store, mutate ...func(*config.Config)) *tes
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hasher := NewPasswordHasher(cfg)
-	adminHash, err := hasher.Hash(context.Background(), testAdminPassword)
+	adminHash, err := NewPasswordHasher(cfg).Hash(context.Background(), testAdminPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
 	app, err := Build(context.Background(), cfg, Deps{
-		Store: st, Logger: logger, MasterKey: secret.RandomBytes(32), AdminPasswordHash: adminHash,
+		Store: st, Logger: logger, MasterKey: masterKey, AdminPasswordHash: adminHash,
 	})
 	if err != nil {
 		t.Fatal(err)
