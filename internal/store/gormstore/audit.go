@@ -113,8 +113,13 @@ func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration
 		return 0, fmt.Errorf("hit counter: window %s is too short", window)
 	}
 	start := windowStart(now, window)
+	ctx, unlock, err := s.lockedWrite(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("hit counter: %w", err)
+	}
+	defer unlock()
 	var hits int64
-	err := s.conn(ctx).Raw(`INSERT INTO counters (counter_key, window_ns, window_start, hits) VALUES (?, ?, ?, 1)
+	err = s.conn(ctx).Raw(`INSERT INTO counters (counter_key, window_ns, window_start, hits) VALUES (?, ?, ?, 1)
 		ON CONFLICT (counter_key, window_ns) DO UPDATE SET
 			hits = CASE WHEN excluded.window_start > counters.window_start THEN 1 ELSE counters.hits + 1 END,
 			window_start = CASE WHEN excluded.window_start > counters.window_start THEN excluded.window_start ELSE counters.window_start END

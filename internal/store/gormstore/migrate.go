@@ -237,7 +237,12 @@ func (s *Store) MigrateTo(ctx context.Context, version int) error {
 }
 
 func (s *Store) applyMigration(ctx context.Context, m migration) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	unlock, err := s.lockWriter(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate to version %d (%s): %w", m.Version, m.Name, err)
+	}
+	defer unlock()
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if s.dialect == dialectPostgres {
 			if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(coalesce(current_schema(), '')))", migrationLockKey).Error; err != nil {
 				return fmt.Errorf("take migration lock: %w", err)

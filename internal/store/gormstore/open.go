@@ -34,6 +34,9 @@ type Store struct {
 	db      *gorm.DB
 	dialect string
 	logger  *slog.Logger
+	// writers queues this process's SQLite writers (see writelock.go); nil
+	// on PostgreSQL.
+	writers chan struct{}
 	// Now is the clock for UpdatedAt stamps and session expiry checks.
 	Now func() time.Time
 }
@@ -120,13 +123,17 @@ func OpenSQLite(path string, logger *slog.Logger) (*Store, error) {
 		// Each connection to :memory: is its own empty database.
 		sqlDB.SetMaxOpenConns(1)
 	} else {
-		// Writers queue on the file lock anyway; a small pool keeps readers
+		// Writers queue on the writer lock anyway; a small pool keeps readers
 		// concurrent without piling up connections that only wait.
 		sqlDB.SetMaxOpenConns(16)
 		sqlDB.SetMaxIdleConns(16)
 	}
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db, dialect: dialectSQLite, logger: logger, Now: time.Now}
+	s := &Store{db: db, dialect: dialectSQLite, logger: logger, writers: newWriterQueue(), Now: time.Now}
+	if err := s.queueStatementWriters(db); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+	}
 	if err := s.Ping(context.Background()); err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)

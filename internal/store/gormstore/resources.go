@@ -53,6 +53,11 @@ func (s *Store) putVersioned(ctx context.Context, t versioned, id string, vals [
 		args = append(args, vals...)
 		args = append(args, now, now)
 	}
+	ctx, unlock, err := s.lockedWrite(ctx)
+	if err != nil {
+		return 0, time.Time{}, false, err
+	}
+	defer unlock()
 	var ca dbTime
 	err = s.conn(ctx).Raw(q.String(), args...).Row().Scan(&version, &ca)
 	if errors.Is(err, sql.ErrNoRows) {

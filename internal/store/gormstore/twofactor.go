@@ -128,9 +128,14 @@ func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now tim
 		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: stale lock %s is not positive", userID, staleLock)
 	}
 	now = utc(now)
+	ctx, unlock, err := s.lockedWrite(ctx)
+	if err != nil {
+		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
+	}
+	defer unlock()
 	db := s.conn(ctx)
 	var failures int64
-	err := db.Raw(`UPDATE two_factors SET
+	err = db.Raw(`UPDATE two_factors SET
 			failures = CASE WHEN failures < ? THEN failures + 1 ELSE 1 END,
 			lockouts = CASE WHEN failures < ? THEN lockouts ELSE lockouts + 1 END,
 			reserved_at = ?, updated_at = ?
@@ -278,9 +283,14 @@ func (s *Store) CreateOneTimeCode(ctx context.Context, c store.OneTimeCode) erro
 // update and matches nothing.
 func (s *Store) ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash string, now time.Time) (store.OneTimeCode, error) {
 	now = utc(now)
+	ctx, unlock, err := s.lockedWrite(ctx)
+	if err != nil {
+		return store.OneTimeCode{}, fmt.Errorf("consume one-time code: %w", err)
+	}
+	defer unlock()
 	var c store.OneTimeCode
 	var ca, ea, ua dbTime
-	err := s.conn(ctx).Raw(`UPDATE one_time_codes SET used_at = ?
+	err = s.conn(ctx).Raw(`UPDATE one_time_codes SET used_at = ?
 		WHERE id = (SELECT id FROM one_time_codes WHERE binding_id = ? AND code_hash = ? AND used_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 1)
 		AND binding_id = ? AND code_hash = ? AND used_at IS NULL AND expires_at > ?
 		RETURNING `+oneTimeCodeCols, now, bindingID, codeHash, now, bindingID, codeHash, now).Row().

@@ -23,6 +23,7 @@ type txState struct {
 	seq       int // savepoints opened so far; only the root's counts
 	savepoint string
 	done      bool
+	unlock    func() // the root's turn as SQLite writer
 }
 
 // current returns the innermost unfinished transaction level of this store in
@@ -52,12 +53,21 @@ func (s *Store) conn(ctx context.Context) *gorm.DB {
 func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
 	parent := s.current(ctx)
 	if parent == nil {
+		unlock, err := s.lockWriter(ctx)
+		if err != nil {
+			return ctx, fmt.Errorf("begin transaction: %w", err)
+		}
 		s.roundTrip()
 		tx := s.db.WithContext(ctx).Begin()
 		if tx.Error != nil {
+			unlock()
 			return ctx, fmt.Errorf("begin transaction: %w", tx.Error)
 		}
-		root := &txState{store: s, tx: tx}
+		// database/sql rolls the transaction back when ctx ends; give up the
+		// turn then too, so a caller that is slow to roll back (or never
+		// does) cannot stall the other writers.
+		stop := context.AfterFunc(ctx, unlock)
+		root := &txState{store: s, tx: tx, unlock: func() { stop(); unlock() }}
 		root.root = root
 		return context.WithValue(ctx, txKey{}, root), nil
 	}
@@ -105,6 +115,7 @@ func (s *Store) CommitTx(ctx context.Context) error {
 		return nil
 	}
 	s.roundTrip()
+	defer st.unlock()
 	if err := st.tx.Commit().Error; err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -135,6 +146,7 @@ func (s *Store) RollbackTx(ctx context.Context) error {
 		return nil
 	}
 	s.roundTrip()
+	defer st.unlock()
 	if err := st.tx.Rollback().Error; err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("rollback: %w", err)
 	}
