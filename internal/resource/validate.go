@@ -443,19 +443,7 @@ func validateOrigin(raw string, opts Options) error {
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Opaque != "" {
 		return fmt.Errorf("an origin is scheme://host[:port] without path or query")
 	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !opts.Dev && !IsLoopbackHost(u.Hostname()) {
-			return fmt.Errorf("plain http is only allowed for loopback hosts")
-		}
-	default:
-		return fmt.Errorf("an origin must use http or https")
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("needs a host")
-	}
-	return nil
+	return checkWebURL(u, opts, "an origin must use http or https")
 }
 
 func validateStyleURL(raw string, opts Options) error {
@@ -472,6 +460,12 @@ func validateStyleURL(raw string, opts Options) error {
 	if u.User != nil {
 		return fmt.Errorf("must not contain user information")
 	}
+	return checkWebURL(u, opts, "must be an https URL or a path starting with /")
+}
+
+// checkWebURL accepts https, and http only for a loopback host (or in dev
+// mode); badScheme is the message for any other scheme.
+func checkWebURL(u *url.URL, opts Options, badScheme string) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
@@ -479,7 +473,7 @@ func validateStyleURL(raw string, opts Options) error {
 			return fmt.Errorf("plain http is only allowed for loopback hosts")
 		}
 	default:
-		return fmt.Errorf("must be an https URL or a path starting with /")
+		return fmt.Errorf("%s", badScheme)
 	}
 	if u.Hostname() == "" {
 		return fmt.Errorf("needs a host")

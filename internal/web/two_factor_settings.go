@@ -307,37 +307,48 @@ func (h *Handler) renderCodePageError(w http.ResponseWriter, r *http.Request, se
 	}, csp{})
 }
 
-// disableSubmit turns the factor off when the code is right: the secret
-// and recovery codes are deleted and the user's other sessions end.
-func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	sess := h.loadSession(w, r)
-	if sess == nil {
-		return
+// codeGatedSubmit is the common start of a settings POST that needs a
+// fresh password and a current code (disable, new recovery codes): CSRF,
+// a signed-in user, the password rule, and the code to check as a
+// VerifyInput. returnTo is where the user comes back after re-entering the
+// password. It has answered the request when ok is false.
+func (h *Handler) codeGatedSubmit(w http.ResponseWriter, r *http.Request, returnTo string) (sess *session.Session, user store.User, in twofactor.VerifyInput, ok bool) {
+	if sess = h.loadSession(w, r); sess == nil {
+		return nil, user, in, false
 	}
 	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
-		return
+		return nil, user, in, false
 	}
-	user, ok := h.settingsUser(w, r, sess, PathTwoFactorDisable)
-	if !ok {
-		return
+	if user, ok = h.settingsUser(w, r, sess, returnTo); !ok {
+		return nil, user, in, false
 	}
 	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, PathTwoFactorDisable)
-		return
+		h.sendToLogin(w, r, sess, returnTo)
+		return nil, user, in, false
 	}
 	ac, err := h.settingsAuthConfig(r)
 	if err != nil {
 		h.unavailable(w, r, err)
-		return
+		return nil, user, in, false
 	}
-	err = h.TwoFactor.Disable(ctx, twofactor.VerifyInput{
+	return sess, user, twofactor.VerifyInput{
 		UserID:    user.ID,
 		Code:      r.PostForm.Get("code"),
 		PastSteps: ac.PastTokens(),
 		BindingID: sess.ID(),
 		Meta:      twoFactorMeta(r, ""),
-	}, sess.ID())
+	}, true
+}
+
+// disableSubmit turns the factor off when the code is right: the secret
+// and recovery codes are deleted and the user's other sessions end.
+func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess, user, in, ok := h.codeGatedSubmit(w, r, PathTwoFactorDisable)
+	if !ok {
+		return
+	}
+	err := h.TwoFactor.Disable(ctx, in, sess.ID())
 	switch {
 	case errors.Is(err, twofactor.ErrNotEnabled):
 		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
@@ -361,34 +372,13 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 // code, and shows the new ones once.
 func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	sess := h.loadSession(w, r)
-	if sess == nil {
-		return
-	}
-	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
-		return
-	}
-	user, ok := h.settingsUser(w, r, sess, PathTwoFactor)
+	// A POST cannot be resumed: after a password prompt, come back to the
+	// settings page that makes it.
+	sess, user, in, ok := h.codeGatedSubmit(w, r, PathTwoFactor)
 	if !ok {
 		return
 	}
-	if !h.passwordFresh(sess) {
-		// A POST cannot be resumed: come back to the page that makes it.
-		h.sendToLogin(w, r, sess, PathTwoFactor)
-		return
-	}
-	ac, err := h.settingsAuthConfig(r)
-	if err != nil {
-		h.unavailable(w, r, err)
-		return
-	}
-	codes, err := h.TwoFactor.RegenerateRecoveryCodes(ctx, twofactor.VerifyInput{
-		UserID:    user.ID,
-		Code:      r.PostForm.Get("code"),
-		PastSteps: ac.PastTokens(),
-		BindingID: sess.ID(),
-		Meta:      twoFactorMeta(r, ""),
-	})
+	codes, err := h.TwoFactor.RegenerateRecoveryCodes(ctx, in)
 	switch {
 	case errors.Is(err, twofactor.ErrNotEnabled):
 		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
