@@ -63,7 +63,7 @@ func (e *env) build(ctx context.Context, stdout io.Writer) (*server.App, error) 
 		// Shown once, on the terminal, never logged; only its hash is kept.
 		fmt.Fprintf(stdout, "\nGenerated admin credentials (shown once; set GATEHOUSE_ADMIN_PASSWORD to choose your own):\n  user:     %s\n  password: %s\n\n", e.cfg.Admin.User, generated)
 	}
-	return server.Build(ctx, e.cfg, server.Deps{Store: e.store, Logger: e.logger, MasterKey: e.masterKey, AdminPasswordHash: adminHash})
+	return server.Build(ctx, e.cfg, server.Deps{Store: e.store, Logger: e.logger, MasterKey: e.masterKey, AdminPasswordHash: adminHash, Hasher: hasher})
 }
 
 // withApp opens the database, wires the application, runs fn and closes.

@@ -10,7 +10,7 @@ import (
 	"runtime"
 	"strings"
 
-	"golang.org/x/crypto/argon2"
+	"github.com/gatehouse/gatehouse/internal/secret/argon2id"
 )
 
 // Argon2Params are argon2id cost parameters. The defaults are OWASP's
@@ -29,13 +29,16 @@ var DefaultArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Iterations: 2, Parallelis
 // ErrMalformedHash means a stored hash is not an argon2id PHC string we can read.
 var ErrMalformedHash = errors.New("malformed password hash")
 
-// PasswordHasher hashes and verifies passwords with argon2id. At most Limit
-// hashes run at once: each costs MemoryKiB of memory, so a burst of logins
-// queues instead of piling up buffers.
+// PasswordHasher hashes and verifies passwords with argon2id. At most limit
+// hashes run at once, each in one of limit work areas that are kept and
+// reused: a burst of logins queues for a slot instead of piling up 19 MiB
+// buffers for the collector, and memory stays at limit × MemoryKiB.
 type PasswordHasher struct {
 	Params Argon2Params
-	sem    chan struct{}
-	dummy  string
+	// slots holds one work area per hash allowed to run at once; taking
+	// one is the admission to hash.
+	slots chan *argon2id.Memory
+	dummy string
 }
 
 // NewPasswordHasher returns a hasher that runs at most limit hashes at once
@@ -44,24 +47,36 @@ func NewPasswordHasher(p Argon2Params, limit int) *PasswordHasher {
 	if limit <= 0 {
 		limit = runtime.GOMAXPROCS(0)
 	}
-	h := &PasswordHasher{Params: p, sem: make(chan struct{}, limit)}
+	h := &PasswordHasher{Params: p, slots: make(chan *argon2id.Memory, limit)}
+	for range limit {
+		// Allocated at first use, so an idle server holds none.
+		h.slots <- new(argon2id.Memory)
+	}
 	// A fixed hash to verify against for unknown users, so that "no such
 	// user" costs the same as "wrong password".
 	salt := make([]byte, p.SaltLen)
-	h.dummy = encodePHC(p, salt, argon2.IDKey([]byte("gatehouse-dummy"), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen))
+	h.dummy = encodePHC(p, salt, argon2id.IDKey(nil, []byte("gatehouse-dummy"), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen))
 	return h
 }
 
-func (h *PasswordHasher) acquire(ctx context.Context) error {
+// idKey runs one argon2id hash when a slot is free. A stored hash with a
+// larger memory cost than configured (imported, or from before a change of
+// parameters) gets a work area of its own that is not kept, so one odd row
+// cannot grow every slot for good.
+func (h *PasswordHasher) idKey(ctx context.Context, password, salt []byte, p Argon2Params, keyLen uint32) ([]byte, error) {
+	var m *argon2id.Memory
 	select {
-	case h.sem <- struct{}{}:
-		return nil
+	case m = <-h.slots:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
+	defer func() { h.slots <- m }()
+	work := m
+	if p.MemoryKiB > h.Params.MemoryKiB {
+		work = nil
+	}
+	return argon2id.IDKey(work, password, salt, p.Iterations, p.MemoryKiB, p.Parallelism, keyLen), nil
 }
-
-func (h *PasswordHasher) release() { <-h.sem }
 
 // Hash returns an argon2id PHC string for password.
 func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, error) {
@@ -69,11 +84,10 @@ func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, err
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("read salt: %w", err)
 	}
-	if err := h.acquire(ctx); err != nil {
+	key, err := h.idKey(ctx, []byte(password), salt, h.Params, h.Params.KeyLen)
+	if err != nil {
 		return "", err
 	}
-	defer h.release()
-	key := argon2.IDKey([]byte(password), salt, h.Params.Iterations, h.Params.MemoryKiB, h.Params.Parallelism, h.Params.KeyLen)
 	return encodePHC(h.Params, salt, key), nil
 }
 
@@ -89,11 +103,10 @@ func (h *PasswordHasher) Verify(ctx context.Context, phc, password string) (bool
 	if err != nil {
 		return false, err
 	}
-	if err := h.acquire(ctx); err != nil {
+	got, err := h.idKey(ctx, []byte(password), salt, p, uint32(len(want)))
+	if err != nil {
 		return false, err
 	}
-	defer h.release()
-	got := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
 	return known && subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 
@@ -107,7 +120,7 @@ var b64 = base64.RawStdEncoding
 
 func encodePHC(p Argon2Params, salt, key []byte) string {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, p.MemoryKiB, p.Iterations, p.Parallelism, b64.EncodeToString(salt), b64.EncodeToString(key))
+		argon2id.Version, p.MemoryKiB, p.Iterations, p.Parallelism, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
 func decodePHC(s string) (Argon2Params, []byte, []byte, error) {
@@ -117,7 +130,7 @@ func decodePHC(s string) (Argon2Params, []byte, []byte, error) {
 		return p, nil, nil, ErrMalformedHash
 	}
 	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2id.Version {
 		return p, nil, nil, ErrMalformedHash
 	}
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil {

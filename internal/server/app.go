@@ -56,7 +56,10 @@ type Deps struct {
 	MasterKey []byte
 	// AdminPasswordHash is the argon2id PHC of the bootstrap admin password.
 	AdminPasswordHash string
-	Now               func() time.Time
+	// Hasher is the password hasher (nil: one from the configuration). It
+	// holds the hashing work areas, so a process wants exactly one.
+	Hasher *secret.PasswordHasher
+	Now    func() time.Time
 }
 
 // Build wires every component. It creates the first signing key when the
@@ -66,7 +69,10 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		d.Now = time.Now
 	}
 	a := &App{Config: cfg, Store: d.Store, Logger: d.Logger, Now: d.Now}
-	a.Hasher = NewPasswordHasher(cfg)
+	a.Hasher = d.Hasher
+	if a.Hasher == nil {
+		a.Hasher = NewPasswordHasher(cfg)
+	}
 	a.Audit = &audit.Recorder{Store: d.Store, Logger: d.Logger, Now: d.Now}
 	a.Accounts = &account.Authenticator{Store: d.Store, Hasher: a.Hasher, Audit: a.Audit, Throttle: account.DefaultThrottle, Now: d.Now}
 
