@@ -35,6 +35,9 @@ type Handler struct {
 	// scopes; nil means Bearer tokens are not accepted. The token must carry
 	// the gatehouse:admin scope.
 	VerifyBearer func(ctx context.Context, token string) (clientID string, scopes []string, err error)
+	// ClientChanged, when set, is told the id of every client this handler
+	// has just changed or deleted (the token endpoint caches clients).
+	ClientChanged func(id string)
 	// Options are the validation switches (Dev, AllowPrivate).
 	Options resource.Options
 	// RequestID, when set, names the request in audit events; otherwise the

@@ -285,6 +285,7 @@ func (h *Handler) putClient(ctx context.Context, c resource.Client, conds condit
 	if err != nil {
 		return view{}, false, err
 	}
+	h.clientChanged(c.ID)
 	var detail map[string]string
 	if hash != "" {
 		detail = map[string]string{"secretChanged": "true"}
@@ -489,8 +490,17 @@ func (h *Handler) remove(ctx context.Context, typ, id string, conds conditions, 
 	if err != nil {
 		return view{}, err
 	}
+	if typ == resource.TypeClient {
+		h.clientChanged(id)
+	}
 	h.record(ctx, audit.AdminDelete, who, typ, id, v.version, false, nil)
 	return v, nil
+}
+
+func (h *Handler) clientChanged(id string) {
+	if h.ClientChanged != nil {
+		h.ClientChanged(id)
+	}
 }
 
 // refuseIfReferenced keeps an AuthConfig that a Client names: deleting it

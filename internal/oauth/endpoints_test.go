@@ -347,6 +347,7 @@ func TestCompleteAuthorizeWithTheDatabaseDown(t *testing.T) {
 		if err := e.st.Close(); err != nil {
 			t.Fatal(err)
 		}
+		e.p.ForgetClient("web") // else the client comes from the cache
 		_, err = e.parse(q)
 		if ae, ok := err.(*AuthorizeError); !ok || ae.Code != "temporarily_unavailable" || ae.Redirectable {
 			t.Fatalf("ParseAuthorize with the database down: %#v", err)

@@ -195,6 +195,10 @@ func (e *env) putClient(c resource.Client, sec string) {
 	if _, _, err := e.st.PutClient(ctx, rec, 0); err != nil {
 		e.t.Fatalf("put client %s: %v", c.ID, err)
 	}
+	// As the admin API does after a change.
+	if e.p != nil {
+		e.p.ForgetClient(c.ID)
+	}
 }
 
 func (e *env) putUser(u resource.User, password string) {

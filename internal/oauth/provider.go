@@ -33,6 +33,7 @@ type Provider struct {
 	keys     *keyManager
 	secrets  *secretHasher
 	idSigner *joseSigner
+	clients  *clientCache
 
 	openIDConfig []byte // precomputed discovery documents
 	oauthConfig  []byte
@@ -61,7 +62,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key sealer: %w", err)
 	}
-	p := &Provider{cfg: cfg}
+	p := &Provider{cfg: cfg, clients: newClientCache(cfg.Now)}
 	p.keys = &keyManager{
 		store:     cfg.Store,
 		sealer:    sealer,
@@ -248,9 +249,12 @@ func (p *Provider) getClient(ctx context.Context, id, grant string) (*client, er
 	if id == "" {
 		return nil, fosite.ErrNotFound
 	}
-	// fosite asks for the client several times per request (client
-	// authentication, then once per stored record it rebuilds): the
-	// request memo, when the handler installed one, reads it once.
+	sc, hit, gen := p.clients.get(id)
+	if hit {
+		return viewOf(sc, grant), nil
+	}
+	// The request memo, when the handler installed one, also keeps a
+	// missing client from being read again within the request.
 	sc, err := resource.FetchClient(ctx, p.cfg.Store, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
@@ -261,8 +265,14 @@ func (p *Provider) getClient(ctx context.Context, id, grant string) (*client, er
 	if err != nil {
 		return nil, storeErr("get client", err)
 	}
+	p.clients.put(id, sc, gen)
 	return viewOf(sc, grant), nil
 }
+
+// ForgetClient drops client id from the client cache: the admin API calls it
+// after changing or deleting the client, so the change applies to the next
+// request.
+func (p *Provider) ForgetClient(id string) { p.clients.forget(id) }
 
 // keyRetention is how long a retired key stays in the JWKS: until every
 // token it may have signed has expired. Per-client access token lifespans can

@@ -148,6 +148,35 @@ func TestClientAuthentication(t *testing.T) {
 				}
 			})
 		}
+		t.Run("a change made by another process applies once the client cache entry expires", func(t *testing.T) {
+			if r := e.clientCredentials("svc-opaque", svcSecret, "patient.read"); r.status != http.StatusOK {
+				t.Fatalf("before: %d %s", r.status, r.raw)
+			}
+			ctx := context.Background()
+			rec, err := e.st.GetClient(ctx, "svc-opaque")
+			if err != nil {
+				t.Fatal(err)
+			}
+			hash, err := resource.HashWriteOnly(ctx, e.hasher, "set elsewhere")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.SecretHash = hash
+			if _, _, err := e.st.PutClient(ctx, rec, rec.Version); err != nil {
+				t.Fatal(err)
+			}
+			if r := e.clientCredentials("svc-opaque", svcSecret, "patient.read"); r.status != http.StatusOK {
+				t.Fatalf("within the cache's second: %d %s", r.status, r.raw)
+			}
+			e.clock.Advance(clientCacheTTL)
+			if r := e.clientCredentials("svc-opaque", svcSecret, "patient.read"); r.status != http.StatusUnauthorized {
+				t.Fatalf("old secret after the cache's second: %d %s", r.status, r.raw)
+			}
+			if r := e.clientCredentials("svc-opaque", "set elsewhere", "patient.read"); r.status != http.StatusOK {
+				t.Fatalf("new secret: %d %s", r.status, r.raw)
+			}
+			e.putClient(resource.Client{ID: "svc-opaque", GrantTypes: []string{"client_credentials"}, Scope: []string{"patient.read"}}, svcSecret)
+		})
 		t.Run("a changed secret is not served from the cache", func(t *testing.T) {
 			if r := e.clientCredentials("svc-opaque", svcSecret, "patient.read"); r.status != http.StatusOK {
 				t.Fatalf("before: %d %s", r.status, r.raw)

@@ -133,6 +133,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		AdminUser:         cfg.Admin.User,
 		AdminPasswordHash: d.AdminPasswordHash,
 		VerifyBearer:      a.OAuth.VerifyAdminToken,
+		ClientChanged:     a.OAuth.ForgetClient,
 		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate},
 	}
 	a.Web = &web.Handler{
