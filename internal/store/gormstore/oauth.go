@@ -32,12 +32,18 @@ func oauthRowArgs(r store.OAuthRequest) ([]any, error) {
 		lists[0], lists[1], lists[2], lists[3], r.Form, r.Session}, nil
 }
 
+// CreateOAuthRequest stores one record. Outside a transaction on SQLite the
+// row joins a group commit (batch.go); elsewhere it is one INSERT.
 func (s *Store) CreateOAuthRequest(ctx context.Context, r store.OAuthRequest) error {
 	args, err := oauthRowArgs(r)
 	if err != nil {
 		return fmt.Errorf("create %s request: %w", r.Kind, err)
 	}
-	err = s.conn(ctx).Exec("INSERT INTO oauth_requests ("+oauthCols+") VALUES "+oauthRowMarks, args...).Error
+	if s.groupsInserts(ctx) {
+		err = s.queueInsert(ctx, args)
+	} else {
+		err = s.insertOAuthRows(ctx, args)
+	}
 	if isDuplicate(err) {
 		return fmt.Errorf("create %s request: signature already stored: %w", r.Kind, store.ErrConflict)
 	}
@@ -53,17 +59,15 @@ func (s *Store) CreateOAuthRequests(ctx context.Context, rs []store.OAuthRequest
 	if len(rs) == 0 {
 		return nil
 	}
-	marks := make([]string, len(rs))
-	args := make([]any, 0, 14*len(rs))
+	rows := make([][]any, len(rs))
 	for i, r := range rs {
 		a, err := oauthRowArgs(r)
 		if err != nil {
 			return fmt.Errorf("create %s request: %w", r.Kind, err)
 		}
-		marks[i] = oauthRowMarks
-		args = append(args, a...)
+		rows[i] = a
 	}
-	err := s.conn(ctx).Exec("INSERT INTO oauth_requests ("+oauthCols+") VALUES "+strings.Join(marks, ", "), args...).Error
+	err := s.insertOAuthRows(ctx, rows...)
 	if isDuplicate(err) {
 		return fmt.Errorf("create %d oauth requests: a signature is already stored: %w", len(rs), store.ErrConflict)
 	}
@@ -71,6 +75,18 @@ func (s *Store) CreateOAuthRequests(ctx context.Context, rs []store.OAuthRequest
 		return fmt.Errorf("create %d oauth requests: %w", len(rs), err)
 	}
 	return nil
+}
+
+// insertOAuthRows is one INSERT of rows (oauthRowArgs each); the database's
+// error is returned as it is, for the caller to name.
+func (s *Store) insertOAuthRows(ctx context.Context, rows ...[]any) error {
+	marks := make([]string, len(rows))
+	args := make([]any, 0, 14*len(rows))
+	for i, a := range rows {
+		marks[i] = oauthRowMarks
+		args = append(args, a...)
+	}
+	return s.conn(ctx).Exec("INSERT INTO oauth_requests ("+oauthCols+") VALUES "+strings.Join(marks, ", "), args...).Error
 }
 
 // kindsIn is the "(?, ?)" list and arguments of an IN over kinds.

@@ -1,0 +1,11 @@
+package gormstore
+
+// OAuthInsertBatches is the number of group commits of token INSERTs so far.
+func (s *Store) OAuthInsertBatches() int64 { return s.inserts.batches.Load() }
+
+// QueuedOAuthInserts is the number of rows waiting for a group commit.
+func (s *Store) QueuedOAuthInserts() int {
+	s.inserts.mu.Lock()
+	defer s.inserts.mu.Unlock()
+	return len(s.inserts.queue)
+}
