@@ -23,6 +23,13 @@ type env struct {
 	logger    *slog.Logger
 	store     *gormstore.Store
 	masterKey []byte
+	logs      *logWriter
+}
+
+// close closes the database and writes out the buffered log lines.
+func (e *env) close() {
+	e.store.Close()
+	e.logs.Close()
 }
 
 // open loads the configuration, creates the data dir, opens and migrates the
@@ -32,24 +39,28 @@ func open(ctx context.Context, f *commonFlags, getenv func(string) string, stder
 	if err != nil {
 		return nil, err
 	}
-	logger := newLogger(cfg, stderr)
+	logs := newLogWriter(stderr)
+	logger := newLogger(cfg, logs)
 	if err := cfg.EnsureDataDir(); err != nil {
 		return nil, err
 	}
 	st, err := gormstore.Open(cfg.DatabaseURL, cfg.DataDir, logger)
 	if err != nil {
+		logs.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
+		logs.Close()
 		return nil, fmt.Errorf("migrate database: %w", err)
 	}
 	key, err := cfg.LoadMasterKey(logger)
 	if err != nil {
 		st.Close()
+		logs.Close()
 		return nil, err
 	}
-	return &env{cfg: cfg, logger: logger, store: st, masterKey: key}, nil
+	return &env{cfg: cfg, logger: logger, store: st, masterKey: key, logs: logs}, nil
 }
 
 // build wires the application on e's store.
@@ -72,7 +83,7 @@ func withApp(ctx context.Context, f *commonFlags, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	defer e.store.Close()
+	defer e.close()
 	app, err := e.build(ctx, stdout)
 	if err != nil {
 		return err
@@ -95,7 +106,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	defer e.store.Close()
+	defer e.close()
 	if *demo {
 		e.cfg.Demo = true
 	}
@@ -139,7 +150,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	defer e.store.Close()
+	defer e.close()
 	applied, latest, err := e.store.MigrationStatus(ctx)
 	if err != nil {
 		return err
