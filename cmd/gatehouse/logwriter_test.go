@@ -1,33 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"sync"
 	"testing"
 	"time"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the flush timer's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestLogWriter(t *testing.T) {
 	t.Run("a line on a quiet writer is written at once", func(t *testing.T) {
-		var out lockedBuffer
+		var out syncBuffer
 		w := newLogWriter(&out)
 		w.Write([]byte("first\n"))
 		if out.String() != "first\n" {
@@ -35,7 +15,7 @@ func TestLogWriter(t *testing.T) {
 		}
 	})
 	t.Run("lines that follow closely wait for the flush, then all arrive in order", func(t *testing.T) {
-		var out lockedBuffer
+		var out syncBuffer
 		w := newLogWriter(&out)
 		w.Write([]byte("a\n"))
 		for _, l := range []string{"b\n", "c\n", "d\n"} {
@@ -53,7 +33,7 @@ func TestLogWriter(t *testing.T) {
 		}
 	})
 	t.Run("Close writes what waits", func(t *testing.T) {
-		var out lockedBuffer
+		var out syncBuffer
 		w := newLogWriter(&out)
 		w.Write([]byte("a\n"))
 		w.Write([]byte("b\n"))
@@ -65,7 +45,7 @@ func TestLogWriter(t *testing.T) {
 		}
 	})
 	t.Run("a line long after the last write goes out at once", func(t *testing.T) {
-		var out lockedBuffer
+		var out syncBuffer
 		now := time.Now()
 		w := newLogWriter(&out)
 		w.now = func() time.Time { return now }
