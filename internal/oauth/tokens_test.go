@@ -2,10 +2,12 @@ package oauth
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,6 +234,46 @@ func TestSecretCache(t *testing.T) {
 	}
 	if err := h.verify(ctx, "c", 1, other, "s3cret"); err == nil {
 		t.Fatal("a cached success leaked to another hash")
+	}
+}
+
+func TestSecretChecksArrivingTogether(t *testing.T) {
+	e := newEnv(t, gormstoreOpen(t))
+	ctx := context.Background()
+	phc, _ := e.hasher.Hash(ctx, "s3cret")
+	for _, tc := range []struct {
+		name, presented string
+		want            error
+	}{
+		{"32 simultaneous checks of a right secret cost one hash and all pass", "s3cret", nil},
+		{"32 simultaneous checks of a wrong secret cost one hash and all fail", "wrong", errWrongSecret},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newSecretHasher(e.hasher, []byte("k"), e.clock.Now)
+			errs := make(chan error, 32)
+			var start sync.WaitGroup
+			start.Add(1)
+			for range 32 {
+				go func() {
+					start.Wait()
+					errs <- h.verify(ctx, "c", 1, phc, tc.presented)
+				}()
+			}
+			start.Done()
+			for range 32 {
+				if err := <-errs; !errors.Is(err, tc.want) {
+					t.Fatalf("got %v, want %v", err, tc.want)
+				}
+			}
+			// Goroutines that arrive after the first check finished run
+			// their own (a failure is not cached), so allow a few.
+			if n := h.hashes.Load(); n < 1 || n > 4 {
+				t.Fatalf("%d argon2 verifications for one key", n)
+			}
+			if len(h.inflight) != 0 {
+				t.Fatalf("%d checks left in flight", len(h.inflight))
+			}
+		})
 	}
 }
 
