@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 
 	upstream "golang.org/x/crypto/argon2"
 )
@@ -99,12 +100,12 @@ func TestMappedMemoryIsReturnedWhenUnreachable(t *testing.T) {
 		}
 		runtime.AddCleanup(m, func(ch chan struct{}) { close(ch) }, released)
 	}()
-	for range 20 {
+	for range 100 {
 		runtime.GC()
 		select {
 		case <-released:
 			return
-		default:
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	t.Fatal("an unreachable Memory was never cleaned up")
