@@ -144,12 +144,8 @@ func methodHeading(method string) string {
 // password, the status of their factor and the AuthConfig of the settings
 // pages; ok false when the page has answered.
 func (h *Handler) methodSession(w http.ResponseWriter, r *http.Request, sess *session.Session, returnTo string) (store.User, twofactor.Status, resource.AuthConfig, bool) {
-	user, ok := h.settingsUser(w, r, sess, returnTo)
+	user, ok := h.freshSettingsUser(w, r, sess, returnTo)
 	if !ok {
-		return store.User{}, twofactor.Status{}, resource.AuthConfig{}, false
-	}
-	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, returnTo)
 		return store.User{}, twofactor.Status{}, resource.AuthConfig{}, false
 	}
 	st, err := h.TwoFactor.Status(r.Context(), user.ID)

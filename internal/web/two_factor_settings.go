@@ -41,6 +41,21 @@ func (h *Handler) settingsUser(w http.ResponseWriter, r *http.Request, sess *ses
 	return user, true
 }
 
+// freshSettingsUser is settingsUser for the pages that change a factor: the
+// password must also have been entered within the last few minutes, else
+// the browser is sent to confirm it and come back to returnTo.
+func (h *Handler) freshSettingsUser(w http.ResponseWriter, r *http.Request, sess *session.Session, returnTo string) (store.User, bool) {
+	user, ok := h.settingsUser(w, r, sess, returnTo)
+	if !ok {
+		return store.User{}, false
+	}
+	if !h.passwordFresh(sess) {
+		h.sendToLogin(w, r, sess, returnTo)
+		return store.User{}, false
+	}
+	return user, true
+}
+
 // sendToLogin parks returnTo and sends the browser to the login page: to
 // sign in, or, when signed in, to confirm the password.
 func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, returnTo string) {
@@ -153,26 +168,12 @@ func (h *Handler) enablePage(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	user, ok := h.settingsUser(w, r, sess, PathTwoFactorEnable)
+	user, st, ac, ok := h.methodSession(w, r, sess, PathTwoFactorEnable)
 	if !ok {
-		return
-	}
-	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, PathTwoFactorEnable)
-		return
-	}
-	st, err := h.TwoFactor.Status(r.Context(), user.ID)
-	if err != nil {
-		h.unavailable(w, r, err)
 		return
 	}
 	if st.Enabled {
 		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
-		return
-	}
-	ac, err := h.settingsAuthConfig(r)
-	if err != nil {
-		h.unavailable(w, r, err)
 		return
 	}
 	h.renderSettingsEnrolment(w, r, sess, user, ac, "")
@@ -201,12 +202,8 @@ func (h *Handler) enableSubmit(w http.ResponseWriter, r *http.Request) {
 	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
 		return
 	}
-	user, ok := h.settingsUser(w, r, sess, PathTwoFactorEnable)
+	user, ok := h.freshSettingsUser(w, r, sess, PathTwoFactorEnable)
 	if !ok {
-		return
-	}
-	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, PathTwoFactorEnable)
 		return
 	}
 	ac, err := h.settingsAuthConfig(r)
@@ -249,12 +246,8 @@ func (h *Handler) factorCodePage(w http.ResponseWriter, r *http.Request, path, p
 	if sess == nil {
 		return
 	}
-	user, ok := h.settingsUser(w, r, sess, path)
+	user, ok := h.freshSettingsUser(w, r, sess, path)
 	if !ok {
-		return
-	}
-	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, path)
 		return
 	}
 	st, err := h.TwoFactor.Status(r.Context(), user.ID)
@@ -319,11 +312,7 @@ func (h *Handler) codeGatedSubmit(w http.ResponseWriter, r *http.Request, return
 	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
 		return nil, user, in, false
 	}
-	if user, ok = h.settingsUser(w, r, sess, returnTo); !ok {
-		return nil, user, in, false
-	}
-	if !h.passwordFresh(sess) {
-		h.sendToLogin(w, r, sess, returnTo)
+	if user, ok = h.freshSettingsUser(w, r, sess, returnTo); !ok {
 		return nil, user, in, false
 	}
 	ac, err := h.settingsAuthConfig(r)
