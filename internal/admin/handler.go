@@ -38,6 +38,9 @@ type Handler struct {
 	// ClientChanged, when set, is told the id of every client this handler
 	// has just changed or deleted (the token endpoint caches clients).
 	ClientChanged func(id string)
+	// PolicyChanged, when set, is told of every write or delete of a Client
+	// or an AuthConfig (the sign-in policy cache forgets what it holds).
+	PolicyChanged func()
 	// Options are the validation switches (Dev, AllowPrivate).
 	Options resource.Options
 	// RequestID, when set, names the request in audit events; otherwise the

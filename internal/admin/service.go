@@ -336,6 +336,7 @@ func (h *Handler) putAuthConfig(ctx context.Context, a resource.AuthConfig, cond
 	if w := a.Webhook(); w != nil && w.Secret != "" {
 		detail = map[string]string{"webhookSecretChanged": "true"}
 	}
+	h.policyChanged()
 	h.record(ctx, audit.AdminWrite, who, resource.TypeAuthConfig, a.ID, stored.Version, created, detail)
 	v, _, err := authConfigView(stored)
 	return v, created, err
@@ -493,6 +494,9 @@ func (h *Handler) remove(ctx context.Context, typ, id string, conds conditions, 
 	if typ == resource.TypeClient {
 		h.clientChanged(id)
 	}
+	if typ == resource.TypeAuthConfig {
+		h.policyChanged()
+	}
 	h.record(ctx, audit.AdminDelete, who, typ, id, v.version, false, nil)
 	return v, nil
 }
@@ -500,6 +504,13 @@ func (h *Handler) remove(ctx context.Context, typ, id string, conds conditions, 
 func (h *Handler) clientChanged(id string) {
 	if h.ClientChanged != nil {
 		h.ClientChanged(id)
+	}
+	h.policyChanged()
+}
+
+func (h *Handler) policyChanged() {
+	if h.PolicyChanged != nil {
+		h.PolicyChanged()
 	}
 }
 

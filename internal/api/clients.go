@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/gatehouse/gatehouse/internal/notify"
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -114,19 +115,11 @@ func (c *call) clientCredentials() (id, sec string, err error) {
 
 // authConfig is the AuthConfig that applies to a client.
 func (h *Handler) authConfig(ctx context.Context, cl resource.Client) (resource.AuthConfig, error) {
-	ac, err := resource.ResolveAuthConfig(ctx, h.Store, cl)
-	if err != nil {
-		return resource.AuthConfig{}, fmt.Errorf("resolve auth config: %w", err)
-	}
-	return ac, nil
+	return h.SignIn.Policy.AuthConfig(ctx, cl)
 }
 
 // webhookOf is the delivery target of an AuthConfig's codes; its zero
 // value (no endpoint) makes the second-factor service refuse to send.
 func webhookOf(ac resource.AuthConfig) notify.Webhook {
-	w := ac.Webhook()
-	if w == nil {
-		return notify.Webhook{}
-	}
-	return notify.Webhook{Endpoint: w.Endpoint, TimeoutMS: w.Timeout, Headers: w.Headers, Secret: w.Secret}
+	return policy.Policy{AuthConfig: ac}.Webhook()
 }

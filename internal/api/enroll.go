@@ -70,7 +70,7 @@ func (h *Handler) mustHaveNoFactor(c *call, s *SignIn) error {
 	if s.TwoFactor.Enabled {
 		return errAlreadyEnabled
 	}
-	offers, err := h.offers(c.r.Context(), s)
+	offers, err := h.SignIn.Offers(c.r.Context(), s)
 	if err != nil {
 		return err
 	}
@@ -88,10 +88,10 @@ func (h *Handler) enrollCodes(c *call, s *SignIn, method string) error {
 	if err := enableError(err); err != nil {
 		return err
 	}
-	if s.TwoFactor, err = h.twoFactorOf(ctx, s.User.ID); err != nil {
+	if err := h.SignIn.Refresh(ctx, s); err != nil {
 		return err
 	}
-	offers, err := h.offers(ctx, s)
+	offers, err := h.SignIn.Offers(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -144,5 +144,5 @@ func (h *Handler) enrollConfirm(c *call) error {
 	if err := enableError(err); err != nil {
 		return err
 	}
-	return h.completeMFA(c, s, []string{"otp"}, map[string]any{"recovery_codes": codes})
+	return h.completeSignIn(c, s, StrategyTOTP, []string{"otp"}, map[string]any{"recovery_codes": codes})
 }

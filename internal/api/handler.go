@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
@@ -70,23 +70,17 @@ type Handler struct {
 	Logger    *slog.Logger
 	Now       func() time.Time
 	Admin     func(http.Handler) http.Handler
-	// Factors are second factors of the deployment's own, offered after the
-	// built-in ones (see Factor). Their strategies must differ from totp,
-	// phone_code, email_code and backup_code.
-	Factors []Factor
+	// SignIn is the sign-in engine every surface shares; the deployment's
+	// own factors are registered there (signin.Engine.Factors).
+	SignIn *signin.Engine
 }
 
 // Register mounts the API on mux. Like ServeMux with clashing patterns, it
 // panics when two factors claim one strategy: a wiring mistake to fix
 // before the server starts.
 func (h *Handler) Register(mux *http.ServeMux) {
-	seen := map[string]bool{}
-	for _, f := range h.factors() {
-		st := f.Strategy()
-		if st == "" || seen[st] {
-			panic(fmt.Sprintf("api: factor strategy %q is empty or used twice", st))
-		}
-		seen[st] = true
+	if err := h.SignIn.Validate(); err != nil {
+		panic("api: " + err.Error())
 	}
 	public := []struct {
 		method, path string

@@ -23,8 +23,10 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
@@ -181,6 +183,7 @@ func newEnv(t testing.TB, st store.Store, opts ...option) *env {
 	h := &api.Handler{
 		Store: st, OAuth: prov, TwoFactor: tf, Accounts: accounts, Hasher: hasher,
 		Audit: rec, Logger: logger, Now: c.Now, Admin: adm.RequireAdmin,
+		SignIn: &signin.Engine{Store: st, TwoFactor: tf, Policy: &policy.Resolver{Store: st}, Logger: logger, Now: c.Now},
 	}
 	for _, o := range opts {
 		o(h)

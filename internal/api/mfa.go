@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
@@ -332,7 +333,7 @@ func (h *Handler) recoveryVerify(c *call) error {
 	if err != nil {
 		return err
 	}
-	if !s.TwoFactor.Enabled || looksLikeOTP(vals[0]) {
+	if !s.TwoFactor.Enabled || signin.LooksLikeOTP(vals[0]) {
 		return errInvalidCode
 	}
 	codes, err := h.TwoFactor.RegenerateRecoveryCodes(c.r.Context(), twofactor.VerifyInput{
@@ -344,7 +345,7 @@ func (h *Handler) recoveryVerify(c *call) error {
 	case err != nil:
 		return err
 	}
-	return h.completeMFA(c, s, []string{"otp"}, map[string]any{"recovery_codes": codes})
+	return h.completeSignIn(c, s, StrategyBackupCode, []string{"otp"}, map[string]any{"recovery_codes": codes})
 }
 
 // bindable is GET /auth/mfa/bindable?phone=… or ?email=…: whether the

@@ -298,7 +298,7 @@ func (f faceFactor) Attempt(ctx context.Context, s *api.SignIn, code string) (ap
 
 func TestADeploymentsOwnFactor(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		e.api.Factors = []api.Factor{faceFactor{}}
+		e.api.SignIn.Factors = []api.Factor{faceFactor{}}
 		e.user(resource.User{ID: "fay", Email: "fay@example.com"})
 		r := e.signIn("fay")
 		if r.str("status") != api.StatusNeedsSecondFactor || !slices.Equal(strategies(r), []string{"face"}) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -13,15 +12,16 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
 // Sign-in states, as Clerk names them.
 const (
-	StatusComplete          = "complete"
-	StatusNeedsSecondFactor = "needs_second_factor"
-	StatusNeedsEnrollment   = "needs_enrollment"
+	StatusComplete          = signin.StatusComplete
+	StatusNeedsSecondFactor = signin.StatusNeedsSecondFactor
+	StatusNeedsEnrollment   = signin.StatusNeedsEnrollment
 )
 
 // Bounds of the password step: longer input is refused as invalid
@@ -63,34 +63,24 @@ func (h *Handler) signIn(c *call) error {
 	if err != nil {
 		return err
 	}
-	ac, err := h.authConfig(ctx, cl)
+	s, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: cl, FirstFactorAt: h.now(), Meta: c.meta(cl.ID)})
 	if err != nil {
 		return err
 	}
-	s := &SignIn{User: user, Client: cl, AuthConfig: ac, Meta: c.meta(cl.ID)}
-	if s.TwoFactor, err = h.twoFactorOf(ctx, user.ID); err != nil {
-		return err
+	if step.Status == StatusComplete {
+		return h.complete(c, cl, step.Result.UserID, step.Result.AMR, nil)
 	}
-	offers, err := h.offers(ctx, s)
+	token, exp, err := h.SignIn.Park(ctx, s, signin.APITTL)
 	if err != nil {
 		return err
 	}
-	status := StatusNeedsSecondFactor
-	if len(offers) == 0 {
-		if !cl.TwoFactorRequired() && !ac.TwoFactorRequired() && !resource.TOTPEnrolmentDue(s.TwoFactor) {
-			return h.complete(c, cl, user.ID, []string{"pwd"}, nil)
+	body := map[string]any{"status": step.Status, "mfa_token": token, "expires_at": exp}
+	if step.Status == StatusNeedsSecondFactor {
+		if body["factors"], err = h.SignIn.Offers(ctx, s); err != nil {
+			return err
 		}
-		status = StatusNeedsEnrollment
-	}
-	token, t, err := h.TwoFactor.IssueMFAToken(ctx, user.ID, cl.ID)
-	if err != nil {
-		return err
-	}
-	body := map[string]any{"status": status, "mfa_token": token, "expires_at": t.ExpiresAt}
-	if status == StatusNeedsSecondFactor {
-		body["factors"] = offers
 	} else {
-		body["enrollable"] = h.enrollable(s)
+		body["enrollable"] = h.SignIn.Enrollable(s)
 	}
 	return c.json(http.StatusOK, body)
 }
@@ -108,23 +98,6 @@ func (h *Handler) twoFactorOf(ctx context.Context, userID string) (store.TwoFact
 	return tf, nil
 }
 
-// enrollable lists the factors a user without one may set up during the
-// sign-in: TOTP always, and codes to a verified phone or address when the
-// AuthConfig has a webhook to deliver them.
-func (h *Handler) enrollable(s *SignIn) []Offer {
-	out := []Offer{{Strategy: StrategyTOTP}}
-	if webhookOf(s.AuthConfig).Endpoint == "" {
-		return out
-	}
-	if s.User.PhoneNumber != "" && s.User.PhoneVerified {
-		out = append(out, Offer{Strategy: StrategyPhoneCode, DestinationID: DestinationPhone, Destination: twofactor.MaskDestination(s.User.PhoneNumber)})
-	}
-	if s.User.Email != "" && s.User.EmailVerified {
-		out = append(out, Offer{Strategy: StrategyEmailCode, DestinationID: DestinationEmail, Destination: twofactor.MaskDestination(s.User.Email)})
-	}
-	return out
-}
-
 // openSignIn authenticates the client and opens the mfa_token of a sign-in
 // in progress: genuine, unexpired, this client's, not completed, and its
 // user still active.
@@ -139,42 +112,24 @@ func (c *call) openSignIn() (*SignIn, error) {
 	if raw == "" {
 		return nil, missing("mfa_token")
 	}
-	t, err := h.TwoFactor.OpenMFAToken(ctx, raw, cl.ID)
-	if errors.Is(err, twofactor.ErrInvalidMFAToken) {
+	si, err := h.SignIn.Open(ctx, raw, cl)
+	if errors.Is(err, signin.ErrInvalidTicket) {
 		return nil, errInvalidMFAToken
 	}
 	if err != nil {
 		return nil, err
 	}
-	user, err := h.Store.GetUser(ctx, t.UserID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && user.Inactive) {
-		return nil, errInvalidMFAToken
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get user %q: %w", t.UserID, err)
-	}
-	ac, err := h.authConfig(ctx, cl)
-	if err != nil {
-		return nil, err
-	}
-	s := &SignIn{Token: t, User: user, Client: cl, AuthConfig: ac, Meta: c.meta(cl.ID)}
-	if s.TwoFactor, err = h.twoFactorOf(ctx, user.ID); err != nil {
-		return nil, err
-	}
-	return s, nil
+	si.Meta = c.meta(cl.ID)
+	return si, nil
 }
 
-// strategyOf reads and resolves the "strategy" parameter.
-func (c *call) strategyOf() (Factor, error) {
+// strategyOf reads the "strategy" parameter.
+func (c *call) strategyOf() (string, error) {
 	st := strings.TrimSpace(c.p.get("strategy"))
 	if st == "" {
-		return nil, missing("strategy")
+		return "", missing("strategy")
 	}
-	f := c.h.factor(st)
-	if f == nil {
-		return nil, errStrategy
-	}
-	return f, nil
+	return st, nil
 }
 
 var (
@@ -197,6 +152,8 @@ func factorError(err error) error {
 		return errTooManySends
 	case errors.Is(err, twofactor.ErrNoWebhook):
 		return errNoWebhook
+	case errors.Is(err, signin.ErrInvalidTicket):
+		return errInvalidMFAToken
 	}
 	return err
 }
@@ -208,11 +165,11 @@ func (h *Handler) prepare(c *call) error {
 	if err != nil {
 		return err
 	}
-	f, err := c.strategyOf()
+	st, err := c.strategyOf()
 	if err != nil {
 		return err
 	}
-	p, err := f.Prepare(c.r.Context(), s, strings.TrimSpace(c.p.get("destination_id")))
+	p, err := h.SignIn.Prepare(c.r.Context(), s, st, strings.TrimSpace(c.p.get("destination_id")))
 	if err != nil {
 		return factorError(err)
 	}
@@ -226,7 +183,7 @@ func (h *Handler) attempt(c *call) error {
 	if err != nil {
 		return err
 	}
-	f, err := c.strategyOf()
+	st, err := c.strategyOf()
 	if err != nil {
 		return err
 	}
@@ -234,22 +191,23 @@ func (h *Handler) attempt(c *call) error {
 	if strings.TrimSpace(code) == "" {
 		return missing("code")
 	}
-	proof, err := f.Attempt(c.r.Context(), s, code)
+	res, err := h.SignIn.Attempt(c.r.Context(), s, st, code)
+	var extra map[string]any
+	if res.RecoveryCodesRemaining != nil {
+		extra = map[string]any{"recovery_codes_remaining": *res.RecoveryCodesRemaining}
+	}
 	if err != nil {
 		return factorError(err)
 	}
-	var extra map[string]any
-	if proof.RecoveryCodesRemaining != nil {
-		extra = map[string]any{"recovery_codes_remaining": *proof.RecoveryCodesRemaining}
-	}
-	return h.completeMFA(c, s, proof.AMR, extra)
+	return h.complete(c, s.Client, res.UserID, res.AMR, extra)
 }
 
-// completeMFA spends the mfa_token of a sign-in whose second factor was
-// proven and answers the tokens. Exactly one completion of a token wins.
-func (h *Handler) completeMFA(c *call, s *SignIn, amr []string, extra map[string]any) error {
-	err := h.TwoFactor.CompleteMFAToken(c.r.Context(), s.Token)
-	if errors.Is(err, twofactor.ErrInvalidMFAToken) {
+// completeSignIn finishes s after a step outside Attempt proved a factor
+// (an enrolment confirmed, a recovery code exchanged for new ones), and
+// answers the tokens. Exactly one completion of a ticket wins.
+func (h *Handler) completeSignIn(c *call, s *SignIn, strategy string, methods []string, extra map[string]any) error {
+	res, err := h.SignIn.Complete(c.r.Context(), s, strategy, methods)
+	if errors.Is(err, signin.ErrInvalidTicket) {
 		if len(extra) > 0 {
 			e := *errInvalidMFAToken
 			e.Extra = extra
@@ -260,18 +218,7 @@ func (h *Handler) completeMFA(c *call, s *SignIn, amr []string, extra map[string
 	if err != nil {
 		return err
 	}
-	return h.complete(c, s.Client, s.User.ID, amrWith(amr), extra)
-}
-
-// amrWith is pwd followed by the proven methods, mfa last.
-func amrWith(methods []string) []string {
-	out := []string{"pwd"}
-	for _, m := range methods {
-		if m != "pwd" && m != "mfa" && !slices.Contains(out, m) {
-			out = append(out, m)
-		}
-	}
-	return append(out, "mfa")
+	return h.complete(c, s.Client, res.UserID, res.AMR, extra)
 }
 
 // complete issues the tokens of a finished sign-in and answers them with

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"net/http"
 	"net/url"
 	"slices"
@@ -388,7 +389,7 @@ func TestRequiredSecondFactorEnrolsDuringSignIn(t *testing.T) {
 }
 
 func TestRegisterRefusesTwoFactorsWithOneStrategy(t *testing.T) {
-	h := &api.Handler{Factors: []api.Factor{faceFactor{}, faceFactor{}}}
+	h := &api.Handler{SignIn: &signin.Engine{Factors: []api.Factor{faceFactor{}, faceFactor{}}}}
 	defer func() {
 		if recover() == nil {
 			t.Fatal("Register accepted two factors named face")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
@@ -204,22 +205,21 @@ func (h *Handler) signUpSignIn(c *call, cl resource.Client, ac resource.AuthConf
 	ctx := c.r.Context()
 	amr := []string{"pwd"}
 	if twoFactorOn {
-		amr = amrWith([]string{"otp"})
+		amr = signin.MFAMethods([]string{"otp"})
 	} else {
-		tf, err := h.twoFactorOf(ctx, u.ID)
+		s, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: u, Client: cl, FirstFactorAt: h.now(), Meta: c.meta(cl.ID)})
 		if err != nil {
 			return err
 		}
-		if resource.TOTPEnrolmentDue(tf) || cl.TwoFactorRequired() || ac.TwoFactorRequired() {
-			token, t, err := h.TwoFactor.IssueMFAToken(ctx, u.ID, cl.ID)
+		if step.Status != StatusComplete {
+			token, exp, err := h.SignIn.Park(ctx, s, signin.APITTL)
 			if err != nil {
 				return err
 			}
-			s := &SignIn{User: u, Client: cl, AuthConfig: ac, TwoFactor: tf}
 			body["status"] = StatusNeedsEnrollment
 			body["mfa_token"] = token
-			body["expires_at"] = t.ExpiresAt
-			body["enrollable"] = h.enrollable(s)
+			body["expires_at"] = exp
+			body["enrollable"] = h.SignIn.Enrollable(s)
 			return c.json(http.StatusCreated, body)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
@@ -28,9 +29,12 @@ type Config struct {
 	// the grant closed to users with a second factor: 403 mfa_required
 	// without an mfa_token, and the mfa-otp grant is refused.
 	TwoFactor *twofactor.Service
-	Audit     *audit.Recorder
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// SignIn is the sign-in engine the password and mfa-otp grants ask
+	// (nil: one over Store and TwoFactor with the built-in factors only).
+	SignIn *signin.Engine
+	Audit  *audit.Recorder
+	Logger *slog.Logger
+	Now    func() time.Time
 
 	AuthCodeLifespan     time.Duration // default 10m
 	AccessTokenLifespan  time.Duration // default 1h

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/x/errorsx"
 
-	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
@@ -63,141 +62,86 @@ func mfaRequiredBody(err error) map[string]string {
 }
 
 // passwordSecondFactor decides what a correct password for u leads to in a
-// password grant. Without a second factor: tokens, unless the client or its
-// AuthConfig requires one, or the account has a TOTP enrolment due (403
-// mfa_required, nothing to continue with).
-// With one and no `otp`: 403 mfa_required with an mfa_token, and the code
-// goes out through the AuthConfig's webhook (SMS/e-mail, or the current TOTP
-// code when a webhook is set). With `otp`: the code is checked like on the
-// hosted pages (replay guard, shared lockout, recovery codes) and the
-// session gets amr pwd+otp+mfa, or the answer is invalid_grant.
+// password grant, by asking the sign-in engine: complete (tokens), an
+// enrolment due (403 mfa_required, nothing to continue with), or a second
+// factor. Without `otp` that is 403 mfa_required with an mfa_token, and the
+// engine prepares the default factor (sends the SMS/e-mail code, or the
+// current TOTP code when a webhook is set), bound to this user at this
+// client so that both continuations can use it. With `otp` (and an
+// optional `strategy`, default: the user's code factor or a recovery code)
+// the engine checks it like every surface does, and the session gets the
+// engine's amr, or the answer is invalid_grant.
 func (p *Provider) passwordSecondFactor(ctx context.Context, ar fosite.AccessRequester, c *client, u store.User) error {
-	tf, err := p.cfg.Store.GetTwoFactor(ctx, u.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return storeErr("get second factor", err)
+	var cl resource.Client
+	if c != nil {
+		cl = c.res
 	}
-	if err == nil && resource.TOTPEnrolmentDue(tf) {
-		// The account was created with a TOTP enrolment due (AuthConfig
-		// twoFactor.defaultMethod totp): like a required factor the user
-		// has not set up, whatever the client.
+	eng := p.cfg.SignIn
+	m := metaOf(ctx, cl.ID)
+	s, step, err := eng.Begin(ctx, signin.BeginInput{User: u, Client: cl, FirstFactorAt: p.now(), Meta: m})
+	if err != nil {
+		return storeErr("begin sign-in", err)
+	}
+	switch step.Status {
+	case signin.StatusComplete:
+		return nil
+	case signin.StatusNeedsEnrollment:
 		return &mfaRequiredError{enrol: true}
 	}
-	if err != nil || !tf.Enabled {
-		if c == nil {
-			return nil
-		}
-		if c.res.TwoFactor != nil && c.res.TwoFactor.Required {
-			return &mfaRequiredError{enrol: true}
-		}
-		ac, err := p.authConfig(ctx, c)
-		if err != nil {
-			return err
-		}
-		if ac.TwoFactorRequired() {
-			return &mfaRequiredError{enrol: true}
-		}
-		return nil
-	}
-	svc := p.cfg.TwoFactor
-	if svc == nil || c == nil || ar == nil {
+	if c == nil || ar == nil || p.cfg.TwoFactor == nil {
 		return &mfaRequiredError{}
 	}
-	ac, err := p.authConfig(ctx, c)
-	if err != nil {
-		return err
-	}
 	form := ar.GetRequestForm()
-	otp := form.Get("otp")
+	otp, strategy := form.Get("otp"), form.Get("strategy")
 	delete(form, "otp") // never stored with the request
-	m := metaOf(ctx, c.GetID())
-	binding := twofactor.PasswordGrantBinding(c.GetID(), u.ID)
 	if otp == "" {
-		token, _, err := svc.IssueMFAToken(ctx, u.ID, c.GetID())
+		p.prepareSecondFactor(ctx, s, strategy, m)
+		token, _, err := eng.Park(ctx, s, signin.APITTL)
 		if err != nil {
 			return storeErr("issue mfa_token", err)
 		}
-		p.sendLoginCode(ctx, u, ac, binding, m)
 		return &mfaRequiredError{token: token}
 	}
-	res, err := svc.Verify(ctx, twofactor.VerifyInput{
-		UserID:        u.ID,
-		Code:          otp,
-		PastSteps:     ac.PastTokens(),
-		AllowRecovery: true,
-		BindingID:     binding,
-		Meta:          m,
-	})
+	res, err := eng.Attempt(ctx, s, strategy, otp)
 	switch {
-	case errors.Is(err, twofactor.ErrInvalidCode), errors.Is(err, twofactor.ErrNotEnabled):
+	case errors.Is(err, signin.ErrInvalidCode), errors.Is(err, signin.ErrNotOffered):
 		return errInvalidOTP
 	case err != nil:
 		return storeErr("verify second factor", err)
 	}
-	p.secondFactorProven(sessionOf(ar), res)
+	secondFactorProven(sessionOf(ar), res)
 	return nil
 }
 
 // secondFactorProven records in the session how the user signed in.
-func (p *Provider) secondFactorProven(sess *session, res twofactor.Result) {
-	amr := []string{"pwd"}
-	for _, v := range res.AMR {
-		if !slices.Contains(amr, v) {
-			amr = append(amr, v)
-		}
-	}
+func secondFactorProven(sess *session, res signin.Result) {
 	claims := sess.IDTokenClaims()
-	claims.AuthenticationMethodsReferences = amr
-	claims.AuthTime = p.now().Truncate(time.Second)
+	claims.AuthenticationMethodsReferences = slices.Clone(res.AMR)
+	claims.AuthenticationContextClassReference = res.ACR
+	claims.AuthTime = res.AuthTime
 }
 
-// sendLoginCode delivers the code a password grant is waiting for. Nothing
-// here fails the request: the 403 with the mfa_token goes out regardless,
-// and the client may repeat the password request to send again.
-func (p *Provider) sendLoginCode(ctx context.Context, u store.User, ac resource.AuthConfig, binding string, m twofactor.Meta) {
-	sent, err := p.cfg.TwoFactor.SendLoginCode(ctx, twofactor.LoginCodeInput{
-		User:      u,
-		BindingID: binding,
-		PastSteps: ac.PastTokens(),
-		Webhook:   webhookOf(ac),
-		Meta:      m,
-	})
+// prepareSecondFactor sends the code a password grant is waiting for.
+// Nothing here fails the request: the 403 with the mfa_token goes out
+// regardless, and the client may repeat the password request to send again.
+func (p *Provider) prepareSecondFactor(ctx context.Context, s *signin.SignIn, strategy string, m twofactor.Meta) {
+	_, err := p.cfg.SignIn.Prepare(ctx, s, strategy, "")
 	log := p.cfg.Logger
 	switch {
-	case err == nil && !sent.Delivered:
-		log.WarnContext(ctx, "second-factor code not delivered at the first attempt; retrying in the background",
-			"user", u.ID, "client", m.ClientID, "channel", sent.Channel, "request_id", m.RequestID)
 	case err == nil:
-	case errors.Is(err, twofactor.ErrNoWebhook):
+	case errors.Is(err, signin.ErrNotPreparable), errors.Is(err, signin.ErrNoDelivery):
 		// Normal for TOTP (the user reads the app); for SMS/e-mail the
 		// AuthConfig lost its webhook after the factor was enabled.
-		log.InfoContext(ctx, "no webhook configured; no second-factor code sent", "user", u.ID, "client", m.ClientID, "request_id", m.RequestID)
-	case errors.Is(err, twofactor.ErrTooManySends):
-		log.WarnContext(ctx, "second-factor code not sent: send limit reached", "user", u.ID, "client", m.ClientID, "request_id", m.RequestID)
+		log.InfoContext(ctx, "no second-factor code sent: nothing to deliver it", "user", s.User.ID, "client", m.ClientID, "request_id", m.RequestID)
+	case errors.Is(err, signin.ErrTooManySends):
+		log.WarnContext(ctx, "second-factor code not sent: send limit reached", "user", s.User.ID, "client", m.ClientID, "request_id", m.RequestID)
 	case errors.Is(err, twofactor.ErrNothingToSend):
-		log.InfoContext(ctx, "no TOTP code pushed: the next usable step has not begun", "user", u.ID, "client", m.ClientID, "request_id", m.RequestID)
+		log.InfoContext(ctx, "no TOTP code pushed: the next usable step has not begun", "user", s.User.ID, "client", m.ClientID, "request_id", m.RequestID)
+	case errors.Is(err, signin.ErrNotOffered):
+		log.InfoContext(ctx, "second-factor strategy not offered; nothing sent", "user", s.User.ID, "client", m.ClientID, "request_id", m.RequestID)
 	default:
-		log.ErrorContext(ctx, "send second-factor code", "user", u.ID, "client", m.ClientID, "request_id", m.RequestID, "err", err)
+		log.ErrorContext(ctx, "send second-factor code", "user", s.User.ID, "client", m.ClientID, "request_id", m.RequestID, "err", err)
 	}
-}
-
-// authConfig resolves the AuthConfig that applies to c. A reference to a
-// missing AuthConfig is a configuration fault, answered like a storage one
-// (503) rather than by silently dropping a required second factor.
-func (p *Provider) authConfig(ctx context.Context, c *client) (resource.AuthConfig, error) {
-	ac, err := resource.ResolveAuthConfig(ctx, p.cfg.Store, c.res)
-	if err != nil {
-		return resource.AuthConfig{}, storeErr("resolve auth config", err)
-	}
-	return ac, nil
-}
-
-// webhookOf is the delivery target of ac's codes (zero when none).
-func webhookOf(ac resource.AuthConfig) notify.Webhook {
-	w := ac.Webhook()
-	if w == nil {
-		return notify.Webhook{}
-	}
-	return notify.Webhook{Endpoint: w.Endpoint, TimeoutMS: w.Timeout, Headers: w.Headers, Secret: w.Secret}
 }
 
 // metaOf names the request for the audit log.
@@ -232,8 +176,7 @@ func (h *mfaOTPGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.A
 	if !h.CanHandleTokenEndpointRequest(ctx, r) {
 		return errorsx.WithStack(fosite.ErrUnknownRequest)
 	}
-	svc := h.p.cfg.TwoFactor
-	if svc == nil {
+	if h.p.cfg.TwoFactor == nil {
 		return errorsx.WithStack(fosite.ErrUnsupportedGrantType.WithHint("Second factors are not enabled on this server."))
 	}
 	c, ok := r.GetClient().(*client)
@@ -259,42 +202,31 @@ func (h *mfaOTPGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.A
 	if raw == "" || otp == "" {
 		return errorsx.WithStack(fosite.ErrInvalidRequest.WithHint("mfa_token and otp are required."))
 	}
-	t, err := svc.OpenMFAToken(ctx, raw, c.GetID())
+	eng := h.p.cfg.SignIn
+	si, err := eng.Open(ctx, raw, c.res)
 	switch {
-	case errors.Is(err, twofactor.ErrInvalidMFAToken):
+	case errors.Is(err, signin.ErrInvalidTicket):
 		return errorsx.WithStack(fosite.ErrInvalidGrant.WithDescription(errInvalidMFAToken.Error()).WithWrap(err))
 	case err != nil:
 		return errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(storeErr("open mfa_token", err)))
 	}
-	if err := h.p.checkUser(ctx, t.UserID); err != nil {
+	if err := h.p.checkUser(ctx, si.User.ID); err != nil {
 		return err
 	}
-	ac, err := h.p.authConfig(ctx, c)
-	if err != nil {
-		return errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
-	}
-	res, err := svc.VerifyMFAToken(ctx, t, twofactor.VerifyInput{
-		Code:          otp,
-		PastSteps:     ac.PastTokens(),
-		AllowRecovery: true,
-		Meta:          metaOf(ctx, c.GetID()),
-	})
+	si.Meta = metaOf(ctx, c.GetID())
+	res, err := eng.Attempt(ctx, si, form.Get("strategy"), otp)
 	switch {
-	case errors.Is(err, twofactor.ErrInvalidCode), errors.Is(err, twofactor.ErrNotEnabled):
+	case errors.Is(err, signin.ErrInvalidCode), errors.Is(err, signin.ErrNotOffered):
 		return errorsx.WithStack(fosite.ErrInvalidGrant.WithDescription(errInvalidOTP.Error()).WithWrap(err))
+	case errors.Is(err, signin.ErrInvalidTicket):
+		// Another request completed the ticket with another valid code.
+		return errorsx.WithStack(fosite.ErrInvalidGrant.WithDescription(errInvalidMFAToken.Error()).WithWrap(err))
 	case err != nil:
 		return errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(storeErr("verify second factor", err)))
 	}
-	switch err := svc.CompleteMFAToken(ctx, t); {
-	case errors.Is(err, twofactor.ErrInvalidMFAToken):
-		// Another request completed the token with another valid code.
-		return errorsx.WithStack(fosite.ErrInvalidGrant.WithDescription(errInvalidMFAToken.Error()).WithWrap(err))
-	case err != nil:
-		return errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(storeErr("complete mfa_token", err)))
-	}
 	sess := sessionOf(r)
-	sess.SetSubject(t.UserID)
-	h.p.secondFactorProven(sess, res)
+	sess.SetSubject(res.UserID)
+	secondFactorProven(sess, res)
 	return nil
 }
 

@@ -17,8 +17,10 @@ import (
 	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -132,6 +134,10 @@ func (c *Config) defaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.SignIn == nil {
+		c.SignIn = &signin.Engine{Store: c.Store, TwoFactor: c.TwoFactor, Policy: &policy.Resolver{Store: c.Store},
+			Logger: c.Logger, Now: c.Now}
 	}
 	if c.AuthCodeLifespan <= 0 {
 		c.AuthCodeLifespan = 10 * time.Minute

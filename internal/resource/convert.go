@@ -248,6 +248,9 @@ func (a AuthConfig) Public() AuthConfig {
 
 // clone copies a deeply enough that changing the copy's two-factor or
 // webhook settings leaves a alone.
+// Clone is a deep copy: callers may change it without touching a cached one.
+func (a AuthConfig) Clone() AuthConfig { return a.clone() }
+
 func (a AuthConfig) clone() AuthConfig {
 	if a.TwoFactor != nil {
 		tf := *a.TwoFactor

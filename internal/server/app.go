@@ -16,9 +16,11 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -42,8 +44,11 @@ type App struct {
 	// closes it (waiting for background retries) on shutdown.
 	Notifier  *notify.Notifier
 	TwoFactor *twofactor.Service
-	Admin     *admin.Handler
-	Web       *web.Handler
+	// SignIn is the sign-in engine behind the hosted pages, the JSON API
+	// and the password grant.
+	SignIn *signin.Engine
+	Admin  *admin.Handler
+	Web    *web.Handler
 	// API is the JSON API for apps that draw their own screens.
 	API     *api.Handler
 	Handler http.Handler
@@ -60,6 +65,9 @@ type Deps struct {
 	// holds the hashing work areas, so a process wants exactly one.
 	Hasher *secret.PasswordHasher
 	Now    func() time.Time
+	// Factors are second factors of the embedding program's own, offered
+	// on every surface after the built-in ones (see signin.Factor).
+	Factors []signin.Factor
 }
 
 // Build wires every component. It creates the first signing key when the
@@ -95,8 +103,23 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Logger:   d.Logger,
 		Now:      d.Now,
 	}
+	a.SignIn = &signin.Engine{
+		Store:     d.Store,
+		TwoFactor: a.TwoFactor,
+		// One second, like the OAuth client cache: a change through this
+		// process's admin API applies at once (PolicyChanged), one made by
+		// another process within the second.
+		Policy:  &policy.Resolver{Store: d.Store, TTL: time.Second, Now: d.Now},
+		Factors: d.Factors,
+		Logger:  d.Logger,
+		Now:     d.Now,
+	}
+	if err := a.SignIn.Validate(); err != nil {
+		return nil, fmt.Errorf("sign-in factors: %w", err)
+	}
 	a.OAuth, err = oauth.New(ctx, oauth.Config{
 		TwoFactor:            a.TwoFactor,
+		SignIn:               a.SignIn,
 		Issuer:               cfg.Issuer,
 		MasterKey:            d.MasterKey,
 		Store:                d.Store,
@@ -134,19 +157,20 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		AdminPasswordHash: d.AdminPasswordHash,
 		VerifyBearer:      a.OAuth.VerifyAdminToken,
 		ClientChanged:     a.OAuth.ForgetClient,
+		PolicyChanged:     a.SignIn.Policy.Forget,
 		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate},
 	}
 	a.Web = &web.Handler{
-		Store:        d.Store,
-		Sessions:     a.Sessions,
-		OAuth:        a.OAuth,
-		Accounts:     a.Accounts,
-		Audit:        a.Audit,
-		Logger:       d.Logger,
-		Now:          d.Now,
-		Issuer:       cfg.Issuer,
-		TwoFactor:    a.TwoFactor,
-		SecondFactor: &web.TwoFactorVerifier{Service: a.TwoFactor, Store: d.Store},
+		Store:     d.Store,
+		Sessions:  a.Sessions,
+		OAuth:     a.OAuth,
+		Accounts:  a.Accounts,
+		Audit:     a.Audit,
+		Logger:    d.Logger,
+		Now:       d.Now,
+		Issuer:    cfg.Issuer,
+		TwoFactor: a.TwoFactor,
+		SignIn:    a.SignIn,
 	}
 	a.API = &api.Handler{
 		Store:     d.Store,
@@ -158,6 +182,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Logger:    d.Logger,
 		Now:       d.Now,
 		Admin:     a.Admin.RequireAdmin,
+		SignIn:    a.SignIn,
 	}
 
 	var proxies []*net.IPNet

@@ -19,6 +19,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
 
@@ -372,4 +374,43 @@ func (b *lockedBuffer) tail(n int) string {
 		s = "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// A factor of the embedding program's own is offered, prepared and
+// attempted on the hosted pages from the description it gives: a person
+// in Chromium sees its prompt and a free-text box, a wrong answer is
+// refused on the page, the right one signs in with the factor's amr.
+func TestBrowserSignInWithACustomFactor(t *testing.T) {
+	hw := &hwToken{used: map[string]bool{}}
+	app := startAppWithDeps(t, gormstoretest.Open(t), secret.RandomBytes(32), func(d *Deps) {
+		d.Factors = []signin.Factor{hw}
+	})
+	app.mustPut("/Client/mywebapp", webClientYAML)
+	app.mustPut("/User/hw-alice", "email: hw-alice@example.com\npassword: password\n")
+
+	ctx := newBrowserContext(t)
+	redirects := interceptRedirects(t, ctx, browserRedirectURI)
+	l := newOAuthLogin(app, "mywebapp")
+	browserStep(t, ctx, "open the authorize URL", chromedp.Navigate(l.URL))
+	expectLoginPage(t, ctx, app)
+	browserSignIn(t, ctx, "hw-alice@example.com", "password")
+
+	browserStep(t, ctx, "show the custom factor's prompt", chromedp.WaitVisible(chromedp.ID("code-prompt")))
+	if prompt := browserValue(t, ctx, "read the prompt", chromedp.Text(chromedp.ID("code-prompt"))); !strings.Contains(prompt, "security token") {
+		t.Fatalf("the prompt reads %q, want the factor's own", prompt)
+	}
+	if mode := browserValue(t, ctx, "read the input mode", chromedp.AttributeValue(chromedp.ID("code"), "inputmode")); mode.Exists {
+		t.Fatalf("a free-text factor's box has inputmode %q", mode.Value)
+	}
+	browserStep(t, ctx, "type a wrong answer",
+		chromedp.SendKeys(chromedp.ID("code"), "nope"),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("error")),
+	)
+	browserStep(t, ctx, "type the token's answer",
+		chromedp.SendKeys(chromedp.ID("code"), "hwk-hw-alice-1"),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+	)
+	back := redirects.next(t, ctx, "the redirect to the client after the custom factor")
+	expectAMR(t, l.exchange(t, back), "pwd", "hwk", "mfa")
 }

@@ -41,6 +41,13 @@ func startApp(t *testing.T, st store.Store, mutate ...func(*config.Config)) *tes
 // processes serve one database as one service (DESIGN.md §7).
 func startAppWithKey(t *testing.T, st store.Store, masterKey []byte, mutate ...func(*config.Config)) *testApp {
 	t.Helper()
+	return startAppWithDeps(t, st, masterKey, nil, mutate...)
+}
+
+// startAppWithDeps is startAppWithKey with Deps edited by deps (a clock, a
+// factor of the embedding program's own).
+func startAppWithDeps(t *testing.T, st store.Store, masterKey []byte, deps func(*Deps), mutate ...func(*config.Config)) *testApp {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -62,9 +69,11 @@ func startAppWithKey(t *testing.T, st store.Store, masterKey []byte, mutate ...f
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := Build(context.Background(), cfg, Deps{
-		Store: st, Logger: logger, MasterKey: masterKey, AdminPasswordHash: adminHash,
-	})
+	d := Deps{Store: st, Logger: logger, MasterKey: masterKey, AdminPasswordHash: adminHash}
+	if deps != nil {
+		deps(&d)
+	}
+	app, err := Build(context.Background(), cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}

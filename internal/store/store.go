@@ -149,6 +149,10 @@ type AuditFilter struct {
 	Type   string
 }
 
+// MethodNone is the Method of a record that holds no built-in factor, only
+// the attempt counter (EnsureTwoFactor).
+const MethodNone = "none"
+
 // TwoFactor is a user's second factor. There is at most one per user.
 type TwoFactor struct {
 	UserID      string
@@ -321,6 +325,11 @@ type Store interface {
 	GetTwoFactor(ctx context.Context, userID string) (TwoFactor, error)
 	// PutTwoFactor creates or replaces a user's factor (enrolment, method change).
 	PutTwoFactor(ctx context.Context, tf TwoFactor) error
+	// EnsureTwoFactor creates an empty, disabled record (Method "none") for
+	// a user who has none, so that the attempt counter and lockout have a
+	// row to count on for a factor of the deployment's own; an existing
+	// record is left as it is. The user must exist (ErrNotFound otherwise).
+	EnsureTwoFactor(ctx context.Context, userID string) error
 	// DeleteTwoFactor removes the factor and the user's recovery codes.
 	DeleteTwoFactor(ctx context.Context, userID string) error
 	// AdvanceTOTPStep records step as the last accepted one if it is newer

@@ -56,8 +56,17 @@ type sealedMFAToken struct {
 // encrypted, authenticated record of user, client and times. A store row
 // keyed by the token id makes it single-use (CompleteMFAToken).
 func (s *Service) IssueMFAToken(ctx context.Context, userID, clientID string) (string, MFAToken, error) {
-	if userID == "" || clientID == "" {
-		return "", MFAToken{}, errors.New("an mfa_token needs a user and a client")
+	if clientID == "" {
+		return "", MFAToken{}, errors.New("an mfa_token needs a client")
+	}
+	return s.IssueMFATokenFor(ctx, userID, clientID, MFATokenTTL)
+}
+
+// IssueMFATokenFor is IssueMFAToken with its own lifetime, for a sign-in
+// of the hosted pages (whose client may be none: clientID "").
+func (s *Service) IssueMFATokenFor(ctx context.Context, userID, clientID string, ttl time.Duration) (string, MFAToken, error) {
+	if userID == "" || ttl <= 0 {
+		return "", MFAToken{}, errors.New("an mfa_token needs a user and a lifetime")
 	}
 	now := s.now()
 	t := MFAToken{
@@ -65,7 +74,7 @@ func (s *Service) IssueMFAToken(ctx context.Context, userID, clientID string) (s
 		UserID:    userID,
 		ClientID:  clientID,
 		IssuedAt:  now,
-		ExpiresAt: now.Add(MFATokenTTL),
+		ExpiresAt: now.Add(ttl),
 	}
 	err := s.Store.CreateOneTimeCode(ctx, store.OneTimeCode{
 		ID:          secret.RandomToken(16),
@@ -107,7 +116,7 @@ func (s *Service) OpenMFAToken(ctx context.Context, token, clientID string) (MFA
 		return MFAToken{}, ErrInvalidMFAToken
 	}
 	var st sealedMFAToken
-	if err := json.Unmarshal(b, &st); err != nil || st.ID == "" || st.UserID == "" || st.ClientID == "" {
+	if err := json.Unmarshal(b, &st); err != nil || st.ID == "" || st.UserID == "" {
 		return MFAToken{}, ErrInvalidMFAToken
 	}
 	t := MFAToken{

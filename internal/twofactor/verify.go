@@ -24,6 +24,10 @@ type VerifyInput struct {
 	// BindingID names the login attempt an SMS/e-mail code was sent for
 	// (SendLoginCode's binding); unused for TOTP.
 	BindingID string
+	// Factor, when set, is the user's record as the caller read it moments
+	// ago (the sign-in engine has it), which saves reading it again; the
+	// attempt reservation reads the counters afresh either way.
+	Factor *store.TwoFactor
 	Meta
 }
 
@@ -67,54 +71,104 @@ func (s *Service) Verify(ctx context.Context, in VerifyInput) (Result, error) {
 // verify is Verify where an SMS/e-mail code may also have been sent under
 // one of the bindings in alt; they all share the one reserved attempt.
 func (s *Service) verify(ctx context.Context, in VerifyInput, alt []string) (Result, error) {
-	now := s.now()
-	tf, err := s.Store.GetTwoFactor(ctx, in.UserID)
+	var tf store.TwoFactor
+	var err error
+	if in.Factor != nil && in.Factor.UserID == in.UserID {
+		tf = *in.Factor
+	} else {
+		tf, err = s.Store.GetTwoFactor(ctx, in.UserID)
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !tf.Enabled) {
 		return Result{}, ErrNotEnabled
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("get second factor of %q: %w", in.UserID, err)
 	}
+	return s.guard(ctx, tf, tf.Method, in.Meta, func(now time.Time) (Result, string, error) {
+		return s.check(ctx, tf, in, alt, now)
+	})
+}
+
+// Guard runs check, a second factor of a deployment's own (any answer the
+// built-in methods do not know), under the same attempt reservation and
+// lockout as Verify: the user's one counter, shared by every factor and
+// every surface. check returns an error matching ErrInvalidCode for a
+// refused answer; ErrCodeReused for an answer that was valid once. A user
+// with no second-factor record gets an empty one to count on.
+func (s *Service) Guard(ctx context.Context, userID, method string, m Meta, check func(ctx context.Context) (Result, error)) (Result, error) {
+	tf, err := s.Store.GetTwoFactor(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		if err = s.Store.EnsureTwoFactor(ctx, userID); err == nil {
+			tf, err = s.Store.GetTwoFactor(ctx, userID)
+		}
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("get second factor of %q: %w", userID, err)
+	}
+	return s.guard(ctx, tf, method, m, func(time.Time) (Result, string, error) {
+		res, err := check(ctx)
+		var ce *codeError
+		switch {
+		case errors.As(err, &ce):
+			return Result{}, ce.reason, nil
+		case errors.Is(err, ErrInvalidCode):
+			return Result{}, reasonWrong, nil
+		case err != nil:
+			return Result{}, "", err
+		}
+		if res.Method == "" {
+			res.Method = method
+		}
+		return res, "", nil
+	})
+}
+
+// guard reserves an attempt for tf's user, runs check (a non-empty reason
+// is a refusal), and settles the reservation: cleared on success, a lock
+// when the refusal was the last attempt allowed.
+func (s *Service) guard(ctx context.Context, tf store.TwoFactor, method string, m Meta, check func(now time.Time) (Result, string, error)) (Result, error) {
+	now := s.now()
+	in := VerifyInput{UserID: tf.UserID, Meta: m}
 	// The stale-reservation lock is the one this attempt would set if it
 	// were the last and failed; minutes, far longer than any check takes.
-	att, err := s.Store.ReserveFactorAttempt(ctx, in.UserID, now, MaxAttempts, lockoutFor(tf.Lockouts))
+	att, err := s.Store.ReserveFactorAttempt(ctx, tf.UserID, now, MaxAttempts, lockoutFor(tf.Lockouts))
 	if err != nil {
-		return Result{}, fmt.Errorf("reserve code attempt for %q: %w", in.UserID, err)
+		return Result{}, fmt.Errorf("reserve code attempt for %q: %w", tf.UserID, err)
 	}
 	if !att.Allowed {
-		s.record(ctx, audit.TwoFactorFailure, in.UserID, in.Meta, map[string]string{
-			"reason": reasonLocked, "method": tf.Method,
+		s.record(ctx, audit.TwoFactorFailure, tf.UserID, m, map[string]string{
+			"reason": reasonLocked, "method": method,
 		})
 		return Result{}, ErrLocked
 	}
-	res, reason, err := s.check(ctx, tf, in, alt, now)
+	res, reason, err := check(now)
 	if err != nil {
 		// The reservation stands. If it was the last one allowed, lock as
 		// for a wrong code: the store would otherwise only free the factor
 		// when the stale reservation runs out, and record no lockout.
 		if att.Failures >= MaxAttempts {
 			if lerr := s.lock(ctx, in, tf, now); lerr != nil {
-				s.logger().ErrorContext(ctx, "lock second factor after an error", "user", in.UserID, "err", lerr)
+				s.logger().ErrorContext(ctx, "lock second factor after an error", "user", tf.UserID, "err", lerr)
 			}
 		}
 		return Result{}, err
 	}
 	if reason != "" {
-		return Result{}, s.failed(ctx, in, tf, att, reason, now)
+		return Result{}, s.failed(ctx, in, method, tf, att, reason, now)
 	}
 	// A TOTP code cleared the failures with the step it advanced (one
 	// statement); the other methods settle the reservation here.
 	if res.Method != MethodTOTP {
-		if err := s.Store.ClearFactorFailures(ctx, in.UserID); err != nil {
-			return Result{}, fmt.Errorf("clear code failures of %q: %w", in.UserID, err)
+		if err := s.Store.ClearFactorFailures(ctx, tf.UserID); err != nil {
+			return Result{}, fmt.Errorf("clear code failures of %q: %w", tf.UserID, err)
 		}
 	}
 	if res.Method == MethodRecovery {
-		s.record(ctx, audit.RecoveryCodeUsed, in.UserID, in.Meta, map[string]string{
+		s.record(ctx, audit.RecoveryCodeUsed, tf.UserID, m, map[string]string{
 			"remaining": strconv.Itoa(res.RecoveryCodesRemaining),
 		})
 	}
-	s.record(ctx, audit.TwoFactorSuccess, in.UserID, in.Meta, map[string]string{"method": res.Method})
+	s.record(ctx, audit.TwoFactorSuccess, tf.UserID, m, map[string]string{"method": res.Method})
 	return res, nil
 }
 
@@ -187,13 +241,13 @@ func (s *Service) checkRecovery(ctx context.Context, userID, code string, now ti
 // failed records a refused code and locks the factor when this attempt was
 // the last one allowed. The reservation already counted it, committed on
 // its own, so a failed login that rolls back nothing else keeps the count.
-func (s *Service) failed(ctx context.Context, in VerifyInput, tf store.TwoFactor, att store.FactorAttempt, reason string, now time.Time) error {
+func (s *Service) failed(ctx context.Context, in VerifyInput, method string, tf store.TwoFactor, att store.FactorAttempt, reason string, now time.Time) error {
 	typ := audit.TwoFactorFailure
 	if reason == reasonReused {
 		typ = audit.TwoFactorReused
 	}
 	s.record(ctx, typ, in.UserID, in.Meta, map[string]string{
-		"reason": reason, "method": tf.Method, "failures": strconv.Itoa(att.Failures),
+		"reason": reason, "method": method, "failures": strconv.Itoa(att.Failures),
 	})
 	if att.Failures >= MaxAttempts {
 		if err := s.lock(ctx, in, tf, now); err != nil {

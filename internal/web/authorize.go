@@ -68,7 +68,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		// required, or for another client) steps up for a client that
 		// requires one, or when the account has a TOTP enrolment due: the
 		// login asks for the code, or for an enrolment.
-		required, err := h.stepUpRequired(ctx, user, &ar.Client)
+		required, err := h.stepUpRequired(r, user, ar.Client)
 		if err != nil {
 			h.unavailable(w, r, err)
 			return

@@ -20,9 +20,11 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
@@ -73,9 +75,9 @@ type env struct {
 	tfClock *testClock // the second-factor service's; see nextStep
 	hasher  *secret.PasswordHasher
 	tf      *twofactor.Service
-	// verifier is the real second-factor check; tests of the seam swap
-	// in a fake, the rest call useTwoFactor.
-	verifier *web.TwoFactorVerifier
+	// engine is the real sign-in engine; tests of the seam register a
+	// factor of their own in it.
+	engine *signin.Engine
 }
 
 func newEnv(t *testing.T, st store.Store) *env {
@@ -111,10 +113,10 @@ func newEnv(t *testing.T, st store.Store) *env {
 		Store: st, Sealer: sealer, CodeKey: secret.Derive(master, secret.PurposeCodeMAC),
 		Audit: rec, Notifier: notifier, Logger: logger, Now: e.tfClock.Now,
 	}
-	e.verifier = &web.TwoFactorVerifier{Service: e.tf, Store: st}
+	e.engine = &signin.Engine{Store: st, TwoFactor: e.tf, Policy: &policy.Resolver{Store: st}, Logger: logger, Now: e.clock.Now}
 	e.handler = &web.Handler{
 		Store: st, Sessions: sessions, OAuth: provider, Accounts: accounts, Audit: rec,
-		Logger: logger, Now: e.clock.Now, Issuer: e.srv.URL, TwoFactor: e.tf,
+		Logger: logger, Now: e.clock.Now, Issuer: e.srv.URL, TwoFactor: e.tf, SignIn: e.engine,
 	}
 	e.handler.Register(mux)
 	provider.Register(mux)

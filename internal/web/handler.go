@@ -13,8 +13,10 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
@@ -36,12 +38,12 @@ const (
 
 // Authentication methods (RFC 8176) and the acr values derived from them.
 const (
-	AMRPassword = "pwd"
-	AMROTP      = "otp"
-	AMRMFA      = "mfa"
+	AMRPassword = signin.AMRPassword
+	AMROTP      = signin.AMROTP
+	AMRMFA      = signin.AMRMFA
 
-	ACRPassword = "urn:gatehouse:acr:pwd"
-	ACRMFA      = "urn:gatehouse:acr:mfa"
+	ACRPassword = signin.ACRPassword
+	ACRMFA      = signin.ACRMFA
 )
 
 // maxFormBytes bounds a hosted page's form body: a username, a password, a
@@ -71,11 +73,14 @@ type Handler struct {
 	// relative paths, so they do not need it; it is kept so the server
 	// wires every component with the same settings.
 	Issuer string
-	// SecondFactor checks the code at /auth/login/two-factor. Nil means no
-	// second factor can be checked: logins that need one stop at an error
-	// page instead of completing without it. TwoFactorVerifier is the
-	// implementation over TwoFactor.
-	SecondFactor SecondFactorVerifier
+	// SignIn is the sign-in engine the API and the token endpoint share:
+	// it decides what a password leads to, offers, prepares and checks the
+	// second factors. Nil means no second factor can be checked: logins
+	// that need one stop at an error page instead of completing without it.
+	SignIn *signin.Engine
+	// Policy resolves the AuthConfig of a client for the pages' themes
+	// (nil: SignIn's, else one over Store without a cache).
+	Policy *policy.Resolver
 	// TwoFactor enrols, disables and reports second factors (the settings
 	// pages and enrolment inside a login) and sends the code of the login
 	// prompt through the AuthConfig's webhook. Nil: those pages answer
@@ -220,6 +225,17 @@ func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *
 		return store.User{}, false, nil
 	}
 	return u, true, nil
+}
+
+// policy is the resolver of the pages' AuthConfigs.
+func (h *Handler) policy() *policy.Resolver {
+	switch {
+	case h.Policy != nil:
+		return h.Policy
+	case h.SignIn != nil && h.SignIn.Policy != nil:
+		return h.SignIn.Policy
+	}
+	return &policy.Resolver{Store: h.Store}
 }
 
 // displayName is how a page names the signed-in user.

@@ -1,9 +1,7 @@
 package web
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -217,16 +216,27 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	due, enrolled, err := h.secondFactorDue(ctx, user, f.client)
+	if h.SignIn == nil {
+		h.unavailable(w, r, errors.New("no sign-in engine configured"))
+		return
+	}
+	var client resource.Client
+	if f.client != nil {
+		client = *f.client
+	}
+	_, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: client, FirstFactorAt: now, Meta: twoFactorMeta(r, clientID)})
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
 	}
-	if due {
+	if step.Status != signin.StatusComplete {
+		// The sign-in goes on in this browser session: its record is the
+		// server-side state of the step, and its rotation at the end is
+		// what lets the step complete once.
 		sess.BeginSecondFactor(user.ID, session.PendingSecondFactor{
 			PasswordAt: now,
 			ClientID:   clientID,
-			Enrolled:   enrolled,
+			Enrolled:   step.Status == signin.StatusNeedsSecondFactor,
 		})
 		if err := h.Sessions.Rotate(ctx, w, sess); err != nil {
 			h.unavailable(w, r, err)
@@ -235,57 +245,21 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathLoginTwoFactor, http.StatusSeeOther)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, []string{AMRPassword}, now)
-}
-
-// secondFactorDue reports whether user needs a second factor to finish
-// signing in: they enabled one, the client or its AuthConfig requires one,
-// or their account was created with a TOTP enrolment due (a sign-up under
-// twoFactor.defaultMethod totp). enrolled tells them apart.
-func (h *Handler) secondFactorDue(ctx context.Context, user store.User, client *resource.Client) (due, enrolled bool, err error) {
-	tf, err := h.Store.GetTwoFactor(ctx, user.ID)
-	switch {
-	case err == nil:
-		enrolled = tf.Enabled
-	case errors.Is(err, store.ErrNotFound):
-	default:
-		return false, false, fmt.Errorf("get second factor of %q: %w", user.ID, err)
-	}
-	if enrolled {
-		return true, true, nil
-	}
-	if err == nil && resource.TOTPEnrolmentDue(tf) {
-		return true, false, nil
-	}
-	required, err := h.twoFactorRequired(ctx, client)
-	return required, false, err
+	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, now)
 }
 
 // stepUpRequired reports whether a session signed in without a second
-// factor must sign in again with one before client may have it: the client
-// or its AuthConfig requires one, or the account has a TOTP enrolment due.
-func (h *Handler) stepUpRequired(ctx context.Context, user store.User, client *resource.Client) (bool, error) {
-	tf, err := h.Store.GetTwoFactor(ctx, user.ID)
-	switch {
-	case err == nil && resource.TOTPEnrolmentDue(tf):
-		return true, nil
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return false, fmt.Errorf("get second factor of %q: %w", user.ID, err)
+// factor must sign in again with one before client may have it: the
+// engine would not complete a password-only sign-in of user for client.
+func (h *Handler) stepUpRequired(r *http.Request, user store.User, client resource.Client) (bool, error) {
+	if h.SignIn == nil {
+		return false, errors.New("no sign-in engine configured")
 	}
-	return h.twoFactorRequired(ctx, client)
-}
-
-// twoFactorRequired reports whether sign-ins for client (nil: none) must
-// use a second factor: the client or its AuthConfig requires one.
-func (h *Handler) twoFactorRequired(ctx context.Context, client *resource.Client) (bool, error) {
-	if client != nil && client.TwoFactorRequired() {
-		return true, nil
-	}
-	ac, err := h.authConfig(ctx, client)
+	_, step, err := h.SignIn.Begin(r.Context(), signin.BeginInput{User: user, Client: client, Meta: twoFactorMeta(r, client.ID)})
 	if err != nil {
 		return false, err
 	}
-	return ac.TwoFactorRequired(), nil
+	return step.Status != signin.StatusComplete, nil
 }
 
 // finishLogin marks the user signed in under a new session id and sends the

@@ -78,7 +78,9 @@ type pageData struct {
 	Reauth bool
 	// Notice is a status line that is not an error (a code was not sent).
 	Notice string
-	// Resend links to the code prompt again, which sends a new code.
+	// Code is the second-factor prompt of a sign-in.
+	Code *codeView
+	// Resend links to a settings code page again, which sends a new code.
 	Resend bool
 	// Enrol is a TOTP secret being set up (QR, text, URI, confirm form).
 	Enrol *enrolView
@@ -91,6 +93,16 @@ type pageData struct {
 	// Current asks for a code of the factor that is on, to prove a change;
 	// it names where that code comes from ("" when no factor is on).
 	Current string
+}
+
+// codeView is the code prompt of a sign-in: one strategy's input, the
+// other strategies as links.
+type codeView struct {
+	Strategy string // hidden field; "" for the user's own factor
+	Text     bool   // a free-text answer rather than digits
+	Recovery bool   // the box takes a recovery code too
+	Resend   string // reloads the page, which sends again ("" for none)
+	Others   []link
 }
 
 // enrolView is the TOTP enrolment page. QR is a data: URL that we built

@@ -3,9 +3,10 @@ package web
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 
+	"github.com/gatehouse/gatehouse/internal/notify"
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -40,11 +41,7 @@ func (h *Handler) authConfig(ctx context.Context, client *resource.Client) (reso
 	if client != nil {
 		c = *client
 	}
-	ac, err := resource.ResolveAuthConfig(ctx, h.Store, c)
-	if err != nil {
-		return resource.AuthConfig{}, fmt.Errorf("resolve auth config: %w", err)
-	}
-	return ac, nil
+	return h.policy().AuthConfig(ctx, c)
 }
 
 // themeFor is the look of the pages shown for client (nil: none known). A
@@ -127,4 +124,9 @@ func (h *Handler) flowOf(r *http.Request, sess *session.Session) (flow, error) {
 	}
 	f.theme = h.themeFor(ctx, f.client)
 	return f, nil
+}
+
+// webhookOf is where ac delivers codes (the zero Webhook: nowhere).
+func webhookOf(ac resource.AuthConfig) notify.Webhook {
+	return policy.Policy{AuthConfig: ac}.Webhook()
 }

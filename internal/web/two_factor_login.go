@@ -8,41 +8,22 @@ package web
 // up on this same page, then sees the recovery codes, then continues.
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"time"
+	"net/url"
+	"slices"
+	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
-	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
-// SecondFactorVerifier checks the code typed at /auth/login/two-factor.
-type SecondFactorVerifier interface {
-	// VerifyLoginCode checks code (a TOTP code or a recovery code) for
-	// user. It returns the methods to add to the sign-in's amr besides
-	// "pwd" (e.g. "otp"). ErrInvalidCode covers every refusal the user may
-	// see (wrong, reused, malformed, locked); other errors are failures of
-	// the service.
-	VerifyLoginCode(ctx context.Context, user store.User, code string, at LoginAttempt) ([]string, error)
-}
-
-// LoginAttempt describes where a code comes from, for throttling and audit.
-type LoginAttempt struct {
-	ClientID   string
-	RemoteAddr string
-	RequestID  string
-	// BindingID names this login attempt (the browser session): an SMS or
-	// e-mail code sent for it is only accepted for it.
-	BindingID string
-}
-
 // ErrInvalidCode is the one answer to a code that is not accepted.
-var ErrInvalidCode = errors.New("invalid code")
+var ErrInvalidCode = signin.ErrInvalidCode
 
 const (
 	msgInvalidCode      = "Invalid code"
@@ -50,9 +31,10 @@ const (
 )
 
 // secondFactorStep gathers what both sides of the code step need: the
-// pending second factor and its user, the flow (client) it belongs to and
-// that client's AuthConfig. It has answered the request when ok is false.
-func (h *Handler) secondFactorStep(w http.ResponseWriter, r *http.Request, sess *session.Session) (p *session.PendingSecondFactor, user store.User, f flow, ac resource.AuthConfig, ok bool) {
+// pending second factor and its user, the flow (client) it belongs to, and
+// the sign-in as the engine sees it. It has answered the request when ok
+// is false.
+func (h *Handler) secondFactorStep(w http.ResponseWriter, r *http.Request, sess *session.Session) (p *session.PendingSecondFactor, user store.User, f flow, s *signin.SignIn, ok bool) {
 	p, user, ok = h.pendingSecondFactor(w, r, sess)
 	if !ok {
 		return
@@ -60,16 +42,23 @@ func (h *Handler) secondFactorStep(w http.ResponseWriter, r *http.Request, sess 
 	var err error
 	if f, err = h.flowOf(r, sess); err != nil {
 		h.unavailable(w, r, err)
-		return p, user, f, ac, false
+		return p, user, f, nil, false
 	}
 	if !h.secondFactorUsable(w, r, p, f) {
-		return p, user, f, ac, false
+		return p, user, f, nil, false
 	}
-	if ac, err = h.authConfig(r.Context(), f.client); err != nil {
+	var client resource.Client
+	if f.client != nil {
+		client = *f.client
+	}
+	s, err = h.SignIn.Resume(r.Context(), signin.ResumeInput{
+		User: user, Client: client, FirstFactorAt: p.PasswordAt, Binding: sess.ID(), Meta: twoFactorMeta(r, p.ClientID),
+	})
+	if err != nil {
 		h.unavailable(w, r, err)
-		return p, user, f, ac, false
+		return p, user, f, nil, false
 	}
-	return p, user, f, ac, true
+	return p, user, f, s, true
 }
 
 // pendingSecondFactor returns the session's unexpired second-factor step
@@ -104,30 +93,38 @@ func (h *Handler) pendingSecondFactor(w http.ResponseWriter, r *http.Request, se
 	return p, user, true
 }
 
-// twoFactorPage asks for the code, sending it through the AuthConfig's
-// webhook first when one is configured; or, for a user who must enrol,
-// shows the enrolment.
+// twoFactorPage asks for the second factor the user picked (?strategy=,
+// default: the factor of their own, whose box takes a recovery code too),
+// preparing it first when it needs a send step (a code by SMS or e-mail,
+// the current TOTP code through the AuthConfig's webhook, a custom factor
+// that says so); or, for a user who must enrol, shows the enrolment.
 func (h *Handler) twoFactorPage(w http.ResponseWriter, r *http.Request) {
 	sess := h.loadSession(w, r)
 	if sess == nil {
 		return
 	}
-	p, user, f, ac, ok := h.secondFactorStep(w, r, sess)
+	p, user, f, s, ok := h.secondFactorStep(w, r, sess)
 	if !ok {
 		return
 	}
 	if !p.Enrolled {
-		h.renderFlowEnrolment(w, r, sess, user, f, ac, "")
+		h.renderFlowEnrolment(w, r, sess, user, f, s, "")
 		return
 	}
-	notice := h.sendLoginCode(r, sess, user, p.ClientID, ac)
-	h.renderTwoFactorNotice(w, r, sess, user, f, ac, "", notice)
+	prompt, ok := h.codePrompt(w, r, s, r.URL.Query().Get("strategy"))
+	if !ok {
+		return
+	}
+	if prompt.send {
+		prompt.notice = h.prepareSecondFactor(r, s, prompt)
+	}
+	h.renderTwoFactor(w, r, sess, f, prompt, "")
 }
 
 // secondFactorUsable stops a login whose second factor cannot be checked
 // or set up because the service is not configured. It fails closed.
 func (h *Handler) secondFactorUsable(w http.ResponseWriter, r *http.Request, p *session.PendingSecondFactor, f flow) bool {
-	if (p.Enrolled && h.SecondFactor == nil) || (!p.Enrolled && h.TwoFactor == nil) {
+	if h.SignIn == nil || (!p.Enrolled && h.TwoFactor == nil) {
 		h.renderErrorThemed(w, r, http.StatusServiceUnavailable,
 			"Two-step verification is not available right now. Please try again later.",
 			nil, errors.New("no second-factor service configured"), f.theme)
@@ -142,111 +139,157 @@ const (
 	noticeNotSent      = "We could not send a new code just now. Use the last one you received or a recovery code, or send again in a moment."
 )
 
-// sendLoginCode pushes the code of the prompt through the webhook (Aidbox
-// sends the current TOTP code so the app can deliver it by SMS; sms and
-// e-mail factors get a fresh one-time code). The first attempt is bounded
-// by the webhook's timeout and a failure only gets logged: the user can
-// still type a code from the app or a recovery code, or ask again. It
-// returns a notice for the page when an sms/e-mail user got no new code
-// ("" otherwise: a TOTP user reads the app anyway).
-func (h *Handler) sendLoginCode(r *http.Request, sess *session.Session, user store.User, clientID string, ac resource.AuthConfig) string {
-	hook := ac.Webhook()
-	if h.TwoFactor == nil || hook == nil || hook.Endpoint == "" {
-		return ""
+// codePrompt is the code page for one strategy of a sign-in.
+type codePrompt struct {
+	strategy string // "" for the user's own built-in factor (recovery codes too)
+	desc     signin.Description
+	lead     string
+	send     bool // the page prepares the strategy (and offers to send again)
+	others   []link
+	notice   string
+}
+
+// codePrompt resolves strategy for s (an unknown or unoffered one falls
+// back to the default) and describes its page.
+func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.SignIn, strategy string) (codePrompt, bool) {
+	offers, err := h.SignIn.OffersBesideRecovery(r.Context(), s)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return codePrompt{}, false
 	}
+	strategies := signin.Strategies(offers)
+	builtin := s.TwoFactor.Enabled
+	if !slices.Contains(strategies, strategy) || (builtin && signin.BuiltIn(strategy)) {
+		strategy = ""
+	}
+	if strategy == "" && !builtin && len(strategies) > 0 {
+		strategy = strategies[0]
+	}
+	var cp codePrompt
+	cp.strategy = strategy
+	if strategy == "" {
+		cp.desc = signin.Description{Input: signin.InputCode}
+		cp.lead, cp.send = h.promptText(s)
+	} else {
+		cp.desc, _ = h.SignIn.Describe(strategy)
+		cp.lead, cp.send = cp.desc.Prompt, cp.desc.NeedsSend
+	}
+	for _, st := range strategies {
+		if signin.BuiltIn(st) && builtin {
+			st = ""
+		}
+		if st == strategy {
+			continue
+		}
+		d, _ := h.SignIn.Describe(st)
+		if st == "" {
+			d, _ = h.SignIn.Describe(builtinStrategy(s))
+		}
+		href := PathLoginTwoFactor
+		if st != "" {
+			href += "?strategy=" + url.QueryEscape(st)
+		}
+		cp.others = append(cp.others, link{Href: href, Text: "Use " + strings.ToLower(d.Label[:1]) + d.Label[1:] + " instead"})
+	}
+	return cp, true
+}
+
+// builtinStrategy is the strategy of s's built-in factor.
+func builtinStrategy(s *signin.SignIn) string {
+	switch s.TwoFactor.Method {
+	case twofactor.MethodSMS:
+		return signin.StrategyPhoneCode
+	case twofactor.MethodEmail:
+		return signin.StrategyEmailCode
+	}
+	return signin.StrategyTOTP
+}
+
+// prepareSecondFactor sends the code of the prompt (Aidbox sends the
+// current TOTP code through the webhook so the app can deliver it by SMS;
+// sms and e-mail factors get a fresh one-time code; a custom factor opens
+// its challenge). The first attempt is bounded by the webhook's timeout and
+// a failure only gets logged: the user can still type a code from the app
+// or a recovery code, or ask again. It returns a notice for the page when
+// a code the user waits for did not go out ("" otherwise: a TOTP user reads
+// the app anyway).
+func (h *Handler) prepareSecondFactor(r *http.Request, s *signin.SignIn, cp codePrompt) string {
 	ctx := r.Context()
-	sent, err := h.TwoFactor.SendLoginCode(ctx, twofactor.LoginCodeInput{
-		User:      user,
-		BindingID: sess.ID(),
-		PastSteps: ac.PastTokens(),
-		Webhook:   notifyWebhook(*hook),
-		Meta:      twofactor.Meta{ClientID: clientID, RemoteAddr: clientIP(r), RequestID: audit.RequestID(ctx)},
-	})
+	_, err := h.SignIn.Prepare(ctx, s, cp.strategy, "")
+	rid := audit.RequestID(ctx)
 	switch {
-	case err == nil && !sent.Delivered:
-		h.log().InfoContext(ctx, "second-factor code not delivered at once; retried in the background",
-			"user", user.ID, "event_id", sent.ID, "request_id", audit.RequestID(ctx))
-	case errors.Is(err, twofactor.ErrTooManySends):
-		h.log().InfoContext(ctx, "second-factor code not sent: send limit reached", "user", user.ID, "request_id", audit.RequestID(ctx))
+	case err == nil:
+		return ""
+	case errors.Is(err, signin.ErrNotPreparable), errors.Is(err, signin.ErrNoDelivery):
+		return ""
 	case errors.Is(err, twofactor.ErrNothingToSend):
-		h.log().InfoContext(ctx, "no TOTP code pushed: the next usable step has not begun", "user", user.ID, "request_id", audit.RequestID(ctx))
-	case err != nil:
-		h.log().WarnContext(ctx, "second-factor code not sent", "user", user.ID, "err", err, "request_id", audit.RequestID(ctx))
+		h.log().InfoContext(ctx, "no TOTP code pushed: the next usable step has not begun", "user", s.User.ID, "request_id", rid)
+		return ""
+	case errors.Is(err, signin.ErrTooManySends):
+		h.log().InfoContext(ctx, "second-factor code not sent: send limit reached", "user", s.User.ID, "request_id", rid)
+	default:
+		h.log().WarnContext(ctx, "second-factor code not sent", "user", s.User.ID, "err", err, "request_id", rid)
 	}
-	if err == nil || errors.Is(err, twofactor.ErrNothingToSend) || errors.Is(err, twofactor.ErrNotEnabled) {
+	if cp.strategy == "" && s.TwoFactor.Method == twofactor.MethodTOTP {
 		return ""
 	}
-	if st, serr := h.TwoFactor.Method(ctx, user.ID); serr != nil || st.Method == twofactor.MethodTOTP {
-		return ""
-	}
-	if errors.Is(err, twofactor.ErrTooManySends) {
+	if errors.Is(err, signin.ErrTooManySends) {
 		return noticeTooManySends
 	}
 	return noticeNotSent
 }
 
-// notifyWebhook is the AuthConfig's webhook as the notifier takes it.
-func notifyWebhook(w resource.Webhook) notify.Webhook {
-	return notify.Webhook{
-		Endpoint:  w.Endpoint,
-		TimeoutMS: int(w.TimeoutDuration() / time.Millisecond),
-		Headers:   w.Headers,
-		Secret:    w.Secret,
-	}
-}
-
-func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, f flow, ac resource.AuthConfig, errMsg string) {
-	h.renderTwoFactorNotice(w, r, sess, user, f, ac, errMsg, "")
-}
-
-func (h *Handler) renderTwoFactorNotice(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, f flow, ac resource.AuthConfig, errMsg, notice string) {
-	lead, resend := h.promptText(r.Context(), user, ac)
+func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, cp codePrompt, errMsg string) {
 	csrf := sess.CSRFToken()
 	if !h.saveSession(w, r, sess) {
 		return
 	}
 	csrf = sess.CSRFToken()
+	resend := ""
+	if cp.send {
+		resend = PathLoginTwoFactor
+		if cp.strategy != "" {
+			resend += "?strategy=" + url.QueryEscape(cp.strategy)
+		}
+	}
 	h.render(w, r, http.StatusOK, pageTwoFactorCode, pageData{
 		Heading: "Two-step verification",
 		Theme:   f.theme,
 		CSRF:    csrf,
 		Error:   errMsg,
 		Client:  f.clientView(),
-		Lead:    lead,
-		Notice:  notice,
-		Resend:  resend,
+		Lead:    cp.lead,
+		Notice:  cp.notice,
+		Code: &codeView{
+			Strategy: cp.strategy,
+			Text:     cp.desc.Input == signin.InputText,
+			Recovery: cp.strategy == "",
+			Resend:   resend,
+			Others:   cp.others,
+		},
 	}, f.policy)
 }
 
-// promptText says where the code comes from, and whether reloading the
-// prompt sends a new one.
-func (h *Handler) promptText(ctx context.Context, user store.User, ac resource.AuthConfig) (string, bool) {
-	hook := ac.Webhook()
-	webhook := h.TwoFactor != nil && hook != nil && hook.Endpoint != ""
+// promptText says where the code of the user's built-in factor comes
+// from, and whether showing the prompt sends one.
+func (h *Handler) promptText(s *signin.SignIn) (string, bool) {
+	webhook := s.Policy.CanDeliverCodes()
 	lead := "Enter the 6-digit code from your authenticator app."
 	if webhook {
 		lead = "Enter the 6-digit code from your authenticator app, or the one we sent you."
 	}
-	if h.TwoFactor == nil {
-		return lead, false
-	}
-	st, err := h.TwoFactor.Method(ctx, user.ID)
-	if err != nil {
-		h.log().WarnContext(ctx, "second-factor status unavailable for the prompt", "user", user.ID, "err", err)
-		return lead, webhook
-	}
-	switch st.Method {
+	switch s.TwoFactor.Method {
 	case twofactor.MethodSMS:
-		lead = "Enter the 6-digit code we sent by text message to " + twofactor.MaskDestination(st.Destination) + "."
+		lead = "Enter the 6-digit code we sent by text message to " + twofactor.MaskDestination(s.TwoFactor.Destination) + "."
 	case twofactor.MethodEmail:
-		lead = "Enter the 6-digit code we sent by e-mail to " + twofactor.MaskDestination(st.Destination) + "."
+		lead = "Enter the 6-digit code we sent by e-mail to " + twofactor.MaskDestination(s.TwoFactor.Destination) + "."
 	}
 	return lead, webhook
 }
 
-// twoFactorSubmit checks the code and, when it is accepted, finishes the
-// sign-in like a password-only one (with otp and mfa in amr); for a user
-// who is enrolling, it confirms the new factor.
+// twoFactorSubmit checks the answer with the strategy of the form and,
+// when it is accepted, finishes the sign-in with the engine's amr; for a
+// user who is enrolling, it confirms the new factor.
 func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	sess := h.loadSession(w, r)
@@ -256,47 +299,34 @@ func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	if !h.parseFormLimit(w, r, sess.ValidCSRF, maxCodeFormBytes) {
 		return
 	}
-	p, user, f, ac, ok := h.secondFactorStep(w, r, sess)
+	p, user, f, s, ok := h.secondFactorStep(w, r, sess)
 	if !ok {
 		return
 	}
 	if !p.Enrolled {
-		h.confirmFlowEnrolment(w, r, sess, p, user, f, ac)
+		h.confirmFlowEnrolment(w, r, sess, p, user, f, s)
 		return
 	}
-	methods, err := h.SecondFactor.VerifyLoginCode(ctx, user, r.PostForm.Get("code"), LoginAttempt{
-		ClientID:   p.ClientID,
-		RemoteAddr: clientIP(r),
-		RequestID:  audit.RequestID(ctx),
-		BindingID:  sess.ID(),
-	})
-	if errors.Is(err, ErrInvalidCode) {
-		h.renderTwoFactor(w, r, sess, user, f, ac, msgInvalidCode)
+	strategy := r.PostForm.Get("strategy")
+	res, err := h.SignIn.Attempt(ctx, s, strategy, r.PostForm.Get("code"))
+	if errors.Is(err, signin.ErrInvalidCode) || errors.Is(err, signin.ErrNotOffered) {
+		cp, ok := h.codePrompt(w, r, s, strategy)
+		if ok {
+			h.renderTwoFactor(w, r, sess, f, cp, msgInvalidCode)
+		}
 		return
 	}
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, mfaAMR(methods), p.PasswordAt)
-}
-
-// mfaAMR is the amr of a sign-in with a password and a second factor that
-// added methods: pwd, the methods, mfa.
-func mfaAMR(methods []string) []string {
-	amr := []string{AMRPassword}
-	for _, m := range methods {
-		if m != AMRPassword && m != AMRMFA {
-			amr = append(amr, m)
-		}
-	}
-	return append(amr, AMRMFA)
+	h.finishLogin(w, r, sess, user.ID, res.AMR, p.PasswordAt)
 }
 
 // renderFlowEnrolment shows the TOTP enrolment of a user whose login
 // requires a second factor they do not have yet.
-func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, f flow, ac resource.AuthConfig, errMsg string) {
-	en, err := h.enrolment(sess, user, ac.Issuer())
+func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, f flow, s *signin.SignIn, errMsg string) {
+	en, err := h.enrolment(sess, user, s.AuthConfig.Issuer())
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
@@ -305,12 +335,7 @@ func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, se
 	if f.client != nil {
 		// The app's rule, when it has one; else the account's own (a TOTP
 		// enrolment due since it was created).
-		required, err := h.twoFactorRequired(r.Context(), f.client)
-		if err != nil {
-			h.unavailable(w, r, err)
-			return
-		}
-		if required {
+		if s.Policy.SecondFactorRequired() {
 			lead = f.clientView().Name + " requires two-step verification. Set it up to continue."
 		}
 	}
@@ -326,9 +351,9 @@ func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, se
 // confirmFlowEnrolment enables the factor set up inside a login, signs the
 // user in with it (pwd, otp, mfa) and shows the recovery codes, whose
 // Continue link resumes the authorization.
-func (h *Handler) confirmFlowEnrolment(w http.ResponseWriter, r *http.Request, sess *session.Session, p *session.PendingSecondFactor, user store.User, f flow, ac resource.AuthConfig) {
+func (h *Handler) confirmFlowEnrolment(w http.ResponseWriter, r *http.Request, sess *session.Session, p *session.PendingSecondFactor, user store.User, f flow, s *signin.SignIn) {
 	ctx := r.Context()
-	codes, err := h.confirmEnrolment(r, sess, user, ac, p.ClientID)
+	codes, err := h.confirmEnrolment(r, sess, user, s.AuthConfig, p.ClientID)
 	switch {
 	case errors.Is(err, twofactor.ErrAlreadyEnabled):
 		// Enrolled meanwhile (another tab): this login now needs a code.
@@ -340,16 +365,16 @@ func (h *Handler) confirmFlowEnrolment(w http.ResponseWriter, r *http.Request, s
 		http.Redirect(w, r, PathLoginTwoFactor, http.StatusSeeOther)
 		return
 	case errors.Is(err, twofactor.ErrPendingExpired):
-		h.renderFlowEnrolment(w, r, sess, user, f, ac, msgEnrolmentExpired)
+		h.renderFlowEnrolment(w, r, sess, user, f, s, msgEnrolmentExpired)
 		return
 	case errors.Is(err, twofactor.ErrInvalidCode):
-		h.renderFlowEnrolment(w, r, sess, user, f, ac, msgInvalidCode)
+		h.renderFlowEnrolment(w, r, sess, user, f, s, msgInvalidCode)
 		return
 	case err != nil:
 		h.unavailable(w, r, err)
 		return
 	}
-	next, ok := h.completeLogin(w, r, sess, user.ID, mfaAMR([]string{AMROTP}), p.PasswordAt)
+	next, ok := h.completeLogin(w, r, sess, user.ID, signin.MFAMethods([]string{AMROTP}), p.PasswordAt)
 	if !ok {
 		return
 	}

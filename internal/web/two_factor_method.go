@@ -204,7 +204,12 @@ func (h *Handler) sendCurrentCode(r *http.Request, sess *session.Session, user s
 	if !st.Enabled || (st.Method != twofactor.MethodSMS && st.Method != twofactor.MethodEmail) {
 		return ""
 	}
-	return h.sendLoginCode(r, sess, user, "", ac)
+	s, err := h.settingsSignIn(r, sess, user)
+	if err != nil {
+		h.log().WarnContext(r.Context(), "second-factor code not sent", "user", user.ID, "err", err)
+		return noticeNotSent
+	}
+	return h.prepareSecondFactor(r, s, codePrompt{})
 }
 
 func (h *Handler) renderMethodDestination(w http.ResponseWriter, r *http.Request, sess *session.Session, method, dest, errMsg string) {
@@ -338,7 +343,7 @@ func (h *Handler) sendVerification(w http.ResponseWriter, r *http.Request, sess 
 		_, err := h.TwoFactor.SendCode(ctx, twofactor.SendInput{
 			User: user, Purpose: twofactor.PurposeVerify, Channel: method, Destination: dest,
 			BindingID: resource.VerificationBinding(user.ID, method, dest),
-			Webhook:   notifyWebhook(*ac.Webhook()), Meta: twoFactorMeta(r, ""),
+			Webhook:   webhookOf(ac), Meta: twoFactorMeta(r, ""),
 		})
 		switch {
 		case errors.Is(err, twofactor.ErrTooManySends):
@@ -401,7 +406,7 @@ func (h *Handler) switchToCodes(w http.ResponseWriter, r *http.Request, sess *se
 		}
 		var err error
 		codes, err = h.TwoFactor.EnableCodeMethod(ctx, twofactor.EnableCodeInput{
-			UserID: user.ID, Method: method, Webhook: notifyWebhook(*ac.Webhook()),
+			UserID: user.ID, Method: method, Webhook: webhookOf(ac),
 			CurrentSessionID: sess.ID(), Meta: twoFactorMeta(r, ""),
 		})
 		return err

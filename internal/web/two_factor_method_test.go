@@ -96,7 +96,6 @@ func (e *env) user(id string) store.User {
 
 func TestSwitchingMethodsOnTheSettingsPage(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		e.useTwoFactor()
 		rcv := &hook{}
 		e.startHook(rcv, 2000)
 		b := e.browser()
@@ -317,7 +316,6 @@ func (e *env) codeUser(method string) {
 
 func TestCodeMethodsNeedADelivery(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
-	e.useTwoFactor()
 	b := e.browser()
 	b.signIn()
 	t.Run("the settings page offers only an app", func(t *testing.T) {
@@ -346,7 +344,6 @@ func TestCodeMethodsNeedADelivery(t *testing.T) {
 
 func TestVerificationRefusals(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		e.useTwoFactor()
 		rcv := &hook{}
 		e.startHook(rcv, 2000)
 		e.putUser("bob", "bob@example.com", alicePassword, false)
@@ -411,7 +408,6 @@ func TestCodePromptPerMethod(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, gormstoretest.Open(t))
-			e.useTwoFactor()
 			rcv := &hook{}
 			if tc.method == "totp" {
 				e.enrolAlice()
@@ -481,7 +477,6 @@ func notifyWebhookOf(w *resource.Webhook) notify.Webhook {
 
 func TestNewRecoveryCodesForTextMessages(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
-	e.useTwoFactor()
 	rcv := &hook{}
 	e.startHook(rcv, 2000)
 	e.codeUser(twofactor.MethodSMS)
@@ -513,7 +508,6 @@ func TestNewRecoveryCodesForTextMessages(t *testing.T) {
 
 func TestATOTPEnrolmentDueStepsUpASignedInSession(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
-	e.useTwoFactor()
 	b := e.browser()
 	b.signIn()
 	if err := e.st.PutTwoFactor(context.Background(), resource.TOTPEnrolmentMarker("alice", e.clock.Now())); err != nil {

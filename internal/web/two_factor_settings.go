@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
@@ -274,15 +275,15 @@ func (h *Handler) renderCodePageError(w http.ResponseWriter, r *http.Request, se
 	var lead, notice string
 	resend := false
 	if st.Method == twofactor.MethodSMS || st.Method == twofactor.MethodEmail {
-		ac, err := h.settingsAuthConfig(r)
+		s, err := h.settingsSignIn(r, sess, user)
 		if err != nil {
 			h.unavailable(w, r, err)
 			return
 		}
 		if send {
-			notice = h.sendLoginCode(r, sess, user, "", ac)
+			notice = h.prepareSecondFactor(r, s, codePrompt{})
 		}
-		lead, resend = h.promptText(r.Context(), user, ac)
+		lead, resend = h.promptText(s)
 	}
 	csrf := sess.CSRFToken()
 	if !h.saveSession(w, r, sess) {
@@ -298,6 +299,16 @@ func (h *Handler) renderCodePageError(w http.ResponseWriter, r *http.Request, se
 		Notice:  notice,
 		Resend:  resend,
 	}, csp{})
+}
+
+// settingsSignIn is the signed-in user proving their factor again on a
+// settings page, as the engine sees it: no client, codes bound to this
+// browser session (the settings POSTs check them under that binding).
+func (h *Handler) settingsSignIn(r *http.Request, sess *session.Session, user store.User) (*signin.SignIn, error) {
+	if h.SignIn == nil {
+		return nil, errors.New("no sign-in engine configured")
+	}
+	return h.SignIn.Resume(r.Context(), signin.ResumeInput{User: user, Binding: sess.ID(), Meta: twoFactorMeta(r, "")})
 }
 
 // codeGatedSubmit is the common start of a settings POST that needs a

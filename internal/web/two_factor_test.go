@@ -43,9 +43,6 @@ var (
 
 const invalidCode = `<p id="error" class="error" role="alert">Invalid code</p>`
 
-// useTwoFactor makes the login prompt check codes with the real service.
-func (e *env) useTwoFactor() { e.handler.SecondFactor = e.verifier }
-
 // The second-factor service has a clock of its own: TOTP steps and lockouts
 // move forward while the pages and fosite stay near real time, which fosite
 // also reads (a sign-in dated in its future is refused).
@@ -323,7 +320,6 @@ func TestEnableTwoFactor(t *testing.T) {
 
 func TestChangesNeedARecentPassword(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
-	e.useTwoFactor()
 	secret, _ := e.enrolAlice()
 	b := e.browser()
 	p := b.passwordStep(authorizeQuery(firstParty))
@@ -399,7 +395,6 @@ func TestEnableWithAStalePassword(t *testing.T) {
 
 func TestLoginWithTwoFactor(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		e.useTwoFactor()
 		secret, _ := e.enrolAlice()
 		b := e.browser()
 		prompt := b.passwordStep(authorizeQuery(firstParty))
@@ -439,7 +434,6 @@ func TestLoginWithTwoFactor(t *testing.T) {
 
 func TestWrongCodesLockTheFactor(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		e.useTwoFactor()
 		secret, _ := e.enrolAlice()
 		b := e.browser()
 		prompt := b.passwordStep(authorizeQuery(firstParty))
@@ -470,7 +464,6 @@ func TestWrongCodesLockTheFactor(t *testing.T) {
 
 func TestOversizedCodeIsJustWrong(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
-	e.useTwoFactor()
 	e.enrolAlice()
 	b := e.browser()
 	assertInvalidCode(t, b.submitCode(b.passwordStep(authorizeQuery(firstParty)), strings.Repeat("1", 1<<20)))
@@ -481,7 +474,6 @@ func TestOversizedCodeIsJustWrong(t *testing.T) {
 
 func TestRecoveryCodes(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		e.useTwoFactor()
 		secret, codes := e.enrolAlice()
 
 		t.Run("a recovery code signs in once", func(t *testing.T) {
@@ -529,7 +521,6 @@ func TestRecoveryCodes(t *testing.T) {
 
 func TestDisableTwoFactor(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		e.useTwoFactor()
 		secret, codes := e.enrolAlice()
 		signIn := func() *browser {
 			b := e.browser()
@@ -601,7 +592,6 @@ func TestDisableTwoFactor(t *testing.T) {
 
 func TestPendingSecondFactorReachesNoSettingsPage(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
-	e.useTwoFactor()
 	secret, _ := e.enrolAlice()
 	b := e.browser()
 	prompt := b.passwordStep(authorizeQuery(firstParty))
@@ -655,7 +645,6 @@ func TestRequiredTwoFactorEnrolsInsideTheLogin(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			eachBackend(t, func(t *testing.T, e *env) {
-				e.useTwoFactor()
 				tc.setup(e)
 				q := authorizeQuery(tc.clientID)
 				b := e.browser()
@@ -713,7 +702,6 @@ func TestRequiredTwoFactorEnrolsInsideTheLogin(t *testing.T) {
 
 	t.Run("a session signed in with the password alone steps up for a client that requires 2FA", func(t *testing.T) {
 		e := newEnv(t, gormstoretest.Open(t))
-		e.useTwoFactor()
 		b := e.browser()
 		b.signIn()
 		cases[0].setup(e)
@@ -789,7 +777,6 @@ func (e *env) startHook(h *hook, timeoutMS int) string {
 
 func TestWebhookSendsTheCodeWhenThePromptIsShown(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		e.useTwoFactor()
 		secret, _ := e.enrolAlice()
 		rcv := &hook{}
 		e.startHook(rcv, 2000)
@@ -855,7 +842,6 @@ func TestSlowOrFailingWebhookDoesNotBreakTheLogin(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name+" leaves the prompt working", func(t *testing.T) {
 			e := newEnv(t, gormstoretest.Open(t))
-			e.useTwoFactor()
 			secret, _ := e.enrolAlice()
 			e.startHook(tc.hook, 100)
 			b := e.browser()
@@ -877,7 +863,6 @@ func TestSlowOrFailingWebhookDoesNotBreakTheLogin(t *testing.T) {
 
 func TestTextMessageCodeThroughTheWebhook(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
-	e.useTwoFactor()
 	rcv := &hook{}
 	e.startHook(rcv, 2000)
 	ctx := context.Background()

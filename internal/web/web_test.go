@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -526,23 +527,38 @@ func TestPrompt(t *testing.T) {
 	})
 }
 
-// acceptCode is the second-factor seam's verifier in these tests: it
-// accepts one fixed code, the way internal/twofactor will accept a TOTP.
-type acceptCode struct{ code string }
+// acceptCode is the second-factor seam in these tests: a factor of the
+// deployment's own, registered in the sign-in engine, offered to one user
+// and accepting one fixed code, as a hardware token of one's own would.
+type acceptCode struct{ user, code string }
 
-func (a acceptCode) VerifyLoginCode(_ context.Context, _ store.User, code string, _ web.LoginAttempt) ([]string, error) {
-	if code != a.code {
-		return nil, web.ErrInvalidCode
+func (acceptCode) Strategy() string { return "fixed" }
+
+func (acceptCode) Describe() signin.Description {
+	return signin.Description{Label: "Fixed code", Prompt: "Enter the fixed code.", Input: signin.InputCode}
+}
+
+func (a acceptCode) Offers(_ context.Context, s *signin.SignIn) ([]signin.Offer, error) {
+	if s.User.ID != a.user {
+		return nil, nil
 	}
-	return []string{web.AMROTP}, nil
+	return []signin.Offer{{Strategy: "fixed"}}, nil
+}
+
+func (acceptCode) Prepare(context.Context, *signin.SignIn, string) (signin.Prepared, error) {
+	return signin.Prepared{}, signin.ErrNotPreparable
+}
+
+func (a acceptCode) Attempt(_ context.Context, _ *signin.SignIn, code string) (signin.Proof, error) {
+	if code != a.code {
+		return signin.Proof{}, signin.ErrInvalidCode
+	}
+	return signin.Proof{AMR: []string{web.AMROTP}}, nil
 }
 
 func TestSecondFactorSeam(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
-		ctx := context.Background()
-		if err := e.st.PutTwoFactor(ctx, store.TwoFactor{UserID: "alice", Method: "totp", Enabled: true, EnrolledAt: time.Now().UTC()}); err != nil {
-			t.Fatal(err)
-		}
+		e.engine.Factors = []signin.Factor{acceptCode{user: "alice", code: "123456"}}
 		b := e.browser()
 		q := authorizeQuery(firstParty)
 		p := b.login(b.get("/auth/login?"+q.Encode()), "alice", alicePassword)
@@ -553,7 +569,9 @@ func TestSecondFactorSeam(t *testing.T) {
 			}
 		})
 
-		t.Run("without a verifier the prompt fails closed", func(t *testing.T) {
+		t.Run("without the sign-in engine the prompt fails closed", func(t *testing.T) {
+			e.handler.SignIn = nil
+			defer func() { e.handler.SignIn = e.engine }()
 			if p := b.get("/auth/login/two-factor"); p.status != http.StatusServiceUnavailable || strings.Contains(p.body, `name="code"`) {
 				t.Fatalf("status %d\n%s", p.status, p.body)
 			}
@@ -582,8 +600,6 @@ func TestSecondFactorSeam(t *testing.T) {
 			}
 		})
 
-		e.handler.SecondFactor = acceptCode{code: "123456"}
-		defer func() { e.handler.SecondFactor = nil }()
 		b = e.browser()
 		p = b.login(b.get("/auth/login?"+q.Encode()), "alice", alicePassword)
 		prompt := b.get(p.location)
@@ -721,10 +737,7 @@ func TestSecurityHeadersOnEveryPage(t *testing.T) {
 	consent.signIn()
 	consent.get("/auth/authorize?" + authorizeQuery(thirdParty).Encode())
 	e.putUser("bob", "", alicePassword, false)
-	if err := e.st.PutTwoFactor(context.Background(), store.TwoFactor{UserID: "bob", Method: "totp", Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	e.handler.SecondFactor = acceptCode{code: "123456"}
+	e.engine.Factors = []signin.Factor{acceptCode{user: "bob", code: "123456"}}
 	pending := e.browser()
 	pending.login(pending.get("/auth/login"), "bob", alicePassword)
 

@@ -57,6 +57,29 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("ensure gives a user without a factor a disabled record to count on and leaves a real one alone", func(t *testing.T) {
+		seedUser(t, s, "ensure-none")
+		must(t, s.EnsureTwoFactor(ctx, "ensure-none"), "ensure")
+		must(t, s.EnsureTwoFactor(ctx, "ensure-none"), "ensure again")
+		got, err := s.GetTwoFactor(ctx, "ensure-none")
+		must(t, err, "get")
+		if got.Enabled || got.Method != store.MethodNone || len(got.Secret) != 0 || got.Failures != 0 {
+			t.Errorf("ensured = %+v", got)
+		}
+		att, err := s.ReserveFactorAttempt(ctx, "ensure-none", now, 5, staleLock)
+		must(t, err, "reserve")
+		if !att.Allowed || att.Failures != 1 {
+			t.Errorf("reserve = %+v", att)
+		}
+		enrol(t, "ensure-real")
+		must(t, s.EnsureTwoFactor(ctx, "ensure-real"), "ensure real")
+		got, err = s.GetTwoFactor(ctx, "ensure-real")
+		must(t, err, "get real")
+		if !got.Enabled || got.Method != "totp" || !bytes.Equal(got.Secret, []byte("sealed-seed")) {
+			t.Errorf("ensure changed a real factor: %+v", got)
+		}
+	})
+
 	t.Run("the totp step only moves forward", func(t *testing.T) {
 		enrol(t, "steps")
 		cases := []struct {

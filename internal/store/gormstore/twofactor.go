@@ -50,6 +50,17 @@ func (s *Store) PutTwoFactor(ctx context.Context, tf store.TwoFactor) error {
 	return nil
 }
 
+// EnsureTwoFactor inserts an empty disabled record unless one exists.
+func (s *Store) EnsureTwoFactor(ctx context.Context, userID string) error {
+	err := s.conn(ctx).Exec(`INSERT INTO two_factors (`+twoFactorCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id) DO NOTHING`,
+		userID, store.MethodNone, false, nil, "", 0, nil, 0, nil, 0, s.now()).Error
+	if err != nil {
+		return fmt.Errorf("ensure second factor record of user %q: %w", userID, keyErr(err))
+	}
+	return nil
+}
+
 // DeleteTwoFactor removes the factor and the recovery codes together.
 func (s *Store) DeleteTwoFactor(ctx context.Context, userID string) error {
 	return s.InTx(ctx, func(ctx context.Context) error {

@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/notify"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Policy is what applies to one sign-in: the client it is for (the zero
+// Client when none is named) and the AuthConfig that applies to it.
+type Policy struct {
+	Client     resource.Client
+	AuthConfig resource.AuthConfig
+}
+
+// SecondFactorRequired reports whether every user must pass a second
+// factor for this client: the Client's twoFactor.required overrides the
+// AuthConfig's only by adding the requirement, never by lifting it.
+func (p Policy) SecondFactorRequired() bool {
+	return p.Client.TwoFactorRequired() || p.AuthConfig.TwoFactorRequired()
+}
+
+// PastSteps is the TOTP window of past steps (AuthConfig validPastTokensCount).
+func (p Policy) PastSteps() int { return p.AuthConfig.PastTokens() }
+
+// Webhook is where codes are delivered; the zero value when nowhere.
+func (p Policy) Webhook() notify.Webhook {
+	w := p.AuthConfig.Webhook()
+	if w == nil {
+		return notify.Webhook{}
+	}
+	return notify.Webhook{Endpoint: w.Endpoint, TimeoutMS: w.Timeout, Headers: w.Headers, Secret: w.Secret}
+}
+
+// CanDeliverCodes reports whether a code can be sent to the user at all.
+func (p Policy) CanDeliverCodes() bool { return p.Webhook().Endpoint != "" }
+
+// Resolver resolves and caches policies. The zero TTL keeps nothing
+// between requests (the request memo of package resource still serves a
+// request once). A cached AuthConfig is used for at most TTL; Forget drops
+// every entry at once, and a resolution that began before a Forget does not
+// store its (possibly old) result.
+type Resolver struct {
+	Store store.Store
+	TTL   time.Duration
+	Now   func() time.Time
+
+	mu    sync.Mutex
+	gen   uint64
+	cache map[string]cached // by the client's AuthConfig reference; "" = none
+}
+
+type cached struct {
+	ac      resource.AuthConfig
+	expires time.Time
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// For is the policy of a sign-in for c (the zero Client: no client).
+func (r *Resolver) For(ctx context.Context, c resource.Client) (Policy, error) {
+	ac, err := r.AuthConfig(ctx, c)
+	if err != nil {
+		return Policy{}, err
+	}
+	return Policy{Client: c, AuthConfig: ac}, nil
+}
+
+// AuthConfig is the AuthConfig that applies to c. A Client that names a
+// missing AuthConfig is an error (wrapping store.ErrNotFound), never a
+// silent fallback that could drop a required second factor.
+func (r *Resolver) AuthConfig(ctx context.Context, c resource.Client) (resource.AuthConfig, error) {
+	ref := ""
+	if c.AuthConfig != nil {
+		ref = c.AuthConfig.ID
+	}
+	var gen uint64
+	if r.TTL > 0 {
+		r.mu.Lock()
+		e, ok := r.cache[ref]
+		gen = r.gen
+		r.mu.Unlock()
+		if ok && r.now().Before(e.expires) {
+			return e.ac.Clone(), nil
+		}
+	}
+	ac, err := resource.ResolveAuthConfig(ctx, r.Store, c)
+	if err != nil {
+		return resource.AuthConfig{}, fmt.Errorf("resolve auth config: %w", err)
+	}
+	if r.TTL > 0 {
+		r.mu.Lock()
+		if r.gen == gen {
+			if r.cache == nil {
+				r.cache = map[string]cached{}
+			}
+			r.cache[ref] = cached{ac: ac.Clone(), expires: r.now().Add(r.TTL)}
+		}
+		r.mu.Unlock()
+	}
+	return ac, nil
+}
+
+// Forget drops every cached resolution. The admin API calls it after any
+// write of a Client or an AuthConfig (an AuthConfig named `default`, or the
+// only one, applies to clients that name none, so a change to any of them
+// may move every client).
+func (r *Resolver) Forget() {
+	r.mu.Lock()
+	r.gen++
+	r.cache = nil
+	r.mu.Unlock()
+}

@@ -1,0 +1,432 @@
+package signin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/policy"
+	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
+)
+
+// States of a sign-in, as Clerk names them (the JSON API shows them as is).
+const (
+	StatusComplete          = "complete"
+	StatusNeedsSecondFactor = "needs_second_factor"
+	StatusNeedsEnrollment   = "needs_enrollment"
+)
+
+// Authentication methods (RFC 8176) and the acr values derived from them.
+const (
+	AMRPassword = "pwd"
+	AMROTP      = "otp"
+	AMRMFA      = "mfa"
+
+	ACRPassword = "urn:gatehouse:acr:pwd"
+	ACRMFA      = "urn:gatehouse:acr:mfa"
+)
+
+// TTLs of a parked sign-in: the hosted pages give a person time to find
+// the phone; an app that draws its own screens gets the mfa_token's.
+const (
+	BrowserTTL = 10 * time.Minute
+	APITTL     = twofactor.MFATokenTTL
+)
+
+// Errors of the engine. Every refusal of an answer is ErrInvalidCode,
+// whatever the reason (wrong, reused, malformed, locked), so no surface can
+// tell an attacker more than another.
+var (
+	ErrInvalidCode   = twofactor.ErrInvalidCode
+	ErrInvalidTicket = twofactor.ErrInvalidMFAToken
+	ErrNotPreparable = errors.New("this strategy needs no prepare step")
+	ErrNotOffered    = errors.New("this strategy is not available for this sign-in")
+	ErrTooManySends  = twofactor.ErrTooManySends
+	ErrNoDelivery    = twofactor.ErrNoWebhook
+)
+
+// Engine runs sign-ins. Store, TwoFactor and Policy are required.
+type Engine struct {
+	Store     store.Store
+	TwoFactor *twofactor.Service
+	Policy    *policy.Resolver
+	// Factors are the deployment's own, offered after the built-in ones.
+	Factors []Factor
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Step is where a sign-in stands after Begin.
+type Step struct {
+	Status string
+	// Result is set when Status is StatusComplete.
+	Result *Result
+}
+
+// Result is a finished sign-in.
+type Result struct {
+	UserID   string
+	AMR      []string
+	ACR      string
+	AuthTime time.Time
+	// Strategy proved the second factor ("" for a password alone).
+	Strategy string
+	// RecoveryCodesRemaining is set when a recovery code was spent.
+	RecoveryCodesRemaining *int
+}
+
+// BeginInput is a first factor that was just proven.
+type BeginInput struct {
+	User   store.User
+	Client resource.Client // the zero Client when the sign-in names none
+	// FirstFactorAt is when the password was checked; auth_time of the result.
+	FirstFactorAt time.Time
+	Meta          twofactor.Meta
+}
+
+// Begin decides what a proven first factor leads to: complete (no second
+// factor applies), a second factor (the user has one, offered by every
+// factor that applies), or an enrolment (the policy requires a second
+// factor the user has not set up, or the account was created with a TOTP
+// enrolment due). It stores nothing: Park does, when the surface must
+// carry the sign-in over to another request.
+func (e *Engine) Begin(ctx context.Context, in BeginInput) (*SignIn, Step, error) {
+	pol, err := e.Policy.For(ctx, in.Client)
+	if err != nil {
+		return nil, Step{}, err
+	}
+	tf, err := e.twoFactorOf(ctx, in.User.ID)
+	if err != nil {
+		return nil, Step{}, err
+	}
+	s := &SignIn{User: in.User, Client: in.Client, AuthConfig: pol.AuthConfig, TwoFactor: tf, Meta: in.Meta,
+		Policy: pol, FirstFactorAt: in.FirstFactorAt.UTC(), Binding: twofactor.PasswordGrantBinding(in.Client.ID, in.User.ID)}
+	// A recovery code is only ever offered beside a factor, so the other
+	// offers decide (and the count of recovery codes is not read here).
+	offers, err := e.offers(ctx, s, false)
+	if err != nil {
+		return nil, Step{}, err
+	}
+	switch {
+	case len(offers) > 0:
+		return s, Step{Status: StatusNeedsSecondFactor}, nil
+	case pol.SecondFactorRequired() || resource.TOTPEnrolmentDue(tf):
+		return s, Step{Status: StatusNeedsEnrollment}, nil
+	}
+	res := e.result(s, "", nil)
+	return s, Step{Status: StatusComplete, Result: &res}, nil
+}
+
+// Park stores s as an unfinished sign-in for ttl and returns the ticket
+// that names it (the API's mfa_token; the hosted pages keep it in the
+// server-side browser session). The ticket is sealed: only this service
+// (any of its processes) can open it, and only for s's client.
+func (e *Engine) Park(ctx context.Context, s *SignIn, ttl time.Duration) (string, time.Time, error) {
+	token, t, err := e.TwoFactor.IssueMFATokenFor(ctx, s.User.ID, s.Client.ID, ttl)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	s.Token = t
+	s.Binding = t.ID
+	return token, t.ExpiresAt, nil
+}
+
+// ResumeInput names a sign-in whose state a surface keeps itself: the
+// hosted pages keep it in the server-side browser session record, whose
+// rotation at the end of the sign-in is the compare-and-set that lets the
+// sign-in complete once.
+type ResumeInput struct {
+	User          store.User
+	Client        resource.Client
+	FirstFactorAt time.Time
+	Binding       string // the browser session's id
+	Meta          twofactor.Meta
+}
+
+// Resume rebuilds a sign-in from state the surface kept.
+func (e *Engine) Resume(ctx context.Context, in ResumeInput) (*SignIn, error) {
+	pol, err := e.Policy.For(ctx, in.Client)
+	if err != nil {
+		return nil, err
+	}
+	tf, err := e.twoFactorOf(ctx, in.User.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &SignIn{User: in.User, Client: in.Client, AuthConfig: pol.AuthConfig, TwoFactor: tf, Meta: in.Meta,
+		Policy: pol, FirstFactorAt: in.FirstFactorAt.UTC(), Binding: in.Binding}, nil
+}
+
+// Open returns the parked sign-in a ticket names for client c: genuine,
+// unexpired, c's, not completed, its user still active.
+// ErrInvalidTicket otherwise; other errors are storage failures.
+func (e *Engine) Open(ctx context.Context, ticket string, c resource.Client) (*SignIn, error) {
+	t, err := e.TwoFactor.OpenMFAToken(ctx, ticket, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	user, err := e.Store.GetUser(ctx, t.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && user.Inactive) {
+		return nil, ErrInvalidTicket
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get user %q: %w", t.UserID, err)
+	}
+	pol, err := e.Policy.For(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	tf, err := e.twoFactorOf(ctx, user.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &SignIn{Token: t, User: user, Client: c, AuthConfig: pol.AuthConfig, TwoFactor: tf,
+		Policy: pol, FirstFactorAt: t.IssuedAt, Binding: t.ID}, nil
+}
+
+// twoFactorOf is the user's built-in factor record; the zero record when
+// there is none.
+func (e *Engine) twoFactorOf(ctx context.Context, userID string) (store.TwoFactor, error) {
+	tf, err := e.Store.GetTwoFactor(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.TwoFactor{UserID: userID}, nil
+	}
+	if err != nil {
+		return store.TwoFactor{}, fmt.Errorf("get second factor of %q: %w", userID, err)
+	}
+	return tf, nil
+}
+
+// Offers lists every factor's offers for s, built-ins first.
+func (e *Engine) Offers(ctx context.Context, s *SignIn) ([]Offer, error) {
+	return e.offers(ctx, s, true)
+}
+
+// OffersBesideRecovery is Offers without backup_code: what the hosted
+// pages list, whose code box takes a recovery code anyway.
+func (e *Engine) OffersBesideRecovery(ctx context.Context, s *SignIn) ([]Offer, error) {
+	return e.offers(ctx, s, false)
+}
+
+func (e *Engine) offers(ctx context.Context, s *SignIn, recovery bool) ([]Offer, error) {
+	var out []Offer
+	for _, f := range e.factors() {
+		if !recovery && f.Strategy() == StrategyBackupCode {
+			continue
+		}
+		o, err := f.Offers(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("offers of %s: %w", f.Strategy(), err)
+		}
+		out = append(out, o...)
+	}
+	return out, nil
+}
+
+// Strategies are the distinct strategies of offers, in order.
+func Strategies(offers []Offer) []string {
+	var out []string
+	for _, o := range offers {
+		if !slices.Contains(out, o.Strategy) {
+			out = append(out, o.Strategy)
+		}
+	}
+	return out
+}
+
+// Describe is how the hosted pages show strategy's factor.
+func (e *Engine) Describe(strategy string) (Description, bool) {
+	f := e.Factor(strategy)
+	if f == nil {
+		return Description{}, false
+	}
+	return describe(f), true
+}
+
+// Factor is the registered factor of strategy, or nil.
+func (e *Engine) Factor(strategy string) Factor {
+	for _, f := range e.factors() {
+		if f.Strategy() == strategy {
+			return f
+		}
+	}
+	return nil
+}
+
+// offered resolves strategy for s: a factor that has an offer for s. The
+// empty strategy is the user's default: their built-in code factor, which
+// also takes a recovery code (what the hosted page's one box and the
+// password grant's `otp` accept), else the first offer.
+func (e *Engine) offered(ctx context.Context, s *SignIn, strategy string) (Factor, error) {
+	if strategy == "" {
+		if s.TwoFactor.Enabled {
+			return anyCodeFactor{e}, nil
+		}
+		offers, err := e.Offers(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if len(offers) == 0 {
+			return nil, ErrNotOffered
+		}
+		strategy = offers[0].Strategy
+	}
+	f := e.Factor(strategy)
+	if f == nil {
+		return nil, ErrNotOffered
+	}
+	o, err := f.Offers(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("offers of %s: %w", strategy, err)
+	}
+	if len(o) == 0 {
+		return nil, ErrNotOffered
+	}
+	return f, nil
+}
+
+// Prepare starts strategy's challenge for s (sends a code). The empty
+// strategy prepares the default one.
+func (e *Engine) Prepare(ctx context.Context, s *SignIn, strategy, destinationID string) (Prepared, error) {
+	f, err := e.offered(ctx, s, strategy)
+	if err != nil {
+		return Prepared{}, err
+	}
+	return f.Prepare(ctx, s, destinationID)
+}
+
+// Attempt checks answer with strategy (the empty strategy: the default)
+// under the user's one attempt counter and lockout, and on success
+// completes s's ticket, when it has one, exactly once however many
+// attempts race on however many processes. Every refusal is
+// ErrInvalidCode; a ticket completed meanwhile is ErrInvalidTicket.
+func (e *Engine) Attempt(ctx context.Context, s *SignIn, strategy, answer string) (Result, error) {
+	f, err := e.offered(ctx, s, strategy)
+	if err != nil {
+		return Result{}, err
+	}
+	var proof Proof
+	attempt := func(ctx context.Context) (twofactor.Result, error) {
+		p, err := f.Attempt(ctx, s, answer)
+		proof = p
+		return twofactor.Result{AMR: p.AMR}, err
+	}
+	if g, ok := f.(guarded); ok && g.guarded() {
+		_, err = attempt(ctx)
+	} else {
+		_, err = e.TwoFactor.Guard(ctx, s.User.ID, f.Strategy(), s.Meta, attempt)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res := e.result(s, f.Strategy(), proof.AMR)
+	res.RecoveryCodesRemaining = proof.RecoveryCodesRemaining
+	if err := e.complete(ctx, s); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// Complete finishes s after a step that proved the second factor outside
+// Attempt (an enrolment confirmed with the new factor's first code), with
+// the methods that step proved.
+func (e *Engine) Complete(ctx context.Context, s *SignIn, strategy string, methods []string) (Result, error) {
+	if err := e.complete(ctx, s); err != nil {
+		return Result{}, err
+	}
+	return e.result(s, strategy, methods), nil
+}
+
+func (e *Engine) complete(ctx context.Context, s *SignIn) error {
+	if s.Token.ID == "" {
+		return nil
+	}
+	return e.TwoFactor.CompleteMFAToken(ctx, s.Token)
+}
+
+// result is the finished sign-in: pwd, then what the second factor
+// proved, then mfa when it proved anything.
+func (e *Engine) result(s *SignIn, strategy string, methods []string) Result {
+	at := s.FirstFactorAt
+	if at.IsZero() {
+		at = e.now()
+	}
+	r := Result{UserID: s.User.ID, AMR: []string{AMRPassword}, ACR: ACRPassword, AuthTime: at.Truncate(time.Second), Strategy: strategy}
+	if strategy == "" && len(methods) == 0 {
+		return r
+	}
+	r.AMR = MFAMethods(methods)
+	r.ACR = ACRMFA
+	return r
+}
+
+// MFAMethods is the amr of a password and a second factor that proved
+// methods: pwd, the methods, mfa.
+func MFAMethods(methods []string) []string {
+	out := []string{AMRPassword}
+	for _, m := range methods {
+		if m != AMRPassword && m != AMRMFA && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return append(out, AMRMFA)
+}
+
+// Enrollable lists the factors a user without one may set up during the
+// sign-in: TOTP always, and codes to a verified phone or address when the
+// policy can deliver them.
+func (e *Engine) Enrollable(s *SignIn) []Offer {
+	out := []Offer{{Strategy: StrategyTOTP}}
+	if !s.Policy.CanDeliverCodes() {
+		return out
+	}
+	if s.User.PhoneNumber != "" && s.User.PhoneVerified {
+		out = append(out, Offer{Strategy: StrategyPhoneCode, DestinationID: DestinationPhone, Destination: twofactor.MaskDestination(s.User.PhoneNumber)})
+	}
+	if s.User.Email != "" && s.User.EmailVerified {
+		out = append(out, Offer{Strategy: StrategyEmailCode, DestinationID: DestinationEmail, Destination: twofactor.MaskDestination(s.User.Email)})
+	}
+	return out
+}
+
+// Refresh reads s's user factor again after an enrolment changed it.
+func (e *Engine) Refresh(ctx context.Context, s *SignIn) error {
+	tf, err := e.twoFactorOf(ctx, s.User.ID)
+	if err != nil {
+		return err
+	}
+	s.TwoFactor = tf
+	return nil
+}
+
+// Validate checks the registry: every strategy named, none twice.
+func (e *Engine) Validate() error {
+	seen := map[string]bool{}
+	for _, f := range e.factors() {
+		st := f.Strategy()
+		if st == "" || seen[st] {
+			return fmt.Errorf("factor strategy %q is empty or used twice", st)
+		}
+		seen[st] = true
+	}
+	return nil
+}
