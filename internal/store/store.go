@@ -310,6 +310,16 @@ type Store interface {
 	// counts come back in the order of keys.
 	GetCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) ([]int, error)
 	ResetCounter(ctx context.Context, key string) error
+	// ReserveCounter counts an attempt before it is made: when the window
+	// containing now holds fewer than limit hits, it adds one atomically and
+	// returns the new count with allowed true; otherwise it changes nothing
+	// and returns the current count with allowed false. At most limit
+	// reservations succeed per window, however many run at once, on every
+	// process sharing the store.
+	ReserveCounter(ctx context.Context, key string, window time.Duration, now time.Time, limit int) (hits int, allowed bool, err error)
+	// ReleaseCounter gives one reservation of the window containing now
+	// back (never below zero; nothing when the window has passed).
+	ReleaseCounter(ctx context.Context, key string, window time.Duration, now time.Time) error
 	// DeleteStaleCounters purges counters whose window ended before before
 	// (window start + window length < before): GetCounter at a now from
 	// before on reads 0 for them anyway, and HitCounter starts them again at
