@@ -472,7 +472,7 @@ func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (
 	at := account.Attempt{Login: name, Password: password}
 	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
 		at.RemoteAddr = remoteIP(r)
-		at.RequestID = r.Header.Get("X-Request-Id")
+		at.RequestID = requestID(ctx, r)
 	}
 	var c *client
 	ar, _ := ctx.Value(fosite.AccessRequestContextKey).(fosite.AccessRequester)
@@ -481,6 +481,9 @@ func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (
 		c, _ = ar.GetClient().(*client)
 	}
 	u, err := s.p.cfg.Accounts.CheckPassword(ctx, at)
+	if errors.Is(err, account.ErrThrottled) {
+		return "", err // writeTokenError answers 429 with Retry-After
+	}
 	if errors.Is(err, account.ErrInvalidCredentials) {
 		return "", fosite.ErrNotFound
 	}

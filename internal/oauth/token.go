@@ -6,11 +6,13 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/x/errorsx"
 
+	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -134,6 +136,12 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 	switch {
 	case errors.Is(err, errMFARequired):
 		writeJSON(w, http.StatusForbidden, mfaRequiredBody(err))
+		return
+	case errors.Is(err, account.ErrThrottled):
+		// Tell the owner plainly: invalid_grant, but 429 with the wait.
+		w.Header().Set("Retry-After", strconv.Itoa(account.RetryAfterOf(err)))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": fosite.ErrInvalidGrant.ErrorField,
+			"error_description": "Too many failed sign-ins for this account from this address. Sign-in is paused here; try again after Retry-After seconds."})
 		return
 	case errors.Is(err, errInvalidOTP):
 		// One plain answer for a wrong, malformed, reused or locked-out code.

@@ -317,9 +317,10 @@ type Store interface {
 	// reservations succeed per window, however many run at once, on every
 	// process sharing the store.
 	ReserveCounter(ctx context.Context, key string, window time.Duration, now time.Time, limit int) (hits int, allowed bool, err error)
-	// ReleaseCounter gives one reservation of the window containing now
-	// back (never below zero; nothing when the window has passed).
-	ReleaseCounter(ctx context.Context, key string, window time.Duration, now time.Time) error
+	// ReleaseCounters gives one reservation of each key back, in the window
+	// containing now, in one statement (never below zero; nothing for a
+	// window that has passed or a key without a row).
+	ReleaseCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) error
 	// DeleteStaleCounters purges counters whose window ended before before
 	// (window start + window length < before): GetCounter at a now from
 	// before on reads 0 for them anyway, and HitCounter starts them again at

@@ -212,19 +212,24 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 		if ok || n != 3 {
 			t.Fatalf("reservation at the limit = %d, %v; want 3, false", n, ok)
 		}
-		must(t, s.ReleaseCounter(ctx, "resv", w, start.Add(3*time.Minute)), "release")
+		hit(t, "resv-other", start)
+		must(t, s.ReleaseCounters(ctx, []string{"resv", "resv-other", "resv-none"}, w, start.Add(3*time.Minute)), "release")
 		if n := get(t, "resv", start.Add(3*time.Minute)); n != 2 {
 			t.Fatalf("after a release = %d, want 2", n)
+		}
+		if n := get(t, "resv-other", start.Add(3*time.Minute)); n != 0 {
+			t.Fatalf("the other key after a release = %d, want 0", n)
 		}
 		if n, ok, err := s.ReserveCounter(ctx, "resv", w, start.Add(w), 3); err != nil || !ok || n != 1 {
 			t.Fatalf("first reservation of the next window = %d, %v, %v; want 1, true", n, ok, err)
 		}
-		must(t, s.ReleaseCounter(ctx, "resv", w, start.Add(w)), "release")
-		must(t, s.ReleaseCounter(ctx, "resv", w, start.Add(w)), "release below zero is not an error")
+		must(t, s.ReleaseCounters(ctx, []string{"resv"}, w, start.Add(w)), "release")
+		must(t, s.ReleaseCounters(ctx, []string{"resv"}, w, start.Add(w)), "release below zero is not an error")
 		if n := get(t, "resv", start.Add(w)); n != 0 {
 			t.Fatalf("released below zero: %d", n)
 		}
-		must(t, s.ReleaseCounter(ctx, "never-reserved", w, start), "releasing an unknown counter is not an error")
+		must(t, s.ReleaseCounters(ctx, []string{"never-reserved"}, w, start), "releasing an unknown counter is not an error")
+		must(t, s.ReleaseCounters(ctx, nil, w, start), "releasing no counters is not an error")
 	})
 
 	t.Run("a concurrent burst of reservations gets exactly the limit", func(t *testing.T) {

@@ -225,19 +225,28 @@ func (s *Store) ReserveCounter(ctx context.Context, key string, window time.Dura
 	return int(hits), true, nil
 }
 
-// ReleaseCounter decrements the current window's row when it has hits.
-func (s *Store) ReleaseCounter(ctx context.Context, key string, window time.Duration, now time.Time) error {
+// ReleaseCounters decrements the current window's rows of keys that have hits.
+func (s *Store) ReleaseCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) error {
 	if window < time.Microsecond {
-		return fmt.Errorf("release counter: window %s is too short", window)
+		return fmt.Errorf("release counters: window %s is too short", window)
+	}
+	if len(keys) == 0 {
+		return nil
 	}
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return fmt.Errorf("release counter: %w", err)
+		return fmt.Errorf("release counters: %w", err)
 	}
 	defer unlock()
-	if err := s.conn(ctx).Exec("UPDATE counters SET hits = hits - 1 WHERE counter_key = ? AND window_ns = ? AND window_start >= ? AND hits > 0",
-		key, int64(window), tv(windowStart(now, window))).Error; err != nil {
-		return fmt.Errorf("release counter: %w", s.translate(err))
+	args := make([]any, 0, len(keys)+2)
+	marks := make([]string, len(keys))
+	for i, k := range keys {
+		marks[i] = "?"
+		args = append(args, k)
+	}
+	args = append(args, int64(window), tv(windowStart(now, window)))
+	if err := s.conn(ctx).Exec("UPDATE counters SET hits = hits - 1 WHERE counter_key IN ("+strings.Join(marks, ", ")+") AND window_ns = ? AND window_start >= ? AND hits > 0", args...).Error; err != nil {
+		return fmt.Errorf("release counters: %w", s.translate(err))
 	}
 	return nil
 }
