@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -894,3 +896,37 @@ func TestApplyReadFailure(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+func TestBasicAuthThrottleHoldsUnderABurst(t *testing.T) {
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name+": of 60 concurrent wrong passwords only the limit is checked, and the right one then waits", func(t *testing.T) {
+			e := newEnv(t, be.Open(t))
+			codes := make([]int, 60)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range codes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					hr := httptest.NewRequest(http.MethodGet, "/User", nil)
+					hr.RemoteAddr = "192.0.2.1:1234"
+					hr.SetBasicAuth(adminUser, fmt.Sprint("guess", i))
+					rec := httptest.NewRecorder()
+					e.mux.ServeHTTP(rec, hr)
+					codes[i] = rec.Code
+				}()
+			}
+			close(start)
+			wg.Wait()
+			count := map[int]int{}
+			for _, c := range codes {
+				count[c]++
+			}
+			if count[401] != failPerIP || count[429] != 60-failPerIP {
+				t.Fatalf("answers %v; want %d × 401 and the rest 429", count, failPerIP)
+			}
+			mustStatus(t, e.do(req{method: "GET", path: "/User"}), http.StatusTooManyRequests)
+		})
+	}
+}
