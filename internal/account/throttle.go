@@ -111,3 +111,24 @@ func windowEnd(now time.Time, w time.Duration) time.Time {
 	}
 	return time.Unix(0, start+int64(w)).UTC()
 }
+
+// ClientSecretThrottle limits failed client-secret checks (token,
+// introspection, revocation endpoints and the sign-in API): PerAccount per
+// client id from any address, PerAddress per client address over all
+// clients, in Window. Successes that the checking process remembers skip it,
+// so a client in use keeps working while someone guesses its secret.
+var ClientSecretThrottle = Throttle{PerAccount: 100, PerAddress: 50, Window: 15 * time.Minute}
+
+// ClientSecretLimits are the counters a client-secret check reserves:
+// clientID "" (an unknown client, or one without a secret) and addr "" skip
+// theirs.
+func ClientSecretLimits(clientID, addr string) []Limit {
+	var limits []Limit
+	if clientID != "" {
+		limits = append(limits, Limit{Key: "clientfail:client:" + clientID, Max: ClientSecretThrottle.PerAccount})
+	}
+	if addr != "" {
+		limits = append(limits, Limit{Key: "clientfail:ip:" + addr, Max: ClientSecretThrottle.PerAddress})
+	}
+	return limits
+}

@@ -39,7 +39,7 @@ const (
   validPastTokensCount: 3
   webhook: {endpoint: https://my-app.com, timeout: 500}
 `
-	aidboxClient = `secret: verysecret
+	aidboxClient = `secret: verysecret-0123456789
 first_party: true
 grant_types: [code]
 auth:
@@ -190,7 +190,7 @@ func TestAidboxExamplesRoundTrip(t *testing.T) {
 				secrets    []string
 			}{
 				{"/AuthConfig/myconfig", aidboxAuthConfig, nil, nil},
-				{"/Client/mywebapp", aidboxClient, []string{"secret"}, []string{"verysecret"}},
+				{"/Client/mywebapp", aidboxClient, []string{"secret"}, []string{"verysecret-0123456789"}},
 				{"/User/my-user", aidboxUser, []string{"password"}, []string{"password: password", `"password"`}},
 			}
 			for _, ex := range examples {
@@ -264,7 +264,7 @@ func TestAidboxExamplesRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ok, _ := e.h.Hasher.Verify(ctx, c.SecretHash, "verysecret"); !ok || !secret.IsPHC(c.SecretHash) {
+				if ok, _ := e.h.Hasher.Verify(ctx, c.SecretHash, "verysecret-0123456789"); !ok || !secret.IsPHC(c.SecretHash) {
 					t.Fatalf("client secret hash %q", c.SecretHash)
 				}
 				u, err := e.st.GetUser(ctx, "my-user")
@@ -274,7 +274,7 @@ func TestAidboxExamplesRoundTrip(t *testing.T) {
 				if ok, _ := e.h.Hasher.Verify(ctx, u.PasswordHash, "password"); !ok {
 					t.Fatal("user password hash does not verify")
 				}
-				if bytes.Contains(c.Doc, []byte("verysecret")) || bytes.Contains(u.Doc, []byte(`"password"`)) {
+				if bytes.Contains(c.Doc, []byte("verysecret-0123456789")) || bytes.Contains(u.Doc, []byte(`"password"`)) {
 					t.Fatal("stored documents contain write-only values")
 				}
 			})
@@ -808,7 +808,7 @@ auth: {authorization_code: {redirect_uri: 'https://app.example.com/cb#frag'}}
 ---
 resourceType: Client
 id: mywebapp
-secret: verysecret
+secret: verysecret-0123456789
 first_party: true
 grant_types: [code]
 auth:

@@ -18,7 +18,7 @@ import (
 // The Aidbox demo resources plus a public (PKCE) client and an opaque-token client.
 const (
 	webClientYAML = `
-secret: verysecret
+secret: verysecret-0123456789
 first_party: true
 grant_types: [code, refresh_token]
 scope: [openid, profile, email, offline_access]
@@ -110,7 +110,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 
 			t.Run("a confidential client gets JWT tokens that verify against the JWKS, refreshes, and revokes", func(t *testing.T) {
 				conf := &oauth2.Config{
-					ClientID: "mywebapp", ClientSecret: "verysecret",
+					ClientID: "mywebapp", ClientSecret: "verysecret-0123456789",
 					Endpoint:    oauth2.Endpoint{AuthURL: app.URL + "/auth/authorize", TokenURL: app.URL + "/auth/token", AuthStyle: oauth2.AuthStyleInHeader},
 					RedirectURL: "http://localhost:3001/callback",
 					Scopes:      []string{"openid", "email", "offline_access"},
@@ -182,7 +182,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
 					t.Fatal("the rotated refresh token worked again")
 				}
-				if got := introspect(t, app, "mywebapp", "verysecret", fresh.AccessToken); got["active"] != false {
+				if got := introspect(t, app, "mywebapp", "verysecret-0123456789", fresh.AccessToken); got["active"] != false {
 					t.Fatalf("after refresh-token reuse the family should be revoked; introspect = %v", got)
 				}
 
@@ -193,7 +193,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := introspect(t, app, "mywebapp", "verysecret", tok.AccessToken); got["active"] != true || got["sub"] != "alice" {
+				if got := introspect(t, app, "mywebapp", "verysecret-0123456789", tok.AccessToken); got["active"] != true || got["sub"] != "alice" {
 					t.Fatalf("introspect = %v", got)
 				}
 				if got := introspect(t, app, "resource-server", "rs-secret", tok.AccessToken); got["active"] != true {
@@ -201,7 +201,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				}
 				req, _ = http.NewRequest(http.MethodPost, app.URL+"/auth/revoke", strings.NewReader(url.Values{"token": {tok.AccessToken}}.Encode()))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.SetBasicAuth("mywebapp", "verysecret")
+				req.SetBasicAuth("mywebapp", "verysecret-0123456789")
 				resp, err = http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -210,7 +210,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("revoke = %d", resp.StatusCode)
 				}
-				if got := introspect(t, app, "mywebapp", "verysecret", tok.AccessToken); got["active"] != false {
+				if got := introspect(t, app, "mywebapp", "verysecret-0123456789", tok.AccessToken); got["active"] != false {
 					t.Fatalf("revoked token still active: %v", got)
 				}
 			})

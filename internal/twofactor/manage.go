@@ -91,6 +91,10 @@ func (s *Service) enable(ctx context.Context, tf store.TwoFactor, codes []string
 		if err := s.Store.DeleteBrowserSessionsByUser(ctx, tf.UserID, currentSessionID); err != nil {
 			return fmt.Errorf("end other sessions: %w", err)
 		}
+		// Tokens got with the password alone end too.
+		if err := s.Store.DeactivateOAuthRequestsBySubject(ctx, tf.UserID); err != nil {
+			return fmt.Errorf("deactivate tokens: %w", err)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrAlreadyEnabled) {
@@ -137,6 +141,9 @@ func (s *Service) remove(ctx context.Context, userID, keepSessionID string) erro
 		}
 		if err := s.Store.DeleteBrowserSessionsByUser(ctx, userID, keepSessionID); err != nil {
 			return fmt.Errorf("end sessions of %q: %w", userID, err)
+		}
+		if err := s.Store.DeactivateOAuthRequestsBySubject(ctx, userID); err != nil {
+			return fmt.Errorf("deactivate tokens of %q: %w", userID, err)
 		}
 		return nil
 	})

@@ -35,7 +35,7 @@ var cheapArgon2 = secret.Argon2Params{MemoryKiB: 64, Iterations: 1, Parallelism:
 const (
 	firstParty    = "webapp"
 	thirdParty    = "partner"
-	webappSecret  = "verysecret-verysecret"
+	webappSecret  = "verysecret-0123456789-verysecret-0123456789"
 	webappURI     = "http://localhost:3001/callback"
 	partnerURI    = "https://partner.example/cb"
 	logoutURI     = "http://localhost:3001/bye"
