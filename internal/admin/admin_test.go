@@ -371,7 +371,7 @@ func TestStatusCodes(t *testing.T) {
 func TestListPagesAsABundle(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
 	for _, id := range []string{"c1", "c2", "c3", "c4", "c5"} {
-		mustStatus(t, e.putYAML("/Client/"+id, "grant_types: [code]\nauth: {authorization_code: {redirect_uri: 'https://app.example.com/cb'}}\nsecret: s-"+id+"\n"), 201)
+		mustStatus(t, e.putYAML("/Client/"+id, "grant_types: [code]\nauth: {authorization_code: {redirect_uri: 'https://app.example.com/cb'}}\nsecret: secret-0123456789-"+id+"\n"), 201)
 	}
 	r := e.get("/Client?_count=2&_page=2")
 	mustStatus(t, r, 200)
@@ -618,11 +618,29 @@ func TestUserWritesEndSessionsAndTokens(t *testing.T) {
 					t.Fatal("session ended without a reason")
 				}
 			})
-			t.Run("a new password ends every session", func(t *testing.T) {
+			token := func(kind store.OAuthKind, sig string) {
+				t.Helper()
+				err := e.st.CreateOAuthRequest(ctx, store.OAuthRequest{Kind: kind, Signature: sig, RequestID: "req-" + sig,
+					ClientID: "mywebapp", Subject: "my-user", RequestedAt: e.now, ExpiresAt: time.Now().Add(time.Hour), Active: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			tokenActive := func(kind store.OAuthKind, sig string) bool {
+				t.Helper()
+				tok, err := e.st.GetOAuthRequest(ctx, kind, sig)
+				return err == nil && tok.Active
+			}
+			t.Run("a new password ends every session and deactivates the user's access and refresh tokens", func(t *testing.T) {
 				session("s2")
+				token(store.KindAccessToken, "pw-at")
+				token(store.KindRefreshToken, "pw-rt")
 				mustStatus(t, e.putYAML("/User/my-user", "email: me@example.com\npassword: a-new-one\n"), 200)
 				if alive("s1") || alive("s2") {
 					t.Fatal("sessions survive a password change")
+				}
+				if tokenActive(store.KindAccessToken, "pw-at") || tokenActive(store.KindRefreshToken, "pw-rt") {
+					t.Fatal("tokens survive a password change")
 				}
 				u, _ := e.st.GetUser(ctx, "my-user")
 				if ok, _ := e.h.Hasher.Verify(ctx, u.PasswordHash, "a-new-one"); !ok {
@@ -649,8 +667,9 @@ func TestUserWritesEndSessionsAndTokens(t *testing.T) {
 					t.Fatal("confirming an enabled factor removed it")
 				}
 			})
-			t.Run("twoFactor.enabled false resets the factor, ends sessions and is audited", func(t *testing.T) {
+			t.Run("twoFactor.enabled false resets the factor, ends sessions, deactivates tokens and is audited", func(t *testing.T) {
 				session("s3")
+				token(store.KindRefreshToken, "tf-rt")
 				mustStatus(t, e.putYAML("/User/my-user", "email: me@example.com\ntwoFactor: {enabled: false}\n"), 200)
 				if _, err := e.st.GetTwoFactor(ctx, "my-user"); !errors.Is(err, store.ErrNotFound) {
 					t.Fatalf("factor still there: %v", err)
@@ -660,6 +679,9 @@ func TestUserWritesEndSessionsAndTokens(t *testing.T) {
 				}
 				if alive("s3") {
 					t.Fatal("session survives a 2FA reset")
+				}
+				if tokenActive(store.KindRefreshToken, "tf-rt") {
+					t.Fatal("refresh token survives a 2FA reset")
 				}
 				events, _, _ := e.st.ListAudit(ctx, store.AuditFilter{UserID: "my-user", Type: audit.TwoFactorReset}, store.Page{Count: 10, Page: 1})
 				if len(events) != 1 {
@@ -927,6 +949,31 @@ func TestBasicAuthThrottleHoldsUnderABurst(t *testing.T) {
 				t.Fatalf("answers %v; want %d × 401 and the rest 429", count, failPerIP)
 			}
 			mustStatus(t, e.do(req{method: "GET", path: "/User"}), http.StatusTooManyRequests)
+		})
+	}
+}
+
+func TestShortClientSecretsAreRefused(t *testing.T) {
+	e := newEnv(t, gormstoretest.Open(t))
+	tests := []struct {
+		name, secret string
+		want         int
+	}{
+		{"a one-character secret is refused", "X", 422},
+		{"a 15-character secret is refused", "fifteen-chars-x", 422},
+		{"a 16-character secret is accepted", "sixteen-chars-xx", 201},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.putYAML(fmt.Sprintf("/Client/weak%d", i), "secret: '"+tc.secret+"'\ngrant_types: [client_credentials]\nscope: ['gatehouse:admin']\n")
+			mustStatus(t, r, tc.want)
+			if tc.want == 422 {
+				if got := r.expressions(t); len(got) != 1 || got[0] != "secret" {
+					t.Fatalf("expressions %v, want [secret]", got)
+				}
+				noSecrets(t, r.body, tc.secret)
+				mustStatus(t, e.get(fmt.Sprintf("/Client/weak%d", i)), 404)
+			}
 		})
 	}
 }

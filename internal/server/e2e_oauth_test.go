@@ -104,7 +104,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 			app := startApp(t, be.Open(t))
 			app.mustPut("/Client/mywebapp", webClientYAML)
 			app.mustPut("/Client/spa", spaClientYAML)
-			app.mustPut("/Client/resource-server", "secret: rs-secret\ngrant_types: [client_credentials]\n")
+			app.mustPut("/Client/resource-server", "secret: rs-secret-0123456789\ngrant_types: [client_credentials]\n")
 			app.mustPut("/User/alice", userYAML)
 			ctx := context.Background()
 
@@ -196,7 +196,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if got := introspect(t, app, "mywebapp", "verysecret-0123456789", tok.AccessToken); got["active"] != true || got["sub"] != "alice" {
 					t.Fatalf("introspect = %v", got)
 				}
-				if got := introspect(t, app, "resource-server", "rs-secret", tok.AccessToken); got["active"] != true {
+				if got := introspect(t, app, "resource-server", "rs-secret-0123456789", tok.AccessToken); got["active"] != true {
 					t.Fatalf("a resource server introspecting = %v", got)
 				}
 				req, _ = http.NewRequest(http.MethodPost, app.URL+"/auth/revoke", strings.NewReader(url.Values{"token": {tok.AccessToken}}.Encode()))
@@ -237,7 +237,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if strings.Count(tok.AccessToken, ".") == 2 && strings.HasPrefix(tok.AccessToken, "ey") {
 					t.Fatalf("expected an opaque access token, got a JWT")
 				}
-				if got := introspect(t, app, "resource-server", "rs-secret", tok.AccessToken); got["active"] != true || got["client_id"] != "spa" {
+				if got := introspect(t, app, "resource-server", "rs-secret-0123456789", tok.AccessToken); got["active"] != true || got["client_id"] != "spa" {
 					t.Fatalf("introspect = %v", got)
 				}
 			})
@@ -251,7 +251,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 			})
 
 			t.Run("client credentials give a token the admin API accepts only with gatehouse:admin", func(t *testing.T) {
-				app.mustPut("/Client/ops", "secret: ops-secret\ngrant_types: [client_credentials]\nscope: ['gatehouse:admin']\n")
+				app.mustPut("/Client/ops", "secret: ops-secret-0123456789\ngrant_types: [client_credentials]\nscope: ['gatehouse:admin']\n")
 				cc := func(id, secret string) string {
 					req, _ := http.NewRequest(http.MethodPost, app.URL+"/auth/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"gatehouse:admin"}}.Encode()))
 					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -277,10 +277,10 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 					resp.Body.Close()
 					return resp.StatusCode
 				}
-				if tok := cc("ops", "ops-secret"); tok == "" || adminGet(tok) != http.StatusOK {
+				if tok := cc("ops", "ops-secret-0123456789"); tok == "" || adminGet(tok) != http.StatusOK {
 					t.Fatal("an admin-scoped client token was refused by the admin API")
 				}
-				if got := adminGet(cc("resource-server", "rs-secret")); got != http.StatusUnauthorized && got != http.StatusForbidden {
+				if got := adminGet(cc("resource-server", "rs-secret-0123456789")); got != http.StatusUnauthorized && got != http.StatusForbidden {
 					t.Fatalf("a token without gatehouse:admin got %d from the admin API", got)
 				}
 			})

@@ -85,13 +85,13 @@ func TestDatabaseRoundTripsOnHotPaths(t *testing.T) {
 func testRoundTrips(t *testing.T, st *gormstore.Store) {
 	app := startApp(t, st)
 	app.mustPut("/Client/mywebapp", webClientYAML)
-	app.mustPut("/Client/svc", "secret: svc-secret\ngrant_types: [client_credentials]\nauth: {client_credentials: {token_format: opaque}}\n")
-	app.mustPut("/Client/svcjwt", "secret: svc-secret\ngrant_types: [client_credentials]\nauth: {client_credentials: {token_format: jwt}}\n")
+	app.mustPut("/Client/svc", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\nauth: {client_credentials: {token_format: opaque}}\n")
+	app.mustPut("/Client/svcjwt", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\nauth: {client_credentials: {token_format: jwt}}\n")
 
 	tokenCC := func(id string) {
 		req, _ := http.NewRequest(http.MethodPost, app.URL+"/auth/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(id, "svc-secret")
+		req.SetBasicAuth(id, "svc-secret-0123456789")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -143,7 +143,7 @@ func testRoundTrips(t *testing.T, st *gormstore.Store) {
 
 	opaque := tokenCCValue(t, app, "svc")
 	n = statementsDuring(st, func() {
-		if got := introspect(t, app, "svc", "svc-secret", opaque); got["active"] != true {
+		if got := introspect(t, app, "svc", "svc-secret-0123456789", opaque); got["active"] != true {
 			t.Fatalf("introspect = %v", got)
 		}
 	})
@@ -158,7 +158,7 @@ func tokenCCValue(t *testing.T, app *testApp, id string) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, app.URL+"/auth/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(id, "svc-secret")
+	req.SetBasicAuth(id, "svc-secret-0123456789")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
