@@ -359,13 +359,8 @@ func (h *Handler) bindable(c *call) error {
 	if err != nil {
 		return err
 	}
-	n, err := h.Store.HitCounter(ctx, "api:bindable:"+a.user.ID, time.Hour, h.now())
-	if err != nil {
+	if err := h.spendLookup(ctx, a.user.ID); err != nil {
 		return err
-	}
-	if n > BindableLimit {
-		return &apiError{Status: http.StatusTooManyRequests, Code: "too_many_requests",
-			Desc: "Too many look-ups. Try again later.", RetryAfter: time.Hour}
 	}
 	taken, err := h.takenByOther(ctx, channel, dest, a.user.ID)
 	if err != nil {
