@@ -89,6 +89,9 @@ func newEnv(t *testing.T, st store.Store) *env {
 		AdminPasswordHash: phc,
 		Options:           resource.Options{LookupIP: offline},
 	}
+	if e.h.Sealer, err = secret.NewSealer(bytes.Repeat([]byte{7}, 32)); err != nil {
+		t.Fatal(err)
+	}
 	e.mux = http.NewServeMux()
 	e.h.Register(e.mux)
 	return e
@@ -803,11 +806,61 @@ func TestWebhookSecretIsKeptButNeverShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err := resource.AuthConfigFromStore(rec)
-	if err != nil || a.Webhook().Secret != "whsec-do-not-show" {
-		t.Fatalf("server-side secret lost: %+v, %v", a.Webhook(), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(rec.Doc, []byte("whsec-do-not-show")) {
+		t.Fatalf("the stored document holds the webhook secret in clear: %s", rec.Doc)
+	}
+	if got, err := resource.OpenWebhookSecret(e.h.Sealer, a.Webhook().Secret); err != nil || got != "whsec-do-not-show" {
+		t.Fatalf("server-side secret lost: %q, %v", got, err)
 	}
 	audits := e.get("/AuditEvent?type=admin.write")
 	noSecrets(t, audits.body, "whsec-do-not-show")
+}
+
+func TestWebhookHeadersAreWriteOnly(t *testing.T) {
+	e := newEnv(t, gormstoretest.Open(t))
+	stored := func() map[string]string {
+		t.Helper()
+		rec, err := e.st.GetAuthConfig(context.Background(), "hooked")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := resource.AuthConfigFromStore(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Webhook().Headers
+	}
+	r := e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, headers: {Authorization: 'Bearer sms-key-XYZ', X-Tenant: t1}}}\n")
+	mustStatus(t, r, 201)
+	t.Run("responses show that headers are set, never their values", func(t *testing.T) {
+		for _, body := range [][]byte{r.body, e.get("/AuthConfig/hooked").body, e.get("/AuthConfig").body} {
+			noSecrets(t, body, "sms-key-XYZ", "t1")
+			if !bytes.Contains(body, []byte(`"Authorization":"***"`)) {
+				t.Fatalf("the header is not shown as set: %s", body)
+			}
+		}
+	})
+	t.Run("a replace that omits the headers keeps them", func(t *testing.T) {
+		mustStatus(t, e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, timeout: 800}}\n"), 200)
+		if h := stored(); h["Authorization"] != "Bearer sms-key-XYZ" || h["X-Tenant"] != "t1" {
+			t.Fatalf("headers %v", h)
+		}
+	})
+	t.Run("a replace that sends the redacted value back keeps that header and changes the others", func(t *testing.T) {
+		mustStatus(t, e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, headers: {Authorization: '***', X-Tenant: t2}}}\n"), 200)
+		if h := stored(); h["Authorization"] != "Bearer sms-key-XYZ" || h["X-Tenant"] != "t2" || len(h) != 2 {
+			t.Fatalf("headers %v", h)
+		}
+	})
+	t.Run("a header left out of a replace that lists headers is removed", func(t *testing.T) {
+		mustStatus(t, e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, headers: {Authorization: '***'}}}\n"), 200)
+		if h := stored(); h["Authorization"] != "Bearer sms-key-XYZ" || len(h) != 1 {
+			t.Fatalf("headers %v", h)
+		}
+	})
 }
 
 func TestApply(t *testing.T) {

@@ -199,6 +199,7 @@ func (h *Handler) confirmTOTP(c *call) error {
 	}
 	codes, err := h.TwoFactor.ConfirmTOTP(c.r.Context(), twofactor.ConfirmInput{
 		UserID: a.user.ID, Secret: sec, Code: vals[1], PastSteps: a.ac.PastTokens(), Meta: c.meta(a.client.ID),
+		CurrentTokenFamily: a.token.RequestID,
 	})
 	if err := enableError(err); err != nil {
 		return err
@@ -216,6 +217,7 @@ func (h *Handler) enableCodeMethod(method string) func(*call) error {
 		}
 		codes, err := h.TwoFactor.EnableCodeMethod(c.r.Context(), twofactor.EnableCodeInput{
 			UserID: a.user.ID, Method: method, Webhook: webhookOf(a.ac), Meta: c.meta(a.client.ID),
+			CurrentTokenFamily: a.token.RequestID,
 		})
 		if err := enableError(err); err != nil {
 			return err
@@ -279,7 +281,7 @@ func (h *Handler) deleteAuthenticator(c *call) error {
 	err = h.TwoFactor.Disable(c.r.Context(), twofactor.VerifyInput{
 		UserID: a.user.ID, Code: vals[0], PastSteps: a.ac.PastTokens(),
 		BindingID: manageBinding(a.user.ID), Meta: c.meta(a.client.ID),
-	}, "")
+	}, "", a.token.RequestID)
 	switch {
 	case errors.Is(err, twofactor.ErrInvalidCode):
 		return errInvalidCode

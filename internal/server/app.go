@@ -128,6 +128,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	a.Admin = &admin.Handler{
 		Store:             d.Store,
 		Hasher:            a.Hasher,
+		Sealer:            atRest,
 		Audit:             a.Audit,
 		Logger:            d.Logger,
 		Now:               d.Now,

@@ -270,6 +270,11 @@ type Store interface {
 	DeleteOAuthRequestsByRequestID(ctx context.Context, kind OAuthKind, requestID string) error
 	// DeactivateOAuthRequestsBySubject makes every token of a user inactive.
 	DeactivateOAuthRequestsBySubject(ctx context.Context, subject string) error
+	// DeactivateOtherOAuthRequests makes every token of a user inactive
+	// except those of the family keepRequestID (the request id fosite
+	// keeps across refreshes): the caller's own tokens survive, as the
+	// caller's own browser session does.
+	DeactivateOtherOAuthRequests(ctx context.Context, subject, keepRequestID string) error
 	DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (int64, error)
 
 	// Browser sessions.
