@@ -469,9 +469,10 @@ func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code strin
 // errMFARequired (403 mfa_required, with an mfa_token when the user can
 // continue) or errInvalidOTP for a wrong `otp`.
 func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (string, error) {
-	at := account.Attempt{Login: name, Password: password}
+	// The address the server's middleware resolved (trusted proxies
+	// honoured), as the hosted login and the sign-in API throttle by.
+	at := account.Attempt{Login: name, Password: password, RemoteAddr: s.p.clientAddr(ctx)}
 	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
-		at.RemoteAddr = remoteIP(r)
 		at.RequestID = requestID(ctx, r)
 	}
 	var c *client
