@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
@@ -66,5 +68,49 @@ func TestTokenEndpointAuditsTheValidatedRequestID(t *testing.T) {
 	}
 	if evs[0].RequestID != assigned {
 		t.Fatalf("audited request id %q, want the server's %q", evs[0].RequestID, assigned)
+	}
+}
+
+func TestPasswordResetEndsTokensOnEveryProcess(t *testing.T) {
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			st := be.Open(t)
+			key := secret.RandomBytes(32)
+			a := startAppWithKey(t, st, key)
+			b := startAppWithKey(t, st, key)
+			a.mustPut("/Client/web", "secret: websecret-0123456789\ngrant_types: [password, refresh_token]\nscope: [openid, offline_access]\nauth: {password: {refresh_token: true}}\n")
+			a.mustPut("/User/victim", "password: old-password-1\n")
+			post := func(app *testApp, path string, form url.Values) map[string]any {
+				t.Helper()
+				req, err := http.NewRequest(http.MethodPost, app.URL+path, strings.NewReader(form.Encode()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth("web", "websecret-0123456789")
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				var m map[string]any
+				_ = json.NewDecoder(res.Body).Decode(&m)
+				return m
+			}
+			tok := post(a, "/auth/token", url.Values{"grant_type": {"password"}, "username": {"victim"}, "password": {"old-password-1"}, "scope": {"openid offline_access"}})
+			at, _ := tok["access_token"].(string)
+			rt, _ := tok["refresh_token"].(string)
+			if at == "" || rt == "" {
+				t.Fatalf("tokens: %v", tok)
+			}
+			// The reset goes through the other process.
+			b.mustPut("/User/victim", "password: new-password-2\n")
+			if got := post(a, "/auth/introspect", url.Values{"token": {at}}); got["active"] != false {
+				t.Fatalf("old access token after the reset: %v", got)
+			}
+			if got := post(a, "/auth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}); got["error"] != "invalid_grant" {
+				t.Fatalf("old refresh token after the reset: %v", got)
+			}
+		})
 	}
 }
