@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
@@ -12,18 +13,21 @@ import (
 )
 
 // ErrInvalidCredentials is the one answer for an unknown user, a wrong
-// password, an inactive account and a throttled account or address, so a
-// caller cannot tell them apart.
+// password and an inactive account, so a caller cannot tell them apart. A
+// throttled attempt is a *ThrottledError (which matches it too).
 var ErrInvalidCredentials = errors.New("invalid username or password")
 
-// Throttle limits failed passwords in fixed windows.
+// Throttle limits failed passwords in fixed windows. Failures count per
+// (account, address) and per address, never per account alone: whoever
+// guesses from one address cannot lock the owner out elsewhere.
 type Throttle struct {
-	PerAccount int           // failures per account per Window
-	PerAddress int           // failures per client address per Window
+	PerAccount int           // failures per account from one client address per Window
+	PerAddress int           // failures per client address, over all accounts, per Window
 	Window     time.Duration //
 }
 
-// DefaultThrottle: 10 failures per account and 50 per address in 15 minutes.
+// DefaultThrottle: 10 failures per account and address and 50 per address
+// in 15 minutes.
 var DefaultThrottle = Throttle{PerAccount: 10, PerAddress: 50, Window: 15 * time.Minute}
 
 // Authenticator verifies passwords.
@@ -44,13 +48,16 @@ type Attempt struct {
 	RequestID  string
 }
 
-func accountKey(id string) string       { return "pwfail:user:" + id }
+func accountKey(id, ip string) string   { return "pwfail:user:" + id + "|" + ip }
 func addressKey(ip string) string       { return "pwfail:ip:" + ip }
 func (a *Authenticator) now() time.Time { return a.Now().UTC() }
 
-// CheckPassword returns the user when the password is right and neither the
-// account nor the address is throttled; otherwise ErrInvalidCredentials (or a
-// wrapped storage error, which callers show as "try again later").
+// CheckPassword returns the user when the password is right. It reserves
+// the attempt on both throttles before the hash and gives the reservation
+// back on success, so a concurrent burst gets no more checks than the
+// limits. Otherwise it returns ErrInvalidCredentials, a *ThrottledError
+// (errors.Is ErrThrottled, with the time to wait), or a wrapped storage
+// error, which callers show as "try again later".
 func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.User, error) {
 	now := a.now()
 	user, err := a.Store.FindUser(ctx, at.Login)
@@ -58,41 +65,29 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 		return store.User{}, fmt.Errorf("find user: %w", err)
 	}
 	known := err == nil
-	subject := at.Login
+	subject := strings.ToLower(at.Login)
+	userID := ""
 	if known {
-		subject = user.ID
+		subject, userID = user.ID, user.ID
 	}
 
-	// Both throttles in one read. accountFailures also tells whether a
-	// success has anything to reset.
-	throttled := false
-	accountFailures := 0
-	var keys []string
-	byAddress := at.RemoteAddr != "" && a.Throttle.PerAddress > 0
-	if byAddress {
-		keys = append(keys, addressKey(at.RemoteAddr))
+	var limits []Limit
+	if at.RemoteAddr != "" {
+		limits = append(limits, Limit{addressKey(at.RemoteAddr), a.Throttle.PerAddress})
 	}
-	if a.Throttle.PerAccount > 0 {
-		keys = append(keys, accountKey(subject))
+	limits = append(limits, Limit{accountKey(subject, at.RemoteAddr), a.Throttle.PerAccount})
+	res, err := Reserve(ctx, a.Store, a.Throttle.Window, now, limits...)
+	if errors.Is(err, ErrThrottled) {
+		a.record(ctx, audit.LoginThrottled, at, userID, "throttled")
+		return store.User{}, err
 	}
-	if len(keys) > 0 {
-		counts, err := a.Store.GetCounters(ctx, keys, a.Throttle.Window, now)
-		if err != nil {
-			return store.User{}, fmt.Errorf("read throttles: %w", err)
-		}
-		if byAddress {
-			throttled = counts[0] >= a.Throttle.PerAddress
-			counts = counts[1:]
-		}
-		if a.Throttle.PerAccount > 0 {
-			accountFailures = counts[0]
-			throttled = throttled || accountFailures >= a.Throttle.PerAccount
-		}
+	if err != nil {
+		return store.User{}, err
 	}
 
-	// Always pay for one hash, so unknown, throttled and wrong look alike in time.
+	// Always pay for one hash, so unknown and wrong look alike in time.
 	hash := ""
-	if known && !user.Inactive && !throttled {
+	if known && !user.Inactive {
 		hash = user.PasswordHash
 	}
 	ok, err := a.Hasher.Verify(ctx, hash, at.Password)
@@ -100,10 +95,14 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 		return store.User{}, fmt.Errorf("verify password: %w", err)
 	}
 	if ok {
-		// Reset only what counted: a delete that finds nothing is still a
-		// round trip, on every successful login.
-		if accountFailures > 0 {
-			if err := a.Store.ResetCounter(ctx, accountKey(subject)); err != nil {
+		if err := res.Release(ctx); err != nil {
+			return store.User{}, err
+		}
+		// Earlier failures of this account from this address were the
+		// owner's: a success forgives them. Only when there are any: a
+		// delete that finds nothing is still a round trip.
+		if n := res.Hits[len(res.Hits)-1]; n > 1 {
+			if err := a.Store.ResetCounter(ctx, accountKey(subject, at.RemoteAddr)); err != nil {
 				return store.User{}, fmt.Errorf("reset throttle: %w", err)
 			}
 		}
@@ -111,34 +110,14 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 		return user, nil
 	}
 
-	if !throttled {
-		if _, err := a.Store.HitCounter(ctx, accountKey(subject), a.Throttle.Window, now); err != nil {
-			return store.User{}, fmt.Errorf("count failure: %w", err)
-		}
-		if at.RemoteAddr != "" {
-			if _, err := a.Store.HitCounter(ctx, addressKey(at.RemoteAddr), a.Throttle.Window, now); err != nil {
-				return store.User{}, fmt.Errorf("count failure: %w", err)
-			}
-		}
-	}
 	reason := "wrong_password"
 	switch {
-	case throttled:
-		reason = "throttled"
 	case !known:
 		reason = "unknown_user"
 	case user.Inactive:
 		reason = "inactive"
 	}
-	userID := ""
-	if known {
-		userID = user.ID
-	}
-	kind := audit.LoginFailure
-	if throttled {
-		kind = audit.LoginThrottled
-	}
-	a.record(ctx, kind, at, userID, reason)
+	a.record(ctx, audit.LoginFailure, at, userID, reason)
 	return store.User{}, ErrInvalidCredentials
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,28 +123,48 @@ func TestCheckPassword(t *testing.T) {
 
 func TestThrottling(t *testing.T) {
 	throttle := account.Throttle{PerAccount: 3, PerAddress: 5, Window: 15 * time.Minute}
+	throttled := func(t *testing.T, err error) {
+		t.Helper()
+		var te *account.ThrottledError
+		if !errors.As(err, &te) || !errors.Is(err, account.ErrThrottled) {
+			t.Fatalf("err = %v, want a ThrottledError", err)
+		}
+		if te.RetryAfter() < 1 || te.RetryAfter() > int(throttle.Window/time.Second) {
+			t.Fatalf("RetryAfter = %d s, want within the window", te.RetryAfter())
+		}
+	}
 
-	t.Run("an account is locked after its failures, from any address, until the window passes", func(t *testing.T) {
+	t.Run("an account is throttled from the guessing address, says so, and frees up when the window passes", func(t *testing.T) {
 		f := newFixture(t, gormstoretest.Open(t), throttle)
 		f.user(t, "alice", "", "correct horse", false)
 		for i := range throttle.PerAccount {
-			if _, err := f.check("alice", "wrong", fmt.Sprintf("198.51.100.%d", i+1)); !errors.Is(err, account.ErrInvalidCredentials) {
+			if _, err := f.check("alice", "wrong", "198.51.100.1"); !errors.Is(err, account.ErrInvalidCredentials) || errors.Is(err, account.ErrThrottled) {
 				t.Fatalf("failure %d: %v", i, err)
 			}
 		}
-		if _, err := f.check("alice", "correct horse", "203.0.113.9"); !errors.Is(err, account.ErrInvalidCredentials) {
-			t.Fatalf("right password during the lock: err = %v, want ErrInvalidCredentials", err)
-		}
+		_, err := f.check("alice", "correct horse", "198.51.100.1")
+		throttled(t, err)
 		if e := f.lastAudit(t); e.Type != audit.LoginThrottled {
 			t.Fatalf("audit event %q, want %q", e.Type, audit.LoginThrottled)
 		}
 		f.now = f.now.Add(throttle.Window)
-		if u, err := f.check("alice", "correct horse", "203.0.113.9"); err != nil || u.ID != "alice" {
+		if u, err := f.check("alice", "correct horse", "198.51.100.1"); err != nil || u.ID != "alice" {
 			t.Fatalf("after the window: %q, %v", u.ID, err)
 		}
 	})
 
-	t.Run("an address is locked after failures on many accounts", func(t *testing.T) {
+	t.Run("failures from other addresses do not lock the owner out", func(t *testing.T) {
+		f := newFixture(t, gormstoretest.Open(t), throttle)
+		f.user(t, "alice", "", "correct horse", false)
+		for i := range 4 * throttle.PerAccount {
+			_, _ = f.check("alice", "wrong", fmt.Sprintf("198.51.100.%d", i/throttle.PerAccount+1))
+		}
+		if u, err := f.check("alice", "correct horse", "203.0.113.9"); err != nil || u.ID != "alice" {
+			t.Fatalf("the owner from her own address: %q, %v", u.ID, err)
+		}
+	})
+
+	t.Run("an address is throttled after failures on many accounts", func(t *testing.T) {
 		f := newFixture(t, gormstoretest.Open(t), throttle)
 		f.user(t, "alice", "", "correct horse", false)
 		for i := range throttle.PerAddress {
@@ -150,9 +172,8 @@ func TestThrottling(t *testing.T) {
 				t.Fatalf("failure %d: %v", i, err)
 			}
 		}
-		if _, err := f.check("alice", "correct horse", "192.0.2.66"); !errors.Is(err, account.ErrInvalidCredentials) {
-			t.Fatalf("right password from the throttled address: err = %v", err)
-		}
+		_, err := f.check("alice", "correct horse", "192.0.2.66")
+		throttled(t, err)
 		if u, err := f.check("alice", "correct horse", "192.0.2.67"); err != nil || u.ID != "alice" {
 			t.Fatalf("right password from another address: %q, %v", u.ID, err)
 		}
@@ -160,29 +181,30 @@ func TestThrottling(t *testing.T) {
 
 	t.Run("failures for an unknown name count, so guessing names is throttled too", func(t *testing.T) {
 		f := newFixture(t, gormstoretest.Open(t), throttle)
-		for i := range throttle.PerAccount {
-			_, _ = f.check("ghost", "wrong", fmt.Sprintf("198.51.100.%d", i+1))
+		for range throttle.PerAccount {
+			_, _ = f.check("ghost", "wrong", "198.51.100.1")
 		}
-		n, err := f.st.GetCounter(context.Background(), "pwfail:user:ghost", throttle.Window, f.now)
-		if err != nil || n != throttle.PerAccount {
-			t.Fatalf("counter for an unknown name = %d, %v; want %d", n, err, throttle.PerAccount)
-		}
+		_, err := f.check("ghost", "wrong", "198.51.100.1")
+		throttled(t, err)
 	})
 
-	t.Run("a success resets the account's failure count", func(t *testing.T) {
+	t.Run("a success forgives the owner's earlier failures from that address", func(t *testing.T) {
 		f := newFixture(t, gormstoretest.Open(t), throttle)
 		f.user(t, "alice", "", "correct horse", false)
-		for round := range 3 {
+		for round := range 4 {
+			// Two rounds of failures would throttle the account from one
+			// address without the reset; the address limit (5) is not reached.
+			addr := fmt.Sprint("198.51.100.", round/2+1)
 			for i := 0; i < throttle.PerAccount-1; i++ {
-				_, _ = f.check("alice", "wrong", fmt.Sprintf("198.51.100.%d", 10*round+i))
+				_, _ = f.check("alice", "wrong", addr)
 			}
-			if u, err := f.check("alice", "correct horse", "203.0.113.1"); err != nil || u.ID != "alice" {
+			if u, err := f.check("alice", "correct horse", addr); err != nil || u.ID != "alice" {
 				t.Fatalf("round %d: %q, %v", round, u.ID, err)
 			}
 		}
 	})
 
-	t.Run("a success reads both counters at once and resets only a count there is", func(t *testing.T) {
+	t.Run("a success costs two reservations and one release, and resets only a count there is", func(t *testing.T) {
 		st := gormstoretest.OpenSQLite(t)
 		f := newFixture(t, st, throttle)
 		f.user(t, "alice", "", "correct horse", false)
@@ -196,29 +218,67 @@ func TestThrottling(t *testing.T) {
 				t.Fatalf("sign-in: %q, %v", u.ID, err)
 			}
 		}
-		// find the user, read the counters, audit
-		if n := statements(success); n != 3 {
-			t.Errorf("a success without failures ran %d statements, want 3", n)
+		// find the user, reserve on both counters, release both, audit
+		if n := statements(success); n != 5 {
+			t.Errorf("a success without failures ran %d statements, want 5", n)
 		}
-		_, _ = f.check("alice", "wrong", "198.51.100.1")
+		_, _ = f.check("alice", "wrong", "203.0.113.1")
 		// and reset the account's count
-		if n := statements(success); n != 4 {
-			t.Errorf("a success after a failure ran %d statements, want 4", n)
+		if n := statements(success); n != 6 {
+			t.Errorf("a success after a failure ran %d statements, want 6", n)
 		}
-		if n, err := st.GetCounter(context.Background(), "pwfail:user:alice", throttle.Window, f.now); err != nil || n != 0 {
-			t.Errorf("counter after the success = %d, %v; want 0", n, err)
+		n, err := st.GetCounters(context.Background(), []string{"pwfail:user:alice|203.0.113.1", "pwfail:ip:203.0.113.1"}, throttle.Window, f.now)
+		if err != nil || n[0] != 0 || n[1] != 1 {
+			t.Errorf("counters after the success = %v, %v; want [0 1] (the failure still counts for the address)", n, err)
 		}
 	})
 
 	t.Run("a throttled attempt does not extend the lock", func(t *testing.T) {
 		f := newFixture(t, gormstoretest.Open(t), throttle)
 		f.user(t, "alice", "", "correct horse", false)
-		for i := range throttle.PerAccount + 5 {
-			_, _ = f.check("alice", "wrong", fmt.Sprintf("198.51.100.%d", i+1))
+		for range throttle.PerAccount + 5 {
+			_, _ = f.check("alice", "wrong", "198.51.100.1")
 		}
-		n, err := f.st.GetCounter(context.Background(), "pwfail:user:alice", throttle.Window, f.now)
+		n, err := f.st.GetCounter(context.Background(), "pwfail:user:alice|198.51.100.1", throttle.Window, f.now)
 		if err != nil || n != throttle.PerAccount {
 			t.Fatalf("counter = %d, %v; want it to stop at %d", n, err, throttle.PerAccount)
 		}
 	})
+}
+
+func TestThrottleHoldsUnderAConcurrentBurst(t *testing.T) {
+	throttle := account.Throttle{PerAccount: 10, PerAddress: 50, Window: 15 * time.Minute}
+	for _, b := range gormstoretest.Backends(t) {
+		t.Run(b.Name+": 60 concurrent wrong passwords are checked at most 10 times, and the right one after them is refused", func(t *testing.T) {
+			f := newFixture(t, b.Open(t), throttle)
+			f.user(t, "victim", "", "right password", false)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			var wrong, refused atomic.Int32
+			for i := range 60 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					_, err := f.auth.CheckPassword(context.Background(), account.Attempt{Login: "victim", Password: fmt.Sprint("wrong", i), RemoteAddr: "198.51.100.7"})
+					switch {
+					case errors.Is(err, account.ErrThrottled):
+						refused.Add(1)
+					case errors.Is(err, account.ErrInvalidCredentials):
+						wrong.Add(1)
+					default:
+						t.Errorf("attempt %d: %v", i, err)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if wrong.Load() != 10 || refused.Load() != 50 {
+				t.Fatalf("checked %d, throttled %d; want 10 and 50", wrong.Load(), refused.Load())
+			}
+			if _, err := f.auth.CheckPassword(context.Background(), account.Attempt{Login: "victim", Password: "right password", RemoteAddr: "198.51.100.7"}); !errors.Is(err, account.ErrThrottled) {
+				t.Fatalf("right password after the burst: %v, want throttled", err)
+			}
+		})
+	}
 }

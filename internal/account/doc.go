@@ -1,5 +1,9 @@
 // Package account checks passwords for every way a user signs in (hosted
-// login page, password grant, JSON sign-in API): one place that throttles
-// failures per account and per client address, hashes a dummy password for
-// unknown users, and answers every failure with the same error.
+// login page, password grant, JSON sign-in API): one place that reserves
+// each attempt atomically before the hash (per account and address, and
+// per address), gives the reservation back on success, hashes a dummy
+// password for unknown users, answers unknown, wrong and inactive alike,
+// and a throttled attempt with a ThrottledError that says how long to wait.
+// Reserve is the same reserve-first throttle for other secrets (admin
+// Basic auth, client secrets).
 package account

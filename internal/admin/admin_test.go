@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +39,7 @@ const (
   validPastTokensCount: 3
   webhook: {endpoint: https://my-app.com, timeout: 500}
 `
-	aidboxClient = `secret: verysecret
+	aidboxClient = `secret: verysecret-0123456789
 first_party: true
 grant_types: [code]
 auth:
@@ -86,6 +88,9 @@ func newEnv(t *testing.T, st store.Store) *env {
 		AdminUser:         adminUser,
 		AdminPasswordHash: phc,
 		Options:           resource.Options{LookupIP: offline},
+	}
+	if e.h.Sealer, err = secret.NewSealer(bytes.Repeat([]byte{7}, 32)); err != nil {
+		t.Fatal(err)
 	}
 	e.mux = http.NewServeMux()
 	e.h.Register(e.mux)
@@ -188,7 +193,7 @@ func TestAidboxExamplesRoundTrip(t *testing.T) {
 				secrets    []string
 			}{
 				{"/AuthConfig/myconfig", aidboxAuthConfig, nil, nil},
-				{"/Client/mywebapp", aidboxClient, []string{"secret"}, []string{"verysecret"}},
+				{"/Client/mywebapp", aidboxClient, []string{"secret"}, []string{"verysecret-0123456789"}},
 				{"/User/my-user", aidboxUser, []string{"password"}, []string{"password: password", `"password"`}},
 			}
 			for _, ex := range examples {
@@ -262,7 +267,7 @@ func TestAidboxExamplesRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ok, _ := e.h.Hasher.Verify(ctx, c.SecretHash, "verysecret"); !ok || !secret.IsPHC(c.SecretHash) {
+				if ok, _ := e.h.Hasher.Verify(ctx, c.SecretHash, "verysecret-0123456789"); !ok || !secret.IsPHC(c.SecretHash) {
 					t.Fatalf("client secret hash %q", c.SecretHash)
 				}
 				u, err := e.st.GetUser(ctx, "my-user")
@@ -272,7 +277,7 @@ func TestAidboxExamplesRoundTrip(t *testing.T) {
 				if ok, _ := e.h.Hasher.Verify(ctx, u.PasswordHash, "password"); !ok {
 					t.Fatal("user password hash does not verify")
 				}
-				if bytes.Contains(c.Doc, []byte("verysecret")) || bytes.Contains(u.Doc, []byte(`"password"`)) {
+				if bytes.Contains(c.Doc, []byte("verysecret-0123456789")) || bytes.Contains(u.Doc, []byte(`"password"`)) {
 					t.Fatal("stored documents contain write-only values")
 				}
 			})
@@ -369,7 +374,7 @@ func TestStatusCodes(t *testing.T) {
 func TestListPagesAsABundle(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
 	for _, id := range []string{"c1", "c2", "c3", "c4", "c5"} {
-		mustStatus(t, e.putYAML("/Client/"+id, "grant_types: [code]\nauth: {authorization_code: {redirect_uri: 'https://app.example.com/cb'}}\nsecret: s-"+id+"\n"), 201)
+		mustStatus(t, e.putYAML("/Client/"+id, "grant_types: [code]\nauth: {authorization_code: {redirect_uri: 'https://app.example.com/cb'}}\nsecret: secret-0123456789-"+id+"\n"), 201)
 	}
 	r := e.get("/Client?_count=2&_page=2")
 	mustStatus(t, r, 200)
@@ -616,11 +621,29 @@ func TestUserWritesEndSessionsAndTokens(t *testing.T) {
 					t.Fatal("session ended without a reason")
 				}
 			})
-			t.Run("a new password ends every session", func(t *testing.T) {
+			token := func(kind store.OAuthKind, sig string) {
+				t.Helper()
+				err := e.st.CreateOAuthRequest(ctx, store.OAuthRequest{Kind: kind, Signature: sig, RequestID: "req-" + sig,
+					ClientID: "mywebapp", Subject: "my-user", RequestedAt: e.now, ExpiresAt: time.Now().Add(time.Hour), Active: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			tokenActive := func(kind store.OAuthKind, sig string) bool {
+				t.Helper()
+				tok, err := e.st.GetOAuthRequest(ctx, kind, sig)
+				return err == nil && tok.Active
+			}
+			t.Run("a new password ends every session and deactivates the user's access and refresh tokens", func(t *testing.T) {
 				session("s2")
+				token(store.KindAccessToken, "pw-at")
+				token(store.KindRefreshToken, "pw-rt")
 				mustStatus(t, e.putYAML("/User/my-user", "email: me@example.com\npassword: a-new-one\n"), 200)
 				if alive("s1") || alive("s2") {
 					t.Fatal("sessions survive a password change")
+				}
+				if tokenActive(store.KindAccessToken, "pw-at") || tokenActive(store.KindRefreshToken, "pw-rt") {
+					t.Fatal("tokens survive a password change")
 				}
 				u, _ := e.st.GetUser(ctx, "my-user")
 				if ok, _ := e.h.Hasher.Verify(ctx, u.PasswordHash, "a-new-one"); !ok {
@@ -647,8 +670,9 @@ func TestUserWritesEndSessionsAndTokens(t *testing.T) {
 					t.Fatal("confirming an enabled factor removed it")
 				}
 			})
-			t.Run("twoFactor.enabled false resets the factor, ends sessions and is audited", func(t *testing.T) {
+			t.Run("twoFactor.enabled false resets the factor, ends sessions, deactivates tokens and is audited", func(t *testing.T) {
 				session("s3")
+				token(store.KindRefreshToken, "tf-rt")
 				mustStatus(t, e.putYAML("/User/my-user", "email: me@example.com\ntwoFactor: {enabled: false}\n"), 200)
 				if _, err := e.st.GetTwoFactor(ctx, "my-user"); !errors.Is(err, store.ErrNotFound) {
 					t.Fatalf("factor still there: %v", err)
@@ -658,6 +682,9 @@ func TestUserWritesEndSessionsAndTokens(t *testing.T) {
 				}
 				if alive("s3") {
 					t.Fatal("session survives a 2FA reset")
+				}
+				if tokenActive(store.KindRefreshToken, "tf-rt") {
+					t.Fatal("refresh token survives a 2FA reset")
 				}
 				events, _, _ := e.st.ListAudit(ctx, store.AuditFilter{UserID: "my-user", Type: audit.TwoFactorReset}, store.Page{Count: 10, Page: 1})
 				if len(events) != 1 {
@@ -779,11 +806,61 @@ func TestWebhookSecretIsKeptButNeverShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err := resource.AuthConfigFromStore(rec)
-	if err != nil || a.Webhook().Secret != "whsec-do-not-show" {
-		t.Fatalf("server-side secret lost: %+v, %v", a.Webhook(), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(rec.Doc, []byte("whsec-do-not-show")) {
+		t.Fatalf("the stored document holds the webhook secret in clear: %s", rec.Doc)
+	}
+	if got, err := resource.OpenWebhookSecret(e.h.Sealer, a.Webhook().Secret); err != nil || got != "whsec-do-not-show" {
+		t.Fatalf("server-side secret lost: %q, %v", got, err)
 	}
 	audits := e.get("/AuditEvent?type=admin.write")
 	noSecrets(t, audits.body, "whsec-do-not-show")
+}
+
+func TestWebhookHeadersAreWriteOnly(t *testing.T) {
+	e := newEnv(t, gormstoretest.Open(t))
+	stored := func() map[string]string {
+		t.Helper()
+		rec, err := e.st.GetAuthConfig(context.Background(), "hooked")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := resource.AuthConfigFromStore(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Webhook().Headers
+	}
+	r := e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, headers: {Authorization: 'Bearer sms-key-XYZ', X-Tenant: t1}}}\n")
+	mustStatus(t, r, 201)
+	t.Run("responses show that headers are set, never their values", func(t *testing.T) {
+		for _, body := range [][]byte{r.body, e.get("/AuthConfig/hooked").body, e.get("/AuthConfig").body} {
+			noSecrets(t, body, "sms-key-XYZ", "t1")
+			if !bytes.Contains(body, []byte(`"Authorization":"***"`)) {
+				t.Fatalf("the header is not shown as set: %s", body)
+			}
+		}
+	})
+	t.Run("a replace that omits the headers keeps them", func(t *testing.T) {
+		mustStatus(t, e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, timeout: 800}}\n"), 200)
+		if h := stored(); h["Authorization"] != "Bearer sms-key-XYZ" || h["X-Tenant"] != "t1" {
+			t.Fatalf("headers %v", h)
+		}
+	})
+	t.Run("a replace that sends the redacted value back keeps that header and changes the others", func(t *testing.T) {
+		mustStatus(t, e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, headers: {Authorization: '***', X-Tenant: t2}}}\n"), 200)
+		if h := stored(); h["Authorization"] != "Bearer sms-key-XYZ" || h["X-Tenant"] != "t2" || len(h) != 2 {
+			t.Fatalf("headers %v", h)
+		}
+	})
+	t.Run("a header left out of a replace that lists headers is removed", func(t *testing.T) {
+		mustStatus(t, e.putYAML("/AuthConfig/hooked", "twoFactor: {webhook: {endpoint: https://my-app.com, headers: {Authorization: '***'}}}\n"), 200)
+		if h := stored(); h["Authorization"] != "Bearer sms-key-XYZ" || len(h) != 1 {
+			t.Fatalf("headers %v", h)
+		}
+	})
 }
 
 func TestApply(t *testing.T) {
@@ -806,7 +883,7 @@ auth: {authorization_code: {redirect_uri: 'https://app.example.com/cb#frag'}}
 ---
 resourceType: Client
 id: mywebapp
-secret: verysecret
+secret: verysecret-0123456789
 first_party: true
 grant_types: [code]
 auth:
@@ -894,3 +971,62 @@ func TestApplyReadFailure(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+func TestBasicAuthThrottleHoldsUnderABurst(t *testing.T) {
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name+": of 60 concurrent wrong passwords only the limit is checked, and the right one then waits", func(t *testing.T) {
+			e := newEnv(t, be.Open(t))
+			codes := make([]int, 60)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range codes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					hr := httptest.NewRequest(http.MethodGet, "/User", nil)
+					hr.RemoteAddr = "192.0.2.1:1234"
+					hr.SetBasicAuth(adminUser, fmt.Sprint("guess", i))
+					rec := httptest.NewRecorder()
+					e.mux.ServeHTTP(rec, hr)
+					codes[i] = rec.Code
+				}()
+			}
+			close(start)
+			wg.Wait()
+			count := map[int]int{}
+			for _, c := range codes {
+				count[c]++
+			}
+			if count[401] != failPerIP || count[429] != 60-failPerIP {
+				t.Fatalf("answers %v; want %d × 401 and the rest 429", count, failPerIP)
+			}
+			mustStatus(t, e.do(req{method: "GET", path: "/User"}), http.StatusTooManyRequests)
+		})
+	}
+}
+
+func TestShortClientSecretsAreRefused(t *testing.T) {
+	e := newEnv(t, gormstoretest.Open(t))
+	tests := []struct {
+		name, secret string
+		want         int
+	}{
+		{"a one-character secret is refused", "X", 422},
+		{"a 15-character secret is refused", "fifteen-chars-x", 422},
+		{"a 16-character secret is accepted", "sixteen-chars-xx", 201},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.putYAML(fmt.Sprintf("/Client/weak%d", i), "secret: '"+tc.secret+"'\ngrant_types: [client_credentials]\nscope: ['gatehouse:admin']\n")
+			mustStatus(t, r, tc.want)
+			if tc.want == 422 {
+				if got := r.expressions(t); len(got) != 1 || got[0] != "secret" {
+					t.Fatalf("expressions %v, want [secret]", got)
+				}
+				noSecrets(t, r.body, tc.secret)
+				mustStatus(t, e.get(fmt.Sprintf("/Client/weak%d", i)), 404)
+			}
+		})
+	}
+}

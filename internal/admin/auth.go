@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -113,14 +114,20 @@ func (h *Handler) checkBasic(r *http.Request, requestID, user, pass string) (act
 		return actor{name: "basic:" + user}, 0, ""
 	}
 	ip := remoteHost(r)
-	n, err := h.Store.GetCounter(ctx, failKey(ip), failWindow, now)
-	if err != nil {
-		h.Logger.ErrorContext(ctx, "read admin auth throttle", "err", err)
-		return actor{}, http.StatusInternalServerError, "internal error"
-	}
-	if n >= failPerIP {
+	// Reserve the attempt before the hash (account.Reserve: one atomic
+	// statement), so a burst gets at most failPerIP checks per window.
+	res, err := account.Reserve(ctx, h.Store, failWindow, now, account.Limit{Key: failKey(ip), Max: failPerIP})
+	if errors.Is(err, account.ErrThrottled) {
 		h.Logger.WarnContext(ctx, "admin authentication throttled", "remote", ip)
+		if h.Audit != nil {
+			_ = h.Audit.Record(ctx, store.AuditEvent{Type: audit.LoginThrottled, RemoteAddr: ip, RequestID: requestID,
+				Detail: map[string]string{"surface": "admin-api", "reason": "throttled"}})
+		}
 		return actor{}, http.StatusTooManyRequests, "too many failed attempts; try again later"
+	}
+	if err != nil {
+		h.Logger.ErrorContext(ctx, "reserve admin auth attempt", "err", err)
+		return actor{}, http.StatusInternalServerError, "internal error"
 	}
 	// Hash both names so the comparison takes the same time whatever their
 	// lengths; always verify the password so a wrong user costs the same.
@@ -135,11 +142,11 @@ func (h *Handler) checkBasic(r *http.Request, requestID, user, pass string) (act
 		h.Logger.ErrorContext(ctx, "the configured admin password hash is not an argon2id PHC string")
 	}
 	if userOK && passOK {
+		if err := res.Release(ctx); err != nil {
+			h.Logger.ErrorContext(ctx, "release admin auth attempt", "err", err)
+		}
 		h.remember(key, now)
 		return actor{name: "basic:" + user}, 0, ""
-	}
-	if _, err := h.Store.HitCounter(ctx, failKey(ip), failWindow, now); err != nil {
-		h.Logger.ErrorContext(ctx, "count admin auth failure", "err", err)
 	}
 	if h.Audit != nil {
 		_ = h.Audit.Record(ctx, store.AuditEvent{Type: audit.LoginFailure, RemoteAddr: ip, RequestID: requestID,

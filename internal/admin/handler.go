@@ -23,6 +23,9 @@ import (
 type Handler struct {
 	Store  store.Store
 	Hasher *secret.PasswordHasher
+	// Sealer seals webhook secrets at rest (the at-rest key, as for TOTP
+	// secrets); nil stores them as given.
+	Sealer *secret.Sealer
 	Audit  *audit.Recorder
 	Logger *slog.Logger
 	Now    func() time.Time

@@ -146,7 +146,10 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 				return fmt.Errorf("end sessions of %q: %w", u.ID, err)
 			}
 		}
-		if rec.Inactive {
+		// New credentials (password, second factor reset) end what the
+		// old ones gave: browser sessions and every access and refresh
+		// token (OAuth 2.0 Security BCP §4.14).
+		if hash != "" || rec.Inactive || reset {
 			if err := h.Store.DeactivateOAuthRequestsBySubject(ctx, u.ID); err != nil {
 				return fmt.Errorf("deactivate tokens of %q: %w", u.ID, err)
 			}
@@ -315,7 +318,7 @@ func (h *Handler) putAuthConfig(ctx context.Context, a resource.AuthConfig, cond
 		if err := conds.check(ex != nil, existing.Version); err != nil {
 			return err
 		}
-		rec, err := resource.ToStoreAuthConfig(a, ex)
+		rec, err := resource.ToStoreAuthConfig(a.SealWebhookSecret(h.Sealer), ex)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
 )
@@ -33,6 +34,14 @@ func (e *apiError) Error() string { return e.Code + ": " + e.Desc }
 
 func fail(status int, code, desc string) *apiError {
 	return &apiError{Status: status, Code: code, Desc: desc}
+}
+
+// throttled is the 429 for an account.ThrottledError: too many failures
+// for this account from this address, or from this address.
+func throttled(err error) *apiError {
+	return &apiError{Status: http.StatusTooManyRequests, Code: "too_many_attempts",
+		Desc:       "Too many failed sign-ins for this account from this address. Sign-in is paused here; try again after Retry-After seconds.",
+		RetryAfter: time.Duration(account.RetryAfterOf(err)) * time.Second}
 }
 
 func badRequest(desc string) *apiError { return fail(http.StatusBadRequest, "invalid_request", desc) }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
@@ -64,12 +67,27 @@ func (c *call) authClient() (resource.Client, error) {
 	needSecret := cl.HasSecret() && g.SecretRequired != nil && *g.SecretRequired
 	switch {
 	case needSecret:
+		// Reserve the check per client and address before the hash, as
+		// the token endpoint does; a failure keeps it and is audited.
+		res, err := account.Reserve(ctx, c.h.Store, account.ClientSecretThrottle.Window, c.h.now(), account.ClientSecretLimits(cl.ID, remoteAddr(c.r))...)
+		if errors.Is(err, account.ErrThrottled) {
+			c.h.record(ctx, c.clientEvent(audit.LoginThrottled, cl.ID, "throttled"))
+			return resource.Client{}, &apiError{Status: http.StatusTooManyRequests, Code: "invalid_client",
+				Desc: "Too many failed client authentications. Try again later.", RetryAfter: time.Duration(account.RetryAfterOf(err)) * time.Second}
+		}
+		if err != nil {
+			return resource.Client{}, err
+		}
 		ok, err := c.h.Hasher.Verify(ctx, cl.SecretHash, sec)
 		if err != nil && !errors.Is(err, secret.ErrMalformedHash) {
 			return resource.Client{}, fmt.Errorf("verify client secret: %w", err)
 		}
 		if !ok {
+			c.h.record(ctx, c.clientEvent(audit.LoginFailure, cl.ID, "wrong_secret"))
 			return resource.Client{}, errInvalidClient
+		}
+		if err := res.Release(ctx); err != nil {
+			return resource.Client{}, err
 		}
 	case sec != "" && !cl.HasSecret():
 		c.burnHash(sec)
@@ -122,4 +140,10 @@ func (h *Handler) authConfig(ctx context.Context, cl resource.Client) (resource.
 // value (no endpoint) makes the second-factor service refuse to send.
 func webhookOf(ac resource.AuthConfig) notify.Webhook {
 	return policy.Policy{AuthConfig: ac}.Webhook()
+}
+
+// clientEvent is the audit event of a refused client secret.
+func (c *call) clientEvent(kind, clientID, reason string) store.AuditEvent {
+	return store.AuditEvent{Type: kind, ClientID: clientID, RemoteAddr: remoteAddr(c.r), RequestID: audit.RequestID(c.r.Context()),
+		Detail: map[string]string{"surface": "client", "reason": reason}}
 }

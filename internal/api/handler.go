@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -48,9 +49,10 @@ const (
 	// FreshLogin is how recent the password behind a Bearer token must be
 	// for enrolling, disabling or regenerating (DESIGN.md §6).
 	FreshLogin = 10 * time.Minute
-	// BindableLimit is how many bindable look-ups a user may make per hour:
-	// the answer tells whether someone else holds a phone or address.
-	BindableLimit = 30
+	// BindableLimit is how many look-ups a user may make per hour over
+	// bindable and verification-codes: the answer tells whether someone
+	// else holds a phone or address.
+	BindableLimit = resource.DestinationLookups
 	// SignUpSendsPerAddress is how many sign-up codes one client address
 	// may ask for per hour, whatever the destinations: sign-up is open to
 	// anyone, and every code is an SMS or e-mail someone pays for.

@@ -200,6 +200,7 @@ func (h *Handler) confirmTOTP(c *call) error {
 	}
 	codes, err := h.TwoFactor.ConfirmTOTP(c.r.Context(), twofactor.ConfirmInput{
 		UserID: a.user.ID, Secret: sec, Code: vals[1], PastSteps: a.ac.PastTokens(), Meta: c.meta(a.client.ID),
+		CurrentTokenFamily: a.token.RequestID,
 	})
 	if err := enableError(err); err != nil {
 		return err
@@ -217,6 +218,7 @@ func (h *Handler) enableCodeMethod(method string) func(*call) error {
 		}
 		codes, err := h.TwoFactor.EnableCodeMethod(c.r.Context(), twofactor.EnableCodeInput{
 			UserID: a.user.ID, Method: method, Webhook: webhookOf(a.ac), Meta: c.meta(a.client.ID),
+			CurrentTokenFamily: a.token.RequestID,
 		})
 		if err := enableError(err); err != nil {
 			return err
@@ -280,7 +282,7 @@ func (h *Handler) deleteAuthenticator(c *call) error {
 	err = h.TwoFactor.Disable(c.r.Context(), twofactor.VerifyInput{
 		UserID: a.user.ID, Code: vals[0], PastSteps: a.ac.PastTokens(),
 		BindingID: manageBinding(a.user.ID), Meta: c.meta(a.client.ID),
-	}, "")
+	}, "", a.token.RequestID)
 	switch {
 	case errors.Is(err, twofactor.ErrInvalidCode):
 		return errInvalidCode
@@ -360,13 +362,8 @@ func (h *Handler) bindable(c *call) error {
 	if err != nil {
 		return err
 	}
-	n, err := h.Store.HitCounter(ctx, "api:bindable:"+a.user.ID, time.Hour, h.now())
-	if err != nil {
+	if err := h.spendLookup(ctx, a.user.ID); err != nil {
 		return err
-	}
-	if n > BindableLimit {
-		return &apiError{Status: http.StatusTooManyRequests, Code: "too_many_requests",
-			Desc: "Too many look-ups. Try again later.", RetryAfter: time.Hour}
 	}
 	taken, err := h.takenByOther(ctx, channel, dest, a.user.ID)
 	if err != nil {

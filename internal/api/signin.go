@@ -57,6 +57,9 @@ func (h *Handler) signIn(c *call) error {
 		Login: username, Password: password, RemoteAddr: remoteAddr(c.r),
 		ClientID: cl.ID, RequestID: audit.RequestID(ctx),
 	})
+	if errors.Is(err, account.ErrThrottled) {
+		return throttled(err)
+	}
 	if errors.Is(err, account.ErrInvalidCredentials) {
 		return errInvalidCredentials
 	}

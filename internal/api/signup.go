@@ -119,14 +119,10 @@ func (h *Handler) signUp(c *call) error {
 	if err != nil {
 		return err
 	}
-	switch _, err := h.Store.GetUser(ctx, in.user.ID); {
-	case err == nil:
-		return errUsernameTaken
-	case !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("get user %q: %w", in.user.ID, err)
-	}
 	m := c.meta(cl.ID)
-	// The code proves the destination before anything about it is told.
+	// The code proves the destination before anything is told, the
+	// username included: the code is bound to the destination and its
+	// attempts are counted, so nobody probes usernames without one.
 	_, err = h.TwoFactor.VerifyCode(ctx, twofactor.VerifyCodeInput{
 		BindingID: signUpBinding(in.channel, in.dest), Code: c.p.get("verification_code"), Meta: m,
 	})
@@ -135,6 +131,12 @@ func (h *Handler) signUp(c *call) error {
 	}
 	if err != nil {
 		return err
+	}
+	switch _, err := h.Store.GetUser(ctx, in.user.ID); {
+	case err == nil:
+		return errUsernameTaken
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("get user %q: %w", in.user.ID, err)
 	}
 	if taken, err := h.takenByOther(ctx, in.channel, in.dest, ""); err != nil {
 		return err

@@ -85,12 +85,15 @@ func TestFreshcomRegisterWithTwoFactor(t *testing.T) {
 				http.StatusOK, "")
 		})
 
-		t.Run("a taken username is 409 before any code is spent", func(t *testing.T) {
-			want(t, e.post(api.PathSignUpCode, map[string]any{"client_id": spaClient, "channel": "sms", "destination": bobPhone}), http.StatusAccepted, "")
+		t.Run("a taken username is told only after a valid code", func(t *testing.T) {
 			b := clone(body)
-			b["phone_number"], b["verification_code"] = bobPhone, e.gw.last(t, bobPhone)
+			b["phone_number"], b["verification_code"] = bobPhone, "000000"
+			want(t, e.post(api.PathSignUp, b), http.StatusUnprocessableEntity, "invalid_code")
+			want(t, e.post(api.PathSignUpCode, map[string]any{"client_id": spaClient, "channel": "sms", "destination": bobPhone}), http.StatusAccepted, "")
+			b["verification_code"] = e.gw.last(t, bobPhone)
 			want(t, e.post(api.PathSignUp, b), http.StatusConflict, "username_taken")
-			b["username"] = "rita"
+			want(t, e.post(api.PathSignUpCode, map[string]any{"client_id": spaClient, "channel": "sms", "destination": bobPhone}), http.StatusAccepted, "")
+			b["username"], b["verification_code"] = "rita", e.gw.last(t, bobPhone)
 			r := e.post(api.PathSignUp, b)
 			want(t, r, http.StatusCreated, "")
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -16,6 +17,18 @@ var errDestinationTaken = &apiError{Status: http.StatusConflict, Code: "destinat
 // holds a destination; the rule is resource.DestinationTakenByOther's.
 func (h *Handler) takenByOther(ctx context.Context, channel, dest, userID string) (bool, error) {
 	return resource.DestinationTakenByOther(ctx, h.Store, channel, dest, userID)
+}
+
+// spendLookup spends one of the user's destination look-ups
+// (resource.SpendDestinationLookup): every answer that may say "taken"
+// shares one budget.
+func (h *Handler) spendLookup(ctx context.Context, userID string) error {
+	err := resource.SpendDestinationLookup(ctx, h.Store, userID, h.now())
+	if errors.Is(err, resource.ErrTooManyLookups) {
+		return &apiError{Status: http.StatusTooManyRequests, Code: "too_many_requests",
+			Desc: "Too many look-ups. Try again later.", RetryAfter: time.Hour}
+	}
+	return err
 }
 
 // setVerified makes dest the user's verified phone number or e-mail address

@@ -61,6 +61,9 @@ func sendCodeError(err error) error {
 
 // sendVerification sends a verification code for dest to u.
 func (h *Handler) sendVerification(ctx context.Context, u store.User, channel, dest string, ac resource.AuthConfig, m twofactor.Meta) (map[string]any, error) {
+	if err := h.spendLookup(ctx, u.ID); err != nil {
+		return nil, err
+	}
 	if taken, err := h.takenByOther(ctx, channel, dest, u.ID); err != nil {
 		return nil, err
 	} else if taken {

@@ -12,7 +12,10 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/x/errorsx"
 
+	"github.com/gatehouse/gatehouse/internal/account"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 const (
@@ -69,6 +72,16 @@ func (h *secretHasher) Compare(ctx context.Context, hash, data []byte) error {
 }
 
 var errWrongSecret = errors.New("client secret does not match")
+
+// remembered reports whether this exact secret was verified for this client
+// version within secretCacheTTL.
+func (h *secretHasher) remembered(clientID string, version int64, phc, presented string) bool {
+	k := secret.MAC(h.key, clientID, strconv.FormatInt(version, 10), phc, presented)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	exp, ok := h.cache[k]
+	return ok && h.now().Before(exp)
+}
 
 // verify checks secret against phc; phc "" (unknown client, no secret)
 // verifies a dummy hash so the answer takes as long and is always "no".
@@ -188,11 +201,13 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 
 // checkClient loads client id in the given view and checks the secret.
 // confidential demands a secret even where the grant would not (introspection).
+// A secret that is not a remembered success is checked only after an
+// attempt is reserved per client and per address (clientThrottle); a
+// failure keeps the reservation and is audited.
 func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confidential bool) (*client, error) {
 	c, err := p.getClient(ctx, id, view)
 	if errors.Is(err, fosite.ErrNotFound) {
-		_ = p.secrets.verify(ctx, "", 0, "", sec)
-		return nil, errorsx.WithStack(fosite.ErrInvalidClient)
+		return nil, p.refuseSecret(ctx, id, sec, "unknown_client")
 	}
 	if err != nil {
 		return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
@@ -200,16 +215,81 @@ func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confid
 	if !confidential && c.IsPublic() && (sec == "" || c.secretHash == "") {
 		if sec != "" {
 			// A secret for a client that has none: someone is confused or guessing.
-			_ = p.secrets.verify(ctx, "", 0, "", sec)
-			return nil, errorsx.WithStack(fosite.ErrInvalidClient)
+			return nil, p.refuseSecret(ctx, id, sec, "no_secret")
 		}
 		return c, nil
+	}
+	if p.secrets.remembered(c.GetID(), c.version, c.secretHash, sec) {
+		return c, nil
+	}
+	res, err := p.reserveSecretCheck(ctx, c.GetID())
+	if err != nil {
+		return nil, err
 	}
 	if err := p.secrets.verify(ctx, c.GetID(), c.version, c.secretHash, sec); err != nil {
 		if !errors.Is(err, errWrongSecret) {
 			return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
 		}
+		p.auditClientFailure(ctx, id, "wrong_secret")
 		return nil, errorsx.WithStack(fosite.ErrInvalidClient)
 	}
+	if err := res.Release(ctx); err != nil {
+		return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
+	}
 	return c, nil
+}
+
+func (p *Provider) clientAddr(ctx context.Context) string {
+	if a := audit.RemoteAddr(ctx); a != "" {
+		return a
+	}
+	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
+		return remoteIP(r)
+	}
+	return ""
+}
+
+// reserveSecretCheck reserves one secret check for client id ("" for none)
+// and the caller's address; a full window answers a throttled invalid_client.
+func (p *Provider) reserveSecretCheck(ctx context.Context, id string) (account.Reservation, error) {
+	res, err := account.Reserve(ctx, p.cfg.Store, account.ClientSecretThrottle.Window, p.now(), account.ClientSecretLimits(id, p.clientAddr(ctx))...)
+	var te *account.ThrottledError
+	if errors.As(err, &te) {
+		p.audit(ctx, store.AuditEvent{Type: audit.LoginThrottled, ClientID: id, Detail: map[string]string{"surface": "client", "reason": "throttled"}})
+		return account.Reservation{}, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("Too many failed client authentications; try again later.").WithWrap(&clientThrottled{te}))
+	}
+	if err != nil {
+		return account.Reservation{}, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(storeErr("reserve client check", err)))
+	}
+	return res, nil
+}
+
+// clientThrottled marks an invalid_client that the token endpoint answers
+// with 429 and Retry-After.
+type clientThrottled struct{ *account.ThrottledError }
+
+func (e *clientThrottled) Unwrap() error { return e.ThrottledError }
+
+// refuseSecret answers a secret for an unknown client or one without a
+// secret: the same dummy hash as a real check, counted on the address.
+func (p *Provider) refuseSecret(ctx context.Context, id, sec, reason string) error {
+	if sec != "" {
+		if _, err := p.reserveSecretCheck(ctx, ""); err != nil {
+			return err
+		}
+	}
+	_ = p.secrets.verify(ctx, "", 0, "", sec)
+	if sec != "" {
+		p.auditClientFailure(ctx, id, reason)
+	}
+	return errorsx.WithStack(fosite.ErrInvalidClient)
+}
+
+func (p *Provider) auditClientFailure(ctx context.Context, id, reason string) {
+	// An unknown id is not stored as a client id: it is whatever the caller typed.
+	e := store.AuditEvent{Type: audit.LoginFailure, Detail: map[string]string{"surface": "client", "reason": reason}}
+	if reason != "unknown_client" {
+		e.ClientID = id
+	}
+	p.audit(ctx, e)
 }

@@ -137,6 +137,11 @@ func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
 // token's user allowed by its granted scopes.
 func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if r.Header.Get("Authorization") == "" && r.URL.Query().Has("access_token") {
+		// RFC 6750 §2.3: a token in the URL ends up in logs and history.
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Send the access token in the Authorization header (or a POST form body), not in the URL.")
+		return
+	}
 	token := fosite.AccessTokenFromRequest(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)

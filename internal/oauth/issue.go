@@ -27,6 +27,9 @@ type UserToken struct {
 	Scopes   []string
 	AuthTime time.Time
 	AMR      []string
+	// RequestID names the token's family (kept across refreshes), for
+	// store.DeactivateOtherOAuthRequests.
+	RequestID string
 }
 
 // IssueTokens issues tokens to a client for a user who completed sign-in
@@ -126,10 +129,11 @@ func (p *Provider) VerifyUserToken(ctx context.Context, token string) (UserToken
 	}
 	claims := sess.IDTokenClaims()
 	return UserToken{
-		Subject:  sess.UserID,
-		ClientID: ar.GetClient().GetID(),
-		Scopes:   slices.Clone([]string(ar.GetGrantedScopes())),
-		AuthTime: claims.AuthTime.UTC(),
-		AMR:      slices.Clone(claims.AuthenticationMethodsReferences),
+		Subject:   sess.UserID,
+		ClientID:  ar.GetClient().GetID(),
+		Scopes:    slices.Clone([]string(ar.GetGrantedScopes())),
+		AuthTime:  claims.AuthTime.UTC(),
+		AMR:       slices.Clone(claims.AuthenticationMethodsReferences),
+		RequestID: ar.GetID(),
 	}, nil
 }

@@ -149,7 +149,7 @@ func metaOf(ctx context.Context, clientID string) twofactor.Meta {
 	m := twofactor.Meta{ClientID: clientID}
 	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
 		m.RemoteAddr = remoteIP(r)
-		m.RequestID = r.Header.Get("X-Request-Id")
+		m.RequestID = requestID(ctx, r)
 	}
 	return m
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -322,9 +323,18 @@ func (p *Provider) audit(ctx context.Context, e store.AuditEvent) {
 	}
 	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
 		e.RemoteAddr = remoteIP(r)
-		e.RequestID = r.Header.Get("X-Request-Id")
+		e.RequestID = requestID(ctx, r)
 	}
 	_ = p.cfg.Audit.Record(ctx, e) // Record logs its own failure
+}
+
+// requestID is the request id the server's middleware validated (or
+// assigned), never the caller's raw X-Request-Id header.
+func requestID(ctx context.Context, r *http.Request) string {
+	if id := audit.RequestID(ctx); id != "" {
+		return id
+	}
+	return audit.RequestID(r.Context())
 }
 
 // remoteIP is the client address without the port.

@@ -469,10 +469,11 @@ func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code strin
 // errMFARequired (403 mfa_required, with an mfa_token when the user can
 // continue) or errInvalidOTP for a wrong `otp`.
 func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (string, error) {
-	at := account.Attempt{Login: name, Password: password}
+	// The address the server's middleware resolved (trusted proxies
+	// honoured), as the hosted login and the sign-in API throttle by.
+	at := account.Attempt{Login: name, Password: password, RemoteAddr: s.p.clientAddr(ctx)}
 	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
-		at.RemoteAddr = remoteIP(r)
-		at.RequestID = r.Header.Get("X-Request-Id")
+		at.RequestID = requestID(ctx, r)
 	}
 	var c *client
 	ar, _ := ctx.Value(fosite.AccessRequestContextKey).(fosite.AccessRequester)
@@ -481,6 +482,9 @@ func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (
 		c, _ = ar.GetClient().(*client)
 	}
 	u, err := s.p.cfg.Accounts.CheckPassword(ctx, at)
+	if errors.Is(err, account.ErrThrottled) {
+		return "", err // writeTokenError answers 429 with Retry-After
+	}
 	if errors.Is(err, account.ErrInvalidCredentials) {
 		return "", fosite.ErrNotFound
 	}

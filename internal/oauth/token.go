@@ -6,11 +6,13 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/x/errorsx"
 
+	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -37,6 +39,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		p.writeTokenError(ctx, w, r, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
 		return
 	}
+	if err := refreshAuthenticated(r, ar, c); err != nil {
+		p.writeTokenError(ctx, w, r, ar, err)
+		return
+	}
 	if err := p.prepareGrant(ctx, ar, c); err != nil {
 		p.writeTokenError(ctx, w, r, ar, err)
 		return
@@ -48,6 +54,24 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.SetTokenType("Bearer")
 	p.fosite.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// refreshAuthenticated refuses a refresh without the client secret when
+// the family's original grant needed one: a refresh token of a confidential
+// grant is useless without the secret (RFC 6749 §10.4), even when another
+// grant of the same client is public. A presented secret was already
+// checked by authenticateClient.
+func refreshAuthenticated(r *http.Request, ar fosite.AccessRequester, c *client) error {
+	if !ar.GetGrantTypes().ExactOne(grantRefreshToken) || c.secretHash == "" {
+		return nil
+	}
+	if c.secretOptional(sessionOf(ar).GrantType) {
+		return nil
+	}
+	if _, sec, _, err := credentials(r, r.PostForm); err == nil && sec != "" {
+		return nil
+	}
+	return errorsx.WithStack(fosite.ErrInvalidClient.WithHint("This refresh token belongs to a grant that needs the client secret; authenticate the client."))
 }
 
 // prepareGrant finishes what fosite leaves to us between parsing and
@@ -134,6 +158,18 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 	switch {
 	case errors.Is(err, errMFARequired):
 		writeJSON(w, http.StatusForbidden, mfaRequiredBody(err))
+		return
+	case errors.As(err, new(*clientThrottled)):
+		w.Header().Set("Retry-After", strconv.Itoa(account.RetryAfterOf(err)))
+		w.Header().Set("WWW-Authenticate", `Basic realm="gatehouse", charset="UTF-8"`)
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": fosite.ErrInvalidClient.ErrorField,
+			"error_description": "Too many failed client authentications. Try again after Retry-After seconds."})
+		return
+	case errors.Is(err, account.ErrThrottled):
+		// Tell the owner plainly: invalid_grant, but 429 with the wait.
+		w.Header().Set("Retry-After", strconv.Itoa(account.RetryAfterOf(err)))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": fosite.ErrInvalidGrant.ErrorField,
+			"error_description": "Too many failed sign-ins for this account from this address. Sign-in is paused here; try again after Retry-After seconds."})
 		return
 	case errors.Is(err, errInvalidOTP):
 		// One plain answer for a wrong, malformed, reused or locked-out code.

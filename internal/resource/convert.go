@@ -2,11 +2,13 @@ package resource
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -187,13 +189,38 @@ func ToStoreAuthConfig(a AuthConfig, existing *store.AuthConfig) (store.AuthConf
 	doc := a.clone()
 	doc.ResourceType = TypeAuthConfig
 	doc.Meta = nil
-	if existing != nil && doc.TwoFactor != nil && doc.TwoFactor.Webhook != nil && doc.TwoFactor.Webhook.Secret == "" {
+	if existing != nil && doc.TwoFactor != nil && doc.TwoFactor.Webhook != nil {
 		old, err := AuthConfigFromStore(*existing)
 		if err != nil {
 			return store.AuthConfig{}, err
 		}
 		if w := old.webhook(); w != nil {
-			doc.TwoFactor.Webhook.Secret = w.Secret
+			nw := doc.TwoFactor.Webhook
+			if nw.Secret == "" {
+				nw.Secret = w.Secret
+			}
+			// Header values are write-only too: a replace without
+			// headers keeps them, and a value sent back as shown
+			// (RedactedValue) keeps the stored one. headers: {} clears them.
+			if nw.Headers == nil {
+				nw.Headers = w.Headers
+			}
+			for k, v := range nw.Headers {
+				if v == RedactedValue {
+					if stored, ok := w.Headers[k]; ok {
+						nw.Headers[k] = stored
+					} else {
+						delete(nw.Headers, k)
+					}
+				}
+			}
+		}
+	}
+	if w := doc.webhook(); w != nil {
+		for k, v := range w.Headers {
+			if v == RedactedValue {
+				delete(w.Headers, k) // nothing stored to keep
+			}
 		}
 	}
 	b, err := json.Marshal(doc)
@@ -237,13 +264,58 @@ func (c Client) Public() Client {
 	return c
 }
 
-// Public returns a copy of a without the webhook secret.
+// RedactedValue stands for a write-only value in API responses (webhook
+// header values); written back, it keeps the stored value.
+const RedactedValue = "***"
+
+// Public returns a copy of a without the webhook secret and with every
+// webhook header value shown as RedactedValue (they are provider API keys).
 func (a AuthConfig) Public() AuthConfig {
 	out := a.clone()
 	if w := out.webhook(); w != nil {
 		w.Secret = ""
+		for k := range w.Headers {
+			w.Headers[k] = RedactedValue
+		}
 	}
 	return out
+}
+
+// sealedPrefix marks a webhook secret sealed at rest.
+const sealedPrefix = "sealed:v1:"
+
+var webhookSecretAD = []byte("gatehouse webhook secret")
+
+// SealWebhookSecret returns a with its webhook secret (if it has one in
+// clear) sealed under s, as TOTP secrets are: the stored document then
+// holds no usable key.
+func (a AuthConfig) SealWebhookSecret(s *secret.Sealer) AuthConfig {
+	out := a.clone()
+	if w := out.webhook(); w != nil && w.Secret != "" && !strings.HasPrefix(w.Secret, sealedPrefix) && s != nil {
+		w.Secret = sealedPrefix + base64.RawURLEncoding.EncodeToString(s.Seal([]byte(w.Secret), webhookSecretAD))
+	}
+	return out
+}
+
+// OpenWebhookSecret returns the usable secret of a stored webhook secret:
+// sealed ones are opened, older ones stored in clear pass as they are.
+func OpenWebhookSecret(s *secret.Sealer, stored string) (string, error) {
+	rest, ok := strings.CutPrefix(stored, sealedPrefix)
+	if !ok {
+		return stored, nil
+	}
+	if s == nil {
+		return "", errors.New("open webhook secret: no sealer")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return "", fmt.Errorf("open webhook secret: %w", err)
+	}
+	b, err := s.Open(raw, webhookSecretAD)
+	if err != nil {
+		return "", fmt.Errorf("open webhook secret: %w", err)
+	}
+	return string(b), nil
 }
 
 // clone copies a deeply enough that changing the copy's two-factor or

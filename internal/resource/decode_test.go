@@ -15,7 +15,7 @@ const (
   validPastTokensCount: 3
   webhook: {endpoint: https://my-app.com, timeout: 500}
 `
-	aidboxClientYAML = `secret: verysecret
+	aidboxClientYAML = `secret: verysecret-0123456789
 first_party: true
 grant_types: [code]
 auth:
@@ -45,7 +45,7 @@ func TestDecodeAcceptsTheAidboxExamples(t *testing.T) {
 		t.Fatalf("Client: %v", err)
 	}
 	g := c.Grant(GrantAuthorizationCode)
-	if c.Secret != "verysecret" || !c.FirstParty || !c.HasGrant("authorization_code") ||
+	if c.Secret != "verysecret-0123456789" || !c.FirstParty || !c.HasGrant("authorization_code") ||
 		c.GrantTypes[0] != "code" || c.EffectiveGrantTypes()[0] != GrantAuthorizationCode || g.AccessTokenExpiration != 360 || g.TokenFormat != "jwt" ||
 		!*g.SecretRequired || !g.RefreshToken || c.RedirectURIs()[0] != "http://localhost:3001" {
 		t.Fatalf("Client decoded as %+v, grant %+v", c, g)

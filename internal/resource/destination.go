@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -22,6 +23,29 @@ var ErrDestinationTaken = errors.New("another account uses this phone number or 
 func VerificationBinding(userID, channel, dest string) string {
 	sum := sha256.Sum256([]byte("verify\x00" + userID + "\x00" + channel + "\x00" + dest))
 	return "verify:" + hex.EncodeToString(sum[:])
+}
+
+// DestinationLookups is how many answers to "does another account hold
+// this destination?" a user gets per hour, over every surface that gives
+// one (GET /auth/mfa/bindable, POST /auth/verification-codes, the hosted
+// method page).
+const DestinationLookups = 30
+
+// ErrTooManyLookups: the user spent the DestinationLookups budget.
+var ErrTooManyLookups = errors.New("too many destination look-ups; try again later")
+
+// SpendDestinationLookup counts one look-up of userID against the hourly
+// budget before the answer is computed, so a refusal is the same whatever
+// the destination; ErrTooManyLookups once the budget is spent.
+func SpendDestinationLookup(ctx context.Context, st store.Store, userID string, now time.Time) error {
+	n, err := st.HitCounter(ctx, "api:bindable:"+userID, time.Hour, now)
+	if err != nil {
+		return fmt.Errorf("count destination look-up: %w", err)
+	}
+	if n > DestinationLookups {
+		return ErrTooManyLookups
+	}
+	return nil
 }
 
 // DestinationTakenByOther reports whether a user other than userID ("" for

@@ -19,7 +19,7 @@ func FuzzDecode(f *testing.F) {
 		{aidboxClientYAML, true},
 		{aidboxUserYAML, true},
 		{`{"id":"my-user","password":"password"}`, false},
-		{`{"secret":"verysecret","first_party":true,"grant_types":["code"],"auth":{"authorization_code":{"redirect_uri":"http://localhost:3001","access_token_expiration":360,"token_format":"jwt","secret_required":true,"refresh_token":true}}}`, false},
+		{`{"secret":"verysecret-0123456789","first_party":true,"grant_types":["code"],"auth":{"authorization_code":{"redirect_uri":"http://localhost:3001","access_token_expiration":360,"token_format":"jwt","secret_required":true,"refresh_token":true}}}`, false},
 		{`{"twoFactor":{"issuerName":"my-app","validPastTokensCount":3,"webhook":{"endpoint":"https://my-app.com","timeout":500}}}`, false},
 		{"twoFactor:\n  webhook: {endpoint: https://x, timeot: 5}\n", true},
 		{"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", true},

@@ -36,10 +36,14 @@ const (
 	MaxWebhookTimeout         = 30000           // milliseconds
 	MaxValidPastTokensCount   = 10
 	maxSecretLen              = 1024
-	maxURILen                 = 2048
-	maxTextLen                = 200
-	maxWebhookHeaders         = 20
-	maxListLen                = 100
+	// MinSecretLen is the shortest client secret accepted: a secret is
+	// guessed online against a throttle, so it must be long enough to be
+	// out of reach whatever the throttle allows.
+	MinSecretLen      = 16
+	maxURILen         = 2048
+	maxTextLen        = 200
+	maxWebhookHeaders = 20
+	maxListLen        = 100
 )
 
 // Grant type names.
@@ -151,6 +155,8 @@ func (c Client) Validate(ctx context.Context, opts Options) error {
 	checkResourceType(&p, c.ResourceType, TypeClient)
 	if len(c.Secret) > maxSecretLen {
 		p.add("secret", CodeTooLong, fmt.Sprintf("at most %d bytes", maxSecretLen))
+	} else if c.Secret != "" && utf8.RuneCountInString(c.Secret) < MinSecretLen {
+		p.add("secret", CodeValue, fmt.Sprintf("at least %d characters", MinSecretLen))
 	}
 	checkText(&p, "name", c.Name)
 	if len(c.GrantTypes) > maxListLen {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/account"
@@ -150,6 +151,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	a.Admin = &admin.Handler{
 		Store:             d.Store,
 		Hasher:            a.Hasher,
+		Sealer:            atRest,
 		Audit:             a.Audit,
 		Logger:            d.Logger,
 		Now:               d.Now,
@@ -197,6 +199,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Logger:         d.Logger,
 		Store:          d.Store,
 		Routes:         []Registrar{a.OAuth, a.Web, a.Admin, a.API},
+		HSTS:           strings.HasPrefix(cfg.Issuer, "https://"),
 		Static:         static.FS,
 		TrustedProxies: proxies,
 		AdminOnly:      a.Admin.RequireAdmin,

@@ -207,7 +207,7 @@ func (a *benchApp) login(user, secret string) {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")}, "redirect_uri": {tfRedirectURI}, "code_verifier": {verifier}}
 	req := httptest.NewRequest(http.MethodPost, "/auth/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("mywebapp", "verysecret")
+	req.SetBasicAuth("mywebapp", "verysecret-0123456789")
 	rec := httptest.NewRecorder()
 	a.app.Handler.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"id_token"`) {

@@ -51,7 +51,7 @@ func TestBrowserSignInWithCode(t *testing.T) {
 	redirects := interceptRedirects(t, ctx, browserRedirectURI)
 
 	conf := &oauth2.Config{
-		ClientID: "mywebapp", ClientSecret: "verysecret",
+		ClientID: "mywebapp", ClientSecret: "verysecret-0123456789",
 		Endpoint: oauth2.Endpoint{
 			AuthURL: app.URL + "/auth/authorize", TokenURL: app.URL + "/auth/token",
 			AuthStyle: oauth2.AuthStyleInHeader,

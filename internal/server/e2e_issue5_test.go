@@ -27,7 +27,7 @@ import (
 )
 
 const (
-	i5Secret   = "verysecret"
+	i5Secret   = "verysecret-0123456789"
 	i5Password = "password"
 	i5Issuer   = "Gatehouse Issue5"
 )
@@ -35,7 +35,7 @@ const (
 // A first-party app that signs users in with their password (the
 // password grant and the sign-in API), with refresh tokens and ID tokens.
 const passwordClientYAML = `
-secret: verysecret
+secret: verysecret-0123456789
 first_party: true
 grant_types: [password, refresh_token]
 scope: [openid, offline_access]

@@ -18,7 +18,7 @@ import (
 // The Aidbox demo resources plus a public (PKCE) client and an opaque-token client.
 const (
 	webClientYAML = `
-secret: verysecret
+secret: verysecret-0123456789
 first_party: true
 grant_types: [code, refresh_token]
 scope: [openid, profile, email, offline_access]
@@ -104,13 +104,13 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 			app := startApp(t, be.Open(t))
 			app.mustPut("/Client/mywebapp", webClientYAML)
 			app.mustPut("/Client/spa", spaClientYAML)
-			app.mustPut("/Client/resource-server", "secret: rs-secret\ngrant_types: [client_credentials]\n")
+			app.mustPut("/Client/resource-server", "secret: rs-secret-0123456789\ngrant_types: [client_credentials]\n")
 			app.mustPut("/User/alice", userYAML)
 			ctx := context.Background()
 
 			t.Run("a confidential client gets JWT tokens that verify against the JWKS, refreshes, and revokes", func(t *testing.T) {
 				conf := &oauth2.Config{
-					ClientID: "mywebapp", ClientSecret: "verysecret",
+					ClientID: "mywebapp", ClientSecret: "verysecret-0123456789",
 					Endpoint:    oauth2.Endpoint{AuthURL: app.URL + "/auth/authorize", TokenURL: app.URL + "/auth/token", AuthStyle: oauth2.AuthStyleInHeader},
 					RedirectURL: "http://localhost:3001/callback",
 					Scopes:      []string{"openid", "email", "offline_access"},
@@ -182,7 +182,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
 					t.Fatal("the rotated refresh token worked again")
 				}
-				if got := introspect(t, app, "mywebapp", "verysecret", fresh.AccessToken); got["active"] != false {
+				if got := introspect(t, app, "mywebapp", "verysecret-0123456789", fresh.AccessToken); got["active"] != false {
 					t.Fatalf("after refresh-token reuse the family should be revoked; introspect = %v", got)
 				}
 
@@ -193,15 +193,15 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := introspect(t, app, "mywebapp", "verysecret", tok.AccessToken); got["active"] != true || got["sub"] != "alice" {
+				if got := introspect(t, app, "mywebapp", "verysecret-0123456789", tok.AccessToken); got["active"] != true || got["sub"] != "alice" {
 					t.Fatalf("introspect = %v", got)
 				}
-				if got := introspect(t, app, "resource-server", "rs-secret", tok.AccessToken); got["active"] != true {
+				if got := introspect(t, app, "resource-server", "rs-secret-0123456789", tok.AccessToken); got["active"] != true {
 					t.Fatalf("a resource server introspecting = %v", got)
 				}
 				req, _ = http.NewRequest(http.MethodPost, app.URL+"/auth/revoke", strings.NewReader(url.Values{"token": {tok.AccessToken}}.Encode()))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.SetBasicAuth("mywebapp", "verysecret")
+				req.SetBasicAuth("mywebapp", "verysecret-0123456789")
 				resp, err = http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -210,7 +210,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("revoke = %d", resp.StatusCode)
 				}
-				if got := introspect(t, app, "mywebapp", "verysecret", tok.AccessToken); got["active"] != false {
+				if got := introspect(t, app, "mywebapp", "verysecret-0123456789", tok.AccessToken); got["active"] != false {
 					t.Fatalf("revoked token still active: %v", got)
 				}
 			})
@@ -237,7 +237,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				if strings.Count(tok.AccessToken, ".") == 2 && strings.HasPrefix(tok.AccessToken, "ey") {
 					t.Fatalf("expected an opaque access token, got a JWT")
 				}
-				if got := introspect(t, app, "resource-server", "rs-secret", tok.AccessToken); got["active"] != true || got["client_id"] != "spa" {
+				if got := introspect(t, app, "resource-server", "rs-secret-0123456789", tok.AccessToken); got["active"] != true || got["client_id"] != "spa" {
 					t.Fatalf("introspect = %v", got)
 				}
 			})
@@ -251,7 +251,7 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 			})
 
 			t.Run("client credentials give a token the admin API accepts only with gatehouse:admin", func(t *testing.T) {
-				app.mustPut("/Client/ops", "secret: ops-secret\ngrant_types: [client_credentials]\nscope: ['gatehouse:admin']\n")
+				app.mustPut("/Client/ops", "secret: ops-secret-0123456789\ngrant_types: [client_credentials]\nscope: ['gatehouse:admin']\n")
 				cc := func(id, secret string) string {
 					req, _ := http.NewRequest(http.MethodPost, app.URL+"/auth/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"gatehouse:admin"}}.Encode()))
 					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -277,10 +277,10 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 					resp.Body.Close()
 					return resp.StatusCode
 				}
-				if tok := cc("ops", "ops-secret"); tok == "" || adminGet(tok) != http.StatusOK {
+				if tok := cc("ops", "ops-secret-0123456789"); tok == "" || adminGet(tok) != http.StatusOK {
 					t.Fatal("an admin-scoped client token was refused by the admin API")
 				}
-				if got := adminGet(cc("resource-server", "rs-secret")); got != http.StatusUnauthorized && got != http.StatusForbidden {
+				if got := adminGet(cc("resource-server", "rs-secret-0123456789")); got != http.StatusUnauthorized && got != http.StatusForbidden {
 					t.Fatalf("a token without gatehouse:admin got %d from the admin API", got)
 				}
 			})

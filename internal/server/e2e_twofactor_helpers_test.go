@@ -528,7 +528,7 @@ type oauthLogin struct {
 
 func newOAuthLogin(app *testApp, clientID string) oauthLogin {
 	conf := &oauth2.Config{
-		ClientID: clientID, ClientSecret: "verysecret",
+		ClientID: clientID, ClientSecret: "verysecret-0123456789",
 		Endpoint:    oauth2.Endpoint{AuthURL: app.URL + "/auth/authorize", TokenURL: app.URL + "/auth/token", AuthStyle: oauth2.AuthStyleInHeader},
 		RedirectURL: tfRedirectURI,
 		Scopes:      []string{"openid", "email"},

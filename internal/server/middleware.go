@@ -149,10 +149,14 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 
 // securityHeaders sets the defaults every response carries. Handlers may
 // override them (the hosted pages set a stricter CSP with the theme's origin;
-// discovery documents allow caching).
-func securityHeaders(next http.Handler) http.Handler {
+// discovery documents allow caching). With hsts (an https issuer) browsers
+// are told to use https only, for a year.
+func securityHeaders(next http.Handler, hsts bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		if hsts {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")

@@ -32,6 +32,9 @@ type Server struct {
 	AdminOnly func(http.Handler) http.Handler
 	Pprof     bool
 	Metrics   *Metrics
+	// HSTS sends Strict-Transport-Security on every response (the issuer
+	// is https).
+	HSTS bool
 }
 
 // Handler returns the complete HTTP handler.
@@ -60,7 +63,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/debug/pprof/", s.AdminOnly(pp))
 	}
 	var h http.Handler = mux
-	h = securityHeaders(h)
+	h = securityHeaders(h, s.HSTS)
 	h = s.accessLog(h)
 	h = s.recoverPanics(h)
 	h = s.requestContext(h)

@@ -274,6 +274,11 @@ type Store interface {
 	DeleteOAuthRequestsByRequestID(ctx context.Context, kind OAuthKind, requestID string) error
 	// DeactivateOAuthRequestsBySubject makes every token of a user inactive.
 	DeactivateOAuthRequestsBySubject(ctx context.Context, subject string) error
+	// DeactivateOtherOAuthRequests makes every token of a user inactive
+	// except those of the family keepRequestID (the request id fosite
+	// keeps across refreshes): the caller's own tokens survive, as the
+	// caller's own browser session does.
+	DeactivateOtherOAuthRequests(ctx context.Context, subject, keepRequestID string) error
 	DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (int64, error)
 
 	// Browser sessions.
@@ -314,6 +319,17 @@ type Store interface {
 	// counts come back in the order of keys.
 	GetCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) ([]int, error)
 	ResetCounter(ctx context.Context, key string) error
+	// ReserveCounter counts an attempt before it is made: when the window
+	// containing now holds fewer than limit hits, it adds one atomically and
+	// returns the new count with allowed true; otherwise it changes nothing
+	// and returns the current count with allowed false. At most limit
+	// reservations succeed per window, however many run at once, on every
+	// process sharing the store.
+	ReserveCounter(ctx context.Context, key string, window time.Duration, now time.Time, limit int) (hits int, allowed bool, err error)
+	// ReleaseCounters gives one reservation of each key back, in the window
+	// containing now, in one statement (never below zero; nothing for a
+	// window that has passed or a key without a row).
+	ReleaseCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) error
 	// DeleteStaleCounters purges counters whose window ended before before
 	// (window start + window length < before): GetCounter at a now from
 	// before on reads 0 for them anyway, and HitCounter starts them again at

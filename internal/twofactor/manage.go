@@ -20,6 +20,10 @@ type ConfirmInput struct {
 	// CurrentSessionID is the browser session that enrols: it stays signed
 	// in, every other session of the user ends. "" ends them all.
 	CurrentSessionID string
+	// CurrentTokenFamily is the request id of the access token that
+	// enrols (JSON API): its family stays valid, every other token of the
+	// user is deactivated. "" deactivates them all.
+	CurrentTokenFamily string
 	Meta
 }
 
@@ -65,7 +69,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, in ConfirmInput) ([]string, e
 		EnrolledAt: now,
 		UpdatedAt:  now,
 	}
-	if err := s.enable(ctx, tf, codes, in.CurrentSessionID); err != nil {
+	if err := s.enable(ctx, tf, codes, in.CurrentSessionID, in.CurrentTokenFamily); err != nil {
 		return nil, err
 	}
 	s.record(ctx, audit.TwoFactorEnabled, in.UserID, in.Meta, map[string]string{"method": MethodTOTP})
@@ -75,7 +79,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, in ConfirmInput) ([]string, e
 
 // enable stores a factor with fresh recovery codes and ends the user's other
 // sessions, all or nothing.
-func (s *Service) enable(ctx context.Context, tf store.TwoFactor, codes []string, currentSessionID string) error {
+func (s *Service) enable(ctx context.Context, tf store.TwoFactor, codes []string, currentSessionID, currentTokenFamily string) error {
 	err := s.Store.InTx(ctx, func(ctx context.Context) error {
 		// Checked again inside the transaction so two confirmations racing
 		// each other cannot both replace the factor.
@@ -91,6 +95,10 @@ func (s *Service) enable(ctx context.Context, tf store.TwoFactor, codes []string
 		if err := s.Store.DeleteBrowserSessionsByUser(ctx, tf.UserID, currentSessionID); err != nil {
 			return fmt.Errorf("end other sessions: %w", err)
 		}
+		// Tokens got with the password alone end too, but the caller's.
+		if err := s.Store.DeactivateOtherOAuthRequests(ctx, tf.UserID, currentTokenFamily); err != nil {
+			return fmt.Errorf("deactivate tokens: %w", err)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrAlreadyEnabled) {
@@ -102,13 +110,19 @@ func (s *Service) enable(ctx context.Context, tf store.TwoFactor, codes []string
 // Disable turns the user's second factor off after checking a current code
 // or recovery code (v goes through Verify, with its lockout). The secret and
 // recovery codes are deleted and every other session of the user ends.
-func (s *Service) Disable(ctx context.Context, v VerifyInput, currentSessionID string) error {
+// currentTokenFamily, when not "", is the request id of the access token
+// that asks (JSON API): its family stays valid.
+func (s *Service) Disable(ctx context.Context, v VerifyInput, currentSessionID string, currentTokenFamily ...string) error {
 	v.AllowRecovery = true
 	res, err := s.Verify(ctx, v)
 	if err != nil {
 		return err
 	}
-	if err := s.remove(ctx, v.UserID, currentSessionID); err != nil {
+	keep := ""
+	if len(currentTokenFamily) > 0 {
+		keep = currentTokenFamily[0]
+	}
+	if err := s.remove(ctx, v.UserID, currentSessionID, keep); err != nil {
 		return err
 	}
 	s.record(ctx, audit.TwoFactorDisabled, v.UserID, v.Meta, map[string]string{"proven_by": res.Method})
@@ -123,20 +137,23 @@ func (s *Service) Reset(ctx context.Context, userID string, m Meta) error {
 	} else if err != nil {
 		return fmt.Errorf("get second factor of %q: %w", userID, err)
 	}
-	if err := s.remove(ctx, userID, ""); err != nil {
+	if err := s.remove(ctx, userID, "", ""); err != nil {
 		return err
 	}
 	s.record(ctx, audit.TwoFactorReset, userID, m, nil)
 	return nil
 }
 
-func (s *Service) remove(ctx context.Context, userID, keepSessionID string) error {
+func (s *Service) remove(ctx context.Context, userID, keepSessionID, keepTokenFamily string) error {
 	return s.Store.InTx(ctx, func(ctx context.Context) error {
 		if err := s.Store.DeleteTwoFactor(ctx, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("delete second factor of %q: %w", userID, err)
 		}
 		if err := s.Store.DeleteBrowserSessionsByUser(ctx, userID, keepSessionID); err != nil {
 			return fmt.Errorf("end sessions of %q: %w", userID, err)
+		}
+		if err := s.Store.DeactivateOtherOAuthRequests(ctx, userID, keepTokenFamily); err != nil {
+			return fmt.Errorf("deactivate tokens of %q: %w", userID, err)
 		}
 		return nil
 	})

@@ -253,3 +253,61 @@ func TestStorageErrorOnTheLastAttemptStillLocks(t *testing.T) {
 		t.Fatalf("failures %d, locked until %s: want a normal 5-minute lock", tf.Failures, tf.LockedUntil)
 	}
 }
+
+func TestFactorChangesEndOtherTokens(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		token := func(sig, family, subject string) {
+			t.Helper()
+			err := f.st.CreateOAuthRequest(ctx, store.OAuthRequest{Kind: store.KindRefreshToken, Signature: sig, RequestID: family,
+				ClientID: "app", Subject: subject, RequestedAt: f.clock.Now(), ExpiresAt: time.Now().Add(time.Hour), Active: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		active := func(sig string) bool {
+			t.Helper()
+			r, err := f.st.GetOAuthRequest(ctx, store.KindRefreshToken, sig)
+			return err == nil && r.Active
+		}
+		u := f.user(t, "tok")
+		token("phished", "fam-attacker", u.ID)
+		token("mine", "fam-mine", u.ID)
+		token("other-user", "fam-other", "someone-else")
+
+		t.Run("enabling TOTP deactivates the user's tokens except the enrolling family", func(t *testing.T) {
+			en, err := f.svc.BeginTOTP(u, "Gatehouse")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.ConfirmTOTP(ctx, twofactor.ConfirmInput{UserID: u.ID, Secret: en.Secret,
+				Code: oathtool(t, en.Secret, f.clock.Now()), PastSteps: 1, CurrentTokenFamily: "fam-mine"}); err != nil {
+				t.Fatal(err)
+			}
+			if active("phished") || !active("mine") || !active("other-user") {
+				t.Fatalf("after enabling: phished %v, mine %v, other user %v", active("phished"), active("mine"), active("other-user"))
+			}
+			token("phished-again", "fam-attacker-2", u.ID)
+			f.clock.Advance(step(1))
+			t.Run("and disabling does the same", func(t *testing.T) {
+				err := f.svc.Disable(ctx, twofactor.VerifyInput{UserID: u.ID, Code: oathtool(t, en.Secret, f.clock.Now()), PastSteps: 1}, "", "fam-mine")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if active("phished-again") || !active("mine") {
+					t.Fatalf("after disabling: phished %v, mine %v", active("phished-again"), active("mine"))
+				}
+			})
+		})
+		t.Run("an admin reset deactivates every token of the user", func(t *testing.T) {
+			v, _, _ := f.enrol(t, "tok2")
+			token("t2", "fam-t2", v.ID)
+			if err := f.svc.Reset(ctx, v.ID, twofactor.Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			if active("t2") {
+				t.Fatal("a token survives the reset")
+			}
+		})
+	})
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/notify"
+	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -97,7 +98,14 @@ func (s *Service) SendCode(ctx context.Context, in SendInput) (Sent, error) {
 // notifier's to log and retry; they never fail the caller's page.
 func (s *Service) deliver(ctx context.Context, u store.User, hook notify.Webhook, ev notify.CodeEvent, purpose string, m Meta) bool {
 	ev.User = notify.User{ID: u.ID, Email: u.Email, PhoneNumber: u.PhoneNumber}
-	err := s.Notifier.Send(ctx, hook, ev)
+	// The stored webhook secret is sealed at rest; open it for signing.
+	sec, err := resource.OpenWebhookSecret(s.Sealer, hook.Secret)
+	if err != nil {
+		s.logger().ErrorContext(ctx, "webhook secret cannot be opened; code not sent", "err", err)
+	} else {
+		hook.Secret = sec
+		err = s.Notifier.Send(ctx, hook, ev)
+	}
 	s.record(ctx, audit.CodeSent, u.ID, m, map[string]string{
 		"channel":     ev.Channel,
 		"purpose":     purpose,
@@ -238,6 +246,8 @@ type EnableCodeInput struct {
 	Method           string // sms | email
 	Webhook          notify.Webhook
 	CurrentSessionID string
+	// CurrentTokenFamily: see ConfirmInput.
+	CurrentTokenFamily string
 	Meta
 }
 
@@ -277,7 +287,7 @@ func (s *Service) EnableCodeMethod(ctx context.Context, in EnableCodeInput) ([]s
 		UserID: in.UserID, Method: in.Method, Enabled: true, Destination: dest,
 		EnrolledAt: now, UpdatedAt: now,
 	}
-	if err := s.enable(ctx, tf, codes, in.CurrentSessionID); err != nil {
+	if err := s.enable(ctx, tf, codes, in.CurrentSessionID, in.CurrentTokenFamily); err != nil {
 		return nil, err
 	}
 	s.record(ctx, audit.TwoFactorEnabled, in.UserID, in.Meta, map[string]string{

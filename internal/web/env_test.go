@@ -37,7 +37,7 @@ var cheapArgon2 = secret.Argon2Params{MemoryKiB: 64, Iterations: 1, Parallelism:
 const (
 	firstParty    = "webapp"
 	thirdParty    = "partner"
-	webappSecret  = "verysecret-verysecret"
+	webappSecret  = "verysecret-0123456789-verysecret-0123456789"
 	webappURI     = "http://localhost:3001/callback"
 	partnerURI    = "https://partner.example/cb"
 	logoutURI     = "http://localhost:3001/bye"
@@ -328,6 +328,27 @@ func csrfOf(t *testing.T, p page) string {
 func (b *browser) login(p page, username, password string) page {
 	b.e.t.Helper()
 	return b.post("/auth/login", url.Values{"_csrf": {csrfOf(b.e.t, p)}, "username": {username}, "password": {password}})
+}
+
+// logout asks GET /auth/logout?q, which must show the confirmation page
+// with the session still signed in, and confirms it: the POST carries the
+// page's CSRF token and the same parameters.
+func (b *browser) logout(q url.Values) page {
+	b.e.t.Helper()
+	p := b.get("/auth/logout?" + q.Encode())
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Do you want to sign out?") {
+		b.e.t.Fatalf("logout without a valid id_token_hint did not ask: status %d location %q\n%s", p.status, p.location, p.body)
+	}
+	form := url.Values{"_csrf": {csrfOf(b.e.t, p)}}
+	for _, k := range []string{"client_id", "id_token_hint", "post_logout_redirect_uri", "state"} {
+		if v := q.Get(k); v != "" {
+			if !strings.Contains(p.body, `name="`+k+`" value="`) {
+				b.e.t.Fatalf("the confirmation form lacks %s:\n%s", k, p.body)
+			}
+			form.Set(k, v)
+		}
+	}
+	return b.post("/auth/logout", form)
 }
 
 // signIn signs alice in with no authorization request.

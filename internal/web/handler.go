@@ -102,6 +102,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+PathConsent, h.wrap(h.consentPage))
 	mux.Handle("POST "+PathConsent, h.wrap(h.consentSubmit))
 	mux.Handle("GET "+PathLogout, h.wrap(h.logout))
+	mux.Handle("POST "+PathLogout, h.wrap(h.logout))
 	mux.Handle("GET "+PathTwoFactor, h.wrap(h.settingsPage))
 	mux.Handle("GET "+PathTwoFactorEnable, h.wrap(h.enablePage))
 	mux.Handle("POST "+PathTwoFactorEnable, h.wrap(h.enableSubmit))

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -189,6 +190,10 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		ClientID:   clientID,
 		RequestID:  audit.RequestID(ctx),
 	})
+	if errors.Is(err, account.ErrThrottled) {
+		h.loginRefused(w, r, sess, f, username, throttledMessage(err))
+		return
+	}
 	if errors.Is(err, account.ErrInvalidCredentials) {
 		h.loginRefused(w, r, sess, f, username, msgInvalidCredentials)
 		return
@@ -292,4 +297,15 @@ func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, sess *se
 		return "", false
 	}
 	return next, true
+}
+
+// throttledMessage tells the user plainly that sign-in is paused here, and
+// for how long.
+func throttledMessage(err error) string {
+	mins := (account.RetryAfterOf(err) + 59) / 60
+	unit := "minutes"
+	if mins == 1 {
+		unit = "minute"
+	}
+	return fmt.Sprintf("Too many failed sign-ins for this account from your network. Sign-in is paused here; try again in %d %s.", mins, unit)
 }

@@ -6,13 +6,18 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
-// logout ends the browser session (record and cookie). It redirects to
-// post_logout_redirect_uri only when that URI is registered on the client
-// named by client_id or id_token_hint (and both agree when both are given);
-// otherwise it shows the signed-out page.
+// logout is GET and POST /auth/logout (OpenID RP-Initiated Logout). It
+// ends the browser session (record and cookie) when the request cannot be
+// forged: a GET with a valid id_token_hint, a POST carrying the session's
+// CSRF token, or a browser with nobody signed in. Any other GET shows a
+// page asking to confirm, whose form POSTs the same parameters. It
+// redirects to post_logout_redirect_uri only when that URI is registered
+// on the client named by client_id or id_token_hint (and both agree when
+// both are given); otherwise it shows the signed-out page.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	sess, err := h.loadBrowserSession(r)
@@ -24,13 +29,15 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	if p := sess.PendingSecondFactor(); userID == "" && p != nil {
 		userID = p.UserID
 	}
-	if err := h.Sessions.Destroy(ctx, w, sess); err != nil {
-		h.unavailable(w, r, err)
-		return
-	}
-
 	q := r.URL.Query()
+	if r.Method == http.MethodPost {
+		if !h.parseForm(w, r, sess.ValidCSRF) {
+			return
+		}
+		q = r.PostForm
+	}
 	clientID := q.Get("client_id")
+	hintOK := false
 	if hint := q.Get("id_token_hint"); hint != "" {
 		hinted, _, err := h.OAuth.ClientIDFromIDTokenHint(ctx, hint)
 		switch {
@@ -40,9 +47,18 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		case clientID != "" && clientID != hinted:
 			clientID = ""
 		default:
-			clientID = hinted
+			clientID, hintOK = hinted, true
 		}
 	}
+	if r.Method == http.MethodGet && userID != "" && !hintOK {
+		h.confirmLogout(w, r, sess, q)
+		return
+	}
+	if err := h.Sessions.Destroy(ctx, w, sess); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+
 	if userID != "" {
 		h.recordAudit(ctx, store.AuditEvent{Type: audit.Logout, UserID: userID, ClientID: clientID})
 	}
@@ -69,4 +85,34 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		Heading: "Signed out",
 		Theme:   h.themeFor(ctx, client),
 	}, csp{})
+}
+
+// confirmLogout asks the signed-in user whether to sign out; the form
+// carries the CSRF token and the request's logout parameters.
+func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request, sess *session.Session, q url.Values) {
+	if !h.saveSession(w, r, sess) {
+		return
+	}
+	var client *resource.Client
+	if c, ok, err := h.loadClient(r.Context(), q.Get("client_id")); err != nil {
+		h.log().WarnContext(r.Context(), "logout: client lookup failed", "err", err)
+	} else if ok {
+		client = &c
+	}
+	h.render(w, r, http.StatusOK, pageLogout, pageData{
+		Heading: "Sign out?",
+		Theme:   h.themeFor(r.Context(), client),
+		CSRF:    sess.CSRFToken(),
+		Logout: &logoutView{
+			ClientID:              q.Get("client_id"),
+			IDTokenHint:           q.Get("id_token_hint"),
+			PostLogoutRedirectURI: q.Get("post_logout_redirect_uri"),
+			State:                 q.Get("state"),
+		},
+	}, csp{})
+}
+
+// logoutView is the confirmation form of a logout request.
+type logoutView struct {
+	ClientID, IDTokenHint, PostLogoutRedirectURI, State string
 }

@@ -90,6 +90,8 @@ type pageData struct {
 	Status *statusView
 	// Method is a switch to SMS or e-mail codes on the settings pages.
 	Method *methodView
+	// Logout asks the user to confirm signing out (no valid id_token_hint).
+	Logout *logoutView
 	// Current asks for a code of the factor that is on, to prove a change;
 	// it names where that code comes from ("" when no factor is on).
 	Current string

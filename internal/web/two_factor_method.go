@@ -29,13 +29,14 @@ const (
 
 // Messages of the method pages.
 const (
-	msgNoDelivery    = "Codes by text message or e-mail cannot be sent: no delivery is configured. Use an authenticator app instead."
-	msgBadPhone      = "Enter the phone number in international format, such as +14155550123."
-	msgBadEmail      = "Enter a valid e-mail address."
-	msgTaken         = "This phone number or e-mail address belongs to another account."
-	msgTooManySends  = "Too many codes were sent to this destination. Try again later."
-	msgUnverified    = "Verify the phone number or e-mail address first."
-	msgSwitchExpired = "Something changed meanwhile. Start again."
+	msgNoDelivery     = "Codes by text message or e-mail cannot be sent: no delivery is configured. Use an authenticator app instead."
+	msgBadPhone       = "Enter the phone number in international format, such as +14155550123."
+	msgBadEmail       = "Enter a valid e-mail address."
+	msgTaken          = "This phone number or e-mail address belongs to another account."
+	msgTooManySends   = "Too many codes were sent to this destination. Try again later."
+	msgTooManyLookups = "Too many phone numbers or e-mail addresses were tried in the last hour. Try again later."
+	msgUnverified     = "Verify the phone number or e-mail address first."
+	msgSwitchExpired  = "Something changed meanwhile. Start again."
 )
 
 // methodTarget reads the method a switch is about; ok false for anything
@@ -332,6 +333,13 @@ func (h *Handler) methodSubmit(w http.ResponseWriter, r *http.Request) {
 // code too; then it asks for them.
 func (h *Handler) sendVerification(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, st twofactor.Status, ac resource.AuthConfig, method, dest string) {
 	ctx := r.Context()
+	if err := resource.SpendDestinationLookup(ctx, h.Store, user.ID, h.now()); errors.Is(err, resource.ErrTooManyLookups) {
+		h.renderMethodDestination(w, r, sess, method, dest, msgTooManyLookups)
+		return
+	} else if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
 	if taken, err := resource.DestinationTakenByOther(ctx, h.Store, method, dest, user.ID); err != nil {
 		h.unavailable(w, r, err)
 		return

@@ -393,6 +393,15 @@ func TestVerificationRefusals(t *testing.T) {
 				t.Fatalf("%d codes went out, want %d", got, twofactor.SendLimit)
 			}
 		})
+		t.Run("'belongs to another account' is answered only within the hourly look-up budget the JSON API shares", func(t *testing.T) {
+			var p page
+			for range resource.DestinationLookups {
+				p = b.methodForm(b.get("/auth/two-factor/method?method=email"), url.Values{"method": {"email"}, "step": {"send"}, "destination": {"bob@example.com"}})
+			}
+			if !strings.Contains(errorOf(p), "Too many phone numbers or e-mail addresses") {
+				t.Fatalf("after the budget: status %d\n%s", p.status, p.body)
+			}
+		})
 	})
 }
 

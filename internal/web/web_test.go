@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"regexp"
 
 	"net/http"
 	"net/url"
@@ -153,9 +154,10 @@ func TestLoginThrottling(t *testing.T) {
 			t.Fatalf("status %d", p.status)
 		}
 	}
-	t.Run("the right password is refused while the account is throttled, with the same message", func(t *testing.T) {
+	t.Run("the right password from the guessing address waits, and the page says so plainly", func(t *testing.T) {
 		p := b.login(form, "alice", alicePassword)
-		if p.status != http.StatusOK || !strings.Contains(p.body, "Invalid username or password") {
+		if p.status != http.StatusOK || !strings.Contains(p.body, "Too many failed sign-ins for this account from your network") ||
+			!regexp.MustCompile(`try again in 1?[0-9] minutes?\.`).MatchString(p.body) {
 			t.Fatalf("status %d\n%s", p.status, p.body)
 		}
 	})
@@ -206,7 +208,7 @@ func TestSessionLifecycle(t *testing.T) {
 
 		t.Run("logout deletes the session: the cookie is useless after", func(t *testing.T) {
 			stolen := b.cookie("gatehouse")
-			p := b.get("/auth/logout")
+			p := b.logout(nil)
 			if p.status != http.StatusOK || !strings.Contains(p.body, "You have been signed out") {
 				t.Fatalf("logout: status %d\n%s", p.status, p.body)
 			}
@@ -714,7 +716,7 @@ func TestLogoutRedirect(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := e.browser()
 			b.signIn()
-			p := b.get("/auth/logout?" + tt.q.Encode())
+			p := b.logout(tt.q)
 			if tt.redirect != "" {
 				if p.status != http.StatusFound || p.location != tt.redirect {
 					t.Fatalf("status %d location %q, want %q", p.status, p.location, tt.redirect)
@@ -727,6 +729,45 @@ func TestLogoutRedirect(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestLogoutCannotBeForged(t *testing.T) {
+	e := newEnv(t, gormstoretest.Open(t))
+	signedIn := func(b *browser) bool {
+		return strings.Contains(b.get("/auth/login").body, `id="signed-in-user"`)
+	}
+	t.Run("a GET without id_token_hint only asks, and the session stays", func(t *testing.T) {
+		b := e.browser()
+		b.signIn()
+		p := b.get("/auth/logout?client_id=" + firstParty + "&post_logout_redirect_uri=" + url.QueryEscape(logoutURI))
+		if p.status != http.StatusOK || p.location != "" || !strings.Contains(p.body, "Do you want to sign out?") {
+			t.Fatalf("status %d location %q\n%s", p.status, p.location, p.body)
+		}
+		if !signedIn(b) {
+			t.Fatal("a GET signed the user out")
+		}
+	})
+	for _, tc := range []struct{ name, csrf string }{
+		{"a POST without the CSRF token is refused and the session stays", ""},
+		{"a POST with a wrong CSRF token is refused and the session stays", strings.Repeat("ab", 32)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := e.browser()
+			b.signIn()
+			if p := b.post("/auth/logout", url.Values{"_csrf": {tc.csrf}}); p.status != http.StatusForbidden {
+				t.Fatalf("status %d", p.status)
+			}
+			if !signedIn(b) {
+				t.Fatal("a forged POST signed the user out")
+			}
+		})
+	}
+	t.Run("a browser with nobody signed in sees the signed-out page at once", func(t *testing.T) {
+		b := e.browser()
+		if p := b.get("/auth/logout"); p.status != http.StatusOK || !strings.Contains(p.body, "You have been signed out") {
+			t.Fatalf("status %d\n%s", p.status, p.body)
+		}
+	})
 }
 
 func TestSecurityHeadersOnEveryPage(t *testing.T) {

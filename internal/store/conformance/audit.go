@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,6 +196,56 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 		if len(got) != 50 || get(t, "busy", start) != 50 {
 			t.Errorf("50 concurrent hits returned %d distinct counts, total %d; want 1..50", len(got), get(t, "busy", start))
+		}
+	})
+
+	t.Run("a reservation is allowed below the limit and refused at it, without counting the refusal", func(t *testing.T) {
+		for i := 1; i <= 3; i++ {
+			n, ok, err := s.ReserveCounter(ctx, "resv", w, start.Add(time.Minute), 3)
+			must(t, err, "reserve")
+			if !ok || n != i {
+				t.Fatalf("reservation %d = %d, %v; want %d, true", i, n, ok, i)
+			}
+		}
+		n, ok, err := s.ReserveCounter(ctx, "resv", w, start.Add(2*time.Minute), 3)
+		must(t, err, "reserve at the limit")
+		if ok || n != 3 {
+			t.Fatalf("reservation at the limit = %d, %v; want 3, false", n, ok)
+		}
+		hit(t, "resv-other", start)
+		must(t, s.ReleaseCounters(ctx, []string{"resv", "resv-other", "resv-none"}, w, start.Add(3*time.Minute)), "release")
+		if n := get(t, "resv", start.Add(3*time.Minute)); n != 2 {
+			t.Fatalf("after a release = %d, want 2", n)
+		}
+		if n := get(t, "resv-other", start.Add(3*time.Minute)); n != 0 {
+			t.Fatalf("the other key after a release = %d, want 0", n)
+		}
+		if n, ok, err := s.ReserveCounter(ctx, "resv", w, start.Add(w), 3); err != nil || !ok || n != 1 {
+			t.Fatalf("first reservation of the next window = %d, %v, %v; want 1, true", n, ok, err)
+		}
+		must(t, s.ReleaseCounters(ctx, []string{"resv"}, w, start.Add(w)), "release")
+		must(t, s.ReleaseCounters(ctx, []string{"resv"}, w, start.Add(w)), "release below zero is not an error")
+		if n := get(t, "resv", start.Add(w)); n != 0 {
+			t.Fatalf("released below zero: %d", n)
+		}
+		must(t, s.ReleaseCounters(ctx, []string{"never-reserved"}, w, start), "releasing an unknown counter is not an error")
+		must(t, s.ReleaseCounters(ctx, nil, w, start), "releasing no counters is not an error")
+	})
+
+	t.Run("a concurrent burst of reservations gets exactly the limit", func(t *testing.T) {
+		var allowed atomic.Int32
+		errs := race(40, func(i int) error {
+			_, ok, err := s.ReserveCounter(ctx, "resv-burst", w, start, 10)
+			if ok {
+				allowed.Add(1)
+			}
+			return err
+		})
+		for i, err := range errs {
+			must(t, err, fmt.Sprint("reserve ", i))
+		}
+		if allowed.Load() != 10 || get(t, "resv-burst", start) != 10 {
+			t.Errorf("40 concurrent reservations, limit 10: %d allowed, counter %d", allowed.Load(), get(t, "resv-burst", start))
 		}
 	})
 

@@ -211,6 +211,33 @@ func testOAuthRequests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("deactivating a user's other tokens keeps one family and other users' tokens", func(t *testing.T) {
+		s := newStore(t)
+		later := time.Now().Add(time.Hour)
+		recs := []store.OAuthRequest{
+			oauthRequest(store.KindAccessToken, "sig-fay-1", "req-fay-1", "fay", later),
+			oauthRequest(store.KindRefreshToken, "sig-fay-2", "req-fay-1", "fay", later),
+			oauthRequest(store.KindAccessToken, "sig-fay-3", "req-fay-2", "fay", later),
+			oauthRequest(store.KindRefreshToken, "sig-fay-4", "req-fay-2", "fay", later),
+			oauthRequest(store.KindAccessToken, "sig-gus-1", "req-gus-1", "gus", later),
+		}
+		for _, r := range recs {
+			must(t, s.CreateOAuthRequest(ctx, r), "create "+r.Signature)
+		}
+		must(t, s.DeactivateOtherOAuthRequests(ctx, "fay", "req-fay-1"), "deactivate others")
+		for _, r := range recs {
+			got, err := s.GetOAuthRequest(ctx, r.Kind, r.Signature)
+			must(t, err, "get "+r.Signature)
+			if want := r.Subject != "fay" || r.RequestID == "req-fay-1"; got.Active != want {
+				t.Errorf("%s active = %v, want %v", r.Signature, got.Active, want)
+			}
+		}
+		must(t, s.DeactivateOtherOAuthRequests(ctx, "fay", ""), "deactivate all")
+		if got, _ := s.GetOAuthRequest(ctx, store.KindAccessToken, "sig-fay-1"); got.Active {
+			t.Error("an empty keep id kept a family")
+		}
+	})
+
 	t.Run("purging expired requests keeps live ones and counts what it removed", func(t *testing.T) {
 		s := newStore(t)
 		cut := base.Add(24 * time.Hour)

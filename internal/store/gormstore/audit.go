@@ -188,6 +188,69 @@ func (s *Store) GetCounters(ctx context.Context, keys []string, window time.Dura
 	return out, nil
 }
 
+// ReserveCounter is HitCounter with a guard in the same upsert: the update
+// runs only when the stored window is older or still below limit, so the
+// row lock (PostgreSQL) or the single writer (SQLite) makes check and count
+// one step.
+func (s *Store) ReserveCounter(ctx context.Context, key string, window time.Duration, now time.Time, limit int) (int, bool, error) {
+	if window < time.Microsecond {
+		return 0, false, fmt.Errorf("reserve counter: window %s is too short", window)
+	}
+	if limit < 1 {
+		return 0, false, fmt.Errorf("reserve counter: limit %d is below one", limit)
+	}
+	start := windowStart(now, window)
+	ctx, unlock, err := s.lockedWrite(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("reserve counter: %w", err)
+	}
+	defer unlock()
+	var hits int64
+	err = s.conn(ctx).Raw(`INSERT INTO counters (counter_key, window_ns, window_start, hits) VALUES (?, ?, ?, 1)
+		ON CONFLICT (counter_key, window_ns) DO UPDATE SET
+			hits = CASE WHEN excluded.window_start > counters.window_start THEN 1 ELSE counters.hits + 1 END,
+			window_start = CASE WHEN excluded.window_start > counters.window_start THEN excluded.window_start ELSE counters.window_start END
+		WHERE excluded.window_start > counters.window_start OR counters.hits < ?
+		RETURNING hits`, key, int64(window), tv(start), limit).Row().Scan(&hits)
+	if errors.Is(err, sql.ErrNoRows) {
+		n, err := s.GetCounter(ctx, key, window, now)
+		if err != nil {
+			return 0, false, fmt.Errorf("reserve counter: %w", err)
+		}
+		return n, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reserve counter: %w", s.translate(err))
+	}
+	return int(hits), true, nil
+}
+
+// ReleaseCounters decrements the current window's rows of keys that have hits.
+func (s *Store) ReleaseCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) error {
+	if window < time.Microsecond {
+		return fmt.Errorf("release counters: window %s is too short", window)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, unlock, err := s.lockedWrite(ctx)
+	if err != nil {
+		return fmt.Errorf("release counters: %w", err)
+	}
+	defer unlock()
+	args := make([]any, 0, len(keys)+2)
+	marks := make([]string, len(keys))
+	for i, k := range keys {
+		marks[i] = "?"
+		args = append(args, k)
+	}
+	args = append(args, int64(window), tv(windowStart(now, window)))
+	if err := s.conn(ctx).Exec("UPDATE counters SET hits = hits - 1 WHERE counter_key IN ("+strings.Join(marks, ", ")+") AND window_ns = ? AND window_start >= ? AND hits > 0", args...).Error; err != nil {
+		return fmt.Errorf("release counters: %w", s.translate(err))
+	}
+	return nil
+}
+
 // ResetCounter clears the key in every window length.
 func (s *Store) ResetCounter(ctx context.Context, key string) error {
 	if err := s.conn(ctx).Exec("DELETE FROM counters WHERE counter_key = ?", key).Error; err != nil {

@@ -230,6 +230,17 @@ func (s *Store) DeactivateOAuthRequestsBySubject(ctx context.Context, subject st
 	return nil
 }
 
+func (s *Store) DeactivateOtherOAuthRequests(ctx context.Context, subject, keepRequestID string) error {
+	if subject == "" {
+		return errors.New("deactivate other oauth requests: empty subject")
+	}
+	err := s.conn(ctx).Exec("UPDATE oauth_requests SET active = ? WHERE subject = ? AND active = ? AND request_id <> ?", false, subject, true, keepRequestID).Error
+	if err != nil {
+		return fmt.Errorf("deactivate other oauth requests: %w", err)
+	}
+	return nil
+}
+
 // DeleteExpiredOAuthRequests purges records whose ExpiresAt is before
 // before; records stored without an expiry are kept.
 func (s *Store) DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (int64, error) {
