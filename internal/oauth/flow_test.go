@@ -18,7 +18,7 @@ import (
 func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		conf := e.oauth2Config("web", webSecret, oauth2.AuthStyleInHeader, webRedirect, "openid", "email", "profile", "patient.read")
+		conf := e.oauth2Config("web", webSecret, oauth2.AuthStyleInHeader, webRedirect, "openid", "email", "profile", "patient.read", "offline_access")
 		v := oauth2.GenerateVerifier()
 		authURL, err := url.Parse(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(v), oauth2.SetAuthURLParam("nonce", "nonce-0123456789")))
 		if err != nil {
@@ -137,7 +137,7 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 func TestPublicClientFlowUsesOpaqueTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		conf := e.oauth2Config("spa", "", oauth2.AuthStyleInParams, spaRedirect, "openid")
+		conf := e.oauth2Config("spa", "", oauth2.AuthStyleInParams, spaRedirect, "openid", "offline_access")
 		v := oauth2.GenerateVerifier()
 		authURL, _ := url.Parse(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(v)))
 		loc := e.complete(authURL.Query(), aliceGrant())
@@ -160,7 +160,7 @@ func TestPublicClientFlowUsesOpaqueTokens(t *testing.T) {
 
 func TestRefreshTokenRotationAndReuse(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		first := e.webTokens("openid")
+		first := e.webTokens("openid", "offline_access")
 		second := e.refresh("web", webSecret, first.str("refresh_token"))
 		if second.status != http.StatusOK {
 			t.Fatalf("refresh: %d %s", second.status, second.raw)
@@ -186,7 +186,7 @@ func TestRefreshTokenRotationAndReuse(t *testing.T) {
 func TestAuthorizationCodeUsedTwice(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		v := verifier(50)
-		c := e.code(authorizeQuery("web", webRedirect, challenge(v), "openid"))
+		c := e.code(authorizeQuery("web", webRedirect, challenge(v), "openid", "offline_access"))
 		first := e.exchange("web", webSecret, c, webRedirect, v)
 		if first.status != http.StatusOK {
 			t.Fatalf("first redemption: %d %s", first.status, first.raw)
