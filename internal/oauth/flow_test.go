@@ -378,3 +378,59 @@ func TestPKCE(t *testing.T) {
 		}
 	})
 }
+
+func TestRefreshWithScope(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		conf := e.oauth2Config("web", webSecret, oauth2.AuthStyleInHeader, webRedirect, "openid", "email", "patient.read", "offline_access")
+		v := oauth2.GenerateVerifier()
+		authURL, _ := url.Parse(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(v)))
+		loc := e.complete(authURL.Query(), aliceGrant())
+		tok, err := conf.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(v))
+		if err != nil {
+			t.Fatalf("Exchange: %v", err)
+		}
+		refreshWith := func(rt, scope string) response {
+			return e.post(PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {scope}}, "web", webSecret)
+		}
+
+		t.Run("a scope that was never granted is invalid_scope and spends nothing", func(t *testing.T) {
+			for _, scope := range []string{"openid phone", "patient.write"} {
+				r := refreshWith(tok.RefreshToken, scope)
+				if r.status != http.StatusBadRequest || r.str("error") != "invalid_scope" {
+					t.Fatalf("scope %q: %d %s", scope, r.status, r.raw)
+				}
+			}
+		})
+		var narrowed response
+		t.Run("a narrower scope gives an access token with just that scope", func(t *testing.T) {
+			narrowed = refreshWith(tok.RefreshToken, "patient.read")
+			if narrowed.status != http.StatusOK || narrowed.str("scope") != "patient.read" {
+				t.Fatalf("%d %s", narrowed.status, narrowed.raw)
+			}
+			_, claims := e.verifyJWT(narrowed.str("access_token"))
+			if s, _ := claims["scope"].(string); s != "patient.read" {
+				t.Fatalf("access token scope = %q", s)
+			}
+			if narrowed.str("id_token") != "" {
+				t.Fatal("an ID token without the openid scope")
+			}
+			if narrowed.str("refresh_token") == "" {
+				t.Fatal("no new refresh token")
+			}
+		})
+		t.Run("the new refresh token keeps the original grant (RFC 6749 §6)", func(t *testing.T) {
+			// oauth2's TokenSource refreshes without scope, as most clients do.
+			next, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: narrowed.str("refresh_token")}).Token()
+			if err != nil {
+				t.Fatalf("refresh: %v", err)
+			}
+			if s, _ := next.Extra("scope").(string); !strings.Contains(s, "openid") || !strings.Contains(s, "email") || !strings.Contains(s, "offline_access") {
+				t.Fatalf("scope after widening back = %q", s)
+			}
+			if idt, _ := next.Extra("id_token").(string); idt == "" {
+				t.Fatal("no ID token once openid is back")
+			}
+		})
+	})
+}

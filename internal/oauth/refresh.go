@@ -27,12 +27,9 @@ func (h *refreshScopes) HandleTokenEndpointRequest(ctx context.Context, r fosite
 	if sess != nil {
 		sess.RefreshScopes = nil // a clone of the presented token's session
 	}
-	if !sent {
-		return nil
-	}
 	requested := fosite.RemoveEmpty(strings.Split(strings.Join(raw, " "), " "))
-	if len(requested) == 0 {
-		return fosite.ErrInvalidScope.WithHint("The scope parameter is empty; omit it to keep the granted scope.")
+	if !sent || len(requested) == 0 {
+		return nil // an empty scope is an absent one: the granted scope
 	}
 	granted := r.GetGrantedScopes()
 	for _, s := range requested {
