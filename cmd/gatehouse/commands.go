@@ -219,11 +219,12 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	return withApp(ctx, &f, getenv, stdout, stderr, func(app *server.App) error {
-		kid, err := app.OAuth.RotateKeys(ctx)
+		kid, signsFrom, err := app.OAuth.RotateKeys(ctx)
 		if err != nil {
 			return fmt.Errorf("rotate keys: %w", err)
 		}
-		fmt.Fprintf(stdout, "new signing key %s is active; earlier keys stay in the JWKS until their tokens expire\n", kid)
+		fmt.Fprintf(stdout, "new signing key %s is published in the JWKS now and signs from %s; "+
+			"the current key signs until then and stays in the JWKS until its tokens expire\n", kid, signsFrom.UTC().Format(time.RFC3339))
 		return nil
 	})
 }

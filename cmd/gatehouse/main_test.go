@@ -170,7 +170,7 @@ func TestCommands(t *testing.T) {
 		{"apply loads the demo resources", []string{"apply", "--config", cfg, "--data-dir", dataDir, "-f", "../../config/demo.yaml"}, "Client/mywebapp: created", ""},
 		{"apply again replaces them", []string{"apply", "--config", cfg, "--data-dir", dataDir, "-f", "../../config/demo.yaml"}, "User/my-user: updated", ""},
 		{"apply without -f is an error", []string{"apply", "--data-dir", dataDir}, "", "-f FILE"},
-		{"keys rotate announces the new key", []string{"keys", "rotate", "--config", cfg, "--data-dir", dataDir}, "new signing key", ""},
+		{"keys rotate announces the new key and when it signs", []string{"keys", "rotate", "--config", cfg, "--data-dir", dataDir}, "is published in the JWKS now and signs from", ""},
 		{"a non-loopback http issuer is refused", []string{"migrate", "--data-dir", dataDir, "--issuer", "http://auth.example.com"}, "", "https is required"},
 	}
 	for _, tc := range tests {

@@ -62,6 +62,15 @@ type Config struct {
 		IDTokenLifespan      time.Duration `yaml:"idTokenLifespan"`
 	} `yaml:"tokens"`
 
+	OAuth struct {
+		// MinParameterLength is the shortest state and nonce accepted (0: no
+		// minimum, as RFC 6749 and OIDC Core; 8 was fosite's entropy check).
+		MinParameterLength int `yaml:"minParameterLength"`
+		// KeyPublicationPeriod is how long `keys rotate` publishes a new key
+		// before it signs; at least the JWKS max-age (5m) plus 1m.
+		KeyPublicationPeriod time.Duration `yaml:"keyPublicationPeriod"`
+	} `yaml:"oauth"`
+
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the client address.
 	TrustedProxies []string `yaml:"trustedProxies"`
 	// Pprof serves net/http/pprof under /debug/pprof/ behind admin auth.
@@ -93,6 +102,7 @@ func Default() Config {
 	c.Tokens.AccessTokenLifespan = time.Hour
 	c.Tokens.RefreshTokenLifespan = 30 * 24 * time.Hour
 	c.Tokens.IDTokenLifespan = time.Hour
+	c.OAuth.KeyPublicationPeriod = 10 * time.Minute
 	return c
 }
 
@@ -208,6 +218,12 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", d.name))
 		}
+	}
+	if c.OAuth.MinParameterLength < 0 {
+		errs = append(errs, errors.New("oauth.minParameterLength: must not be negative"))
+	}
+	if c.OAuth.KeyPublicationPeriod < 6*time.Minute {
+		errs = append(errs, errors.New("oauth.keyPublicationPeriod: must be at least 6m (the JWKS max-age of 5m plus 1m for every process to re-read the keys)"))
 	}
 	if c.MemoryLimitMiB < 0 {
 		errs = append(errs, errors.New("memoryLimitMiB: must not be negative"))

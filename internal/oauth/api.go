@@ -40,6 +40,15 @@ type Config struct {
 	AccessTokenLifespan  time.Duration // default 1h
 	RefreshTokenLifespan time.Duration // default 30d
 	IDTokenLifespan      time.Duration // default 1h
+
+	// MinParameterLength is the shortest state and nonce accepted; 0 (the
+	// default) sets no minimum, as RFC 6749 and OIDC Core set none. 8 is
+	// fosite's historical entropy check.
+	MinParameterLength int
+	// KeyPublicationPeriod is how long a new signing key is published in
+	// the JWKS before it signs (default and minimum: see
+	// DefaultKeyPublicationPeriod and MinKeyPublicationPeriod).
+	KeyPublicationPeriod time.Duration
 }
 
 // AuthorizeRequest is a validated authorization request, handed to the
@@ -47,7 +56,7 @@ type Config struct {
 type AuthorizeRequest struct {
 	ClientID, RedirectURI, State, Nonce, ResponseType, LoginHint string
 	Scopes                                                       []string
-	Prompt                                                       []string // subset of login, none, consent, select_account
+	Prompt                                                       []string // subset of login, none, consent (select_account reads as login)
 	MaxAge                                                       int      // seconds; -1 when absent
 	Client                                                       resource.Client
 	Query                                                        url.Values // the original parameters, to resume the request after login

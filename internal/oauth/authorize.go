@@ -33,7 +33,21 @@ var authorizeParams = []string{
 // never redirect. When it is true, pass it to WriteAuthorizeError (with a nil
 // *AuthorizeRequest) to send the error back to the client.
 func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*AuthorizeRequest, error) {
+	// Request objects (RFC 9101) and pushed requests (RFC 9126) are not
+	// supported. fosite would try to load a PAR urn from a storage we do not
+	// have (a server error) and refuse a request object before it knows the
+	// client (an error with no redirect URI): take both parameters out, let
+	// fosite validate the rest, and send the RFC's error to the client.
+	unsupported := requestObjectParams(r)
+	restoreState := p.liftStateMinimum(r)
 	far, err := p.fosite.NewAuthorizeRequest(ctx, r)
+	restoreState(far)
+	if err == nil && len(far.GetState()) < p.cfg.MinParameterLength {
+		err = fosite.ErrInvalidState.WithHintf("state must be at least %d characters.", p.cfg.MinParameterLength)
+	}
+	if unsupported != nil {
+		return nil, p.requestObjectRefused(ctx, far, err, unsupported)
+	}
 	if err != nil {
 		return nil, p.authorizeError(ctx, far, err)
 	}
@@ -70,8 +84,17 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*Author
 		}
 		maxAge = n
 	}
-	if n := form.Get("nonce"); n != "" && len(n) < fosite.MinParameterEntropy {
-		return nil, p.authorizeError(ctx, far, fosite.ErrInsufficientEntropy.WithHintf("nonce must be at least %d characters.", fosite.MinParameterEntropy))
+	if n, min := form.Get("nonce"), p.cfg.MinParameterLength; n != "" && len(n) < min {
+		return nil, p.authorizeError(ctx, far, fosite.ErrInsufficientEntropy.WithHintf("nonce must be at least %d characters.", min))
+	}
+	// There is no account chooser: select_account shows the sign-in form,
+	// where the user may sign in with another account, as prompt=login does.
+	// Discovery does not list it.
+	if i := slices.Index(prompt, "select_account"); i >= 0 {
+		prompt = slices.Delete(prompt, i, i+1)
+		if !slices.Contains(prompt, "login") {
+			prompt = append(prompt, "login")
+		}
 	}
 	q := url.Values{}
 	for _, k := range authorizeParams {
@@ -93,6 +116,85 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*Author
 		Query:        q,
 		ar:           far,
 	}, nil
+}
+
+// liftStateMinimum works around fosite's fixed minimum of 8 characters
+// for state (fosite.GetMinParameterEntropy never goes below it): RFC 6749
+// sets no minimum and makes state optional. A shorter or absent state is
+// replaced by a placeholder for fosite's check; the returned func puts the
+// client's value back into the form and the parsed request, so the client
+// gets its own state back and Config.MinParameterLength decides instead.
+func (p *Provider) liftStateMinimum(r *http.Request) func(fosite.AuthorizeRequester) {
+	if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return func(fosite.AuthorizeRequester) {}
+	}
+	orig, had := r.Form["state"]
+	if had && len(r.Form.Get("state")) >= fosite.MinParameterEntropy {
+		return func(fosite.AuthorizeRequester) {}
+	}
+	r.Form.Set("state", strings.Repeat("_", fosite.MinParameterEntropy))
+	return func(far fosite.AuthorizeRequester) {
+		if had {
+			r.Form["state"] = orig
+		} else {
+			r.Form.Del("state")
+		}
+		// fosite's request shares r.Form and copied state from it.
+		if ar, ok := far.(*fosite.AuthorizeRequest); ok {
+			ar.State = r.Form.Get("state")
+		}
+	}
+}
+
+// requestObjectParams removes request and request_uri from r's form and
+// returns the error that refuses them, or nil when neither was sent. Parsing
+// fails here only when fosite's own parsing fails too, which reports it.
+func requestObjectParams(r *http.Request) *fosite.RFC6749Error {
+	if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return nil
+	}
+	var refused *fosite.RFC6749Error
+	switch {
+	case r.Form.Has("request_uri"):
+		refused = fosite.ErrRequestURINotSupported.WithHint("Request objects by reference (request_uri, including pushed authorization requests) are not supported; send the parameters in the query.")
+	case r.Form.Has("request"):
+		refused = fosite.ErrRequestNotSupported.WithHint("Request objects (the request parameter) are not supported; send the parameters in the query.")
+	default:
+		return nil
+	}
+	r.Form.Del("request_uri")
+	r.Form.Del("request")
+	return refused
+}
+
+// requestObjectRefused answers a request that carried request or
+// request_uri: at the client's redirect URI whenever fosite could validate
+// it (even when the rest of the request, which may have lived in the request
+// object, is missing), else as a page. An unknown client stays invalid_client.
+func (p *Provider) requestObjectRefused(ctx context.Context, far fosite.AuthorizeRequester, err error, refused *fosite.RFC6749Error) *AuthorizeError {
+	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
+		var se *storageError
+		if errors.As(err, &se) || rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+			return p.authorizeError(ctx, far, err)
+		}
+	}
+	return p.authorizeError(ctx, far, refused)
+}
+
+// wantsOffline reports whether a request with these scopes gets a refresh
+// token (the client allowing it): OpenID requests only when offline_access
+// (or offline) was requested and, when the user chose scopes, kept.
+func wantsOffline(requested fosite.Arguments, chosen []string) bool {
+	if !requested.Has(scopeOpenID) {
+		return true
+	}
+	for _, s := range []string{scopeOfflineAccess, scopeOffline} {
+		if requested.Has(s) && (chosen == nil || slices.Contains(chosen, s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkPKCEParams: S256 only, a well-formed challenge, and a challenge
@@ -192,9 +294,10 @@ func toRFCError(err error) error {
 // errors and CompleteAuthorize returns nil. A non-nil error means nothing was
 // written and nothing was issued (the database failed): render an error page
 // (503). g.Scopes nil grants every requested scope; otherwise the grant is
-// g.Scopes ∩ requested ∩ allowed. offline_access is granted whenever the
-// client's authorization_code settings have refresh_token: true (and never
-// otherwise), so refresh tokens follow the Client resource.
+// g.Scopes ∩ requested ∩ allowed. Refresh tokens (the offline_access grant)
+// need the client's authorization_code settings to have refresh_token: true;
+// an OpenID request must also ask for offline_access (OIDC Core §11), a plain
+// OAuth request gets one from the client setting alone.
 func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar *AuthorizeRequest, g Grant) error {
 	ctx := r.Context()
 	if ar == nil || ar.ar == nil {
@@ -266,7 +369,7 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 			far.GrantScope(s)
 		}
 	}
-	if c.refreshFor(grantAuthorizationCode) {
+	if c.refreshFor(grantAuthorizationCode) && wantsOffline(far.GetRequestedScopes(), g.Scopes) {
 		far.GrantScope(scopeOfflineAccess)
 	}
 	far.GrantAudience(c.GetID())

@@ -6,11 +6,11 @@ import (
 	"net/http"
 )
 
-// Cache lifetimes of the public documents. Short: a rotated key must reach
-// relying parties quickly.
-const (
+// Cache lifetimes of the public documents. A new signing key is published
+// for longer than the JWKS lifetime before it signs (KeyPublicationPeriod).
+var (
 	discoveryCacheControl = "public, max-age=300"
-	jwksCacheControl      = "public, max-age=60"
+	jwksCacheControl      = fmt.Sprintf("public, max-age=%d", int(JWKSMaxAge.Seconds()))
 )
 
 // buildDiscovery precomputes the OpenID (and RFC 8414) metadata: the same
@@ -42,7 +42,7 @@ func (p *Provider) buildDiscovery() error {
 		"scopes_supported":                              []string{scopeOpenID, scopeProfile, scopeEmail, scopePhone, scopeOfflineAccess, ScopeAdmin},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash",
 			"email", "email_verified", "phone_number", "phone_number_verified", "name", "given_name", "family_name"},
-		"prompt_values_supported":                        p.fcfg.AllowedPromptValues,
+		"prompt_values_supported":                        []string{"login", "none", "consent"},
 		"claims_parameter_supported":                     false,
 		"request_parameter_supported":                    false,
 		"request_uri_parameter_supported":                false,

@@ -198,14 +198,26 @@ func TestAuthorizeRequestChecks(t *testing.T) {
 			code  string
 			redir bool
 		}{
-			{"a short state", func(q url.Values) { q.Set("state", "abc") }, "invalid_state", true},
 			{"a scope the client may not have", func(q url.Values) { q.Set("scope", "openid admin:everything") }, "invalid_scope", true},
 			{"response_type token", func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type", true},
 			{"prompt=none with login", func(q url.Values) { q.Set("prompt", "none login") }, "invalid_request", true},
 			{"an unknown prompt", func(q url.Values) { q.Set("prompt", "dance") }, "invalid_request", true},
 			{"a negative max_age", func(q url.Values) { q.Set("max_age", "-5") }, "invalid_request", true},
-			{"a short nonce", func(q url.Values) { q.Set("nonce", "n") }, "insufficient_entropy", true},
-			{"a request object", func(q url.Values) { q.Set("request", "eyJ.eyJ.x") }, "request_not_supported", false},
+			{"a request object", func(q url.Values) { q.Set("request", "eyJhbGciOiJub25lIn0.eyJzdGF0ZSI6IngifQ.") }, "request_not_supported", true},
+			{"a pushed request's urn", func(q url.Values) { q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc") }, "request_uri_not_supported", true},
+			{"a request_uri by https", func(q url.Values) { q.Set("request_uri", "https://app.example.test/req.jwt") }, "request_uri_not_supported", true},
+			{"a request_uri without openid", func(q url.Values) {
+				q.Set("scope", "patient.read")
+				q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc")
+			}, "request_uri_not_supported", true},
+			{"a request_uri with a redirect URI the client does not have", func(q url.Values) {
+				q.Set("redirect_uri", "https://evil.example.test/cb")
+				q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc")
+			}, "request_uri_not_supported", false},
+			{"a request_uri for an unknown client", func(q url.Values) {
+				q.Set("client_id", "nobody")
+				q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc")
+			}, "invalid_client", false},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name+" is refused", func(t *testing.T) {
@@ -218,6 +230,66 @@ func TestAuthorizeRequestChecks(t *testing.T) {
 				}
 			})
 		}
+		t.Run("a pushed-request style call (client_id and request_uri only) gets request_uri_not_supported at the redirect URI", func(t *testing.T) {
+			// As oauth4webapi sends it after PAR: nothing but client_id and
+			// request_uri. The spa client has exactly one redirect URI.
+			q := url.Values{"client_id": {"spa"}, "request_uri": {"urn:ietf:params:oauth:request_uri:6esc_11ACC5bwc014ltc14eY22c"}}
+			_, err := e.parse(q)
+			ae, ok := err.(*AuthorizeError)
+			if !ok || ae.Code != "request_uri_not_supported" || !ae.Redirectable {
+				t.Fatalf("err = %#v", err)
+			}
+			rec := httptest.NewRecorder()
+			e.p.WriteAuthorizeError(rec, httptest.NewRequest(http.MethodGet, "/", nil), nil, err)
+			loc, _ := url.Parse(rec.Header().Get("Location"))
+			if rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc.String(), spaRedirect+"?") || loc.Query().Get("error") != "request_uri_not_supported" {
+				t.Fatalf("%d %s", rec.Code, loc)
+			}
+		})
+		t.Run("state and nonce of any length are accepted by default, and state may be absent", func(t *testing.T) {
+			for _, state := range []string{"abc", "x", ""} {
+				q := base()
+				q.Set("nonce", "n")
+				if state == "" {
+					q.Del("state")
+				} else {
+					q.Set("state", state)
+				}
+				u := e.complete(q, aliceGrant())
+				if u.Query().Get("code") == "" {
+					t.Fatalf("state %q: no code in %s", state, u)
+				}
+			}
+		})
+		t.Run("with a minimum parameter length configured, short state and nonce are refused", func(t *testing.T) {
+			cfg := e.config()
+			cfg.MinParameterLength = 8
+			p8, err := New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct{ param, code string }{{"state", "invalid_state"}, {"nonce", "insufficient_entropy"}} {
+				q := base()
+				q.Set(tc.param, "abc")
+				r := httptest.NewRequest(http.MethodGet, PathAuthorize+"?"+q.Encode(), nil)
+				_, err := p8.ParseAuthorize(r.Context(), r)
+				ae, ok := err.(*AuthorizeError)
+				if !ok || ae.Code != tc.code || !ae.Redirectable {
+					t.Fatalf("short %s: err = %#v, want %s", tc.param, err, tc.code)
+				}
+			}
+		})
+		t.Run("prompt=select_account shows the sign-in form, as prompt=login", func(t *testing.T) {
+			q := base()
+			q.Set("prompt", "select_account")
+			ar, err := e.parse(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ar.Prompt) != 1 || ar.Prompt[0] != "login" {
+				t.Fatalf("prompt = %v, want [login]", ar.Prompt)
+			}
+		})
 		t.Run("prompt, max_age and login_hint are parsed", func(t *testing.T) {
 			q := base()
 			q.Set("prompt", "login consent")
@@ -314,8 +386,37 @@ func TestAuthorizeRequestChecks(t *testing.T) {
 			g.Scopes = []string{"openid"}
 			u := e.complete(q, g)
 			r := e.exchange("web", webSecret, u.Query().Get("code"), webRedirect, v)
-			if s := r.str("scope"); s != "openid offline_access" {
-				t.Fatalf("scope = %q", s)
+			if s := r.str("scope"); s != "openid" || r.str("refresh_token") != "" {
+				t.Fatalf("scope = %q, refresh token %t", s, r.str("refresh_token") != "")
+			}
+		})
+		t.Run("refresh tokens follow offline_access for OpenID requests and the client setting otherwise", func(t *testing.T) {
+			for _, tc := range []struct {
+				name        string
+				scopes      []string
+				chosen      []string // the scopes the user kept; nil: all
+				wantRefresh bool
+			}{
+				{"openid without offline_access", []string{"openid"}, nil, false},
+				{"openid with offline_access", []string{"openid", "offline_access"}, nil, true},
+				{"openid with offline", []string{"openid", "offline"}, nil, true},
+				{"offline_access requested but not kept by the user", []string{"openid", "offline_access"}, []string{"openid"}, false},
+				{"a plain OAuth request of a client with refresh_token: true", []string{"patient.read"}, nil, true},
+			} {
+				q := authorizeQuery("web", webRedirect, "", tc.scopes...)
+				v := verifier(43)
+				q.Set("code_challenge", challenge(v))
+				q.Set("code_challenge_method", "S256")
+				g := aliceGrant()
+				g.Scopes = tc.chosen
+				u := e.complete(q, g)
+				r := e.exchange("web", webSecret, u.Query().Get("code"), webRedirect, v)
+				if r.status != http.StatusOK {
+					t.Fatalf("%s: %d %s", tc.name, r.status, r.raw)
+				}
+				if got := r.str("refresh_token") != ""; got != tc.wantRefresh {
+					t.Errorf("%s: refresh token %t, want %t (scope %q)", tc.name, got, tc.wantRefresh, r.str("scope"))
+				}
 			}
 		})
 		t.Run("a disabled user gets access_denied, not a code", func(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		conf := e.oauth2Config("web", webSecret, oauth2.AuthStyleInHeader, webRedirect, "openid", "email", "profile", "patient.read")
+		conf := e.oauth2Config("web", webSecret, oauth2.AuthStyleInHeader, webRedirect, "openid", "email", "profile", "patient.read", "offline_access")
 		v := oauth2.GenerateVerifier()
 		authURL, err := url.Parse(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(v), oauth2.SetAuthURLParam("nonce", "nonce-0123456789")))
 		if err != nil {
@@ -137,7 +137,7 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 func TestPublicClientFlowUsesOpaqueTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		conf := e.oauth2Config("spa", "", oauth2.AuthStyleInParams, spaRedirect, "openid")
+		conf := e.oauth2Config("spa", "", oauth2.AuthStyleInParams, spaRedirect, "openid", "offline_access")
 		v := oauth2.GenerateVerifier()
 		authURL, _ := url.Parse(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(v)))
 		loc := e.complete(authURL.Query(), aliceGrant())
@@ -160,7 +160,7 @@ func TestPublicClientFlowUsesOpaqueTokens(t *testing.T) {
 
 func TestRefreshTokenRotationAndReuse(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
-		first := e.webTokens("openid")
+		first := e.webTokens("openid", "offline_access")
 		second := e.refresh("web", webSecret, first.str("refresh_token"))
 		if second.status != http.StatusOK {
 			t.Fatalf("refresh: %d %s", second.status, second.raw)
@@ -186,7 +186,7 @@ func TestRefreshTokenRotationAndReuse(t *testing.T) {
 func TestAuthorizationCodeUsedTwice(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		v := verifier(50)
-		c := e.code(authorizeQuery("web", webRedirect, challenge(v), "openid"))
+		c := e.code(authorizeQuery("web", webRedirect, challenge(v), "openid", "offline_access"))
 		first := e.exchange("web", webSecret, c, webRedirect, v)
 		if first.status != http.StatusOK {
 			t.Fatalf("first redemption: %d %s", first.status, first.raw)
@@ -376,5 +376,61 @@ func TestPKCE(t *testing.T) {
 				}
 			})
 		}
+	})
+}
+
+func TestRefreshWithScope(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		conf := e.oauth2Config("web", webSecret, oauth2.AuthStyleInHeader, webRedirect, "openid", "email", "patient.read", "offline_access")
+		v := oauth2.GenerateVerifier()
+		authURL, _ := url.Parse(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(v)))
+		loc := e.complete(authURL.Query(), aliceGrant())
+		tok, err := conf.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(v))
+		if err != nil {
+			t.Fatalf("Exchange: %v", err)
+		}
+		refreshWith := func(rt, scope string) response {
+			return e.post(PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {scope}}, "web", webSecret)
+		}
+
+		t.Run("a scope that was never granted is invalid_scope and spends nothing", func(t *testing.T) {
+			for _, scope := range []string{"openid phone", "patient.write"} {
+				r := refreshWith(tok.RefreshToken, scope)
+				if r.status != http.StatusBadRequest || r.str("error") != "invalid_scope" {
+					t.Fatalf("scope %q: %d %s", scope, r.status, r.raw)
+				}
+			}
+		})
+		var narrowed response
+		t.Run("a narrower scope gives an access token with just that scope", func(t *testing.T) {
+			narrowed = refreshWith(tok.RefreshToken, "patient.read")
+			if narrowed.status != http.StatusOK || narrowed.str("scope") != "patient.read" {
+				t.Fatalf("%d %s", narrowed.status, narrowed.raw)
+			}
+			_, claims := e.verifyJWT(narrowed.str("access_token"))
+			if s, _ := claims["scope"].(string); s != "patient.read" {
+				t.Fatalf("access token scope = %q", s)
+			}
+			if narrowed.str("id_token") != "" {
+				t.Fatal("an ID token without the openid scope")
+			}
+			if narrowed.str("refresh_token") == "" {
+				t.Fatal("no new refresh token")
+			}
+		})
+		t.Run("the new refresh token keeps the original grant (RFC 6749 §6)", func(t *testing.T) {
+			// oauth2's TokenSource refreshes without scope, as most clients do.
+			next, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: narrowed.str("refresh_token")}).Token()
+			if err != nil {
+				t.Fatalf("refresh: %v", err)
+			}
+			if s, _ := next.Extra("scope").(string); !strings.Contains(s, "openid") || !strings.Contains(s, "email") || !strings.Contains(s, "offline_access") {
+				t.Fatalf("scope after widening back = %q", s)
+			}
+			if idt, _ := next.Extra("id_token").(string); idt == "" {
+				t.Fatal("no ID token once openid is back")
+			}
+		})
 	})
 }

@@ -33,6 +33,16 @@ const (
 	// keyMissBackoff limits reloads triggered by tokens naming an unknown
 	// kid, so forged kids cannot turn into a query per request.
 	keyMissBackoff = time.Second
+
+	// JWKSMaxAge is the JWKS cache lifetime advertised to relying parties
+	// (Cache-Control max-age).
+	JWKSMaxAge = 5 * time.Minute
+	// MinKeyPublicationPeriod is the shortest time a new key must be in the
+	// JWKS before it signs: a relying party's cached copy expires
+	// (JWKSMaxAge) and every process has re-read the keys (keyRefreshEvery).
+	MinKeyPublicationPeriod = JWKSMaxAge + keyRefreshEvery
+	// DefaultKeyPublicationPeriod is twice the advertised cache lifetime.
+	DefaultKeyPublicationPeriod = 2 * JWKSMaxAge
 )
 
 var errUnknownKey = errors.New("unknown signing key")
@@ -65,6 +75,8 @@ type keyManager struct {
 	logger *slog.Logger
 	// retention is how long a retired key stays published.
 	retention func(ctx context.Context) time.Duration
+	// publication is how long a new key is published before it signs.
+	publication time.Duration
 
 	mu       sync.Mutex // serialises reloads and rotations in this process
 	set      atomic.Pointer[keySet]
@@ -99,10 +111,16 @@ func (m *keyManager) ensure(ctx context.Context) error {
 	return nil
 }
 
-// load reads every published key. When two processes created a first key at
-// the same time there are two active ones: all processes pick the same
-// winner (newest, then greatest kid) and retire the others, which stay
-// published for the tokens they may already have signed.
+// load reads every published key and picks the signer. A key that is not
+// retired is a candidate; it signs once it has been published for the
+// publication period (so that relying parties caching the JWKS know it),
+// and the newest such key wins (then the greatest kid). When no candidate is
+// old enough (a first start), the oldest one signs at once: nobody can
+// have cached a JWKS without it. Candidates older than the winner are
+// retired here, by whichever process sees the switch first; they stay
+// published until every token they may have signed has expired. Newer
+// candidates wait, published. Every process computes the same winner, so
+// two processes that created a first key at the same time agree too.
 func (m *keyManager) load(ctx context.Context) (*keySet, error) {
 	recs, err := m.store.ListSigningKeys(ctx)
 	if err != nil {
@@ -131,13 +149,32 @@ func (m *keyManager) load(ctx context.Context) (*keySet, error) {
 		}
 	}
 	if len(actives) > 0 {
+		// Newest first, ties by the greatest kid.
 		slices.SortFunc(actives, func(a, b store.SigningKey) int {
 			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 				return c
 			}
 			return strings.Compare(b.ID, a.ID)
 		})
-		win := actives[0]
+		winAt := -1
+		for i, rec := range actives {
+			if !now.Before(rec.CreatedAt.Add(m.publication)) {
+				winAt = i
+				break
+			}
+		}
+		if winAt < 0 {
+			// None is old enough: the oldest (then greatest kid) signs.
+			oldest := actives[len(actives)-1].CreatedAt
+			winAt = slices.IndexFunc(actives, func(r store.SigningKey) bool { return r.CreatedAt.Equal(oldest) })
+		}
+		win := actives[winAt]
+		var losers []store.SigningKey
+		for i, rec := range actives {
+			if i != winAt && !rec.CreatedAt.After(win.CreatedAt) {
+				losers = append(losers, rec)
+			}
+		}
 		priv, err := m.open(win)
 		if err != nil {
 			return nil, err
@@ -148,7 +185,7 @@ func (m *keyManager) load(ctx context.Context) (*keySet, error) {
 			return nil, err
 		}
 		ks.active = k
-		for _, loser := range actives[1:] {
+		for _, loser := range losers {
 			notAfter := now.Add(m.retention(ctx))
 			if err := m.store.RetireSigningKey(ctx, loser.ID, now, notAfter); err != nil {
 				m.logger.WarnContext(ctx, "retire duplicate signing key", "kid", loser.ID, "err", err)
@@ -212,50 +249,37 @@ func (m *keyManager) generate() (*signingKey, store.SigningKey, error) {
 	return &signingKey{kid: kid, priv: priv, pub: &priv.PublicKey}, rec, nil
 }
 
-// rotate makes a new key the signer and retires the previous active ones.
-func (m *keyManager) rotate(ctx context.Context) (string, error) {
+// rotate publishes a new key; it becomes the signer once published for the
+// publication period (load retires the previous signer then). It returns the
+// kid and when it starts signing.
+func (m *keyManager) rotate(ctx context.Context) (string, time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k, rec, err := m.generate()
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	recs, err := m.store.ListSigningKeys(ctx)
 	if err != nil {
-		return "", fmt.Errorf("list signing keys: %w", err)
+		return "", time.Time{}, fmt.Errorf("list signing keys: %w", err)
 	}
-	now := m.now().UTC()
 	// The new key must sort first even if the clock is coarse.
 	for _, r := range recs {
 		if !rec.CreatedAt.After(r.CreatedAt) {
 			rec.CreatedAt = r.CreatedAt.Add(time.Millisecond)
 		}
 	}
-	notAfter := now.Add(m.retention(ctx))
-	err = m.store.InTx(ctx, func(ctx context.Context) error {
-		if err := m.store.CreateSigningKey(ctx, rec); err != nil {
-			return fmt.Errorf("store signing key: %w", err)
-		}
-		for _, r := range recs {
-			if !r.RetiredAt.IsZero() {
-				continue
-			}
-			if err := m.store.RetireSigningKey(ctx, r.ID, now, notAfter); err != nil {
-				return fmt.Errorf("retire signing key %q: %w", r.ID, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
+	if err := m.store.CreateSigningKey(ctx, rec); err != nil {
+		return "", time.Time{}, fmt.Errorf("store signing key: %w", err)
 	}
 	ks, err := m.load(ctx)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	m.set.Store(ks)
-	m.logger.InfoContext(ctx, "rotated signing key", "kid", k.kid, "old_keys_published_until", notAfter)
-	return k.kid, nil
+	signsFrom := rec.CreatedAt.Add(m.publication)
+	m.logger.InfoContext(ctx, "published new signing key", "kid", k.kid, "signs_from", signsFrom)
+	return k.kid, signsFrom, nil
 }
 
 // current returns the key set, re-reading it when it is older than

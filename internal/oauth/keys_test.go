@@ -3,7 +3,9 @@ package oauth
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,81 +35,188 @@ func kidOf(t *testing.T, e *env, tok string) string {
 	return h.KeyID
 }
 
+// cachingRP is a relying party that caches the JWKS for the max-age the
+// server advertises and never refetches early: a token naming a kid it has
+// not cached fails, as "no applicable keys found" does in openid-client.
+type cachingRP struct {
+	e         *env
+	set       jose.JSONWebKeySet
+	expires   time.Time
+	fetches   int
+	fetchedAt []time.Time
+}
+
+func (rp *cachingRP) refresh(t *testing.T) {
+	t.Helper()
+	now := rp.e.clock.Now()
+	if rp.fetches > 0 && now.Before(rp.expires) {
+		return
+	}
+	res := rp.e.get(PathJWKS, "")
+	var maxAge int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(res.header.Get("Cache-Control"), "public, "), "max-age=%d", &maxAge); err != nil || maxAge <= 0 {
+		t.Fatalf("JWKS Cache-Control = %q, want a max-age", res.header.Get("Cache-Control"))
+	}
+	rp.set = jose.JSONWebKeySet{}
+	if err := json.Unmarshal([]byte(res.raw), &rp.set); err != nil {
+		t.Fatal(err)
+	}
+	rp.expires = now.Add(time.Duration(maxAge) * time.Second)
+	rp.fetches++
+	rp.fetchedAt = append(rp.fetchedAt, now)
+}
+
+// verify checks tok against the cached JWKS and returns its kid.
+func (rp *cachingRP) verify(t *testing.T, what, tok string) string {
+	t.Helper()
+	rp.refresh(t)
+	obj, err := jose.ParseSigned(tok)
+	if err != nil {
+		t.Fatalf("%s: parse: %v", what, err)
+	}
+	kid := obj.Signatures[0].Protected.KeyID
+	keys := rp.set.Key(kid)
+	if len(keys) != 1 {
+		t.Fatalf("%s: no applicable key: kid %s is not in the JWKS cached at %v", what, kid, rp.fetchedAt[len(rp.fetchedAt)-1])
+	}
+	if _, err := obj.Verify(keys[0].Key); err != nil {
+		t.Fatalf("%s: signature: %v", what, err)
+	}
+	return kid
+}
+
 func TestKeyRotation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
+		// A second process on the same database, started before the rotation.
+		p2, err := e.newProvider()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp := &cachingRP{e: e}
+		rp.refresh(t)
 		before := e.clientCredentials("svc", svcSecret, "patient.read").str("access_token")
-		oldKID := kidOf(t, e, before)
+		oldKID := rp.verify(t, "token before the rotation", before)
 
-		newKID, err := e.p.RotateKeys(ctx)
+		rotatedAt := e.clock.Now()
+		newKID, signsFrom, err := e.p.RotateKeys(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if newKID == oldKID {
 			t.Fatal("rotation kept the kid")
 		}
-		after := e.clientCredentials("svc", svcSecret, "patient.read").str("access_token")
-		if got := kidOf(t, e, after); got != newKID {
-			t.Fatalf("new token kid = %s, want %s", got, newKID)
+		if got := signsFrom.Sub(rotatedAt); got < DefaultKeyPublicationPeriod || got > DefaultKeyPublicationPeriod+time.Second {
+			t.Fatalf("the new key signs %s after the rotation, want the publication period %s", got, DefaultKeyPublicationPeriod)
+		}
+		if DefaultKeyPublicationPeriod < 2*JWKSMaxAge {
+			t.Fatalf("publication period %s is shorter than twice the JWKS max-age %s", DefaultKeyPublicationPeriod, JWKSMaxAge)
 		}
 		kids := jwksKIDs(t, e)
 		if len(kids) != 2 || !contains(kids, oldKID) || !contains(kids, newKID) {
-			t.Fatalf("JWKS kids = %v, want old and new", kids)
-		}
-		if r := e.introspect(before); r.body["active"] != true {
-			t.Fatalf("a token signed with the retired key is no longer active: %s", r.raw)
-		}
-		idt := e.webTokens("openid").str("id_token")
-		if got := kidOf(t, e, idt); got != newKID {
-			t.Errorf("id token kid = %s, want %s", got, newKID)
+			t.Fatalf("JWKS kids right after the rotation = %v, want old and new", kids)
 		}
 
+		t.Run("a relying party that cached the JWKS before the rotation validates every token issued during and after it", func(t *testing.T) {
+			step := 20 * time.Second
+			var signedNew, signedOld int
+			lastOld := before
+			for elapsed := time.Duration(0); elapsed <= DefaultKeyPublicationPeriod+3*JWKSMaxAge; elapsed += step {
+				tok := e.clientCredentials("svc", svcSecret, "patient.read").str("access_token")
+				kid := rp.verify(t, fmt.Sprintf("token of process 1 at +%s", elapsed), tok)
+				tok2, err := p2.keys.sign(ctx, map[string]any{"sub": "svc"}, typAccessToken, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kid2 := rp.verify(t, fmt.Sprintf("token of process 2 at +%s", elapsed), tok2)
+				now := e.clock.Now()
+				if kid == newKID && signedNew == 0 {
+					// The switch: what the old key signed just before still holds.
+					if r := e.introspect(lastOld); r.body["active"] != true {
+						t.Fatalf("a token signed with the previous key is no longer active after the switch: %s", r.raw)
+					}
+					rp.verify(t, "the last token of the previous key, after the switch", lastOld)
+				}
+				if kid == oldKID {
+					lastOld = tok
+				}
+				for _, k := range []string{kid, kid2} {
+					switch {
+					case k == newKID:
+						signedNew++
+						if now.Before(signsFrom) {
+							t.Fatalf("the new key signed at +%s, before the publication period ended", elapsed)
+						}
+					case now.After(signsFrom.Add(keyRefreshEvery + step)):
+						t.Fatalf("a process still signs with %s at +%s, %s after the switch", k, elapsed, now.Sub(signsFrom))
+					default:
+						signedOld++
+					}
+				}
+				e.clock.Advance(step)
+			}
+			if signedNew == 0 || signedOld == 0 {
+				t.Fatalf("%d tokens with the old key, %d with the new: the walk missed the switch", signedOld, signedNew)
+			}
+			if rp.fetches < 3 {
+				t.Fatalf("the relying party fetched the JWKS %d times: its cache never expired", rp.fetches)
+			}
+			rp.verify(t, "the token issued before the rotation", before)
+		})
+
 		t.Run("keys survive a restart", func(t *testing.T) {
-			p2, err := e.newProvider()
+			p3, err := e.newProvider()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := p2.keys.signer(ctx).kid; got != newKID {
+			if got := p3.keys.signer(ctx).kid; got != newKID {
 				t.Fatalf("restarted provider signs with %s, want %s", got, newKID)
 			}
-			if string(p2.keys.jwks(ctx)) != string(e.p.keys.jwks(ctx)) {
+			if string(p3.keys.jwks(ctx)) != string(e.p.keys.jwks(ctx)) {
 				t.Fatal("restarted provider serves another JWKS")
 			}
-			// The old process verifies what the new one signs, and back.
-			if err := p2.strategy.verifyJWT(ctx, before); err != nil {
+			if err := p3.strategy.verifyJWT(ctx, before); err != nil {
 				t.Fatalf("restarted provider cannot verify an old token: %v", err)
 			}
 		})
-		t.Run("another process learns of a rotation", func(t *testing.T) {
-			p2, err := e.newProvider()
+		t.Run("a rotation by another process is published everywhere before it signs", func(t *testing.T) {
+			third, signsFrom, err := p2.RotateKeys(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			third, err := p2.RotateKeys(ctx)
-			if err != nil {
-				t.Fatal(err)
+			e.clock.Advance(keyRefreshEvery + time.Second)
+			if kids := jwksKIDs(t, e); !contains(kids, third) {
+				t.Fatalf("process 1 does not publish %s a refresh interval after the rotation: %v", third, kids)
 			}
-			tok, err := p2.keys.sign(ctx, map[string]any{"sub": "x"}, typAccessToken, nil)
-			if err != nil {
-				t.Fatal(err)
+			for i, p := range []*Provider{e.p, p2} {
+				if got := p.keys.signer(ctx).kid; got != newKID {
+					t.Fatalf("process %d signs with %s during the publication period, want %s", i+1, got, newKID)
+				}
 			}
-			// e.p has not reloaded yet, but an unknown kid makes it look.
-			if err := e.p.strategy.verifyJWT(ctx, tok); err != nil {
-				t.Fatalf("first process rejects a token signed with %s: %v", third, err)
-			}
-			e.clock.Advance(2 * keyRefreshEvery)
-			if got := e.p.keys.signer(ctx).kid; got != third {
-				t.Fatalf("first process still signs with %s after the refresh interval, want %s", got, third)
+			e.clock.Advance(signsFrom.Sub(e.clock.Now()) + keyRefreshEvery + time.Second)
+			for i, p := range []*Provider{e.p, p2} {
+				if got := p.keys.signer(ctx).kid; got != third {
+					t.Fatalf("process %d signs with %s after the publication period, want %s", i+1, got, third)
+				}
 			}
 		})
 		t.Run("retired keys leave the JWKS once their tokens have expired", func(t *testing.T) {
 			e.clock.Advance(48 * time.Hour)
 			kids := jwksKIDs(t, e)
-			if len(kids) != 1 || contains(kids, oldKID) {
+			if len(kids) != 1 || contains(kids, oldKID) || contains(kids, newKID) {
 				t.Fatalf("JWKS kids = %v, want only the active key", kids)
 			}
 		})
 	})
+}
+
+func TestKeyPublicationPeriodBelowTheCacheLifetimeIsRefused(t *testing.T) {
+	e := newEnv(t, gormstoreOpen(t))
+	cfg := e.config()
+	cfg.KeyPublicationPeriod = JWKSMaxAge
+	if _, err := New(context.Background(), cfg); err == nil {
+		t.Fatal("New accepted a publication period no longer than the JWKS max-age")
+	}
 }
 
 func contains(l []string, s string) bool {

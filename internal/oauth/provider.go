@@ -72,6 +72,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		now:       cfg.Now,
 		logger:    cfg.Logger,
 		retention: p.keyRetention,
+
+		publication: cfg.KeyPublicationPeriod,
 	}
 	if err := p.keys.ensure(ctx); err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
@@ -99,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		JWTScopeClaimKey:               jwt.JWTScopeFieldString,
 		ClientAuthenticationStrategy:   p.authenticateClient,
 		ClientSecretsHasher:            p.secrets,
-		MinParameterEntropy:            fosite.MinParameterEntropy,
+		MinParameterEntropy:            fositeEntropy(cfg.MinParameterLength),
 	}
 	p.storage = &fositeStore{p: p}
 	p.strategy = &tokenStrategy{
@@ -152,7 +154,25 @@ func (c *Config) defaults() error {
 	if c.IDTokenLifespan <= 0 {
 		c.IDTokenLifespan = time.Hour
 	}
+	if c.MinParameterLength < 0 {
+		return errors.New("oauth: MinParameterLength must not be negative")
+	}
+	if c.KeyPublicationPeriod == 0 {
+		c.KeyPublicationPeriod = DefaultKeyPublicationPeriod
+	}
+	if c.KeyPublicationPeriod < MinKeyPublicationPeriod {
+		return fmt.Errorf("oauth: the key publication period must be at least %s (the JWKS cache lifetime plus the key refresh interval)", MinKeyPublicationPeriod)
+	}
 	return nil
+}
+
+// fositeEntropy is fosite's MinParameterEntropy for a minimum length: fosite
+// reads 0 as its default of 8, so "no minimum" is -1.
+func fositeEntropy(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // compose builds fosite from exactly the handlers Gatehouse uses (never
@@ -184,12 +204,12 @@ func (p *Provider) compose() *fosite.Fosite {
 		IDTokenHandleHelper:           idTokens,
 	}
 	oidcRefresh := &openid.OpenIDConnectRefreshHandler{IDTokenHandleHelper: idTokens, Config: cfg}
-	refresh := &oauth2.RefreshTokenGrantHandler{
+	refresh := &refreshScopes{&oauth2.RefreshTokenGrantHandler{
 		AccessTokenStrategy:    strat,
 		RefreshTokenStrategy:   strat,
 		TokenRevocationStorage: st,
 		Config:                 cfg,
-	}
+	}}
 	clientCredentials := &oauth2.ClientCredentialsGrantHandler{
 		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: strat, AccessTokenStorage: st, Config: cfg},
 		Config:       cfg,
@@ -309,9 +329,11 @@ func (p *Provider) keyRetention(ctx context.Context) time.Duration {
 	return longest + keyRefreshEvery + time.Minute
 }
 
-// RotateKeys makes a new ES256 key the signer. The previous keys stop
-// signing and stay in the JWKS until every token they signed has expired.
-func (p *Provider) RotateKeys(ctx context.Context) (string, error) {
+// RotateKeys publishes a new ES256 key and returns its kid and when it
+// starts signing: after the key publication period, so that relying parties
+// that cache the JWKS have seen it. The previous key signs until then and
+// stays in the JWKS until every token it signed has expired.
+func (p *Provider) RotateKeys(ctx context.Context) (kid string, signsFrom time.Time, err error) {
 	return p.keys.rotate(ctx)
 }
 

@@ -26,6 +26,9 @@ type session struct {
 	GrantType string `json:"grant_type,omitempty"`
 	// SessionID is the browser session (OIDC sid) the family came from.
 	SessionID string `json:"sid,omitempty"`
+	// RefreshScopes, set by a refresh that narrowed the scope, is the grant
+	// the new refresh token keeps (the access token has the narrower one).
+	RefreshScopes []string `json:"refresh_scopes,omitempty"`
 }
 
 var (

@@ -359,7 +359,7 @@ func (s *fositeStore) DeleteAccessTokenSession(ctx context.Context, signature st
 // Refresh tokens.
 
 func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, signature, _ string, r fosite.Requester) error {
-	return s.create(ctx, store.KindRefreshToken, signature, r, s.expiry(r, fosite.RefreshToken, 0))
+	return s.create(ctx, store.KindRefreshToken, signature, refreshRecord(r), s.expiry(r, fosite.RefreshToken, 0))
 }
 
 func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, signature string, tmpl fosite.Session) (fosite.Requester, error) {

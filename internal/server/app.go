@@ -133,6 +133,8 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		AccessTokenLifespan:  cfg.Tokens.AccessTokenLifespan,
 		RefreshTokenLifespan: cfg.Tokens.RefreshTokenLifespan,
 		IDTokenLifespan:      cfg.Tokens.IDTokenLifespan,
+		MinParameterLength:   cfg.OAuth.MinParameterLength,
+		KeyPublicationPeriod: cfg.OAuth.KeyPublicationPeriod,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)
