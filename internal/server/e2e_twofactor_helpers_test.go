@@ -526,12 +526,14 @@ type oauthLogin struct {
 	URL      string
 }
 
-func newOAuthLogin(app *testApp, clientID string) oauthLogin {
+// extraScopes are asked for beside openid and email, e.g. offline_access
+// when the test needs a refresh token.
+func newOAuthLogin(app *testApp, clientID string, extraScopes ...string) oauthLogin {
 	conf := &oauth2.Config{
 		ClientID: clientID, ClientSecret: "verysecret-0123456789",
 		Endpoint:    oauth2.Endpoint{AuthURL: app.URL + "/auth/authorize", TokenURL: app.URL + "/auth/token", AuthStyle: oauth2.AuthStyleInHeader},
 		RedirectURL: tfRedirectURI,
-		Scopes:      []string{"openid", "email"},
+		Scopes:      append([]string{"openid", "email"}, extraScopes...),
 	}
 	l := oauthLogin{app: app, conf: conf, verifier: oauth2.GenerateVerifier(), state: "st-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
 	l.URL = conf.AuthCodeURL(l.state, oauth2.S256ChallengeOption(l.verifier), oauth2.SetAuthURLParam("nonce", "n-"+l.state))

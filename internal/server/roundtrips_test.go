@@ -123,7 +123,7 @@ func testRoundTrips(t *testing.T, st *gormstore.Store) {
 	putUser(t, app, "rtplain", "")
 	var tok *oauth2.Token
 	n = statementsDuring(st, func() {
-		l := newOAuthLogin(app, "mywebapp")
+		l := newOAuthLogin(app, "mywebapp", "offline_access")
 		b := browserFor(t, app)
 		tok = l.tokens(t, toClient(t, b, passwordStep(t, b, l.URL, "rtplain")))
 	})
