@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
 // Handler serves the admin REST API and applies resource files for the CLI.
@@ -29,6 +30,10 @@ type Handler struct {
 	Audit  *audit.Recorder
 	Logger *slog.Logger
 	Now    func() time.Time
+	// TwoFactor checks and spends the verification codes a User write
+	// carries (phoneVerificationCode, emailVerificationCode); without it
+	// such writes fail.
+	TwoFactor *twofactor.Service
 
 	// AdminUser and AdminPasswordHash (an argon2id PHC string) are the
 	// bootstrap credentials for HTTP Basic. An empty hash refuses Basic.

@@ -91,14 +91,18 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	if err != nil {
 		return view{}, false, err
 	}
+	codes, err := h.beginDestinationCodes(ctx, u, who)
+	if err != nil {
+		return view{}, false, err
+	}
 	var (
 		stored   store.User
 		created  bool
-		reset    bool
+		factor   factorChange
 		defaults defaultFactor
 	)
 	err = h.writeTx(ctx, conds, func(ctx context.Context) error {
-		reset, defaults = false, defaultFactor{}
+		factor, defaults = factorChange{}, defaultFactor{}
 		existing, err := h.Store.GetUser(ctx, u.ID)
 		var ex *store.User
 		switch {
@@ -110,7 +114,13 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 		if err := conds.check(ex != nil, existing.Version); err != nil {
 			return err
 		}
-		rec, err := resource.ToStoreUser(u, hash, ex)
+		// The codes are spent in this transaction: a write refused
+		// later leaves them unspent, and a refused code stores nothing.
+		w := u
+		if err := spendDestinationCodes(ctx, codes, &w); err != nil {
+			return err
+		}
+		rec, err := resource.ToStoreUser(w, hash, ex)
 		if err != nil {
 			return err
 		}
@@ -123,7 +133,7 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 				return fmt.Errorf("find user by e-mail: %w", err)
 			}
 		}
-		if reset, err = h.applyUserTwoFactor(ctx, u); err != nil {
+		if factor, err = h.planUserTwoFactor(ctx, w, rec); err != nil {
 			return err
 		}
 		var version int64
@@ -134,6 +144,9 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 		if err != nil {
 			return lostRace(fmt.Errorf("put user %q: %w", u.ID, err))
 		}
+		if err := h.applyFactorChange(ctx, u.ID, factor); err != nil {
+			return err
+		}
 		// A create that says nothing about twoFactor gets the AuthConfig's
 		// defaultMethod; one that does (enabled: false) opts out.
 		if created && u.TwoFactor == nil {
@@ -141,21 +154,20 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 				return err
 			}
 		}
-		if hash != "" || rec.Inactive || reset {
+		// New credentials (password, second factor reset or changed) end
+		// what the old ones gave: browser sessions and every access and
+		// refresh token (OAuth 2.0 Security BCP §4.14).
+		if hash != "" || rec.Inactive || factor.changed() {
 			if err := h.Store.DeleteBrowserSessionsByUser(ctx, u.ID, ""); err != nil {
 				return fmt.Errorf("end sessions of %q: %w", u.ID, err)
 			}
-		}
-		// New credentials (password, second factor reset) end what the
-		// old ones gave: browser sessions and every access and refresh
-		// token (OAuth 2.0 Security BCP §4.14).
-		if hash != "" || rec.Inactive || reset {
 			if err := h.Store.DeactivateOAuthRequestsBySubject(ctx, u.ID); err != nil {
 				return fmt.Errorf("deactivate tokens of %q: %w", u.ID, err)
 			}
 		}
 		return nil
 	})
+	h.finishDestinationCodes(ctx, codes, err == nil, who, u.ID, stored.Version)
 	if err != nil {
 		return view{}, false, err
 	}
@@ -172,10 +184,12 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	if defaults.method != "" {
 		detail["twoFactorDefault"] = defaults.outcome()
 	}
-	h.record(ctx, audit.AdminWrite, who, resource.TypeUser, u.ID, stored.Version, created, detail)
-	if reset {
-		h.record(ctx, audit.TwoFactorReset, who, resource.TypeUser, u.ID, stored.Version, false, nil)
+	if o := factor.outcome(); o != "" {
+		detail["twoFactor"] = o
 	}
+	verifiedByCode(codes, detail)
+	h.record(ctx, audit.AdminWrite, who, resource.TypeUser, u.ID, stored.Version, created, detail)
+	h.recordFactorChange(ctx, who, u.ID, stored.Version, factor)
 	if defaults.enabled {
 		h.record(ctx, audit.TwoFactorEnabled, who, resource.TypeUser, u.ID, stored.Version, false, map[string]string{
 			"method": defaults.method, "destination": twofactor.MaskDestination(defaults.destination), "by": "defaultMethod",
@@ -201,41 +215,6 @@ func (h *Handler) userPasswordHash(ctx context.Context, u resource.User) (string
 		return u.PasswordHash, nil
 	}
 	return resource.HashWriteOnly(ctx, h.Hasher, u.Password)
-}
-
-// applyUserTwoFactor honours the writable part of User.twoFactor: enabled
-// false resets an existing factor (secret and recovery codes deleted).
-// Enabling is the user's own act (it needs their authenticator), so an
-// admin can only confirm an existing factor. It reports whether a factor
-// was reset.
-func (h *Handler) applyUserTwoFactor(ctx context.Context, u resource.User) (bool, error) {
-	want := u.TwoFactor
-	if want == nil {
-		return false, nil
-	}
-	tf, err := h.Store.GetTwoFactor(ctx, u.ID)
-	exists := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return false, fmt.Errorf("get two-factor of %q: %w", u.ID, err)
-	}
-	if !want.Enabled {
-		if !exists {
-			return false, nil
-		}
-		if err := h.Store.DeleteTwoFactor(ctx, u.ID); err != nil {
-			return false, fmt.Errorf("reset two-factor of %q: %w", u.ID, err)
-		}
-		return tf.Enabled, nil
-	}
-	if !exists || !tf.Enabled {
-		return false, resource.Invalid("twoFactor.enabled", resource.CodeValue,
-			"a second factor is enrolled by the user at /auth/two-factor/enable; an admin can only reset it (enabled: false)")
-	}
-	if want.Method != "" && want.Method != tf.Method {
-		return false, resource.Invalid("twoFactor.method", resource.CodeValue,
-			fmt.Sprintf("the user's factor is %s; reset it (enabled: false) to let the user enrol another method", tf.Method))
-	}
-	return false, nil
 }
 
 func (h *Handler) putClient(ctx context.Context, c resource.Client, conds conditions, who actor) (view, bool, error) {

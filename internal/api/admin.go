@@ -133,9 +133,15 @@ func (h *Handler) adminResetAuthenticator(c *call) error {
 }
 
 // adminSendVerificationCode is POST /User/{id}/$verification-codes:
-// {channel, destination?, client_id?}.
+// {channel, destination?, client_id?}. For an id no user has yet, with a
+// destination, the code is for the user a PUT /User/{id} with
+// phoneVerificationCode or emailVerificationCode is about to create
+// (Freshcom's createCustomer): it is bound to that id like any other.
 func (h *Handler) adminSendVerificationCode(c *call) error {
 	u, err := c.adminUser()
+	if errors.Is(err, errNoUser) {
+		u, err = futureUser(c.r.PathValue("id"), c.p)
+	}
 	if err != nil {
 		return err
 	}
@@ -177,4 +183,24 @@ func (h *Handler) adminVerifyDestination(c *call) error {
 		return err
 	}
 	return c.json(http.StatusOK, view)
+}
+
+// futureUser stands for the user id will name once created: no
+// destination of its own, so the request must give one (it is also what
+// the webhook payload shows as the user's).
+func futureUser(id string, p params) (store.User, error) {
+	if resource.ValidateID(id) != nil {
+		return store.User{}, errNoUser
+	}
+	u := store.User{ID: id}
+	channel, dest, err := channelDestination(p, u)
+	if err != nil {
+		return store.User{}, err
+	}
+	if channel == twofactor.MethodSMS {
+		u.PhoneNumber = dest
+	} else {
+		u.Email = dest
+	}
+	return u, nil
 }

@@ -81,5 +81,43 @@ func TestAdminEquivalents(t *testing.T) {
 				t.Fatalf("events %v, %v", evs, err)
 			}
 		})
+
+		t.Run("an admin sends a code for a user not created yet, and the PUT that creates the user spends it", func(t *testing.T) {
+			const carlPhone = "+14155557777"
+			nodest := e.do(req{path: "/User/carl/$verification-codes", basic: basic, body: map[string]any{"channel": "sms"}})
+			if nodest.status != http.StatusBadRequest || nodest.str("resourceType") != "OperationOutcome" {
+				t.Fatalf("without a destination: %d %s", nodest.status, nodest.raw)
+			}
+			want(t, e.do(req{path: "/User/carl/$verification-codes", basic: basic, body: map[string]any{"channel": "sms", "destination": carlPhone}}),
+				http.StatusAccepted, "")
+			if _, err := e.st.GetUser(ctx, "carl"); err == nil {
+				t.Fatal("sending a code created the user")
+			}
+			code := e.gw.last(t, carlPhone)
+			put := e.do(req{method: http.MethodPut, path: "/User/carl", basic: basic,
+				body: map[string]any{"password": "carl-password", "phoneNumber": carlPhone, "phoneVerificationCode": code}})
+			want(t, put, http.StatusCreated, "")
+			if put.str("phoneNumber") != carlPhone || put.body["phoneVerified"] != true || put.body["phoneVerificationCode"] != nil {
+				t.Fatalf("created %s", put.raw)
+			}
+			again := e.do(req{method: http.MethodPut, path: "/User/carl", basic: basic,
+				body: map[string]any{"phoneNumber": carlPhone, "phoneVerificationCode": code}})
+			if again.status != http.StatusUnprocessableEntity {
+				t.Fatalf("the spent code again: %d %s", again.status, again.raw)
+			}
+		})
+
+		t.Run("the code the user asked for through the JSON API verifies the number an admin writes", func(t *testing.T) {
+			e.user(resource.User{ID: "dora"})
+			tok := e.accessToken("dora")
+			want(t, e.do(req{path: api.PathVerificationCodes, bearer: tok, body: map[string]any{"channel": "sms", "destination": bobPhone}}),
+				http.StatusAccepted, "")
+			put := e.do(req{method: http.MethodPut, path: "/User/dora", basic: basic,
+				body: map[string]any{"phoneNumber": bobPhone, "phoneVerificationCode": e.gw.last(t, bobPhone)}})
+			want(t, put, http.StatusOK, "")
+			if put.body["phoneVerified"] != true {
+				t.Fatalf("got %s", put.raw)
+			}
+		})
 	})
 }

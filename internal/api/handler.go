@@ -150,7 +150,7 @@ func (h *Handler) record(ctx context.Context, e store.AuditEvent) {
 // Audit event types of this package.
 const (
 	EventSignUp              = "user.sign_up"
-	EventDestinationVerified = "user.destination_verified"
+	EventDestinationVerified = audit.DestinationVerified
 )
 
 // remoteAddr is the client address the server's middleware resolved

@@ -178,7 +178,7 @@ func newEnv(t testing.TB, st store.Store, opts ...option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm := &admin.Handler{Store: st, Hasher: hasher, Audit: rec, Logger: logger, Now: c.Now,
+	adm := &admin.Handler{Store: st, Hasher: hasher, Audit: rec, Logger: logger, Now: c.Now, TwoFactor: tf,
 		AdminUser: adminUser, AdminPasswordHash: adminHash}
 	h := &api.Handler{
 		Store: st, OAuth: prov, TwoFactor: tf, Accounts: accounts, Hasher: hasher,

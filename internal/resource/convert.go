@@ -61,6 +61,8 @@ func ToStoreUser(u User, passwordHash string, existing *store.User) (store.User,
 	doc.ResourceType = TypeUser
 	doc.Password = ""
 	doc.PasswordHash = ""
+	doc.PhoneVerificationCode = ""
+	doc.EmailVerificationCode = ""
 	doc.TwoFactor = nil
 	doc.Meta = nil
 	b, err := json.Marshal(doc)
@@ -101,6 +103,8 @@ func UserFromStore(rec store.User) (User, error) {
 	u.Inactive = rec.Inactive
 	u.Password = ""
 	u.PasswordHash = ""
+	u.PhoneVerificationCode = ""
+	u.EmailVerificationCode = ""
 	u.TwoFactor = nil
 	u.Meta = metaOf(rec.Version, rec.UpdatedAt)
 	return u, nil
@@ -249,11 +253,13 @@ func metaOf(version int64, updated time.Time) *Meta {
 	return &Meta{VersionID: strconv.FormatInt(version, 10), LastUpdated: updated.UTC()}
 }
 
-// Public returns u as an API response may show it: without the password
-// or its hash.
+// Public returns u as an API response may show it: without the password,
+// its hash or a verification code.
 func (u User) Public() User {
 	u.Password = ""
 	u.PasswordHash = ""
+	u.PhoneVerificationCode = ""
+	u.EmailVerificationCode = ""
 	return u
 }
 

@@ -21,19 +21,29 @@ type Meta struct {
 // migrations from systems that already hold hashes (and for seeding many
 // users without a server-side hash each). It is write-only too, and a
 // write may give one of the two, not both.
+//
+// PhoneVerificationCode and EmailVerificationCode (Freshcom's names) are
+// write-only too: the code that was sent to phoneNumber or email (see
+// VerificationBinding). A write that carries one stores that destination
+// verified, and spends the code, in one transaction; they are never stored
+// or returned.
 type User struct {
-	ResourceType  string         `json:"resourceType,omitempty" yaml:"resourceType,omitempty"`
-	ID            string         `json:"id,omitempty" yaml:"id,omitempty"`
-	Email         string         `json:"email,omitempty" yaml:"email,omitempty"`
-	EmailVerified bool           `json:"emailVerified,omitempty" yaml:"emailVerified,omitempty"`
-	PhoneNumber   string         `json:"phoneNumber,omitempty" yaml:"phoneNumber,omitempty"`
-	PhoneVerified bool           `json:"phoneVerified,omitempty" yaml:"phoneVerified,omitempty"`
-	Password      string         `json:"password,omitempty" yaml:"password,omitempty"`
-	PasswordHash  string         `json:"passwordHash,omitempty" yaml:"passwordHash,omitempty"`
-	Name          *HumanName     `json:"name,omitempty" yaml:"name,omitempty"`
-	Inactive      bool           `json:"inactive,omitempty" yaml:"inactive,omitempty"`
-	TwoFactor     *UserTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
-	Meta          *Meta          `json:"meta,omitempty" yaml:"meta,omitempty"`
+	ResourceType  string `json:"resourceType,omitempty" yaml:"resourceType,omitempty"`
+	ID            string `json:"id,omitempty" yaml:"id,omitempty"`
+	Email         string `json:"email,omitempty" yaml:"email,omitempty"`
+	EmailVerified bool   `json:"emailVerified,omitempty" yaml:"emailVerified,omitempty"`
+	PhoneNumber   string `json:"phoneNumber,omitempty" yaml:"phoneNumber,omitempty"`
+	PhoneVerified bool   `json:"phoneVerified,omitempty" yaml:"phoneVerified,omitempty"`
+	Password      string `json:"password,omitempty" yaml:"password,omitempty"`
+	PasswordHash  string `json:"passwordHash,omitempty" yaml:"passwordHash,omitempty"`
+
+	PhoneVerificationCode string `json:"phoneVerificationCode,omitempty" yaml:"phoneVerificationCode,omitempty"`
+	EmailVerificationCode string `json:"emailVerificationCode,omitempty" yaml:"emailVerificationCode,omitempty"`
+
+	Name      *HumanName     `json:"name,omitempty" yaml:"name,omitempty"`
+	Inactive  bool           `json:"inactive,omitempty" yaml:"inactive,omitempty"`
+	TwoFactor *UserTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
+	Meta      *Meta          `json:"meta,omitempty" yaml:"meta,omitempty"`
 }
 
 // HumanName is the optional display name of a user.
@@ -43,8 +53,10 @@ type HumanName struct {
 }
 
 // UserTwoFactor is the user's second-factor status. On write only Enabled
-// (false resets the factor) and Method are honoured; EnrolledAt and
-// RecoveryCodesRemaining are read-only, filled from the store's TwoFactor.
+// and Method are honoured (false resets the factor; true with method sms
+// or email turns codes to the verified destination on; TOTP is enrolled by
+// the user only); EnrolledAt and RecoveryCodesRemaining are read-only,
+// filled from the store's TwoFactor.
 type UserTwoFactor struct {
 	Enabled                bool       `json:"enabled" yaml:"enabled"`
 	Method                 string     `json:"method,omitempty" yaml:"method,omitempty"`

@@ -117,6 +117,8 @@ func (u User) Validate(ctx context.Context, opts Options) error {
 	case !secret.IsPHC(u.PasswordHash):
 		p.add("passwordHash", CodeInvalid, "not an argon2id PHC string ($argon2id$v=19$m=…,t=…,p=…$salt$hash)")
 	}
+	checkVerificationCode(&p, "phoneVerificationCode", u.PhoneVerificationCode, "phoneNumber", u.PhoneNumber)
+	checkVerificationCode(&p, "emailVerificationCode", u.EmailVerificationCode, "email", u.Email)
 	if u.Name != nil {
 		checkText(&p, "name.givenName", u.Name.GivenName)
 		checkText(&p, "name.familyName", u.Name.FamilyName)
@@ -126,6 +128,22 @@ func (u User) Validate(ctx context.Context, opts Options) error {
 		checkText(&p, "twoFactor.transport", tf.Transport)
 	}
 	return p.err()
+}
+
+// maxCodeLen bounds a verification code field; the codes are 6 digits.
+const maxCodeLen = 64
+
+// checkVerificationCode checks that a verification code comes with the
+// destination it was sent to. Whether it is the right code is for the
+// write to find out (it counts the try and spends the code).
+func checkVerificationCode(p *problems, path, code, destPath, dest string) {
+	switch {
+	case code == "":
+	case len(code) > maxCodeLen:
+		p.add(path, CodeTooLong, fmt.Sprintf("at most %d bytes", maxCodeLen))
+	case dest == "":
+		p.add(path, CodeRequired, "give "+destPath+" too: the code proves the destination it was sent to")
+	}
 }
 
 // Normalize rewrites grant type `code` to `authorization_code` and drops

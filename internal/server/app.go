@@ -157,6 +157,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Audit:             a.Audit,
 		Logger:            d.Logger,
 		Now:               d.Now,
+		TwoFactor:         a.TwoFactor,
 		AdminUser:         cfg.Admin.User,
 		AdminPasswordHash: d.AdminPasswordHash,
 		VerifyBearer:      a.OAuth.VerifyAdminToken,

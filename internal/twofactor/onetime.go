@@ -204,40 +204,96 @@ type VerifyCodeInput struct {
 // a new code must be sent. Every refusal is ErrInvalidCode. Second-factor
 // codes of a login go through Verify instead, with the factor's lockout.
 func (s *Service) VerifyCode(ctx context.Context, in VerifyCodeInput) (store.OneTimeCode, error) {
-	now := s.now()
-	n, err := s.Store.HitCounter(ctx, "2fa:verify-attempt:"+in.BindingID, CodeTTL, now)
+	a, err := s.BeginVerifyCode(ctx, in)
 	if err != nil {
-		return store.OneTimeCode{}, fmt.Errorf("count verification attempts: %w", err)
+		return store.OneTimeCode{}, err
 	}
-	fail := func(reason string) (store.OneTimeCode, error) {
-		s.record(ctx, audit.TwoFactorFailure, in.UserID, in.Meta, map[string]string{
-			"reason": reason, "purpose": PurposeVerify, "attempts": strconv.Itoa(n),
-		})
-		if reason == reasonLocked {
-			return store.OneTimeCode{}, ErrLocked
-		}
-		return store.OneTimeCode{}, ErrInvalidCode
+	otc, err := a.Spend(ctx)
+	a.Finish(ctx, err == nil)
+	return otc, err
+}
+
+// VerifyAttempt is one counted try at a verification code, for a caller
+// that spends the code inside a transaction of its own, together with
+// what the code proves (the admin API stores a phone number verified and
+// spends its code in one write). The try is counted by BeginVerifyCode
+// before that transaction, so the count stands when the transaction rolls
+// back; Spend runs inside it; Finish audits the outcome after it.
+type VerifyAttempt struct {
+	s        *Service
+	in       VerifyCodeInput
+	code     string
+	attempts int
+	otc      store.OneTimeCode
+	reason   string // why the last Spend refused the code; "" when it did not
+}
+
+// BeginVerifyCode counts one try at the code of in.BindingID: at most
+// MaxAttempts per binding, after which even the right code is ErrLocked
+// (it matches ErrInvalidCode) until a CodeTTL window has passed. A
+// malformed code is ErrInvalidCode. Both refusals are audited at once. Call
+// it outside the transaction that spends the code.
+func (s *Service) BeginVerifyCode(ctx context.Context, in VerifyCodeInput) (*VerifyAttempt, error) {
+	n, err := s.Store.HitCounter(ctx, "2fa:verify-attempt:"+in.BindingID, CodeTTL, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("count verification attempts: %w", err)
 	}
+	a := &VerifyAttempt{s: s, in: in, attempts: n}
 	if n > MaxAttempts {
-		return fail(reasonLocked)
+		a.reason = reasonLocked
+		a.Finish(ctx, false)
+		return nil, ErrLocked
 	}
 	code, kind := normalize(in.Code)
 	if kind != kindDigits || in.BindingID == "" {
-		return fail(reasonMalformed)
+		a.reason = reasonMalformed
+		a.Finish(ctx, false)
+		return nil, ErrInvalidCode
 	}
-	otc, err := s.Store.ConsumeOneTimeCode(ctx, in.BindingID, s.oneTimeHash(PurposeVerify, in.BindingID, code), now)
+	a.code = code
+	return a, nil
+}
+
+// Spend marks the code used, in ctx's transaction when there is one, and
+// returns its record. A wrong, expired or used code, or one sent for
+// another user, is ErrInvalidCode. It audits nothing: Finish does, once
+// the caller's transaction has ended. Spend may run again when the
+// caller retries its transaction.
+func (a *VerifyAttempt) Spend(ctx context.Context) (store.OneTimeCode, error) {
+	a.reason, a.otc = "", store.OneTimeCode{}
+	s, in := a.s, a.in
+	otc, err := s.Store.ConsumeOneTimeCode(ctx, in.BindingID, s.oneTimeHash(PurposeVerify, in.BindingID, a.code), s.now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return fail(reasonWrong)
+		a.reason = reasonWrong
+		return store.OneTimeCode{}, ErrInvalidCode
 	case err != nil:
 		return store.OneTimeCode{}, fmt.Errorf("consume verification code: %w", err)
 	case otc.UserID != in.UserID:
-		return fail(reasonWrong)
+		a.reason = reasonWrong
+		return store.OneTimeCode{}, ErrInvalidCode
 	}
-	s.record(ctx, audit.TwoFactorSuccess, in.UserID, in.Meta, map[string]string{
-		"purpose": PurposeVerify, "channel": otc.Channel, "destination": MaskDestination(otc.Destination),
-	})
+	a.otc = otc
 	return otc, nil
+}
+
+// Finish records the outcome in the audit log: a refusal of the code as
+// two_factor.failure, and, when spent is true (the code was spent and the
+// caller's transaction committed), two_factor.success. A try that ended for
+// another reason (the caller's write failed) records nothing. Call it with
+// a ctx outside the caller's transaction.
+func (a *VerifyAttempt) Finish(ctx context.Context, spent bool) {
+	s, in := a.s, a.in
+	switch {
+	case a.reason != "":
+		s.record(ctx, audit.TwoFactorFailure, in.UserID, in.Meta, map[string]string{
+			"reason": a.reason, "purpose": PurposeVerify, "attempts": strconv.Itoa(a.attempts),
+		})
+	case spent && a.otc.ID != "":
+		s.record(ctx, audit.TwoFactorSuccess, in.UserID, in.Meta, map[string]string{
+			"purpose": PurposeVerify, "channel": a.otc.Channel, "destination": MaskDestination(a.otc.Destination),
+		})
+	}
 }
 
 // EnableCodeInput turns on SMS or e-mail codes as the second factor.
