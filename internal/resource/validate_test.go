@@ -252,3 +252,54 @@ func assertProblem(t *testing.T, err error, wantPath string) {
 		t.Fatalf("problems %+v do not name %q", ve.Problems, wantPath)
 	}
 }
+
+func TestVerificationCodeFieldsOfAUser(t *testing.T) {
+	tests := []struct {
+		name string
+		user User
+		path string // the field a refusal names; "" for valid
+	}{
+		{"a phone code with its number is valid", User{ID: "u", PhoneNumber: "+14155550123", PhoneVerificationCode: "123456"}, ""},
+		{"an e-mail code with its address is valid", User{ID: "u", Email: "u@example.com", EmailVerificationCode: "123456"}, ""},
+		{"a phone code without a number is refused", User{ID: "u", Email: "u@example.com", PhoneVerificationCode: "123456"}, "phoneVerificationCode"},
+		{"an e-mail code without an address is refused", User{ID: "u", PhoneNumber: "+14155550123", EmailVerificationCode: "123456"}, "emailVerificationCode"},
+		{"an overlong code is refused", User{ID: "u", PhoneNumber: "+14155550123", PhoneVerificationCode: strings.Repeat("1", 65)}, "phoneVerificationCode"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.user.Validate(context.Background(), Options{})
+			if tc.path == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Path != tc.path {
+				t.Fatalf("got %v, want one problem at %s", err, tc.path)
+			}
+			if strings.Contains(err.Error(), tc.user.PhoneVerificationCode+tc.user.EmailVerificationCode) {
+				t.Fatalf("the refusal repeats the code: %v", err)
+			}
+		})
+	}
+
+	t.Run("the codes are never stored or shown", func(t *testing.T) {
+		u := User{ID: "u", PhoneNumber: "+14155550123", PhoneVerificationCode: "123456", Email: "u@example.com", EmailVerificationCode: "654321"}
+		rec, err := ToStoreUser(u, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(rec.Doc), "123456") || strings.Contains(string(rec.Doc), "654321") {
+			t.Fatalf("stored document %s", rec.Doc)
+		}
+		back, err := UserFromStore(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pub := u.Public(); back.PhoneVerificationCode != "" || back.EmailVerificationCode != "" ||
+			pub.PhoneVerificationCode != "" || pub.EmailVerificationCode != "" {
+			t.Fatalf("read back %+v, public %+v", back, pub)
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
@@ -284,6 +285,107 @@ func TestVerificationCodes(t *testing.T) {
 			t.Fatalf("right code after five wrong ones: %v, want ErrLocked", err)
 		}
 	})
+}
+
+// A caller that writes what a code proves in its own transaction (the
+// admin API's PUT /User) counts the try before the transaction, spends the
+// code inside it and audits after it.
+func TestVerificationCodeSpentInACallersTransaction(t *testing.T) {
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			f := newFixture(t, be.Open(t))
+			g := newGateway(t, f)
+			ctx := context.Background()
+			u := f.user(t, "wanda")
+			send := func(binding string) string {
+				t.Helper()
+				_, err := f.svc.SendCode(ctx, twofactor.SendInput{
+					User: u, Purpose: twofactor.PurposeVerify, Channel: "sms", Destination: "+15550000009", BindingID: binding, Webhook: g.hook,
+				})
+				if err != nil {
+					t.Fatalf("send: %v", err)
+				}
+				return g.last(t).Token
+			}
+			in := func(binding, code string) twofactor.VerifyCodeInput {
+				return twofactor.VerifyCodeInput{UserID: u.ID, BindingID: binding, Code: code}
+			}
+			refused := errors.New("the caller's write failed")
+
+			t.Run("a transaction that rolls back after the spend leaves the code usable and the try counted", func(t *testing.T) {
+				code := send("tx-1")
+				try, err := f.svc.BeginVerifyCode(ctx, in("tx-1", code))
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = f.st.InTx(ctx, func(ctx context.Context) error {
+					if _, err := try.Spend(ctx); err != nil {
+						return err
+					}
+					return refused
+				})
+				if !errors.Is(err, refused) {
+					t.Fatalf("transaction: %v", err)
+				}
+				try.Finish(ctx, false)
+				if n := len(f.audits(t, u.ID, audit.TwoFactorSuccess)); n != 0 {
+					t.Fatalf("%d success events for a write that failed", n)
+				}
+				if _, err := f.svc.VerifyCode(ctx, in("tx-1", code)); err != nil {
+					t.Fatalf("the code after the rollback: %v", err)
+				}
+				if n, _ := f.st.GetCounter(ctx, "2fa:verify-attempt:tx-1", twofactor.CodeTTL, f.clock.Now()); n != 2 {
+					t.Fatalf("%d tries counted, want 2", n)
+				}
+			})
+			t.Run("a wrong code inside the transaction is refused and audited after it", func(t *testing.T) {
+				code := send("tx-2")
+				wrong := "000000"
+				if code == wrong {
+					wrong = "111111"
+				}
+				before := len(f.audits(t, u.ID, audit.TwoFactorFailure))
+				try, err := f.svc.BeginVerifyCode(ctx, in("tx-2", wrong))
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = f.st.InTx(ctx, func(ctx context.Context) error {
+					_, err := try.Spend(ctx)
+					return err
+				})
+				if !errors.Is(err, twofactor.ErrInvalidCode) {
+					t.Fatalf("wrong code: %v", err)
+				}
+				try.Finish(ctx, false)
+				if n := len(f.audits(t, u.ID, audit.TwoFactorFailure)) - before; n != 1 {
+					t.Fatalf("%d new failure events, want 1", n)
+				}
+			})
+			t.Run("tries counted before transactions that rolled back still lock the code", func(t *testing.T) {
+				code := send("tx-3")
+				for range twofactor.MaxAttempts {
+					try, err := f.svc.BeginVerifyCode(ctx, in("tx-3", code))
+					if err != nil {
+						t.Fatal(err)
+					}
+					_ = f.st.InTx(ctx, func(ctx context.Context) error {
+						if _, err := try.Spend(ctx); err != nil {
+							return err
+						}
+						return refused
+					})
+				}
+				if _, err := f.svc.BeginVerifyCode(ctx, in("tx-3", code)); !errors.Is(err, twofactor.ErrLocked) {
+					t.Fatalf("the sixth try: %v, want ErrLocked", err)
+				}
+			})
+			t.Run("a malformed code is refused before any transaction", func(t *testing.T) {
+				if _, err := f.svc.BeginVerifyCode(ctx, in("tx-4", "12ab")); !errors.Is(err, twofactor.ErrInvalidCode) {
+					t.Fatalf("malformed: %v", err)
+				}
+			})
+		})
+	}
 }
 
 func TestTOTPWebhook(t *testing.T) {

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -514,6 +515,29 @@ func testOneTimeCodes(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 		_, err := s.ConsumeOneTimeCode(ctx, "bind-4", "same", now.Add(time.Minute))
 		wantErr(t, err, store.ErrNotFound, "third consume")
+	})
+
+	t.Run("a code consumed in a transaction that rolls back is still there, and a counter hit before it still counts", func(t *testing.T) {
+		// The admin API counts the try at a verification code, then spends
+		// the code and writes the user in one transaction.
+		must(t, s.CreateOneTimeCode(ctx, code("otc-5", "ann", "bind-5", "hash-5", "+15550001", now, 5*time.Minute)), "create")
+		_, err := s.HitCounter(ctx, "try:bind-5", 5*time.Minute, now)
+		must(t, err, "count the try")
+		refused := errors.New("the write is refused after the code")
+		err = s.InTx(ctx, func(ctx context.Context) error {
+			if _, err := s.ConsumeOneTimeCode(ctx, "bind-5", "hash-5", now); err != nil {
+				return err
+			}
+			return refused
+		})
+		wantErr(t, err, refused, "the transaction")
+		n, err := s.GetCounter(ctx, "try:bind-5", 5*time.Minute, now)
+		must(t, err, "read the count")
+		if n != 1 {
+			t.Fatalf("the try counts %d, want 1", n)
+		}
+		_, err = s.ConsumeOneTimeCode(ctx, "bind-5", "hash-5", now)
+		must(t, err, "the rolled-back consume left the code usable")
 	})
 
 	t.Run("purging removes codes that expired before the cut-off, used or not, and keeps the rest", func(t *testing.T) {
