@@ -589,3 +589,42 @@ func (e *codeEnv) enable(method, dest string) {
 		e.t.Fatal(err)
 	}
 }
+
+func TestConcurrentWritesWithOneCodeHaveOneWinner(t *testing.T) {
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			e := newCodeEnv(t, be.Open(t))
+			mustStatus(t, e.putYAML("/User/roy", "password: pw-pw-pw-pw\n"), http.StatusCreated)
+			code := e.sendCode("roy", "sms", newPhone)
+			const n = 4 // within the code's five tries
+			statuses := make(chan int, n)
+			for i := range n {
+				go func() {
+					body := fmt.Sprintf("phoneNumber: '%s'\nphoneVerificationCode: '%s'\nname: {givenName: writer-%d}\n", newPhone, code, i)
+					hr := httptest.NewRequest(http.MethodPut, "/User/roy", strings.NewReader(body))
+					hr.Header.Set("Content-Type", "text/yaml")
+					hr.SetBasicAuth(adminUser, adminPassword)
+					rec := httptest.NewRecorder()
+					e.mux.ServeHTTP(rec, hr)
+					statuses <- rec.Code
+				}()
+			}
+			won := 0
+			for range n {
+				switch s := <-statuses; s {
+				case http.StatusOK:
+					won++
+				case http.StatusUnprocessableEntity:
+				default:
+					t.Errorf("unexpected status %d", s)
+				}
+			}
+			if won != 1 {
+				t.Fatalf("%d writes spent the one code, want exactly 1", won)
+			}
+			if got := len(e.events("roy", audit.DestinationVerified)); got != 1 {
+				t.Fatalf("%d user.destination_verified events, want 1", got)
+			}
+		})
+	}
+}
