@@ -115,7 +115,7 @@ func (h *Handler) adminResetAuthenticator(c *call) error {
 	if err != nil {
 		return err
 	}
-	tf, err := h.twoFactorOf(ctx, u.ID)
+	tf, err := h.SignIn.TwoFactorOf(ctx, u.ID)
 	if err != nil {
 		return err
 	}

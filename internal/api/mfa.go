@@ -141,7 +141,7 @@ func (h *Handler) authenticators(c *call, userID string) (map[string]any, error)
 		list = append(list, a)
 	}
 	body := map[string]any{"authenticators": list}
-	tf, err := h.twoFactorOf(ctx, userID)
+	tf, err := h.SignIn.TwoFactorOf(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (h *Handler) startTOTP(c *call) error {
 	if err != nil {
 		return err
 	}
-	tf, err := h.twoFactorOf(c.r.Context(), a.user.ID)
+	tf, err := h.SignIn.TwoFactorOf(c.r.Context(), a.user.ID)
 	if err != nil {
 		return err
 	}
@@ -268,7 +268,7 @@ func (h *Handler) deleteAuthenticator(c *call) error {
 	if err != nil {
 		return err
 	}
-	tf, err := h.twoFactorOf(c.r.Context(), a.user.ID)
+	tf, err := h.SignIn.TwoFactorOf(c.r.Context(), a.user.ID)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/signin"
-	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
@@ -86,19 +83,6 @@ func (h *Handler) signIn(c *call) error {
 		body["enrollable"] = h.SignIn.Enrollable(s)
 	}
 	return c.json(http.StatusOK, body)
-}
-
-// twoFactorOf is the user's built-in factor record; the zero record when
-// there is none.
-func (h *Handler) twoFactorOf(ctx context.Context, userID string) (store.TwoFactor, error) {
-	tf, err := h.Store.GetTwoFactor(ctx, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.TwoFactor{UserID: userID}, nil
-	}
-	if err != nil {
-		return store.TwoFactor{}, fmt.Errorf("get second factor of %q: %w", userID, err)
-	}
-	return tf, nil
 }
 
 // openSignIn authenticates the client and opens the mfa_token of a sign-in

@@ -114,7 +114,7 @@ func (e *Engine) Begin(ctx context.Context, in BeginInput) (*SignIn, Step, error
 	if err != nil {
 		return nil, Step{}, err
 	}
-	tf, err := e.twoFactorOf(ctx, in.User.ID)
+	tf, err := e.TwoFactorOf(ctx, in.User.ID)
 	if err != nil {
 		return nil, Step{}, err
 	}
@@ -168,7 +168,7 @@ func (e *Engine) Resume(ctx context.Context, in ResumeInput) (*SignIn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tf, err := e.twoFactorOf(ctx, in.User.ID)
+	tf, err := e.TwoFactorOf(ctx, in.User.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +195,7 @@ func (e *Engine) Open(ctx context.Context, ticket string, c resource.Client) (*S
 	if err != nil {
 		return nil, err
 	}
-	tf, err := e.twoFactorOf(ctx, user.ID)
+	tf, err := e.TwoFactorOf(ctx, user.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -203,9 +203,9 @@ func (e *Engine) Open(ctx context.Context, ticket string, c resource.Client) (*S
 		Policy: pol, FirstFactorAt: t.IssuedAt, Binding: t.ID}, nil
 }
 
-// twoFactorOf is the user's built-in factor record; the zero record when
+// TwoFactorOf is the user's built-in factor record; the zero record when
 // there is none.
-func (e *Engine) twoFactorOf(ctx context.Context, userID string) (store.TwoFactor, error) {
+func (e *Engine) TwoFactorOf(ctx context.Context, userID string) (store.TwoFactor, error) {
 	tf, err := e.Store.GetTwoFactor(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.TwoFactor{UserID: userID}, nil
@@ -410,7 +410,7 @@ func (e *Engine) Enrollable(s *SignIn) []Offer {
 
 // Refresh reads s's user factor again after an enrolment changed it.
 func (e *Engine) Refresh(ctx context.Context, s *SignIn) error {
-	tf, err := e.twoFactorOf(ctx, s.User.ID)
+	tf, err := e.TwoFactorOf(ctx, s.User.ID)
 	if err != nil {
 		return err
 	}
