@@ -127,9 +127,11 @@ func (h *refreshGrant) settle(ctx context.Context, sig string, r fosite.AccessRe
 		return errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err).WithDebug(err.Error()))
 	}
 	h.p.audit(ctx, store.AuditEvent{Type: audit.TokenReuse, UserID: sessionOf(r).UserID, ClientID: r.GetClient().GetID(),
-		Detail: map[string]string{"token": "refresh_token", "arrival": "concurrent"}})
+		// at_rotation: found by the rotation (a race, or a grace pair no
+		// longer valid), not by fosite's read.
+		Detail: map[string]string{"token": "refresh_token", "detected": "at_rotation"}})
 	return errorsx.WithStack(fosite.ErrInvalidGrant.WithHint("The refresh token was already used.").
-		WithDebug("Refresh token reuse racing its rotation; all related tokens have been revoked."))
+		WithDebug("Refresh token reuse found at its rotation; all related tokens have been revoked."))
 }
 
 // graceLive reports whether the refresh token under signature, of c, was

@@ -370,8 +370,9 @@ func (e *env) lostRefresh(rt string) response {
 
 func ptr[T any](v T) *T { return &v }
 
-// concurrentReuses counts the reuses so far that raced a rotation (the
-// audit events of refreshGrant.settle).
+// concurrentReuses counts the reuses so far found by the rotation (the
+// audit events of refreshGrant.settle); with grace 0 those are the ones
+// that raced it.
 func (e *env) concurrentReuses() int {
 	e.t.Helper()
 	evs, _, err := e.st.ListAudit(context.Background(), store.AuditFilter{Type: audit.TokenReuse}, store.Page{Count: 1000, Page: 1})
@@ -380,7 +381,7 @@ func (e *env) concurrentReuses() int {
 	}
 	n := 0
 	for _, ev := range evs {
-		if ev.Detail["arrival"] == "concurrent" {
+		if ev.Detail["detected"] == "at_rotation" {
 			n++
 		}
 	}
