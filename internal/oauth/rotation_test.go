@@ -143,7 +143,7 @@ func (e *env) active(tok string) bool {
 }
 
 func TestRefreshReuseRevokesTheFamilyHoweverItArrives(t *testing.T) {
-	const rounds, racers = 15, 6
+	const rounds, racers = 25, 6
 	tests := []struct {
 		name string
 		// rotateFirst: the raced token was rotated before the race (every
