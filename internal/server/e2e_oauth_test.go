@@ -186,6 +186,9 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 					t.Fatalf("a retry within the grace period should get the same pair (err %v)", err)
 				}
 				app.mustPut("/Client/mywebapp", webClientYAML+"refresh_token_grace_seconds: 0\n")
+				if status, body := app.admin(http.MethodGet, "/Client/mywebapp", "", ""); status != http.StatusOK || !strings.Contains(body, `"refresh_token_grace_seconds":0`) {
+					t.Fatalf("GET Client after setting strict rotation: %d %s", status, body)
+				}
 				if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
 					t.Fatal("the rotated refresh token worked again")
 				}
