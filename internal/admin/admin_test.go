@@ -450,6 +450,10 @@ func TestRejectedWritesChangeNothing(t *testing.T) {
 				{"a reference to a missing AuthConfig", "/Client/mywebapp", aidboxClient + "authConfig: {id: nope}\n", "text/yaml", "", 422, "authConfig.id"},
 				{"secret_required without any secret on a new client", "/Client/fresh", "grant_types: [code]\nauth: {authorization_code: {redirect_uri: 'https://a.example.com/cb', secret_required: true}}\n", "text/yaml", "", 422, "auth.authorization_code.secret_required"},
 				{"a Client body sent to the User URL", "/User/my-user", "resourceType: Client\n", "text/yaml", "", 422, "resourceType"},
+				{"a negative refresh token grace", "/Client/mywebapp", aidboxClient + "refresh_token_grace_seconds: -1\n", "text/yaml", "", 422, "refresh_token_grace_seconds"},
+				{"a refresh token grace over a minute", "/Client/mywebapp", aidboxClient + "refresh_token_grace_seconds: 61\n", "text/yaml", "", 422, "refresh_token_grace_seconds"},
+				{"a fractional refresh token grace", "/Client/mywebapp", `{"grant_types":["code"],"refresh_token_grace_seconds":1.5}`, "application/json", "", 422, "refresh_token_grace_seconds"},
+				{"a refresh token grace given as a string", "/Client/mywebapp", `{"grant_types":["code"],"refresh_token_grace_seconds":"5"}`, "application/json", "", 422, "refresh_token_grace_seconds"},
 			}
 			for _, tc := range tests {
 				t.Run(tc.name+" is refused and changes nothing", func(t *testing.T) {

@@ -251,6 +251,11 @@ func (e *env) do(req *http.Request) response {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return e.read(res)
+}
+
+// read consumes res into a response.
+func (e *env) read(res *http.Response) response {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	out := response{status: res.StatusCode, header: res.Header, raw: string(b)}

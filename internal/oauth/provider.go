@@ -37,6 +37,7 @@ type Provider struct {
 	secrets  *secretHasher
 	idSigner *joseSigner
 	clients  *clientCache
+	sealer   *secret.Sealer // at-rest encryption: signing keys, the pairs kept for a refresh grace period
 
 	openIDConfig []byte // precomputed discovery documents
 	oauthConfig  []byte
@@ -65,7 +66,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key sealer: %w", err)
 	}
-	p := &Provider{cfg: cfg, clients: newClientCache(cfg.Now)}
+	p := &Provider{cfg: cfg, clients: newClientCache(cfg.Now), sealer: sealer}
 	p.keys = &keyManager{
 		store:     cfg.Store,
 		sealer:    sealer,
@@ -204,12 +205,12 @@ func (p *Provider) compose() *fosite.Fosite {
 		IDTokenHandleHelper:           idTokens,
 	}
 	oidcRefresh := &openid.OpenIDConnectRefreshHandler{IDTokenHandleHelper: idTokens, Config: cfg}
-	refresh := &refreshScopes{&oauth2.RefreshTokenGrantHandler{
+	refresh := &refreshGrant{RefreshTokenGrantHandler: &oauth2.RefreshTokenGrantHandler{
 		AccessTokenStrategy:    strat,
 		RefreshTokenStrategy:   strat,
 		TokenRevocationStorage: st,
 		Config:                 cfg,
-	}}
+	}, p: p}
 	clientCredentials := &oauth2.ClientCredentialsGrantHandler{
 		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: strat, AccessTokenStorage: st, Config: cfg},
 		Config:       cfg,

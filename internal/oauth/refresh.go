@@ -9,17 +9,27 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 )
 
-// refreshScopes adds RFC 6749 §6 `scope` to fosite's refresh grant (v0.49
-// ignores it): the new access token carries the requested scopes, which
-// must all have been granted (else invalid_scope), while the new refresh
-// token keeps the original grant ("identical to that of the refresh token
-// included by the client"), so a later refresh may widen back to it.
-type refreshScopes struct {
+// refreshGrant is fosite's refresh grant with two additions.
+//
+// Scope: RFC 6749 §6 `scope` (v0.49 ignores it). The new access token
+// carries the requested scopes, which must all have been granted (else
+// invalid_scope), while the new refresh token keeps the original grant
+// ("identical to that of the refresh token included by the client"), so a
+// later refresh may widen back to it.
+//
+// Rotation with grace (rotation.go): a reuse of a rotated refresh token
+// revokes its family however it arrives, read after the rotation or racing
+// it; within the client's grace period the just-rotated token answers with
+// the pair its rotation issued instead.
+type refreshGrant struct {
 	*oauth2.RefreshTokenGrantHandler
+	p *Provider
 }
 
-func (h *refreshScopes) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
-	if err := h.RefreshTokenGrantHandler.HandleTokenEndpointRequest(ctx, r); err != nil {
+func (h *refreshGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
+	// In this call a rotated token within its grace period reads as
+	// active, so that fosite validates it as it validates any other.
+	if err := h.RefreshTokenGrantHandler.HandleTokenEndpointRequest(withRefreshGrant(ctx), r); err != nil {
 		return err
 	}
 	raw, sent := r.GetRequestForm()["scope"]

@@ -89,8 +89,19 @@ func (s *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
 }
 
 // Commit stores the queued records, then commits. A failed store leaves the
-// transaction open for fosite's rollback.
+// transaction open for fosite's rollback. The commit of a refresh rotation
+// with a grace period also keeps the new pair (rotation.go), in the same
+// INSERT as the pair's own records.
 func (s *fositeStore) Commit(ctx context.Context) error {
+	if rot := rotationOf(ctx); rot != nil {
+		rec, err := s.graceRecord(ctx, rot)
+		if err != nil {
+			return err
+		}
+		if !writeBatchOf(ctx).add(rec) {
+			return errors.New("keep the rotated pair: no transaction batch")
+		}
+	}
 	if err := s.flushQueued(ctx); err != nil {
 		return err
 	}
@@ -362,24 +373,48 @@ func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, signature, 
 	return s.create(ctx, store.KindRefreshToken, signature, refreshRecord(r), s.expiry(r, fosite.RefreshToken, 0))
 }
 
+// GetRefreshTokenSession returns an inactive token with ErrInactiveToken
+// (fosite then revokes its family), except in the refresh grant when the
+// token was rotated within its grace period: then it passes as active, for
+// fosite to validate it, and the rotation, finding it rotated, answers with
+// the pair kept for it (refreshGrant.settle).
 func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, signature string, tmpl fosite.Session) (fosite.Requester, error) {
 	r, inactive, err := s.get(ctx, store.KindRefreshToken, signature, tmpl)
 	if err != nil {
 		return nil, err
 	}
-	if inactive {
-		return r, fosite.ErrInactiveToken
+	if !inactive {
+		return r, nil
 	}
-	return r, nil
+	if inRefreshGrant(ctx) {
+		live, err := s.graceLive(ctx, signature, r.GetClient())
+		if err != nil {
+			return nil, err
+		}
+		if live {
+			return r, nil
+		}
+	}
+	return r, fosite.ErrInactiveToken
 }
 
+// DeleteRefreshTokenSession is fosite's first step on a detected reuse. A
+// record already gone was deleted by a concurrent reuse of the same token:
+// the revocation of the family goes on all the same (fosite would stop and
+// answer invalid_request).
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
-	return s.delete(ctx, store.KindRefreshToken, signature)
+	err := s.delete(ctx, store.KindRefreshToken, signature)
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // RotateRefreshToken retires the presented refresh token (atomically: of
 // concurrent refreshes one wins) and the family's access tokens, which the
-// new pair replaces.
+// new pair replaces. A token found inactive or gone (a concurrent refresh
+// rotated it, or a detected reuse deleted it) is a lost race, which
+// refreshGrant.settle answers.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	if err := s.flushQueued(ctx); err != nil {
 		return err
@@ -387,10 +422,8 @@ func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, signatu
 	recordMemoOf(ctx).forgetAll() // by request id below
 	err := s.st().DeactivateOAuthRequest(ctx, store.KindRefreshToken, signature)
 	switch {
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("rotate refresh token: %w", errors.Join(errLostRace, fosite.ErrSerializationFailure))
-	case errors.Is(err, store.ErrNotFound):
-		return fosite.ErrNotFound
 	case err != nil:
 		return storeErr("rotate refresh token", err)
 	}

@@ -175,8 +175,9 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 		// One plain answer for a wrong, malformed, reused or locked-out code.
 		err = fosite.ErrInvalidGrant.WithDescription(errInvalidOTP.Error()).WithWrap(err)
 	case errors.Is(err, errLostRace), errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
-		// Another request redeemed the code (or rotated the refresh token)
-		// between our read and our write.
+		// Another request redeemed the code between our read and our
+		// write. (A refresh that loses its race is settled, grace pair or
+		// revoked family, by refreshGrant before it gets here.)
 		err = fosite.ErrInvalidGrant.WithHint("The grant was already used.").WithWrap(err)
 	case grant == grantRefreshToken && errors.Is(err, fosite.ErrInactiveToken):
 		clientID := ""

@@ -24,6 +24,9 @@ const (
 	DefaultIssuerName             = "Gatehouse"
 	DefaultWebhookTimeout         = 5 * time.Second
 	DefaultAuthConfigID           = "default"
+	// DefaultRefreshTokenGrace is a Client's refresh_token_grace_seconds
+	// when the resource leaves it out.
+	DefaultRefreshTokenGrace = 5 // seconds
 )
 
 // HashWriteOnly hashes a write-only value (a password or a client secret)
@@ -593,6 +596,17 @@ func (c Client) IsPublic() bool {
 		}
 	}
 	return interactive > 0
+}
+
+// RefreshTokenGrace is how long a rotated refresh token of c still returns
+// the pair its rotation issued: refresh_token_grace_seconds, or
+// DefaultRefreshTokenGrace when unset; 0 is strict rotation.
+func (c Client) RefreshTokenGrace() time.Duration {
+	n := DefaultRefreshTokenGrace
+	if c.RefreshTokenGraceSeconds != nil {
+		n = *c.RefreshTokenGraceSeconds
+	}
+	return time.Duration(n) * time.Second
 }
 
 // TwoFactorRequired reports whether the client forces 2FA on its logins.

@@ -81,8 +81,13 @@ type Client struct {
 	TwoFactor              *ClientTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
 	PostLogoutRedirectURIs StringList       `json:"post_logout_redirect_uri,omitempty" yaml:"post_logout_redirect_uri,omitempty"`
 	AllowedOrigins         []string         `json:"allowed_origins,omitempty" yaml:"allowed_origins,omitempty"` // CORS for the JSON sign-in API
-	Name                   string           `json:"name,omitempty" yaml:"name,omitempty"`
-	Meta                   *Meta            `json:"meta,omitempty" yaml:"meta,omitempty"`
+	// RefreshTokenGraceSeconds is how long a just-rotated refresh token
+	// still answers with the pair its rotation issued (parallel tabs, a
+	// lost response); absent means DefaultRefreshTokenGrace, 0 strict
+	// rotation (every reuse revokes the family).
+	RefreshTokenGraceSeconds *int   `json:"refresh_token_grace_seconds,omitempty" yaml:"refresh_token_grace_seconds,omitempty"`
+	Name                     string `json:"name,omitempty" yaml:"name,omitempty"`
+	Meta                     *Meta  `json:"meta,omitempty" yaml:"meta,omitempty"`
 }
 
 // ClientAuth holds per-grant settings.

@@ -35,7 +35,10 @@ const (
 	MaxRefreshTokenExpiration = 365 * 24 * 3600 // seconds
 	MaxWebhookTimeout         = 30000           // milliseconds
 	MaxValidPastTokensCount   = 10
-	maxSecretLen              = 1024
+	// MaxRefreshTokenGrace bounds refresh_token_grace_seconds: the grace
+	// covers requests in flight, not a second life for a rotated token.
+	MaxRefreshTokenGrace = 60 // seconds
+	maxSecretLen         = 1024
 	// MinSecretLen is the shortest client secret accepted: a secret is
 	// guessed online against a throttle, so it must be long enough to be
 	// out of reach whatever the throttle allows.
@@ -211,6 +214,10 @@ func (c Client) Validate(ctx context.Context, opts Options) error {
 		if ref.ResourceType != "" && ref.ResourceType != TypeAuthConfig {
 			p.add("authConfig.resourceType", CodeValue, "must be AuthConfig")
 		}
+	}
+	if g := c.RefreshTokenGraceSeconds; g != nil && (*g < 0 || *g > MaxRefreshTokenGrace) {
+		p.add("refresh_token_grace_seconds", CodeInvalid,
+			fmt.Sprintf("must be a whole number of seconds between 0 (strict rotation) and %d", MaxRefreshTokenGrace))
 	}
 	checkURIList(&p, "post_logout_redirect_uri", c.PostLogoutRedirectURIs, opts)
 	if len(c.AllowedOrigins) > maxListLen {

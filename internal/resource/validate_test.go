@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // offline resolves nothing, like this machine without network: save-time
@@ -128,6 +129,10 @@ func TestValidateClient(t *testing.T) {
 		{"an origin with a path is refused", Client{ID: "c", AllowedOrigins: []string{"https://a.example/app"}}, Options{}, "allowed_origins[0]"},
 		{"a public SPA client is valid", Client{ID: "spa", GrantTypes: []string{"code"},
 			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RedirectURI: StringList{"https://spa.example/cb"}, SecretRequired: &f, PKCE: true}}}, Options{}, ""},
+		{"a refresh token grace of 0 (strict rotation) is valid", Client{ID: "c", RefreshTokenGraceSeconds: ptr(0)}, Options{}, ""},
+		{"a refresh token grace of a minute is valid", Client{ID: "c", RefreshTokenGraceSeconds: ptr(MaxRefreshTokenGrace)}, Options{}, ""},
+		{"a negative refresh token grace is refused", Client{ID: "c", RefreshTokenGraceSeconds: ptr(-1)}, Options{}, "refresh_token_grace_seconds"},
+		{"a refresh token grace over a minute is refused", Client{ID: "c", RefreshTokenGraceSeconds: ptr(MaxRefreshTokenGrace + 1)}, Options{}, "refresh_token_grace_seconds"},
 		{"a post-logout URI with a fragment is refused", Client{ID: "c", PostLogoutRedirectURIs: StringList{"https://a.example/#x"}},
 			Options{}, "post_logout_redirect_uri"},
 	}
@@ -302,4 +307,25 @@ func TestVerificationCodeFieldsOfAUser(t *testing.T) {
 			t.Fatalf("read back %+v, public %+v", back, pub)
 		}
 	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestClientRefreshTokenGrace(t *testing.T) {
+	tests := []struct {
+		name    string
+		seconds *int
+		want    time.Duration
+	}{
+		{"a client that leaves it out gets the default grace", nil, DefaultRefreshTokenGrace * time.Second},
+		{"a grace of 0 is strict rotation", ptr(0), 0},
+		{"a grace of 30 is thirty seconds", ptr(30), 30 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (Client{RefreshTokenGraceSeconds: tc.seconds}).RefreshTokenGrace(); got != tc.want {
+				t.Fatalf("RefreshTokenGrace() = %s, want %s", got, tc.want)
+			}
+		})
+	}
 }

@@ -171,13 +171,23 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 					t.Fatalf("userinfo = %v", info)
 				}
 
-				// refresh rotates; the old refresh token is then dead and its reuse revokes the family
+				// refresh rotates; within the client's grace period the old
+				// refresh token answers with the same new pair; with strict
+				// rotation its reuse revokes the family
 				fresh, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 				if err != nil {
 					t.Fatalf("refresh: %v", err)
 				}
 				if fresh.RefreshToken == "" || fresh.RefreshToken == tok.RefreshToken {
 					t.Fatal("refresh token not rotated")
+				}
+				again, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+				if err != nil || again.AccessToken != fresh.AccessToken || again.RefreshToken != fresh.RefreshToken {
+					t.Fatalf("a retry within the grace period should get the same pair (err %v)", err)
+				}
+				app.mustPut("/Client/mywebapp", webClientYAML+"refresh_token_grace_seconds: 0\n")
+				if status, body := app.admin(http.MethodGet, "/Client/mywebapp", "", ""); status != http.StatusOK || !strings.Contains(body, `"refresh_token_grace_seconds":0`) {
+					t.Fatalf("GET Client after setting strict rotation: %d %s", status, body)
 				}
 				if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
 					t.Fatal("the rotated refresh token worked again")

@@ -55,7 +55,8 @@ const (
 	budgetLoginPassword = 28
 	// refresh: read the client, the refresh token and the user; in a
 	// transaction (BEGIN, COMMIT) retire it, retire the family's access
-	// tokens and store the new pair (one INSERT).
+	// tokens and store the new pair with its sealed copy for the grace
+	// period (one INSERT).
 	budgetRefresh = 8
 	// introspection of an opaque token: read the client and the token.
 	budgetIntrospect = 2

@@ -76,6 +76,10 @@ const (
 	KindRefreshToken  OAuthKind = "refresh_token"
 	KindPKCE          OAuthKind = "pkce"
 	KindOIDC          OAuthKind = "oidc"
+	// KindRefreshGrace is stored under a rotated refresh token's signature,
+	// with the same request id: the pair its rotation issued (sealed by the
+	// oauth package), kept until ExpiresAt, the end of the grace period.
+	KindRefreshGrace OAuthKind = "refresh_grace"
 )
 
 // OAuthRequest is a persisted fosite request, keyed by (Kind, Signature). The
