@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite/token/jwt"
+
+	"github.com/gatehouse/gatehouse/internal/signin"
 )
 
 func TestIntrospection(t *testing.T) {
@@ -57,6 +59,27 @@ func TestIntrospection(t *testing.T) {
 			r := e.introspect(rt)
 			if r.body["active"] != true || r.str("token_type") != "refresh_token" || r.str("sub") != "alice" {
 				t.Fatalf("got %s", r.raw)
+			}
+		})
+		t.Run("a user's access token says how the user signed in: acr, amr and auth_time", func(t *testing.T) {
+			g := aliceGrant()
+			g.ACR, g.AMR = signin.ACRMFA, []string{"pwd", "otp", "mfa"}
+			v := verifier(64)
+			back := e.complete(authorizeQuery("web", webRedirect, challenge(v)), g)
+			res := e.exchange("web", webSecret, back.Query().Get("code"), webRedirect, v)
+			r := e.introspect(res.str("access_token"))
+			amr, _ := json.Marshal(r.body["amr"])
+			if r.body["active"] != true || r.str("acr") != signin.ACRMFA || string(amr) != `["pwd","otp","mfa"]` ||
+				r.body["auth_time"] != float64(g.AuthTime.Unix()) {
+				t.Fatalf("got %s", r.raw)
+			}
+		})
+		t.Run("a client's own token has no acr, amr or auth_time", func(t *testing.T) {
+			r := e.introspect(tok)
+			for _, k := range []string{"acr", "amr", "auth_time"} {
+				if _, ok := r.body[k]; ok {
+					t.Fatalf("%s in %s", k, r.raw)
+				}
 			}
 		})
 		t.Run("an expired token is inactive", func(t *testing.T) {
@@ -535,6 +558,7 @@ func TestDiscovery(t *testing.T) {
 			"id_token_signing_alg_values_supported": `["ES256"]`,
 			"subject_types_supported":               `["public"]`,
 			"grant_types_supported":                 `["authorization_code","refresh_token","client_credentials","password"]`,
+			"acr_values_supported":                  `["urn:gatehouse:acr:pwd","urn:gatehouse:acr:mfa","urn:gatehouse:acr:phr"]`,
 		}
 		for k, v := range lists {
 			b, _ := json.Marshal(r.body[k])

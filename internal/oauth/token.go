@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -113,6 +114,9 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		// mfa-otp grant, the sign-in API) already set pwd, otp, mfa.
 		if len(claims.AuthenticationMethodsReferences) == 0 {
 			claims.AuthenticationMethodsReferences = []string{"pwd"}
+		}
+		if claims.AuthenticationContextClassReference == "" {
+			claims.AuthenticationContextClassReference = signin.ACRFor(claims.AuthenticationMethodsReferences)
 		}
 		claims.RequestedAt = claims.AuthTime
 	case grantAuthorizationCode, grantRefreshToken:

@@ -23,12 +23,17 @@ const (
 
 // Authentication methods (RFC 8176) and the acr values derived from them.
 const (
-	AMRPassword = "pwd"
-	AMROTP      = "otp"
-	AMRMFA      = "mfa"
+	AMRPassword    = "pwd"
+	AMROTP         = "otp"
+	AMRMFA         = "mfa"
+	AMRHardwareKey = "hwk" // a proof of possession of a hardware-bound key: a passkey
 
 	ACRPassword = "urn:gatehouse:acr:pwd"
 	ACRMFA      = "urn:gatehouse:acr:mfa"
+	// ACRPhishingResistant is a sign-in whose methods include a passkey
+	// (amr hwk): a credential bound to the origin, which a look-alike site
+	// cannot relay.
+	ACRPhishingResistant = "urn:gatehouse:acr:phr"
 )
 
 // TTLs of a parked sign-in: the hosted pages give a person time to find
@@ -371,11 +376,16 @@ func (e *Engine) result(s *SignIn, strategy string, methods []string) Result {
 		at = e.now()
 	}
 	r := Result{UserID: s.User.ID, AMR: []string{AMRPassword}, ACR: ACRPassword, AuthTime: at.Truncate(time.Second), Strategy: strategy}
-	if strategy == "" && len(methods) == 0 {
+	switch {
+	case len(s.PriorAMR) > 0:
+		// A step-up: what the session proved, then this factor.
+		r.AMR = Accumulate(s.PriorAMR, methods)
+	case strategy == "" && len(methods) == 0:
 		return r
+	default:
+		r.AMR = MFAMethods(methods)
 	}
-	r.AMR = MFAMethods(methods)
-	r.ACR = ACRMFA
+	r.ACR = ACRFor(r.AMR)
 	return r
 }
 

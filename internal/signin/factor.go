@@ -24,6 +24,12 @@ type SignIn struct {
 	Meta          twofactor.Meta
 	Policy        policy.Policy
 	FirstFactorAt time.Time
+	// PriorAMR is what a signed-in session already proved when this
+	// sign-in is a step-up (nil otherwise); the result accumulates it.
+	PriorAMR []string
+	// RequiredACR is the level a step-up must reach ("" outside a
+	// step-up): only factors that reach it are offered.
+	RequiredACR string
 	// Binding names this sign-in for the codes sent to it: the ticket's
 	// id once parked; before that (the password grant) this user at this
 	// client; on the hosted pages the browser session.

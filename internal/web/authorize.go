@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -124,7 +125,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	grant := oauth.Grant{
 		Subject:   user.ID,
 		SessionID: sess.ID(),
-		ACR:       acrFor(amr),
+		ACR:       signin.ACRFor(amr),
 		AuthTime:  sess.AuthTime(),
 		AMR:       amr,
 		Scopes:    ar.Scopes,
