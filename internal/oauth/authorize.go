@@ -18,6 +18,14 @@ import (
 
 var challengeFormat = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
+// errUnmetAuthenticationRequirements is the OpenID Connect error fosite
+// does not define; fosite writes it to the redirect URI like its own.
+var errUnmetAuthenticationRequirements = &fosite.RFC6749Error{
+	ErrorField:       "unmet_authentication_requirements",
+	DescriptionField: "The Authorization Server cannot meet the requested authentication requirements.",
+	CodeField:        http.StatusBadRequest,
+}
+
 // authorizeParams are the parameters AuthorizeRequest.Query keeps. The hosted
 // pages may parse a login POST, whose form also carries the password: only
 // protocol parameters may be copied out, so nothing else ends up stored.
@@ -112,6 +120,7 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*Author
 		Scopes:       slices.Clone([]string(far.GetRequestedScopes())),
 		Prompt:       prompt,
 		MaxAge:       maxAge,
+		ACRValues:    strings.Fields(form.Get("acr_values")),
 		Client:       c.res,
 		Query:        q,
 		ar:           far,
@@ -284,6 +293,8 @@ func toRFCError(err error) error {
 		return fosite.ErrAccessDenied
 	case errors.Is(err, ErrInteractionRequired):
 		return fosite.ErrInteractionRequired
+	case errors.Is(err, ErrUnmetAuthenticationRequirements):
+		return errUnmetAuthenticationRequirements.WithHint("The sign-in does not reach the authentication level this request or client requires.")
 	}
 	return fosite.ErrServerError.WithWrap(err)
 }

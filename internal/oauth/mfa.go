@@ -79,6 +79,9 @@ func (p *Provider) passwordSecondFactor(ctx context.Context, ar fosite.AccessReq
 	eng := p.cfg.SignIn
 	m := metaOf(ctx, cl.ID)
 	s, step, err := eng.Begin(ctx, signin.BeginInput{User: u, Client: cl, FirstFactorAt: p.now(), Meta: m})
+	if errors.Is(err, signin.ErrUnmetLevel) {
+		return errorsx.WithStack(fosite.ErrAccessDenied.WithHint("This client accepts second factors this account does not have."))
+	}
 	if err != nil {
 		return storeErr("begin sign-in", err)
 	}

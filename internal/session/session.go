@@ -183,6 +183,7 @@ func (s *Session) Authenticate(userID string, at time.Time, amr []string) {
 	s.rec.AuthTime = at.UTC()
 	s.rec.AMR = append([]string(nil), amr...)
 	s.state.SecondFactor = nil
+	s.state.StepUp = nil
 	s.dirty = true
 }
 
@@ -193,6 +194,7 @@ func (s *Session) BeginSecondFactor(userID string, p PendingSecondFactor) {
 	s.switchUser(userID)
 	s.rec.AuthTime = time.Time{}
 	s.rec.AMR = nil
+	s.state.StepUp = nil
 	p.UserID = userID
 	p.PasswordAt = p.PasswordAt.UTC()
 	s.state.SecondFactor = &p
@@ -215,6 +217,7 @@ func (s *Session) SignOut() {
 	s.rec.AuthTime = time.Time{}
 	s.rec.AMR = nil
 	s.state.SecondFactor = nil
+	s.state.StepUp = nil
 	s.dirty = true
 }
 

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/signin"
 )
 
@@ -51,6 +52,12 @@ func TestAcrValuesAskForTheWeakestKnownAlternative(t *testing.T) {
 			t.Fatal("Satisfies ranks levels wrongly")
 		}
 	})
+}
+
+func TestTheEngineAndTheResourcesKnowTheSameLevels(t *testing.T) {
+	if !slices.Equal(signin.ACRValues, resource.ACRValues) {
+		t.Fatalf("signin %v, resource %v", signin.ACRValues, resource.ACRValues)
+	}
 }
 
 func TestAStepUpAccumulatesTheMethods(t *testing.T) {

@@ -241,7 +241,9 @@ func (f anyCodeFactor) Prepare(ctx context.Context, s *SignIn, dest string) (Pre
 }
 
 func (f anyCodeFactor) Attempt(ctx context.Context, s *SignIn, code string) (Proof, error) {
-	return f.e.verify(ctx, s, code, true)
+	// The box takes a recovery code too, unless the policy's methods
+	// leave recovery codes out.
+	return f.e.verify(ctx, s, code, f.e.usable(s, StrategyBackupCode))
 }
 
 // LooksLikeOTP reports a code that reads as six digits once the spaces and

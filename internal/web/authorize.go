@@ -64,25 +64,19 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 			needLogin = true
 		}
 	}
-	if signedIn && !needLogin && !slices.Contains(sess.AMR(), AMRMFA) {
-		// A session signed in without a second factor (before it was
-		// required, or for another client) steps up for a client that
-		// requires one, or when the account has a TOTP enrolment due: the
-		// login asks for the code, or for an enrolment.
-		required, err := h.stepUpRequired(r, user, ar.Client)
-		if err != nil {
-			h.unavailable(w, r, err)
+	if signedIn && !needLogin {
+		// The session may be below what this client or request asks for
+		// (acr_values, required_acr, a second factor required or owned):
+		// the user proves the missing factor only (step-up), or sets one
+		// up, and the request resumes here.
+		switch done, ok := h.stepUp(w, r, sess, user, ar, now); {
+		case !ok:
+			return
+		case done == stepUpLogin:
+			needLogin = true
+		case done == stepUpStarted:
 			return
 		}
-		if required && freshLogin {
-			// The sign-in made for this very request did without it:
-			// refuse rather than loop back to the login.
-			h.renderErrorThemed(w, r, http.StatusForbidden,
-				"This application requires two-step verification. Sign in again to continue.",
-				&link{Href: PathLogout, Text: "Sign out"}, errors.New("fresh sign-in without a required second factor"), h.themeFor(ctx, &ar.Client))
-			return
-		}
-		needLogin = required
 	}
 	if needLogin {
 		if prompt("none") {
@@ -138,6 +132,64 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+}
+
+// Outcomes of stepUp.
+const (
+	stepUpNone    = iota // the session is enough: go on
+	stepUpLogin          // sign in again (an enrolment needs a fresh password)
+	stepUpStarted        // answered: the step-up page, or the client's error
+)
+
+// stepUp asks the engine whether the signed-in session is enough for ar.
+// When it is not, it parks ar and sends the browser to the second-factor
+// page for the missing factor (or the enrolment), or answers the client
+// with unmet_authentication_requirements (prompt=none, or a level the user
+// cannot reach). ok is false when it answered with an error page.
+func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ar *oauth.AuthorizeRequest, now time.Time) (int, bool) {
+	amr := sess.AMR()
+	requested := signin.RequestedACR(ar.ACRValues)
+	if !signin.MayNeedStepUp(amr, ar.Client, requested) {
+		return stepUpNone, true
+	}
+	if h.SignIn == nil {
+		h.unavailable(w, r, errors.New("no sign-in engine configured"))
+		return stepUpStarted, false
+	}
+	s, step, err := h.SignIn.StepUp(r.Context(), signin.StepUpInput{
+		User: user, Client: ar.Client, AMR: amr, AuthTime: sess.AuthTime(), ACR: requested,
+		Binding: sess.ID(), Meta: twoFactorMeta(r, ar.ClientID),
+	})
+	switch {
+	case errors.Is(err, signin.ErrUnmetLevel):
+		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
+		return stepUpStarted, true
+	case err != nil:
+		h.unavailable(w, r, err)
+		return stepUpStarted, false
+	case step.Status == signin.StatusComplete:
+		return stepUpNone, true
+	case slices.Contains(ar.Prompt, "none"):
+		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
+		return stepUpStarted, true
+	case step.Status == signin.StatusNeedsEnrollment && now.Sub(sess.PasswordAt()) > ReauthWindow:
+		// Setting up a factor needs a recent password, as on the
+		// settings pages: a stolen session alone must not add one.
+		return stepUpLogin, true
+	}
+	pending := sess.PendingAuthorize()
+	if pending != nil && (pending.Query != ar.Query.Encode() || pending.ClientID != ar.ClientID || pending.Expired(now)) {
+		pending = nil
+	}
+	h.park(sess, ar, now, pending)
+	sess.BeginStepUp(session.PendingStepUp{
+		ClientID: ar.ClientID, ACR: s.RequiredACR, Enrolled: step.Status == signin.StatusNeedsStepUp, CreatedAt: now,
+	})
+	if !h.saveSession(w, r, sess) {
+		return stepUpStarted, false
+	}
+	http.Redirect(w, r, PathLoginTwoFactor, http.StatusFound)
+	return stepUpStarted, true
 }
 
 // park remembers ar in the session. A request that is already parked keeps

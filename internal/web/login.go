@@ -230,6 +230,12 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		client = *f.client
 	}
 	_, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: client, FirstFactorAt: now, Meta: twoFactorMeta(r, clientID)})
+	if errors.Is(err, signin.ErrUnmetLevel) {
+		h.renderErrorThemed(w, r, http.StatusForbidden,
+			"This application accepts a kind of two-step verification your account does not have. Ask its administrator for help.",
+			nil, err, f.theme)
+		return
+	}
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
@@ -251,20 +257,6 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, now)
-}
-
-// stepUpRequired reports whether a session signed in without a second
-// factor must sign in again with one before client may have it: the
-// engine would not complete a password-only sign-in of user for client.
-func (h *Handler) stepUpRequired(r *http.Request, user store.User, client resource.Client) (bool, error) {
-	if h.SignIn == nil {
-		return false, errors.New("no sign-in engine configured")
-	}
-	_, step, err := h.SignIn.Begin(r.Context(), signin.BeginInput{User: user, Client: client, Meta: twoFactorMeta(r, client.ID)})
-	if err != nil {
-		return false, err
-	}
-	return step.Status != signin.StatusComplete, nil
 }
 
 // finishLogin marks the user signed in under a new session id and sends the
