@@ -178,6 +178,8 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 	case errors.Is(err, errInvalidOTP):
 		// One plain answer for a wrong, malformed, reused or locked-out code.
 		err = fosite.ErrInvalidGrant.WithDescription(errInvalidOTP.Error()).WithWrap(err)
+	case errors.Is(err, errUnmetLevel):
+		err = fosite.ErrAccessDenied.WithDescription(errUnmetLevel.Error()).WithWrap(err)
 	case errors.Is(err, errLostRace), errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
 		// Another request redeemed the code (or rotated the refresh token)
 		// between our read and our write.

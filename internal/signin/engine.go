@@ -373,6 +373,11 @@ func (e *Engine) usable(s *SignIn, strategy string) bool {
 	return f != nil && Level(factorACR(f)) >= Level(s.RequiredACR)
 }
 
+// Usable reports whether strategy may finish s under its policy and
+// level (the hosted page asks it whether its code box takes recovery
+// codes).
+func (e *Engine) Usable(s *SignIn, strategy string) bool { return e.usable(s, strategy) }
+
 // Leveled is implemented by a factor whose success reaches another level
 // than mfa: the passkey factor answers ACRPhishingResistant (and proves
 // amr hwk).

@@ -184,6 +184,7 @@ type codePrompt struct {
 	send     bool // the page prepares the strategy (and offers to send again)
 	others   []link
 	notice   string
+	recovery bool // the box takes a recovery code too
 }
 
 // codePrompt resolves strategy for s (an unknown or unoffered one falls
@@ -204,6 +205,7 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 	}
 	var cp codePrompt
 	cp.strategy = strategy
+	cp.recovery = strategy == "" && h.SignIn.Usable(s, signin.StrategyBackupCode)
 	if strategy == "" {
 		cp.desc = signin.Description{Input: signin.InputCode}
 		cp.lead, cp.send = h.promptText(s)
@@ -220,7 +222,7 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 		}
 		d, _ := h.SignIn.Describe(st)
 		if st == "" {
-			d, _ = h.SignIn.Describe(builtinStrategy(s))
+			d, _ = h.SignIn.Describe(signin.BuiltinStrategy(s.TwoFactor))
 		}
 		href := PathLoginTwoFactor
 		if st != "" {
@@ -229,17 +231,6 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 		cp.others = append(cp.others, link{Href: href, Text: "Use " + strings.ToLower(d.Label[:1]) + d.Label[1:] + " instead"})
 	}
 	return cp, true
-}
-
-// builtinStrategy is the strategy of s's built-in factor.
-func builtinStrategy(s *signin.SignIn) string {
-	switch s.TwoFactor.Method {
-	case twofactor.MethodSMS:
-		return signin.StrategyPhoneCode
-	case twofactor.MethodEmail:
-		return signin.StrategyEmailCode
-	}
-	return signin.StrategyTOTP
 }
 
 // prepareSecondFactor sends the code of the prompt (Aidbox sends the
@@ -300,7 +291,7 @@ func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *
 		Code: &codeView{
 			Strategy: cp.strategy,
 			Text:     cp.desc.Input == signin.InputText,
-			Recovery: cp.strategy == "",
+			Recovery: cp.recovery,
 			Resend:   resend,
 			Others:   cp.others,
 		},
