@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
 
@@ -68,6 +69,40 @@ func TestPerClientTwoFactorPolicyOnEverySurface(t *testing.T) {
 				wantStatus(t, r, http.StatusForbidden, "unmet_authentication_requirements")
 				r = m.password(t, "admin-mobile", "cp-sms", url.Values{"scope": {"openid"}})
 				wantStatus(t, r, http.StatusForbidden, "access_denied")
+			})
+
+			t.Run("a session signed in elsewhere with a factor the client leaves out does not get in; one with TOTP does", func(t *testing.T) {
+				for _, tc := range []struct {
+					factor, strategy string
+					want             string // "" for a code
+				}{
+					{"sms", signin.StrategyPhoneCode, "unmet_authentication_requirements"},
+					{"totp", signin.StrategyTOTP, ""},
+				} {
+					u := m.newUser(t, tc.factor, tc.strategy)
+					f := m.begin(t, "hosted", u)
+					var hf *hostedFlow
+					switch v := f.(type) {
+					case withSent:
+						hf = v.flow.(*hostedFlow)
+					case *hostedFlow:
+						hf = v
+					}
+					if o := f.try(t, u.answer(t, f.sent())); !o.ok {
+						t.Fatalf("%s sign-in at mywebapp refused", tc.factor)
+					}
+					l := newOAuthLogin(app, "admin-web")
+					p := hf.b.get(l.URL)
+					if tc.want != "" {
+						if got := clientError(t, p, l.state); got != tc.want {
+							t.Fatalf("%s session at admin-web: error %q, want %q", tc.factor, got, tc.want)
+						}
+						continue
+					}
+					if id := l.exchange(t, toClient(t, hf.b, p)); id.ACR != acrMFA {
+						t.Fatalf("%s session at admin-web: acr %s", tc.factor, id.ACR)
+					}
+				}
 			})
 
 			t.Run("a client whose methods are TOTP takes the code and refuses a recovery code, on every surface", func(t *testing.T) {

@@ -178,10 +178,16 @@ func (s *Session) ExpiresAt() time.Time { return s.rec.ExpiresAt }
 // Authenticate marks the user signed in with the given methods, ending any
 // pending second-factor step. Call Manager.Rotate next: a new sign-in always
 // gets a new id.
-func (s *Session) Authenticate(userID string, at time.Time, amr []string) {
+func (s *Session) Authenticate(userID string, at time.Time, amr []string, factors ...string) {
 	s.switchUser(userID)
 	s.rec.AuthTime = at.UTC()
 	s.rec.AMR = append([]string(nil), amr...)
+	s.state.Factors = nil
+	for _, f := range factors {
+		if f != "" {
+			s.state.Factors = append(s.state.Factors, f)
+		}
+	}
 	s.state.SecondFactor = nil
 	s.state.StepUp = nil
 	s.dirty = true
@@ -195,6 +201,7 @@ func (s *Session) BeginSecondFactor(userID string, p PendingSecondFactor) {
 	s.rec.AuthTime = time.Time{}
 	s.rec.AMR = nil
 	s.state.StepUp = nil
+	s.state.Factors = nil
 	p.UserID = userID
 	p.PasswordAt = p.PasswordAt.UTC()
 	s.state.SecondFactor = &p
@@ -218,6 +225,7 @@ func (s *Session) SignOut() {
 	s.rec.AMR = nil
 	s.state.SecondFactor = nil
 	s.state.StepUp = nil
+	s.state.Factors = nil
 	s.dirty = true
 }
 

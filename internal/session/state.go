@@ -3,6 +3,7 @@ package session
 import (
 	"crypto/subtle"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -29,6 +30,10 @@ type State struct {
 	SecondFactor *PendingSecondFactor `json:"secondFactor,omitempty"`
 	Enrolment    *PendingEnrolment    `json:"enrolment,omitempty"`
 	StepUp       *PendingStepUp       `json:"stepUp,omitempty"`
+	// Factors are the second-factor strategies the signed-in user proved
+	// in this session (totp, phone_code, backup_code, …), for clients that
+	// accept only some.
+	Factors []string `json:"factors,omitempty"`
 	// PasswordAt is the last time this browser's user typed a correct
 	// password; pages that change credentials ask for a recent one.
 	PasswordAt time.Time `json:"passwordAt,omitzero"`
@@ -131,10 +136,22 @@ func (s *Session) ClearStepUp() {
 // SteppedUp records the methods of a finished step-up (the session's and
 // the new factor's): the level rises, the sign-in's time stays. Call
 // Manager.Rotate next.
-func (s *Session) SteppedUp(amr []string) {
+func (s *Session) SteppedUp(amr []string, factor string) {
 	s.rec.AMR = append([]string(nil), amr...)
+	if factor != "" && !slices.Contains(s.state.Factors, factor) {
+		s.state.Factors = append(s.state.Factors, factor)
+	}
 	s.state.StepUp = nil
 	s.dirty = true
+}
+
+// Factors are the second-factor strategies proved in this sign-in (nil
+// while not signed in).
+func (s *Session) Factors() []string {
+	if !s.Authenticated() {
+		return nil
+	}
+	return slices.Clone(s.state.Factors)
 }
 
 // PendingEnrolment is a TOTP secret shown to a user and not yet confirmed.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
@@ -67,8 +68,9 @@ func (e *Engine) verify(ctx context.Context, s *SignIn, code string, recovery bo
 	if err != nil {
 		return Proof{}, err
 	}
-	p := Proof{AMR: res.AMR}
+	p := Proof{AMR: res.AMR, Strategy: BuiltinStrategy(store.TwoFactor{Method: res.Method})}
 	if res.Method == twofactor.MethodRecovery {
+		p.Strategy = StrategyBackupCode
 		n := res.RecoveryCodesRemaining
 		p.RecoveryCodesRemaining = &n
 	}

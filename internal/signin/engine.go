@@ -102,7 +102,8 @@ type Result struct {
 	AMR      []string
 	ACR      string
 	AuthTime time.Time
-	// Strategy proved the second factor ("" for a password alone).
+	// Strategy proved the second factor ("" for a password alone):
+	// backup_code for a recovery code, whatever box it was typed in.
 	Strategy string
 	// RecoveryCodesRemaining is set when a recovery code was spent.
 	RecoveryCodesRemaining *int
@@ -169,6 +170,8 @@ type StepUpInput struct {
 	// factor was.
 	AMR      []string
 	AuthTime time.Time
+	// Factors are the strategies the session proved (second factors).
+	Factors []string
 	// ACR is the level the request asks for (acr_values); "" for none.
 	ACR     string
 	Binding string // the browser session's id
@@ -181,7 +184,7 @@ type StepUpInput struct {
 // them); at mfa or above only a stronger level than the session's, asked
 // by the request or the client's required_acr.
 func MayNeedStepUp(amr []string, client resource.Client, requested string) bool {
-	if !Satisfies(amr, ACRMFA) {
+	if !Satisfies(amr, ACRMFA) || len(client.TwoFactorMethods()) > 0 {
 		return true
 	}
 	var required string
@@ -214,10 +217,25 @@ func (e *Engine) StepUp(ctx context.Context, in StepUpInput) (*SignIn, Step, err
 		required = Stronger(required, ACRMFA)
 	}
 	s := &SignIn{User: in.User, Client: in.Client, AuthConfig: pol.AuthConfig, TwoFactor: tf, Meta: in.Meta,
-		Policy: pol, FirstFactorAt: in.AuthTime.UTC(), PriorAMR: slices.Clone(in.AMR), RequiredACR: required, Binding: in.Binding}
+		Policy: pol, FirstFactorAt: in.AuthTime.UTC(), PriorAMR: slices.Clone(in.AMR), PriorFactors: slices.Clone(in.Factors),
+		RequiredACR: required, Binding: in.Binding}
 	complete := func() (*SignIn, Step, error) {
 		res := Result{UserID: in.User.ID, AMR: slices.Clone(in.AMR), ACR: ACRFor(in.AMR), AuthTime: s.FirstFactorAt.Truncate(time.Second)}
 		return s, Step{Status: StatusComplete, Result: &res}, nil
+	}
+	if Satisfies(in.AMR, ACRMFA) && s.restricted() && pol.Methods() != nil && !slices.ContainsFunc(in.Factors, pol.Allows) {
+		// Two factors, but not one this client accepts (an SMS code for
+		// an app that takes TOTP or a passkey only): that factor is owed.
+		required = Stronger(required, ACRMFA)
+		s.RequiredACR = required
+		offers, err := e.offers(ctx, s, false)
+		if err != nil {
+			return nil, Step{}, err
+		}
+		if len(offers) == 0 {
+			return s, Step{}, ErrUnmetLevel
+		}
+		return s, Step{Status: StatusNeedsStepUp}, nil
 	}
 	if Satisfies(in.AMR, required) && Satisfies(in.AMR, ACRMFA) {
 		return complete()
@@ -499,7 +517,11 @@ func (e *Engine) Attempt(ctx context.Context, s *SignIn, strategy, answer string
 	if err != nil {
 		return Result{}, err
 	}
-	res := e.result(s, f.Strategy(), proof.AMR)
+	strategy = f.Strategy()
+	if proof.Strategy != "" {
+		strategy = proof.Strategy
+	}
+	res := e.result(s, strategy, proof.AMR)
 	res.RecoveryCodesRemaining = proof.RecoveryCodesRemaining
 	if err := e.complete(ctx, s); err != nil {
 		return Result{}, err

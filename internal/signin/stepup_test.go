@@ -54,6 +54,7 @@ func TestStepUpAsksOnlyForWhatTheSessionLacks(t *testing.T) {
 				client  resource.Client
 				amr     []string
 				acr     string
+				factors []string
 				want    string
 				wantErr error
 				offers  []string
@@ -67,11 +68,14 @@ func TestStepUpAsksOnlyForWhatTheSessionLacks(t *testing.T) {
 				{name: "phr is offered only the factors that reach it", user: "key-e", client: resource.Client{ID: "vault"}, amr: mfa, acr: signin.ACRPhishingResistant, want: signin.StatusNeedsStepUp, offers: []string{"key"}},
 				{name: "phr without such a factor cannot be met", user: "pin-f", client: resource.Client{ID: "vault", Auth: requireACR(signin.ACRPhishingResistant)}, amr: mfa, wantErr: signin.ErrUnmetLevel},
 				{name: "a client's methods decide which factors may step up", user: "pin-g", client: resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true), Methods: []string{"totp"}}}, amr: pwd, want: signin.StatusNeedsEnrollment},
+				{name: "an mfa session whose factor the client's methods leave out proves an allowed one", user: "key-i", client: resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true), Methods: []string{"key"}}}, amr: mfa, factors: []string{"pin"}, want: signin.StatusNeedsStepUp, offers: []string{"key"}},
+				{name: "an mfa session whose factor the client's methods allow is enough", user: "key-j", client: resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true), Methods: []string{"key"}}}, amr: []string{"pwd", "hwk", "mfa"}, factors: []string{"key"}, want: signin.StatusComplete},
+				{name: "an mfa session with a left-out factor and no allowed one cannot be met", user: "pin-k", client: resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true), Methods: []string{"key"}}}, amr: mfa, factors: []string{"pin"}, wantErr: signin.ErrUnmetLevel},
 				{name: "methods that nothing enrollable meets cannot be met", user: "plain3", client: resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true), Methods: []string{"passkey"}}}, amr: pwd, wantErr: signin.ErrUnmetLevel},
 			}
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
-					s, step, err := e.eng.StepUp(ctx, signin.StepUpInput{User: e.user(t, tc.user), Client: tc.client, AMR: tc.amr, AuthTime: e.clock.Now(), ACR: tc.acr})
+					s, step, err := e.eng.StepUp(ctx, signin.StepUpInput{User: e.user(t, tc.user), Client: tc.client, AMR: tc.amr, Factors: tc.factors, AuthTime: e.clock.Now(), ACR: tc.acr})
 					if tc.wantErr != nil {
 						if !errors.Is(err, tc.wantErr) {
 							t.Fatalf("err = %v, want %v", err, tc.wantErr)

@@ -157,7 +157,7 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.S
 		return stepUpStarted, false
 	}
 	s, step, err := h.SignIn.StepUp(r.Context(), signin.StepUpInput{
-		User: user, Client: ar.Client, AMR: amr, AuthTime: sess.AuthTime(), ACR: requested,
+		User: user, Client: ar.Client, AMR: amr, Factors: sess.Factors(), AuthTime: sess.AuthTime(), ACR: requested,
 		Binding: sess.ID(), Meta: twoFactorMeta(r, ar.ClientID),
 	})
 	switch {

@@ -256,15 +256,16 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathLoginTwoFactor, http.StatusSeeOther)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, now)
+	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, "", now)
 }
 
 // finishLogin marks the user signed in under a new session id and sends the
 // browser on (303): to the parked authorization request, to the page that
-// asked for a sign-in, or to the signed-in page. passwordAt is when the
-// password of this sign-in was checked.
-func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, passwordAt time.Time) {
-	next, ok := h.completeLogin(w, r, sess, userID, amr, passwordAt)
+// asked for a sign-in, or to the signed-in page. factor is the strategy
+// of the second factor ("" for none); passwordAt is when the password of
+// this sign-in was checked.
+func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, factor string, passwordAt time.Time) {
+	next, ok := h.completeLogin(w, r, sess, userID, amr, factor, passwordAt)
 	if !ok {
 		return
 	}
@@ -274,8 +275,8 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *sess
 // completeLogin marks the user signed in under a new session id and
 // returns where the browser goes next. On failure it has rendered the
 // error page and returns false.
-func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, passwordAt time.Time) (string, bool) {
-	sess.Authenticate(userID, h.now(), amr)
+func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, factor string, passwordAt time.Time) (string, bool) {
+	sess.Authenticate(userID, h.now(), amr, factor)
 	sess.SetPasswordAt(passwordAt)
 	next := PathLogin
 	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) {

@@ -349,26 +349,26 @@ func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sess.PendingStepUp() != nil {
-		h.finishStepUp(w, r, sess, res.AMR)
+		h.finishStepUp(w, r, sess, res.AMR, res.Strategy)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, res.AMR, p.PasswordAt)
+	h.finishLogin(w, r, sess, user.ID, res.AMR, res.Strategy, p.PasswordAt)
 }
 
 // finishStepUp raises the signed-in session to the methods of its
 // step-up (the session's and the new factor's; auth_time unchanged) under
 // a new session id, and sends the browser back to the parked request.
-func (h *Handler) finishStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, amr []string) {
-	next, ok := h.completeStepUp(w, r, sess, amr)
+func (h *Handler) finishStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, amr []string, factor string) {
+	next, ok := h.completeStepUp(w, r, sess, amr, factor)
 	if ok {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	}
 }
 
-func (h *Handler) completeStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, amr []string) (string, bool) {
+func (h *Handler) completeStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, amr []string, factor string) (string, bool) {
 	ctx := r.Context()
 	su := sess.PendingStepUp()
-	sess.SteppedUp(amr)
+	sess.SteppedUp(amr, factor)
 	next := PathLogin
 	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) {
 		next = PathAuthorize + "?" + p.Query
@@ -440,9 +440,9 @@ func (h *Handler) confirmFlowEnrolment(w http.ResponseWriter, r *http.Request, s
 	var next string
 	var ok bool
 	if sess.PendingStepUp() != nil {
-		next, ok = h.completeStepUp(w, r, sess, signin.Accumulate(sess.AMR(), []string{AMROTP}))
+		next, ok = h.completeStepUp(w, r, sess, signin.Accumulate(sess.AMR(), []string{AMROTP}), signin.StrategyTOTP)
 	} else {
-		next, ok = h.completeLogin(w, r, sess, user.ID, signin.MFAMethods([]string{AMROTP}), p.PasswordAt)
+		next, ok = h.completeLogin(w, r, sess, user.ID, signin.MFAMethods([]string{AMROTP}), signin.StrategyTOTP, p.PasswordAt)
 	}
 	if !ok {
 		return
