@@ -69,12 +69,10 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		// (acr_values, required_acr, a second factor required or owned):
 		// the user proves the missing factor only (step-up), or sets one
 		// up, and the request resumes here.
-		switch done, ok := h.stepUp(w, r, sess, user, ar, now); {
-		case !ok:
-			return
-		case done == stepUpLogin:
+		switch h.stepUp(w, r, sess, user, ar, now) {
+		case stepUpLogin:
 			needLogin = true
-		case done == stepUpStarted:
+		case stepUpAnswered:
 			return
 		}
 	}
@@ -136,25 +134,25 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 
 // Outcomes of stepUp.
 const (
-	stepUpNone    = iota // the session is enough: go on
-	stepUpLogin          // sign in again (an enrolment needs a fresh password)
-	stepUpStarted        // answered: the step-up page, or the client's error
+	stepUpNone     = iota // the session is enough: go on
+	stepUpLogin           // sign in again (an enrolment needs a fresh password)
+	stepUpAnswered        // answered: the step-up page, the client's error, or an error page
 )
 
 // stepUp asks the engine whether the signed-in session is enough for ar.
 // When it is not, it parks ar and sends the browser to the second-factor
 // page for the missing factor (or the enrolment), or answers the client
 // with unmet_authentication_requirements (prompt=none, or a level the user
-// cannot reach). ok is false when it answered with an error page.
-func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ar *oauth.AuthorizeRequest, now time.Time) (int, bool) {
+// cannot reach).
+func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ar *oauth.AuthorizeRequest, now time.Time) int {
 	amr := sess.AMR()
 	requested := signin.RequestedACR(ar.ACRValues)
 	if !signin.MayNeedStepUp(amr, ar.Client, requested) {
-		return stepUpNone, true
+		return stepUpNone
 	}
 	if h.SignIn == nil {
 		h.unavailable(w, r, errors.New("no sign-in engine configured"))
-		return stepUpStarted, false
+		return stepUpAnswered
 	}
 	s, step, err := h.SignIn.StepUp(r.Context(), signin.StepUpInput{
 		User: user, Client: ar.Client, AMR: amr, Factors: sess.Factors(), AuthTime: sess.AuthTime(), ACR: requested,
@@ -163,19 +161,19 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.S
 	switch {
 	case errors.Is(err, signin.ErrUnmetLevel):
 		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
-		return stepUpStarted, true
+		return stepUpAnswered
 	case err != nil:
 		h.unavailable(w, r, err)
-		return stepUpStarted, false
+		return stepUpAnswered
 	case step.Status == signin.StatusComplete:
-		return stepUpNone, true
+		return stepUpNone
 	case slices.Contains(ar.Prompt, "none"):
 		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
-		return stepUpStarted, true
+		return stepUpAnswered
 	case step.Status == signin.StatusNeedsEnrollment && now.Sub(sess.PasswordAt()) > ReauthWindow:
 		// Setting up a factor needs a recent password, as on the
 		// settings pages: a stolen session alone must not add one.
-		return stepUpLogin, true
+		return stepUpLogin
 	}
 	pending := sess.PendingAuthorize()
 	if pending != nil && (pending.Query != ar.Query.Encode() || pending.ClientID != ar.ClientID || pending.Expired(now)) {
@@ -186,10 +184,10 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.S
 		ClientID: ar.ClientID, ACR: s.RequiredACR, Enrolled: step.Status == signin.StatusNeedsStepUp, CreatedAt: now,
 	})
 	if !h.saveSession(w, r, sess) {
-		return stepUpStarted, false
+		return stepUpAnswered
 	}
 	http.Redirect(w, r, PathLoginTwoFactor, http.StatusFound)
-	return stepUpStarted, true
+	return stepUpAnswered
 }
 
 // park remembers ar in the session. A request that is already parked keeps
