@@ -103,10 +103,14 @@ func (h *Handler) pendingSecondFactor(w http.ResponseWriter, r *http.Request, se
 
 // pendingStepUp is the second-factor step of a signed-in session's
 // step-up, seen as the step of a sign-in whose first factor was the
-// session's (its auth time). An expired step-up is dropped and the browser
-// goes back to the parked request, which asks again.
+// session's (its auth time). An expired step-up (or an enrolment whose
+// password is no longer recent) is dropped and the browser goes back to the
+// parked request, which asks again.
 func (h *Handler) pendingStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, su *session.PendingStepUp) (*session.PendingSecondFactor, store.User, bool) {
-	if su.Expired(h.now()) {
+	// An enrolment needs a recent password until it is confirmed; once it
+	// is older, the parked request asks for the password first.
+	stale := !su.Enrolled && h.now().Sub(sess.PasswordAt()) > ReauthWindow
+	if su.Expired(h.now()) || stale {
 		sess.ClearStepUp()
 		if !h.saveSession(w, r, sess) {
 			return nil, store.User{}, false
