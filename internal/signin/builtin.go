@@ -16,6 +16,9 @@ const (
 	StrategyPhoneCode  = "phone_code"
 	StrategyEmailCode  = "email_code"
 	StrategyBackupCode = "backup_code"
+	// StrategyPasskey is the passkey factor's strategy: a success proves
+	// amr hwk and reaches ACRPhishingResistant.
+	StrategyPasskey = "passkey"
 )
 
 // Destination ids of the code factors: which of the user's destinations a

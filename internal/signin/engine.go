@@ -397,8 +397,8 @@ func (e *Engine) usable(s *SignIn, strategy string) bool {
 func (e *Engine) Usable(s *SignIn, strategy string) bool { return e.usable(s, strategy) }
 
 // Leveled is implemented by a factor whose success reaches another level
-// than mfa: the passkey factor answers ACRPhishingResistant (and proves
-// amr hwk).
+// than mfa: ACRPhishingResistant for a factor that proves amr hwk. The
+// factor of strategy passkey reaches it without saying so.
 type Leveled interface {
 	ACR() string
 }
@@ -406,6 +406,9 @@ type Leveled interface {
 func factorACR(f Factor) string {
 	if l, ok := f.(Leveled); ok {
 		return l.ACR()
+	}
+	if f.Strategy() == StrategyPasskey {
+		return ACRPhishingResistant
 	}
 	return ACRMFA
 }

@@ -36,6 +36,21 @@ func (key) Attempt(_ context.Context, _ *signin.SignIn, answer string) (signin.P
 	return signin.Proof{AMR: []string{signin.AMRHardwareKey}}, nil
 }
 
+// passkey is a factor of strategy passkey that does not say its level:
+// the engine knows the passkey factor reaches phr.
+type passkey struct{ key }
+
+func (passkey) Strategy() string { return signin.StrategyPasskey }
+func (passkey) Offers(_ context.Context, s *signin.SignIn) ([]signin.Offer, error) {
+	if strings.HasPrefix(s.User.ID, "pk-") {
+		return []signin.Offer{{Strategy: signin.StrategyPasskey}}, nil
+	}
+	return nil, nil
+}
+
+// unleveled hides key's ACR method.
+type unleveled struct{ signin.Factor }
+
 func requireACR(acr string) *resource.ClientAuth {
 	return &resource.ClientAuth{AuthorizationCode: &resource.GrantSettings{RequiredACR: acr}}
 }
@@ -46,7 +61,7 @@ func TestStepUpAsksOnlyForWhatTheSessionLacks(t *testing.T) {
 	for _, be := range gormstoretest.Backends(t) {
 		t.Run(be.Name, func(t *testing.T) {
 			e := newEnv(t, be.Open(t))
-			e.eng.Factors = append(e.eng.Factors, key{})
+			e.eng.Factors = append(e.eng.Factors, key{}, unleveled{passkey{}})
 			ctx := context.Background()
 			cases := []struct {
 				name    string
@@ -66,6 +81,7 @@ func TestStepUpAsksOnlyForWhatTheSessionLacks(t *testing.T) {
 				{name: "a user without a factor who must reach mfa enrols", user: "plain2", client: resource.Client{ID: "bank", Auth: requireACR(signin.ACRMFA)}, amr: pwd, want: signin.StatusNeedsEnrollment},
 				{name: "an mfa session is enough for mfa", user: "pin-d", client: resource.Client{ID: "bank", Auth: requireACR(signin.ACRMFA)}, amr: mfa, want: signin.StatusComplete},
 				{name: "phr is offered only the factors that reach it", user: "key-e", client: resource.Client{ID: "vault"}, amr: mfa, acr: signin.ACRPhishingResistant, want: signin.StatusNeedsStepUp, offers: []string{"key"}},
+				{name: "the passkey factor reaches phr without saying so", user: "pk-e", client: resource.Client{ID: "vault"}, amr: mfa, acr: signin.ACRPhishingResistant, want: signin.StatusNeedsStepUp, offers: []string{"passkey"}},
 				{name: "phr without such a factor cannot be met", user: "pin-f", client: resource.Client{ID: "vault", Auth: requireACR(signin.ACRPhishingResistant)}, amr: mfa, wantErr: signin.ErrUnmetLevel},
 				{name: "a client's methods decide which factors may step up", user: "pin-g", client: resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true), Methods: []string{"totp"}}}, amr: pwd, want: signin.StatusNeedsEnrollment},
 				{name: "an mfa session whose factor the client's methods leave out proves an allowed one", user: "key-i", client: resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true), Methods: []string{"key"}}}, amr: mfa, factors: []string{"pin"}, want: signin.StatusNeedsStepUp, offers: []string{"key"}},
