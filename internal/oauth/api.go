@@ -59,8 +59,13 @@ type AuthorizeRequest struct {
 	Prompt                                                       []string // subset of login, none, consent (select_account reads as login)
 	MaxAge                                                       int      // seconds; -1 when absent
 	ACRValues                                                    []string // acr_values, in order of preference
-	Client                                                       resource.Client
-	Query                                                        url.Values // the original parameters, to resume the request after login
+	// ACRClaim are the acr values the claims parameter asks for
+	// (id_token or userinfo acr: value or values); ACREssential says
+	// whether that request is essential.
+	ACRClaim     []string
+	ACREssential bool
+	Client       resource.Client
+	Query        url.Values // the original parameters, to resume the request after login
 
 	ar fosite.AuthorizeRequester
 }

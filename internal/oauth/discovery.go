@@ -46,7 +46,7 @@ func (p *Provider) buildDiscovery() error {
 			"email", "email_verified", "phone_number", "phone_number_verified", "name", "given_name", "family_name"},
 		"prompt_values_supported":                        []string{"login", "none", "consent"},
 		"acr_values_supported":                           signin.ACRValues,
-		"claims_parameter_supported":                     false,
+		"claims_parameter_supported":                     true, // for acr (essential or not); other claims follow the scopes
 		"request_parameter_supported":                    false,
 		"request_uri_parameter_supported":                false,
 		"frontchannel_logout_supported":                  false,

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -566,6 +567,9 @@ func TestDiscovery(t *testing.T) {
 				t.Errorf("%s %s = %s, want %s", path, k, b, v)
 			}
 		}
+		if r.body["claims_parameter_supported"] != true {
+			t.Errorf("%s claims_parameter_supported = %v", path, r.body["claims_parameter_supported"])
+		}
 		for _, k := range []string{"scopes_supported", "claims_supported"} {
 			if l, _ := r.body[k].([]any); len(l) == 0 {
 				t.Errorf("%s lacks %s", path, k)
@@ -634,6 +638,37 @@ func TestLogoutHelpers(t *testing.T) {
 		}
 		if _, _, err := e.p.ClientIDFromIDTokenHint(ctx, "garbage"); err == nil {
 			t.Error("garbage accepted")
+		}
+	})
+}
+
+func TestTheClaimsParameterIsReadForAcr(t *testing.T) {
+	e := newEnv(t, gormstoreOpen(t))
+	parse := func(claims string) (*AuthorizeRequest, error) {
+		q := authorizeQuery("web", webRedirect, challenge(verifier(43)), "openid")
+		q.Set("claims", claims)
+		return e.parse(q)
+	}
+	t.Run("an essential acr with values is read and kept with the request", func(t *testing.T) {
+		ar, err := parse(`{"id_token":{"acr":{"essential":true,"values":["urn:gatehouse:acr:mfa"]},"email":null}}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ar.ACREssential || len(ar.ACRClaim) != 1 || ar.ACRClaim[0] != signin.ACRMFA || ar.Query.Get("claims") == "" {
+			t.Fatalf("essential %v values %v query %v", ar.ACREssential, ar.ACRClaim, ar.Query)
+		}
+	})
+	t.Run("a single value is read too", func(t *testing.T) {
+		ar, err := parse(`{"userinfo":{"acr":{"value":"urn:gatehouse:acr:phr"}}}`)
+		if err != nil || ar.ACREssential || len(ar.ACRClaim) != 1 || ar.ACRClaim[0] != signin.ACRPhishingResistant {
+			t.Fatalf("%+v %v", ar, err)
+		}
+	})
+	t.Run("a claims parameter that is not JSON is invalid_request at the redirect URI", func(t *testing.T) {
+		_, err := parse(`{"id_token":`)
+		var ae *AuthorizeError
+		if !errors.As(err, &ae) || ae.Code != "invalid_request" || !ae.Redirectable {
+			t.Fatalf("err = %v", err)
 		}
 	})
 }

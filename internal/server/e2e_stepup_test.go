@@ -149,6 +149,18 @@ func TestStepUpEndToEnd(t *testing.T) {
 				if got := clientError(t, b.get(l1.URL+"&prompt=none&acr_values="+url.QueryEscape(acrMFA)), l1.state); got != "unmet_authentication_requirements" {
 					t.Fatalf("prompt=none with acr_values=mfa: error %q", got)
 				}
+				t.Run("an essential acr in the claims parameter asks the same", func(t *testing.T) {
+					l := newOAuthLogin(app, "plain")
+					claims := `{"id_token":{"acr":{"essential":true,"values":["` + acrMFA + `"]}}}`
+					if got := clientError(t, b.get(l.URL+"&prompt=none&claims="+url.QueryEscape(claims)), l.state); got != "unmet_authentication_requirements" {
+						t.Fatalf("prompt=none with an essential acr of mfa: error %q", got)
+					}
+					l = newOAuthLogin(app, "plain")
+					claims = `{"id_token":{"acr":{"essential":true,"values":["urn:other:gold"]}}}`
+					if got := clientError(t, b.get(l.URL+"&claims="+url.QueryEscape(claims)), l.state); got != "unmet_authentication_requirements" {
+						t.Fatalf("an essential acr of unknown values: error %q", got)
+					}
+				})
 				t.Run("without acr_values the plain client still takes the password session", func(t *testing.T) {
 					l := newOAuthLogin(app, "plain")
 					id := l.exchange(t, toClient(t, b, b.get(l.URL)))

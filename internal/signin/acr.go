@@ -59,6 +59,19 @@ func RequestedACR(values []string) string {
 	return out
 }
 
+// RequestedLevel is the level an authorization request asks for through
+// acr_values and the claims parameter's acr: the stronger of the two (each
+// met by its weakest known alternative). ok is false when the claims
+// parameter's acr is essential and names no level Gatehouse issues: such a
+// request cannot be met.
+func RequestedLevel(acrValues, claimValues []string, essential bool) (acr string, ok bool) {
+	claimed := RequestedACR(claimValues)
+	if essential && len(claimValues) > 0 && claimed == "" {
+		return "", false
+	}
+	return Stronger(RequestedACR(acrValues), claimed), true
+}
+
 // Accumulate is the amr of a session that proved prior and then, in a
 // step-up, methods: every method once, in the order proven, and mfa at the
 // end when more than one factor was proven.

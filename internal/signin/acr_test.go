@@ -54,6 +54,32 @@ func TestAcrValuesAskForTheWeakestKnownAlternative(t *testing.T) {
 	})
 }
 
+func TestTheClaimsParameterAsksForALevelToo(t *testing.T) {
+	cases := []struct {
+		name          string
+		acrValues     []string
+		claims        []string
+		essential     bool
+		want          string
+		wantSatisfied bool
+	}{
+		{"nothing asked is no level", nil, nil, false, "", true},
+		{"an essential acr is a level", nil, []string{signin.ACRMFA}, true, signin.ACRMFA, true},
+		{"the stronger of acr_values and claims wins", []string{signin.ACRPassword}, []string{signin.ACRPhishingResistant}, false, signin.ACRPhishingResistant, true},
+		{"an essential acr of unknown values cannot be met", nil, []string{"urn:other:gold"}, true, "", false},
+		{"a voluntary acr of unknown values is ignored", []string{signin.ACRMFA}, []string{"urn:other:gold"}, false, signin.ACRMFA, true},
+		{"an essential acr without values only asks for the claim", nil, nil, true, "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := signin.RequestedLevel(tc.acrValues, tc.claims, tc.essential)
+			if got != tc.want || ok != tc.wantSatisfied {
+				t.Fatalf("RequestedLevel = %q, %v; want %q, %v", got, ok, tc.want, tc.wantSatisfied)
+			}
+		})
+	}
+}
+
 func TestTheEngineAndTheResourcesKnowTheSameLevels(t *testing.T) {
 	if !slices.Equal(signin.ACRValues, resource.ACRValues) {
 		t.Fatalf("signin %v, resource %v", signin.ACRValues, resource.ACRValues)

@@ -146,7 +146,11 @@ const (
 // cannot reach).
 func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ar *oauth.AuthorizeRequest, now time.Time) int {
 	amr := sess.AMR()
-	requested := signin.RequestedACR(ar.ACRValues)
+	requested, ok := signin.RequestedLevel(ar.ACRValues, ar.ACRClaim, ar.ACREssential)
+	if !ok {
+		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
+		return stepUpAnswered
+	}
 	if !signin.MayNeedStepUp(amr, ar.Client, requested) {
 		return stepUpNone
 	}
