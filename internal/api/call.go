@@ -66,6 +66,8 @@ var (
 		Desc: "Two-factor authentication is not enabled for this account."}
 	errOriginNotAllowed = &apiError{Status: http.StatusForbidden, Code: "origin_not_allowed",
 		Desc: "This origin is not listed in the client's allowed_origins."}
+	errUnmetLevel = &apiError{Status: http.StatusForbidden, Code: "unmet_authentication_requirements",
+		Desc: "This client accepts second factors this account does not have, and none can be set up here."}
 	errUnavailable = &apiError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
 		Desc: "The service is temporarily unavailable. Try again later."}
 )

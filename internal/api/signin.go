@@ -64,6 +64,9 @@ func (h *Handler) signIn(c *call) error {
 		return err
 	}
 	s, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: cl, FirstFactorAt: h.now(), Meta: c.meta(cl.ID)})
+	if errors.Is(err, signin.ErrUnmetLevel) {
+		return errUnmetLevel
+	}
 	if err != nil {
 		return err
 	}

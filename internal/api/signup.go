@@ -210,6 +210,9 @@ func (h *Handler) signUpSignIn(c *call, cl resource.Client, ac resource.AuthConf
 		amr = signin.MFAMethods([]string{"otp"})
 	} else {
 		s, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: u, Client: cl, FirstFactorAt: h.now(), Meta: c.meta(cl.ID)})
+		if errors.Is(err, signin.ErrUnmetLevel) {
+			return errUnmetLevel
+		}
 		if err != nil {
 			return err
 		}

@@ -11,9 +11,11 @@ import (
 
 // Event types. Keep them stable: operators filter on them.
 const (
-	LoginSuccess        = "login.success"
-	LoginFailure        = "login.failure"
-	LoginThrottled      = "login.throttled"
+	LoginSuccess   = "login.success"
+	LoginFailure   = "login.failure"
+	LoginThrottled = "login.throttled"
+	// LoginStepUp: a signed-in session proved one more factor (detail: amr).
+	LoginStepUp         = "login.step_up"
 	Logout              = "logout"
 	TwoFactorEnabled    = "two_factor.enabled"
 	TwoFactorDisabled   = "two_factor.disabled"

@@ -58,8 +58,14 @@ type AuthorizeRequest struct {
 	Scopes                                                       []string
 	Prompt                                                       []string // subset of login, none, consent (select_account reads as login)
 	MaxAge                                                       int      // seconds; -1 when absent
-	Client                                                       resource.Client
-	Query                                                        url.Values // the original parameters, to resume the request after login
+	ACRValues                                                    []string // acr_values, in order of preference
+	// ACRClaim are the acr values the claims parameter asks for
+	// (id_token or userinfo acr: value or values); ACREssential says
+	// whether that request is essential.
+	ACRClaim     []string
+	ACREssential bool
+	Client       resource.Client
+	Query        url.Values // the original parameters, to resume the request after login
 
 	ar fosite.AuthorizeRequester
 }
@@ -92,6 +98,11 @@ var (
 	ErrConsentRequired     = errors.New("consent_required")
 	ErrAccessDenied        = errors.New("access_denied")
 	ErrInteractionRequired = errors.New("interaction_required")
+	// ErrUnmetAuthenticationRequirements: the session does not reach the
+	// level the request or the client asks for, and the user cannot be
+	// asked (prompt=none) or cannot reach it (OpenID Connect Core 1.0
+	// errata, unmet_authentication_requirements).
+	ErrUnmetAuthenticationRequirements = errors.New("unmet_authentication_requirements")
 )
 
 // Grant is what the hosted pages established about the user for one

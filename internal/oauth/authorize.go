@@ -2,7 +2,9 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -18,13 +20,59 @@ import (
 
 var challengeFormat = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
+// errUnmetAuthenticationRequirements is the OpenID Connect error fosite
+// does not define; fosite writes it to the redirect URI like its own.
+var errUnmetAuthenticationRequirements = &fosite.RFC6749Error{
+	ErrorField:       "unmet_authentication_requirements",
+	DescriptionField: "The Authorization Server cannot meet the requested authentication requirements.",
+	CodeField:        http.StatusBadRequest,
+}
+
 // authorizeParams are the parameters AuthorizeRequest.Query keeps. The hosted
 // pages may parse a login POST, whose form also carries the password: only
 // protocol parameters may be copied out, so nothing else ends up stored.
 var authorizeParams = []string{
 	"client_id", "response_type", "redirect_uri", "scope", "state", "nonce",
 	"code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint",
-	"response_mode", "ui_locales", "acr_values", "id_token_hint", "display",
+	"response_mode", "ui_locales", "acr_values", "id_token_hint", "display", "claims",
+}
+
+// maxClaimsLen bounds the claims parameter: it is kept with a parked
+// request in the browser session.
+const maxClaimsLen = 4096
+
+// claimsACR reads the acr member of the claims parameter (OpenID Connect
+// Core §5.5.1.1): the values asked for ("value" or "values") and whether
+// they are essential. Every other claim request is accepted and left to
+// the scopes (a claim not returned is no error, §5.5). A malformed
+// parameter is an error.
+func claimsACR(raw string) (values []string, essential bool, err error) {
+	if raw == "" {
+		return nil, false, nil
+	}
+	if len(raw) > maxClaimsLen {
+		return nil, false, fmt.Errorf("claims is longer than %d bytes", maxClaimsLen)
+	}
+	var req map[string]map[string]*struct {
+		Essential bool     `json:"essential"`
+		Value     *string  `json:"value"`
+		Values    []string `json:"values"`
+	}
+	if err := json.Unmarshal([]byte(raw), &req); err != nil {
+		return nil, false, fmt.Errorf("claims is not a JSON object of claim requests: %w", err)
+	}
+	for _, member := range []string{"id_token", "userinfo"} {
+		acr := req[member]["acr"]
+		if acr == nil {
+			continue
+		}
+		essential = essential || acr.Essential
+		if acr.Value != nil {
+			values = append(values, *acr.Value)
+		}
+		values = append(values, acr.Values...)
+	}
+	return values, essential, nil
 }
 
 // ParseAuthorize validates an authorization request (GET query or POST
@@ -84,6 +132,10 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*Author
 		}
 		maxAge = n
 	}
+	acrClaim, acrEssential, err := claimsACR(form.Get("claims"))
+	if err != nil {
+		return nil, p.authorizeError(ctx, far, fosite.ErrInvalidRequest.WithHint(err.Error()))
+	}
 	if n, min := form.Get("nonce"), p.cfg.MinParameterLength; n != "" && len(n) < min {
 		return nil, p.authorizeError(ctx, far, fosite.ErrInsufficientEntropy.WithHintf("nonce must be at least %d characters.", min))
 	}
@@ -112,6 +164,9 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*Author
 		Scopes:       slices.Clone([]string(far.GetRequestedScopes())),
 		Prompt:       prompt,
 		MaxAge:       maxAge,
+		ACRValues:    strings.Fields(form.Get("acr_values")),
+		ACRClaim:     acrClaim,
+		ACREssential: acrEssential,
 		Client:       c.res,
 		Query:        q,
 		ar:           far,
@@ -284,6 +339,8 @@ func toRFCError(err error) error {
 		return fosite.ErrAccessDenied
 	case errors.Is(err, ErrInteractionRequired):
 		return fosite.ErrInteractionRequired
+	case errors.Is(err, ErrUnmetAuthenticationRequirements):
+		return errUnmetAuthenticationRequirements.WithHint("The sign-in does not reach the authentication level this request or client requires.")
 	}
 	return fosite.ErrServerError.WithWrap(err)
 }

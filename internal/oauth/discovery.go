@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+
+	"github.com/gatehouse/gatehouse/internal/signin"
 )
 
 // Cache lifetimes of the public documents. A new signing key is published
@@ -43,7 +45,8 @@ func (p *Provider) buildDiscovery() error {
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash",
 			"email", "email_verified", "phone_number", "phone_number_verified", "name", "given_name", "family_name"},
 		"prompt_values_supported":                        []string{"login", "none", "consent"},
-		"claims_parameter_supported":                     false,
+		"acr_values_supported":                           signin.ACRValues,
+		"claims_parameter_supported":                     true, // for acr (essential or not); other claims follow the scopes
 		"request_parameter_supported":                    false,
 		"request_uri_parameter_supported":                false,
 		"frontchannel_logout_supported":                  false,

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite/token/jwt"
+
+	"github.com/gatehouse/gatehouse/internal/signin"
 )
 
 func TestIntrospection(t *testing.T) {
@@ -57,6 +60,27 @@ func TestIntrospection(t *testing.T) {
 			r := e.introspect(rt)
 			if r.body["active"] != true || r.str("token_type") != "refresh_token" || r.str("sub") != "alice" {
 				t.Fatalf("got %s", r.raw)
+			}
+		})
+		t.Run("a user's access token says how the user signed in: acr, amr and auth_time", func(t *testing.T) {
+			g := aliceGrant()
+			g.ACR, g.AMR = signin.ACRMFA, []string{"pwd", "otp", "mfa"}
+			v := verifier(64)
+			back := e.complete(authorizeQuery("web", webRedirect, challenge(v)), g)
+			res := e.exchange("web", webSecret, back.Query().Get("code"), webRedirect, v)
+			r := e.introspect(res.str("access_token"))
+			amr, _ := json.Marshal(r.body["amr"])
+			if r.body["active"] != true || r.str("acr") != signin.ACRMFA || string(amr) != `["pwd","otp","mfa"]` ||
+				r.body["auth_time"] != float64(g.AuthTime.Unix()) {
+				t.Fatalf("got %s", r.raw)
+			}
+		})
+		t.Run("a client's own token has no acr, amr or auth_time", func(t *testing.T) {
+			r := e.introspect(tok)
+			for _, k := range []string{"acr", "amr", "auth_time"} {
+				if _, ok := r.body[k]; ok {
+					t.Fatalf("%s in %s", k, r.raw)
+				}
 			}
 		})
 		t.Run("an expired token is inactive", func(t *testing.T) {
@@ -535,12 +559,16 @@ func TestDiscovery(t *testing.T) {
 			"id_token_signing_alg_values_supported": `["ES256"]`,
 			"subject_types_supported":               `["public"]`,
 			"grant_types_supported":                 `["authorization_code","refresh_token","client_credentials","password"]`,
+			"acr_values_supported":                  `["urn:gatehouse:acr:pwd","urn:gatehouse:acr:mfa","urn:gatehouse:acr:phr"]`,
 		}
 		for k, v := range lists {
 			b, _ := json.Marshal(r.body[k])
 			if string(b) != v {
 				t.Errorf("%s %s = %s, want %s", path, k, b, v)
 			}
+		}
+		if r.body["claims_parameter_supported"] != true {
+			t.Errorf("%s claims_parameter_supported = %v", path, r.body["claims_parameter_supported"])
 		}
 		for _, k := range []string{"scopes_supported", "claims_supported"} {
 			if l, _ := r.body[k].([]any); len(l) == 0 {
@@ -610,6 +638,37 @@ func TestLogoutHelpers(t *testing.T) {
 		}
 		if _, _, err := e.p.ClientIDFromIDTokenHint(ctx, "garbage"); err == nil {
 			t.Error("garbage accepted")
+		}
+	})
+}
+
+func TestTheClaimsParameterIsReadForAcr(t *testing.T) {
+	e := newEnv(t, gormstoreOpen(t))
+	parse := func(claims string) (*AuthorizeRequest, error) {
+		q := authorizeQuery("web", webRedirect, challenge(verifier(43)), "openid")
+		q.Set("claims", claims)
+		return e.parse(q)
+	}
+	t.Run("an essential acr with values is read and kept with the request", func(t *testing.T) {
+		ar, err := parse(`{"id_token":{"acr":{"essential":true,"values":["urn:gatehouse:acr:mfa"]},"email":null}}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ar.ACREssential || len(ar.ACRClaim) != 1 || ar.ACRClaim[0] != signin.ACRMFA || ar.Query.Get("claims") == "" {
+			t.Fatalf("essential %v values %v query %v", ar.ACREssential, ar.ACRClaim, ar.Query)
+		}
+	})
+	t.Run("a single value is read too", func(t *testing.T) {
+		ar, err := parse(`{"userinfo":{"acr":{"value":"urn:gatehouse:acr:phr"}}}`)
+		if err != nil || ar.ACREssential || len(ar.ACRClaim) != 1 || ar.ACRClaim[0] != signin.ACRPhishingResistant {
+			t.Fatalf("%+v %v", ar, err)
+		}
+	})
+	t.Run("a claims parameter that is not JSON is invalid_request at the redirect URI", func(t *testing.T) {
+		_, err := parse(`{"id_token":`)
+		var ae *AuthorizeError
+		if !errors.As(err, &ae) || ae.Code != "invalid_request" || !ae.Redirectable {
+			t.Fatalf("err = %v", err)
 		}
 	})
 }

@@ -67,6 +67,19 @@ func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	if sub := sess.GetSubject(); sub != "" {
 		out["sub"] = sub
 	}
+	// How the user signed in, for a resource server that decides by it
+	// (RFC 9470 §6.2: acr and auth_time in the introspection answer).
+	if claims := sess.IDTokenClaims(); sess.UserID != "" {
+		if !claims.AuthTime.IsZero() {
+			out["auth_time"] = claims.AuthTime.Unix()
+		}
+		if claims.AuthenticationContextClassReference != "" {
+			out["acr"] = claims.AuthenticationContextClassReference
+		}
+		if len(claims.AuthenticationMethodsReferences) > 0 {
+			out["amr"] = claims.AuthenticationMethodsReferences
+		}
+	}
 	if len(ar.GetGrantedScopes()) > 0 {
 		out["scope"] = strings.Join(ar.GetGrantedScopes(), " ")
 	}

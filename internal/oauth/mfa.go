@@ -32,6 +32,9 @@ const grantMFAOTP = GrantMFAOTP
 var (
 	errInvalidOTP      = errors.New("invalid code")
 	errInvalidMFAToken = errors.New("invalid or expired mfa_token")
+	// errUnmetLevel: the client's two-factor methods leave out every
+	// factor the account has, and none can be set up in this grant.
+	errUnmetLevel = errors.New("this client accepts second factors this account does not have")
 )
 
 // mfaRequiredError is errMFARequired with what the 403 tells the client.
@@ -79,6 +82,9 @@ func (p *Provider) passwordSecondFactor(ctx context.Context, ar fosite.AccessReq
 	eng := p.cfg.SignIn
 	m := metaOf(ctx, cl.ID)
 	s, step, err := eng.Begin(ctx, signin.BeginInput{User: u, Client: cl, FirstFactorAt: p.now(), Meta: m})
+	if errors.Is(err, signin.ErrUnmetLevel) {
+		return errUnmetLevel
+	}
 	if err != nil {
 		return storeErr("begin sign-in", err)
 	}

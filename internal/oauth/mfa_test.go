@@ -427,7 +427,7 @@ func TestPasswordGrantWithSecondFactor(t *testing.T) {
 		t.Run("a client that requires a second factor refuses a user without one, with nothing to continue with", func(t *testing.T) {
 			m.putClient(resource.Client{
 				ID: "strict-mobile", GrantTypes: []string{"password"},
-				TwoFactor: &resource.ClientTwoFactor{Required: true},
+				TwoFactor: &resource.ClientTwoFactor{Required: new(true)},
 			}, mobileSecret)
 			m.putUser(resource.User{ID: "nora", Email: "nora@example.test"}, userPass)
 			r := m.post(PathToken, url.Values{"grant_type": {"password"}, "username": {"nora"}, "password": {userPass}}, "strict-mobile", mobileSecret)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -114,6 +115,9 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		if len(claims.AuthenticationMethodsReferences) == 0 {
 			claims.AuthenticationMethodsReferences = []string{"pwd"}
 		}
+		if claims.AuthenticationContextClassReference == "" {
+			claims.AuthenticationContextClassReference = signin.ACRFor(claims.AuthenticationMethodsReferences)
+		}
 		claims.RequestedAt = claims.AuthTime
 	case grantAuthorizationCode, grantRefreshToken:
 		if err := p.checkUser(ctx, sess.UserID); err != nil {
@@ -174,6 +178,8 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 	case errors.Is(err, errInvalidOTP):
 		// One plain answer for a wrong, malformed, reused or locked-out code.
 		err = fosite.ErrInvalidGrant.WithDescription(errInvalidOTP.Error()).WithWrap(err)
+	case errors.Is(err, errUnmetLevel):
+		err = fosite.ErrAccessDenied.WithDescription(errUnmetLevel.Error()).WithWrap(err)
 	case errors.Is(err, errLostRace), errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
 		// Another request redeemed the code between our read and our
 		// write. (A refresh that loses its race is settled, grace pair or

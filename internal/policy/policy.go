@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,10 +20,41 @@ type Policy struct {
 }
 
 // SecondFactorRequired reports whether every user must pass a second
-// factor for this client: the Client's twoFactor.required overrides the
-// AuthConfig's only by adding the requirement, never by lifting it.
+// factor for this client: the Client's own twoFactor.required when it says
+// (true or false), else its AuthConfig's, else no.
 func (p Policy) SecondFactorRequired() bool {
-	return p.Client.TwoFactorRequired() || p.AuthConfig.TwoFactorRequired()
+	if req, set := p.Client.TwoFactorRequired(); set {
+		return req
+	}
+	return p.AuthConfig.TwoFactorRequired()
+}
+
+// Methods are the factor strategies that may prove the second factor of
+// this client's sign-ins: the Client's twoFactor.methods when it lists
+// any, else its AuthConfig's; nil allows every registered factor.
+func (p Policy) Methods() []string {
+	if m := p.Client.TwoFactorMethods(); len(m) > 0 {
+		return m
+	}
+	if m := p.AuthConfig.TwoFactorMethods(); len(m) > 0 {
+		return m
+	}
+	return nil
+}
+
+// Allows reports whether strategy may prove the second factor.
+func (p Policy) Allows(strategy string) bool {
+	m := p.Methods()
+	return m == nil || slices.Contains(m, strategy)
+}
+
+// RequiredACR is the weakest level a browser sign-in for this client must
+// reach (Client auth.authorization_code.required_acr; "" for none).
+func (p Policy) RequiredACR() string {
+	if a := p.Client.Auth; a != nil && a.AuthorizationCode != nil {
+		return a.AuthorizationCode.RequiredACR
+	}
+	return ""
 }
 
 // PastSteps is the TOTP window of past steps (AuthConfig validPastTokensCount).

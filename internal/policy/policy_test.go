@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,17 @@ func putAuthConfig(t *testing.T, st store.Store, id, issuer string, required boo
 	}
 }
 
+func putAuthConfigWith(t *testing.T, st store.Store, ac resource.AuthConfig) {
+	t.Helper()
+	rec, err := resource.ToStoreAuthConfig(ac, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.PutAuthConfig(context.Background(), rec, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func ref(id string) *resource.Reference { return &resource.Reference{ID: id} }
 
 func TestResolutionGoesClientThenAuthConfigThenDefaults(t *testing.T) {
@@ -50,6 +62,9 @@ func TestResolutionGoesClientThenAuthConfigThenDefaults(t *testing.T) {
 				wantIssuer  string
 				wantReq     bool
 				wantErr     error
+				methods     []string // of every stored AuthConfig
+				wantMethods []string
+				wantACR     string
 			}{
 				{name: "nothing stored gives the built-in defaults", wantIssuer: resource.DefaultIssuerName},
 				{name: "the only AuthConfig applies to a client that names none", stored: []string{"shop"}, wantIssuer: "shop"},
@@ -58,8 +73,13 @@ func TestResolutionGoesClientThenAuthConfigThenDefaults(t *testing.T) {
 				{name: "several and no default give the built-in defaults", stored: []string{"a", "b"}, wantIssuer: resource.DefaultIssuerName},
 				{name: "a reference to a missing AuthConfig is an error, never a fallback", stored: []string{"default"}, client: resource.Client{ID: "c", AuthConfig: ref("gone")}, wantErr: store.ErrNotFound},
 				{name: "the AuthConfig's requirement applies", stored: []string{"default"}, requiredIDs: []string{"default"}, wantIssuer: "default", wantReq: true},
-				{name: "the client's requirement adds to an AuthConfig that has none", stored: []string{"default"}, client: resource.Client{ID: "c", TwoFactor: &resource.ClientTwoFactor{Required: true}}, wantIssuer: "default", wantReq: true},
-				{name: "a client without a requirement does not lift the AuthConfig's", stored: []string{"default"}, requiredIDs: []string{"default"}, client: resource.Client{ID: "c", TwoFactor: &resource.ClientTwoFactor{Required: false}}, wantIssuer: "default", wantReq: true},
+				{name: "the client's requirement adds to an AuthConfig that has none", stored: []string{"default"}, client: resource.Client{ID: "c", TwoFactor: &resource.ClientTwoFactor{Required: new(true)}}, wantIssuer: "default", wantReq: true},
+				{name: "a client that says required: false lifts the AuthConfig's requirement for its sign-ins", stored: []string{"default"}, requiredIDs: []string{"default"}, client: resource.Client{ID: "c", TwoFactor: &resource.ClientTwoFactor{Required: new(false)}}, wantIssuer: "default", wantReq: false},
+				{name: "a client that says nothing about required keeps the AuthConfig's", stored: []string{"default"}, requiredIDs: []string{"default"}, client: resource.Client{ID: "c", TwoFactor: &resource.ClientTwoFactor{Methods: []string{"totp"}}}, wantIssuer: "default", wantReq: true, wantMethods: []string{"totp"}},
+				{name: "the AuthConfig's methods apply to a client that lists none", stored: []string{"default"}, methods: []string{"totp", "passkey"}, wantIssuer: "default", wantMethods: []string{"totp", "passkey"}},
+				{name: "the client's methods override the AuthConfig's", stored: []string{"default"}, methods: []string{"totp", "passkey"}, client: resource.Client{ID: "c", TwoFactor: &resource.ClientTwoFactor{Methods: []string{"phone_code"}}}, wantIssuer: "default", wantMethods: []string{"phone_code"}},
+				{name: "without methods anywhere every factor is allowed", stored: []string{"default"}, wantIssuer: "default"},
+				{name: "the client's required_acr is the policy's", client: resource.Client{ID: "c", Auth: &resource.ClientAuth{AuthorizationCode: &resource.GrantSettings{RequiredACR: "urn:gatehouse:acr:mfa"}}}, wantIssuer: resource.DefaultIssuerName, wantACR: "urn:gatehouse:acr:mfa"},
 			}
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +89,8 @@ func TestResolutionGoesClientThenAuthConfigThenDefaults(t *testing.T) {
 						for _, r := range tc.requiredIDs {
 							req = req || r == id
 						}
-						putAuthConfig(t, st, id, id, req)
+						putAuthConfigWith(t, st, resource.AuthConfig{ID: id,
+							TwoFactor: &resource.AuthConfigTwoFactor{IssuerName: id, Required: req, Methods: tc.methods}})
 					}
 					r := &policy.Resolver{Store: st}
 					p, err := r.For(context.Background(), tc.client)
@@ -87,6 +108,17 @@ func TestResolutionGoesClientThenAuthConfigThenDefaults(t *testing.T) {
 					}
 					if got := p.SecondFactorRequired(); got != tc.wantReq {
 						t.Errorf("second factor required = %v, want %v", got, tc.wantReq)
+					}
+					if got := p.Methods(); !slices.Equal(got, tc.wantMethods) {
+						t.Errorf("methods = %v, want %v", got, tc.wantMethods)
+					}
+					for _, m := range []string{"totp", "phone_code", "passkey"} {
+						if want := tc.wantMethods == nil || slices.Contains(tc.wantMethods, m); p.Allows(m) != want {
+							t.Errorf("allows %s = %v, want %v", m, p.Allows(m), want)
+						}
+					}
+					if got := p.RequiredACR(); got != tc.wantACR {
+						t.Errorf("required acr = %q, want %q", got, tc.wantACR)
 					}
 				})
 			}

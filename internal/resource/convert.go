@@ -345,6 +345,7 @@ func (a AuthConfig) clone() AuthConfig {
 			}
 			tf.Webhook = &w
 		}
+		tf.Methods = slices.Clone(tf.Methods)
 		a.TwoFactor = &tf
 	}
 	if a.Theme != nil {
@@ -609,5 +610,30 @@ func (c Client) RefreshTokenGrace() time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// TwoFactorRequired reports whether the client forces 2FA on its logins.
-func (c Client) TwoFactorRequired() bool { return c.TwoFactor != nil && c.TwoFactor.Required }
+// TwoFactorRequired is the client's own requirement of a second factor:
+// set reports whether the client says anything (else its AuthConfig
+// decides), required what it says.
+func (c Client) TwoFactorRequired() (required, set bool) {
+	if c.TwoFactor == nil || c.TwoFactor.Required == nil {
+		return false, false
+	}
+	return *c.TwoFactor.Required, true
+}
+
+// TwoFactorMethods are the factor strategies the client allows (nil: its
+// AuthConfig decides).
+func (c Client) TwoFactorMethods() []string {
+	if c.TwoFactor == nil {
+		return nil
+	}
+	return c.TwoFactor.Methods
+}
+
+// TwoFactorMethods are the factor strategies the AuthConfig allows (nil:
+// every registered factor).
+func (a AuthConfig) TwoFactorMethods() []string {
+	if a.TwoFactor == nil {
+		return nil
+	}
+	return a.TwoFactor.Methods
+}

@@ -106,11 +106,21 @@ type GrantSettings struct {
 	SecretRequired         *bool      `json:"secret_required,omitempty" yaml:"secret_required,omitempty"`
 	RefreshToken           bool       `json:"refresh_token,omitempty" yaml:"refresh_token,omitempty"`
 	PKCE                   bool       `json:"pkce,omitempty" yaml:"pkce,omitempty"`
+	// RequiredACR is the weakest sign-in level this grant accepts
+	// (urn:gatehouse:acr:pwd|mfa|phr); authorization_code only. A browser
+	// session below it steps up.
+	RequiredACR string `json:"required_acr,omitempty" yaml:"required_acr,omitempty"`
 }
 
-// ClientTwoFactor forces 2FA for this client's logins.
+// ClientTwoFactor is the client's own two-factor policy, which overrides
+// its AuthConfig's for sign-ins to this client: Required, when given, says
+// whether every user must pass a second factor (true forces one, false
+// lifts the AuthConfig's requirement); Methods, when given, are the factor
+// strategies that may prove it (totp, phone_code, email_code, backup_code,
+// passkey, or a factor of the deployment's own).
 type ClientTwoFactor struct {
-	Required bool `json:"required" yaml:"required"`
+	Required *bool    `json:"required,omitempty" yaml:"required,omitempty"`
+	Methods  []string `json:"methods,omitempty" yaml:"methods,omitempty"`
 }
 
 // Reference points at another resource by id.
@@ -136,6 +146,9 @@ type AuthConfigTwoFactor struct {
 	Webhook              *Webhook `json:"webhook,omitempty" yaml:"webhook,omitempty"`
 	Required             bool     `json:"required,omitempty" yaml:"required,omitempty"`
 	DefaultMethod        string   `json:"defaultMethod,omitempty" yaml:"defaultMethod,omitempty"` // totp | sms | email
+	// Methods are the factor strategies that may prove a second factor
+	// (as ClientTwoFactor.Methods); empty allows every registered factor.
+	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
 }
 
 // Webhook is where codes are delivered. Secret is the HMAC key for the

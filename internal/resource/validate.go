@@ -26,7 +26,17 @@ type Options struct {
 	AllowPrivate bool
 	// LookupIP resolves webhook hosts at save time; nil uses the system resolver.
 	LookupIP LookupIPFunc
+	// Strategies are the deployment's own second-factor strategies, which
+	// twoFactor.methods may name beside the built-in ones.
+	Strategies []string
 }
+
+// Second-factor strategies twoFactor.methods may name without a factor of
+// the deployment's own (passkey is the hardware-key factor).
+var BuiltInStrategies = []string{"totp", "phone_code", "email_code", "backup_code", "passkey"}
+
+// ACR values a Client's required_acr may name, weakest first.
+var ACRValues = []string{"urn:gatehouse:acr:pwd", "urn:gatehouse:acr:mfa", "urn:gatehouse:acr:phr"}
 
 // Limits.
 const (
@@ -203,6 +213,18 @@ func (c Client) Validate(ctx context.Context, opts Options) error {
 		checkGrant(&p, "auth.authorization_code", a.AuthorizationCode, opts)
 		checkGrant(&p, "auth.password", a.Password, opts)
 		checkGrant(&p, "auth.client_credentials", a.ClientCredentials, opts)
+		if g := a.AuthorizationCode; g != nil && g.RequiredACR != "" && !slices.Contains(ACRValues, g.RequiredACR) {
+			p.add("auth.authorization_code.required_acr", CodeValue,
+				fmt.Sprintf("unknown acr value %q (want %s)", g.RequiredACR, strings.Join(ACRValues, ", ")))
+		}
+		for path, g := range map[string]*GrantSettings{"auth.password": a.Password, "auth.client_credentials": a.ClientCredentials} {
+			if g != nil && g.RequiredACR != "" {
+				p.add(path+".required_acr", CodeValue, "required_acr applies to auth.authorization_code only")
+			}
+		}
+	}
+	if tf := c.TwoFactor; tf != nil {
+		checkStrategies(&p, "twoFactor.methods", tf.Methods, opts)
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs()) == 0 {
 		p.add("auth.authorization_code.redirect_uri", CodeRequired, "a client with the authorization_code grant needs a redirect_uri")
@@ -282,6 +304,7 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 			p.add("twoFactor.validPastTokensCount", CodeInvalid, fmt.Sprintf("must be between 0 and %d", MaxValidPastTokensCount))
 		}
 		checkMethod(&p, "twoFactor.defaultMethod", tf.DefaultMethod)
+		checkStrategies(&p, "twoFactor.methods", tf.Methods, opts)
 		if w := tf.Webhook; w != nil {
 			checkWebhook(ctx, &p, "twoFactor.webhook", w, opts)
 		}
@@ -531,6 +554,24 @@ func checkMethod(p *problems, path, m string) {
 	case "", MethodTOTP, MethodSMS, MethodEmail:
 	default:
 		p.add(path, CodeValue, "must be totp, sms or email")
+	}
+}
+
+// checkStrategies checks a twoFactor.methods list: known strategies, each
+// once.
+func checkStrategies(p *problems, path string, methods []string, opts Options) {
+	if len(methods) > maxListLen {
+		p.add(path, CodeTooLong, "too many values")
+		return
+	}
+	for i, m := range methods {
+		switch {
+		case !slices.Contains(BuiltInStrategies, m) && !slices.Contains(opts.Strategies, m):
+			known := strings.Join(slices.Concat(BuiltInStrategies, opts.Strategies), ", ")
+			p.add(fmt.Sprintf("%s[%d]", path, i), CodeValue, fmt.Sprintf("unknown second-factor strategy %q (want one of %s)", m, known))
+		case slices.Index(methods, m) < i:
+			p.add(fmt.Sprintf("%s[%d]", path, i), CodeValue, fmt.Sprintf("%q is listed twice", m))
+		}
 	}
 }
 

@@ -135,6 +135,20 @@ func TestValidateClient(t *testing.T) {
 		{"a refresh token grace over a minute is refused", Client{ID: "c", RefreshTokenGraceSeconds: ptr(MaxRefreshTokenGrace + 1)}, Options{}, "refresh_token_grace_seconds"},
 		{"a post-logout URI with a fragment is refused", Client{ID: "c", PostLogoutRedirectURIs: StringList{"https://a.example/#x"}},
 			Options{}, "post_logout_redirect_uri"},
+		{"a known required_acr is valid", Client{ID: "c",
+			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RequiredACR: "urn:gatehouse:acr:phr"}}}, Options{}, ""},
+		{"an unknown required_acr is refused", Client{ID: "c",
+			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RequiredACR: "urn:gatehouse:acr:gold"}}}, Options{}, "auth.authorization_code.required_acr"},
+		{"required_acr on the password grant is refused", Client{ID: "c",
+			Auth: &ClientAuth{Password: &GrantSettings{RequiredACR: "urn:gatehouse:acr:mfa"}}}, Options{}, "auth.password.required_acr"},
+		{"two-factor methods of the built-in factors and passkey are valid", Client{ID: "c",
+			TwoFactor: &ClientTwoFactor{Required: &f, Methods: []string{"totp", "passkey", "backup_code"}}}, Options{}, ""},
+		{"an unknown two-factor method is refused", Client{ID: "c", TwoFactor: &ClientTwoFactor{Methods: []string{"totp", "fax"}}},
+			Options{}, "twoFactor.methods[1]"},
+		{"a factor of the deployment's own is a valid method", Client{ID: "c", TwoFactor: &ClientTwoFactor{Methods: []string{"face"}}},
+			Options{Strategies: []string{"face"}}, ""},
+		{"a method listed twice is refused", Client{ID: "c", TwoFactor: &ClientTwoFactor{Methods: []string{"totp", "totp"}}},
+			Options{}, "twoFactor.methods[1]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,6 +199,7 @@ func TestValidateAuthConfig(t *testing.T) {
 		{"validPastTokensCount 0 is fine", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{ValidPastTokensCount: n(0)}}, Options{}, ""},
 		{"an issuer with a colon is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{IssuerName: "a:b"}}, Options{}, "twoFactor.issuerName"},
 		{"an unknown default method is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{DefaultMethod: "fax"}}, Options{}, "twoFactor.defaultMethod"},
+		{"an unknown two-factor method is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{Methods: []string{"fax"}}}, Options{}, "twoFactor.methods[0]"},
 		{"a javascript: style URL is refused", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "javascript:alert(1)"}}, Options{}, "theme.styleUrl"},
 		{"a local style path is fine", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "/static/brand.css"}}, Options{}, ""},
 	}

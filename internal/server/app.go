@@ -163,7 +163,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		VerifyBearer:      a.OAuth.VerifyAdminToken,
 		ClientChanged:     a.OAuth.ForgetClient,
 		PolicyChanged:     a.SignIn.Policy.Forget,
-		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate},
+		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate, Strategies: a.SignIn.Strategies()},
 	}
 	a.Web = &web.Handler{
 		Store:     d.Store,

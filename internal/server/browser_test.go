@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -413,4 +414,50 @@ func TestBrowserSignInWithACustomFactor(t *testing.T) {
 	)
 	back := redirects.next(t, ctx, "the redirect to the client after the custom factor")
 	expectAMR(t, l.exchange(t, back), "pwd", "hwk", "mfa")
+}
+
+// A person in Chromium signed in with the password alone, who then turned
+// on TOTP, opens a client that requires mfa: the tab shows the code prompt
+// and no password field, the code takes them back to the client, and the
+// ID token has the accumulated amr and the first sign-in's auth_time.
+func TestBrowserStepUpAsksOnlyForTheCode(t *testing.T) {
+	requireTool(t, "oathtool", "oathtool")
+	app := startApp(t, gormstoretest.Open(t))
+	app.mustPut("/Client/plain", webClientYAML)
+	app.mustPut("/Client/bank", webClientYAML+"    required_acr: urn:gatehouse:acr:mfa\n")
+	app.mustPut("/User/carol", "email: carol@example.com\npassword: password\n")
+
+	ctx := newBrowserContext(t)
+	redirects := interceptRedirects(t, ctx, browserRedirectURI)
+	l0 := newOAuthLogin(app, "plain")
+	browserStep(t, ctx, "open the plain client's authorize URL", chromedp.Navigate(l0.URL))
+	expectLoginPage(t, ctx, app)
+	browserSignIn(t, ctx, "carol@example.com", "password")
+	first := l0.exchange(t, redirects.next(t, ctx, "the redirect to the plain client"))
+	if first.ACR != "urn:gatehouse:acr:pwd" {
+		t.Fatalf("the password sign-in has acr %q", first.ACR)
+	}
+
+	browserStep(t, ctx, "open the two-factor setup", chromedp.Navigate(app.URL+pathTwoFactorEnable), chromedp.WaitVisible(chromedp.ID("totp-secret")))
+	a := &authenticator{user: "carol", secret: strings.TrimSpace(browserValue(t, ctx, "read the secret", chromedp.Text(chromedp.ID("totp-secret"))))}
+	browserStep(t, ctx, "confirm the setup with a code",
+		chromedp.SendKeys(chromedp.ID("code"), a.next(t)),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("recovery-codes")),
+	)
+	time.Sleep(1100 * time.Millisecond) // a new auth_time would show
+
+	l := newOAuthLogin(app, "bank")
+	browserStep(t, ctx, "open the bank's authorize URL", chromedp.Navigate(l.URL), chromedp.WaitVisible(chromedp.ID("code")))
+	if n := browserValue(t, ctx, "count password fields", chromedp.Evaluate[int](`document.querySelectorAll('input[type=password]').length`)); n != 0 {
+		t.Fatalf("the step-up page has %d password fields\n%s", n, describePage(ctx))
+	}
+	browserStep(t, ctx, "type the code",
+		chromedp.SendKeys(chromedp.ID("code"), a.next(t)),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+	)
+	id := l.exchange(t, redirects.next(t, ctx, "the redirect to the bank after the step-up"))
+	if !slices.Equal(id.AMR, []string{"pwd", "otp", "mfa"}) || id.ACR != "urn:gatehouse:acr:mfa" || id.AuthTime != first.AuthTime {
+		t.Fatalf("after the step-up: amr %v acr %s auth_time %d (first %d)", id.AMR, id.ACR, id.AuthTime, first.AuthTime)
+	}
 }

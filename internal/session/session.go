@@ -178,11 +178,18 @@ func (s *Session) ExpiresAt() time.Time { return s.rec.ExpiresAt }
 // Authenticate marks the user signed in with the given methods, ending any
 // pending second-factor step. Call Manager.Rotate next: a new sign-in always
 // gets a new id.
-func (s *Session) Authenticate(userID string, at time.Time, amr []string) {
+func (s *Session) Authenticate(userID string, at time.Time, amr []string, factors ...string) {
 	s.switchUser(userID)
 	s.rec.AuthTime = at.UTC()
 	s.rec.AMR = append([]string(nil), amr...)
+	s.state.Factors = nil
+	for _, f := range factors {
+		if f != "" {
+			s.state.Factors = append(s.state.Factors, f)
+		}
+	}
 	s.state.SecondFactor = nil
+	s.state.StepUp = nil
 	s.dirty = true
 }
 
@@ -193,6 +200,8 @@ func (s *Session) BeginSecondFactor(userID string, p PendingSecondFactor) {
 	s.switchUser(userID)
 	s.rec.AuthTime = time.Time{}
 	s.rec.AMR = nil
+	s.state.StepUp = nil
+	s.state.Factors = nil
 	p.UserID = userID
 	p.PasswordAt = p.PasswordAt.UTC()
 	s.state.SecondFactor = &p
@@ -215,6 +224,8 @@ func (s *Session) SignOut() {
 	s.rec.AuthTime = time.Time{}
 	s.rec.AMR = nil
 	s.state.SecondFactor = nil
+	s.state.StepUp = nil
+	s.state.Factors = nil
 	s.dirty = true
 }
 

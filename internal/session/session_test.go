@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -411,6 +412,56 @@ func TestSecondFactorPending(t *testing.T) {
 		s.Authenticate("bob", f.clock.Now(), []string{"pwd", "otp", "mfa"})
 		if !s.Authenticated() || s.PendingSecondFactor() != nil || s.UserID() != "bob" {
 			t.Fatalf("Authenticated=%v pending=%v", s.Authenticated(), s.PendingSecondFactor())
+		}
+	})
+}
+
+func TestStepUpPending(t *testing.T) {
+	f := newFixture(t, gormstoretest.Open(t), "http://127.0.0.1:8080")
+	ctx := context.Background()
+	signedAt := f.clock.Now()
+	t.Run("only a signed-in session can owe a step-up", func(t *testing.T) {
+		s, _ := f.saved(t)
+		s.BeginStepUp(session.PendingStepUp{ClientID: "bank", ACR: "urn:gatehouse:acr:mfa", CreatedAt: signedAt})
+		if s.PendingStepUp() != nil {
+			t.Fatal("an anonymous session holds a step-up")
+		}
+	})
+	s, _ := f.saved(t)
+	s.Authenticate("bob", signedAt, []string{"pwd"})
+	s.BeginStepUp(session.PendingStepUp{ClientID: "bank", ACR: "urn:gatehouse:acr:mfa", Enrolled: true, CreatedAt: signedAt})
+	rec := httptest.NewRecorder()
+	if err := f.m.Rotate(ctx, rec, s); err != nil {
+		t.Fatal(err)
+	}
+	got := f.load(t, sessionCookie(t, rec, f.m.CookieName()))
+	t.Run("the session stays signed in at its level while the step-up waits, on any process", func(t *testing.T) {
+		p := got.PendingStepUp()
+		if !got.Authenticated() || !slices.Equal(got.AMR(), []string{"pwd"}) || p == nil || p.UserID != "bob" || p.ClientID != "bank" || !p.Enrolled {
+			t.Fatalf("Authenticated=%v AMR=%v step-up=%+v", got.Authenticated(), got.AMR(), p)
+		}
+		if p.Expired(signedAt) || !p.Expired(signedAt.Add(session.PendingSecondFactorTTL)) {
+			t.Fatal("the step-up does not expire after its TTL")
+		}
+	})
+	t.Run("a finished step-up raises the methods, keeps the sign-in's time and records the factor", func(t *testing.T) {
+		f.clock.Advance(time.Minute)
+		got.SteppedUp([]string{"pwd", "otp", "mfa"}, "totp")
+		if got.PendingStepUp() != nil || !got.AuthTime().Equal(signedAt) || !slices.Equal(got.AMR(), []string{"pwd", "otp", "mfa"}) || !slices.Equal(got.Factors(), []string{"totp"}) {
+			t.Fatalf("step-up=%v auth_time=%v amr=%v factors=%v", got.PendingStepUp(), got.AuthTime(), got.AMR(), got.Factors())
+		}
+	})
+	t.Run("a new sign-in or signing out forgets the step-up and the factors", func(t *testing.T) {
+		got.BeginStepUp(session.PendingStepUp{ClientID: "vault", CreatedAt: f.clock.Now()})
+		got.Authenticate("bob", f.clock.Now(), []string{"pwd"})
+		if got.PendingStepUp() != nil || got.Factors() != nil {
+			t.Fatalf("after a new sign-in: step-up=%v factors=%v", got.PendingStepUp(), got.Factors())
+		}
+		got.Authenticate("bob", f.clock.Now(), []string{"pwd", "otp", "mfa"}, "phone_code")
+		got.BeginStepUp(session.PendingStepUp{ClientID: "vault", CreatedAt: f.clock.Now()})
+		got.SignOut()
+		if got.PendingStepUp() != nil || got.Factors() != nil {
+			t.Fatalf("after signing out: step-up=%v factors=%v", got.PendingStepUp(), got.Factors())
 		}
 	})
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"crypto/subtle"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -28,6 +29,11 @@ type State struct {
 	Authorize    *PendingAuthorize    `json:"authorize,omitempty"`
 	SecondFactor *PendingSecondFactor `json:"secondFactor,omitempty"`
 	Enrolment    *PendingEnrolment    `json:"enrolment,omitempty"`
+	StepUp       *PendingStepUp       `json:"stepUp,omitempty"`
+	// Factors are the second-factor strategies the signed-in user proved
+	// in this session (totp, phone_code, backup_code, …), for clients that
+	// accept only some.
+	Factors []string `json:"factors,omitempty"`
 	// PasswordAt is the last time this browser's user typed a correct
 	// password; pages that change credentials ask for a recent one.
 	PasswordAt time.Time `json:"passwordAt,omitzero"`
@@ -76,6 +82,76 @@ type PendingSecondFactor struct {
 // Expired reports whether the password is too old to finish this login with.
 func (p *PendingSecondFactor) Expired(now time.Time) bool {
 	return !now.Before(p.PasswordAt.Add(PendingSecondFactorTTL))
+}
+
+// PendingStepUp is a signed-in session that owes one more factor before
+// a client may have it: the user is asked for that factor only, and the
+// sign-in's time (auth_time) stays the first factor's.
+type PendingStepUp struct {
+	UserID   string `json:"userId"`
+	ClientID string `json:"clientId,omitempty"`
+	// ACR is the level the step-up must reach ("" when only the user's
+	// own factor is owed).
+	ACR string `json:"acr,omitempty"`
+	// Enrolled: the user has a factor to prove; false: they set one up.
+	Enrolled  bool      `json:"enrolled"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Expired reports whether the step-up is too old to finish.
+func (p *PendingStepUp) Expired(now time.Time) bool {
+	return !now.Before(p.CreatedAt.Add(PendingSecondFactorTTL))
+}
+
+// BeginStepUp records that the signed-in user owes p's factor. The session
+// stays signed in at its present level meanwhile.
+func (s *Session) BeginStepUp(p PendingStepUp) {
+	if !s.Authenticated() {
+		return
+	}
+	p.UserID = s.rec.UserID
+	p.CreatedAt = p.CreatedAt.UTC()
+	s.state.StepUp = &p
+	s.dirty = true
+}
+
+// PendingStepUp returns the signed-in user's step-up, or nil. Callers
+// check Expired.
+func (s *Session) PendingStepUp() *PendingStepUp {
+	if s.state.StepUp == nil || !s.Authenticated() || s.state.StepUp.UserID != s.rec.UserID {
+		return nil
+	}
+	p := *s.state.StepUp
+	return &p
+}
+
+// ClearStepUp abandons a pending step-up; the session keeps its level.
+func (s *Session) ClearStepUp() {
+	if s.state.StepUp != nil {
+		s.state.StepUp = nil
+		s.dirty = true
+	}
+}
+
+// SteppedUp records the methods of a finished step-up (the session's and
+// the new factor's): the level rises, the sign-in's time stays. Call
+// Manager.Rotate next.
+func (s *Session) SteppedUp(amr []string, factor string) {
+	s.rec.AMR = append([]string(nil), amr...)
+	if factor != "" && !slices.Contains(s.state.Factors, factor) {
+		s.state.Factors = append(s.state.Factors, factor)
+	}
+	s.state.StepUp = nil
+	s.dirty = true
+}
+
+// Factors are the second-factor strategies proved in this sign-in (nil
+// while not signed in).
+func (s *Session) Factors() []string {
+	if !s.Authenticated() {
+		return nil
+	}
+	return slices.Clone(s.state.Factors)
 }
 
 // PendingEnrolment is a TOTP secret shown to a user and not yet confirmed.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
@@ -15,6 +16,9 @@ const (
 	StrategyPhoneCode  = "phone_code"
 	StrategyEmailCode  = "email_code"
 	StrategyBackupCode = "backup_code"
+	// StrategyPasskey is the passkey factor's strategy: a success proves
+	// amr hwk and reaches ACRPhishingResistant.
+	StrategyPasskey = "passkey"
 )
 
 // Destination ids of the code factors: which of the user's destinations a
@@ -67,8 +71,9 @@ func (e *Engine) verify(ctx context.Context, s *SignIn, code string, recovery bo
 	if err != nil {
 		return Proof{}, err
 	}
-	p := Proof{AMR: res.AMR}
+	p := Proof{AMR: res.AMR, Strategy: BuiltinStrategy(store.TwoFactor{Method: res.Method})}
 	if res.Method == twofactor.MethodRecovery {
+		p.Strategy = StrategyBackupCode
 		n := res.RecoveryCodesRemaining
 		p.RecoveryCodesRemaining = &n
 	}
@@ -241,7 +246,9 @@ func (f anyCodeFactor) Prepare(ctx context.Context, s *SignIn, dest string) (Pre
 }
 
 func (f anyCodeFactor) Attempt(ctx context.Context, s *SignIn, code string) (Proof, error) {
-	return f.e.verify(ctx, s, code, true)
+	// The box takes a recovery code too, unless the policy's methods
+	// leave recovery codes out.
+	return f.e.verify(ctx, s, code, f.e.usable(s, StrategyBackupCode))
 }
 
 // LooksLikeOTP reports a code that reads as six digits once the spaces and

@@ -19,16 +19,25 @@ const (
 	StatusComplete          = "complete"
 	StatusNeedsSecondFactor = "needs_second_factor"
 	StatusNeedsEnrollment   = "needs_enrollment"
+	// StatusNeedsStepUp: a signed-in session must prove one more factor
+	// (only that one: not the password again) before the client may have
+	// it.
+	StatusNeedsStepUp = "needs_step_up"
 )
 
 // Authentication methods (RFC 8176) and the acr values derived from them.
 const (
-	AMRPassword = "pwd"
-	AMROTP      = "otp"
-	AMRMFA      = "mfa"
+	AMRPassword    = "pwd"
+	AMROTP         = "otp"
+	AMRMFA         = "mfa"
+	AMRHardwareKey = "hwk" // a proof of possession of a hardware-bound key: a passkey
 
 	ACRPassword = "urn:gatehouse:acr:pwd"
 	ACRMFA      = "urn:gatehouse:acr:mfa"
+	// ACRPhishingResistant is a sign-in whose methods include a passkey
+	// (amr hwk): a credential bound to the origin, which a look-alike site
+	// cannot relay.
+	ACRPhishingResistant = "urn:gatehouse:acr:phr"
 )
 
 // TTLs of a parked sign-in: the hosted pages give a person time to find
@@ -48,6 +57,11 @@ var (
 	ErrNotOffered    = errors.New("this strategy is not available for this sign-in")
 	ErrTooManySends  = twofactor.ErrTooManySends
 	ErrNoDelivery    = twofactor.ErrNoWebhook
+	// ErrUnmetLevel: the level a client or request asks for cannot be
+	// reached by this user (no factor of theirs reaches it, and none that
+	// does can be set up in the sign-in) — OpenID Connect's
+	// unmet_authentication_requirements.
+	ErrUnmetLevel = errors.New("the requested authentication level cannot be met")
 )
 
 // Engine runs sign-ins. Store, TwoFactor and Policy are required.
@@ -88,7 +102,8 @@ type Result struct {
 	AMR      []string
 	ACR      string
 	AuthTime time.Time
-	// Strategy proved the second factor ("" for a password alone).
+	// Strategy proved the second factor ("" for a password alone):
+	// backup_code for a recovery code, whatever box it was typed in.
 	Strategy string
 	// RecoveryCodesRemaining is set when a recovery code was spent.
 	RecoveryCodesRemaining *int
@@ -130,10 +145,115 @@ func (e *Engine) Begin(ctx context.Context, in BeginInput) (*SignIn, Step, error
 	case len(offers) > 0:
 		return s, Step{Status: StatusNeedsSecondFactor}, nil
 	case pol.SecondFactorRequired() || resource.TOTPEnrolmentDue(tf):
+		if !e.canEnrol(s) {
+			return s, Step{}, ErrUnmetLevel
+		}
 		return s, Step{Status: StatusNeedsEnrollment}, nil
 	}
 	res := e.result(s, "", nil)
 	return s, Step{Status: StatusComplete, Result: &res}, nil
+}
+
+// canEnrol reports whether s's user can set up a factor the policy allows
+// inside the sign-in: only a user without a built-in factor (one per user),
+// and only when the policy allows one of the enrollable factors.
+func (e *Engine) canEnrol(s *SignIn) bool {
+	return !s.TwoFactor.Enabled && len(e.Enrollable(s)) > 0
+}
+
+// StepUpInput is a signed-in browser session and what an authorization
+// request asks of it.
+type StepUpInput struct {
+	User   store.User
+	Client resource.Client
+	// AMR and AuthTime are what the session proved, and when its first
+	// factor was.
+	AMR      []string
+	AuthTime time.Time
+	// Factors are the strategies the session proved (second factors).
+	Factors []string
+	// ACR is the level the request asks for (acr_values); "" for none.
+	ACR     string
+	Binding string // the browser session's id
+	Meta    twofactor.Meta
+}
+
+// MayNeedStepUp reports, without reading anything, whether a session that
+// proved amr might owe a step-up for client at the requested level: below
+// mfa the user's factors and the client's policy decide (StepUp reads
+// them); at mfa or above only a stronger level than the session's, asked
+// by the request or the client's required_acr.
+func MayNeedStepUp(amr []string, client resource.Client, requested string) bool {
+	if !Satisfies(amr, ACRMFA) || len(client.TwoFactorMethods()) > 0 {
+		return true
+	}
+	var required string
+	if a := client.Auth; a != nil && a.AuthorizationCode != nil {
+		required = a.AuthorizationCode.RequiredACR
+	}
+	return !Satisfies(amr, Stronger(requested, required))
+}
+
+// StepUp decides whether a signed-in session is enough for in.Client: the
+// level required is the strongest of the request's acr_values, the
+// client's required_acr and mfa when the policy requires a second factor
+// (or the account has an enrolment due); a user who has a factor of their
+// own proves it too. Complete when the session meets it; needs_step_up,
+// with the factors that reach the level (and that the policy allows), when
+// the user has one; needs_enrollment when the user can set one up;
+// ErrUnmetLevel otherwise. The step-up's result accumulates the session's
+// amr and keeps its auth_time.
+func (e *Engine) StepUp(ctx context.Context, in StepUpInput) (*SignIn, Step, error) {
+	pol, err := e.Policy.For(ctx, in.Client)
+	if err != nil {
+		return nil, Step{}, err
+	}
+	tf, err := e.TwoFactorOf(ctx, in.User.ID)
+	if err != nil {
+		return nil, Step{}, err
+	}
+	required := Stronger(in.ACR, pol.RequiredACR())
+	if pol.SecondFactorRequired() || resource.TOTPEnrolmentDue(tf) {
+		required = Stronger(required, ACRMFA)
+	}
+	s := &SignIn{User: in.User, Client: in.Client, AuthConfig: pol.AuthConfig, TwoFactor: tf, Meta: in.Meta,
+		Policy: pol, FirstFactorAt: in.AuthTime.UTC(), PriorAMR: slices.Clone(in.AMR), PriorFactors: slices.Clone(in.Factors),
+		RequiredACR: required, Binding: in.Binding}
+	complete := func() (*SignIn, Step, error) {
+		res := Result{UserID: in.User.ID, AMR: slices.Clone(in.AMR), ACR: ACRFor(in.AMR), AuthTime: s.FirstFactorAt.Truncate(time.Second)}
+		return s, Step{Status: StatusComplete, Result: &res}, nil
+	}
+	if Satisfies(in.AMR, ACRMFA) && s.restricted() && pol.Methods() != nil && !slices.ContainsFunc(in.Factors, pol.Allows) {
+		// Two factors, but not one this client accepts (an SMS code for
+		// an app that takes TOTP or a passkey only): that factor is owed.
+		required = Stronger(required, ACRMFA)
+		s.RequiredACR = required
+		offers, err := e.offers(ctx, s, false)
+		if err != nil {
+			return nil, Step{}, err
+		}
+		if len(offers) == 0 {
+			return s, Step{}, ErrUnmetLevel
+		}
+		return s, Step{Status: StatusNeedsStepUp}, nil
+	}
+	if Satisfies(in.AMR, required) && Satisfies(in.AMR, ACRMFA) {
+		return complete()
+	}
+	offers, err := e.offers(ctx, s, false)
+	if err != nil {
+		return nil, Step{}, err
+	}
+	switch {
+	case len(offers) > 0 && (!Satisfies(in.AMR, required) || !s.restricted()):
+		// Below the level, or below mfa with a factor of one's own.
+		return s, Step{Status: StatusNeedsStepUp}, nil
+	case Satisfies(in.AMR, required):
+		return complete()
+	case Level(required) <= Level(ACRMFA) && e.canEnrol(s):
+		return s, Step{Status: StatusNeedsEnrollment}, nil
+	}
+	return s, Step{}, ErrUnmetLevel
 }
 
 // Park stores s as an unfinished sign-in for ttl and returns the ticket
@@ -160,6 +280,10 @@ type ResumeInput struct {
 	FirstFactorAt time.Time
 	Binding       string // the browser session's id
 	Meta          twofactor.Meta
+	// PriorAMR and RequiredACR continue a step-up (StepUp's SignIn): what
+	// the session proved and the level the step-up must reach.
+	PriorAMR    []string
+	RequiredACR string
 }
 
 // Resume rebuilds a sign-in from state the surface kept.
@@ -173,7 +297,8 @@ func (e *Engine) Resume(ctx context.Context, in ResumeInput) (*SignIn, error) {
 		return nil, err
 	}
 	return &SignIn{User: in.User, Client: in.Client, AuthConfig: pol.AuthConfig, TwoFactor: tf, Meta: in.Meta,
-		Policy: pol, FirstFactorAt: in.FirstFactorAt.UTC(), Binding: in.Binding}, nil
+		Policy: pol, FirstFactorAt: in.FirstFactorAt.UTC(), Binding: in.Binding,
+		PriorAMR: slices.Clone(in.PriorAMR), RequiredACR: in.RequiredACR}, nil
 }
 
 // Open returns the parked sign-in a ticket names for client c: genuine,
@@ -233,6 +358,9 @@ func (e *Engine) offers(ctx context.Context, s *SignIn, recovery bool) ([]Offer,
 		if !recovery && f.Strategy() == StrategyBackupCode {
 			continue
 		}
+		if !e.usable(s, f.Strategy()) {
+			continue
+		}
 		o, err := f.Offers(ctx, s)
 		if err != nil {
 			return nil, fmt.Errorf("offers of %s: %w", f.Strategy(), err)
@@ -240,6 +368,60 @@ func (e *Engine) offers(ctx context.Context, s *SignIn, recovery bool) ([]Offer,
 		out = append(out, o...)
 	}
 	return out, nil
+}
+
+// restricted reports whether the policy's methods apply to s: when a
+// second factor is required (by the policy or by the level a step-up must
+// reach). A user who passes a second factor nobody asked for proves any
+// factor of their own.
+func (s *SignIn) restricted() bool {
+	return s.Policy.SecondFactorRequired() || Level(s.RequiredACR) >= Level(ACRMFA)
+}
+
+// usable reports whether strategy may finish s: a method the policy allows
+// (when it applies) and a factor that reaches the level s must reach.
+func (e *Engine) usable(s *SignIn, strategy string) bool {
+	if s.restricted() && !s.Policy.Allows(strategy) {
+		return false
+	}
+	if Level(s.RequiredACR) <= Level(ACRMFA) {
+		return true
+	}
+	f := e.Factor(strategy)
+	return f != nil && Level(factorACR(f)) >= Level(s.RequiredACR)
+}
+
+// Usable reports whether strategy may finish s under its policy and
+// level (the hosted page asks it whether its code box takes recovery
+// codes).
+func (e *Engine) Usable(s *SignIn, strategy string) bool { return e.usable(s, strategy) }
+
+// Leveled is implemented by a factor whose success reaches another level
+// than mfa: ACRPhishingResistant for a factor that proves amr hwk. The
+// factor of strategy passkey reaches it without saying so.
+type Leveled interface {
+	ACR() string
+}
+
+func factorACR(f Factor) string {
+	if l, ok := f.(Leveled); ok {
+		return l.ACR()
+	}
+	if f.Strategy() == StrategyPasskey {
+		return ACRPhishingResistant
+	}
+	return ACRMFA
+}
+
+// BuiltinStrategy is the strategy of the user's built-in factor tf.
+func BuiltinStrategy(tf store.TwoFactor) string {
+	switch tf.Method {
+	case twofactor.MethodSMS:
+		return StrategyPhoneCode
+	case twofactor.MethodEmail:
+		return StrategyEmailCode
+	}
+	return StrategyTOTP
 }
 
 // Strategies are the distinct strategies of offers, in order.
@@ -278,7 +460,7 @@ func (e *Engine) Factor(strategy string) Factor {
 // password grant's `otp` accept), else the first offer.
 func (e *Engine) offered(ctx context.Context, s *SignIn, strategy string) (Factor, error) {
 	if strategy == "" {
-		if s.TwoFactor.Enabled {
+		if s.TwoFactor.Enabled && e.usable(s, BuiltinStrategy(s.TwoFactor)) {
 			return anyCodeFactor{e}, nil
 		}
 		offers, err := e.Offers(ctx, s)
@@ -291,7 +473,7 @@ func (e *Engine) offered(ctx context.Context, s *SignIn, strategy string) (Facto
 		strategy = offers[0].Strategy
 	}
 	f := e.Factor(strategy)
-	if f == nil {
+	if f == nil || !e.usable(s, strategy) {
 		return nil, ErrNotOffered
 	}
 	o, err := f.Offers(ctx, s)
@@ -338,7 +520,11 @@ func (e *Engine) Attempt(ctx context.Context, s *SignIn, strategy, answer string
 	if err != nil {
 		return Result{}, err
 	}
-	res := e.result(s, f.Strategy(), proof.AMR)
+	strategy = f.Strategy()
+	if proof.Strategy != "" {
+		strategy = proof.Strategy
+	}
+	res := e.result(s, strategy, proof.AMR)
 	res.RecoveryCodesRemaining = proof.RecoveryCodesRemaining
 	if err := e.complete(ctx, s); err != nil {
 		return Result{}, err
@@ -371,11 +557,16 @@ func (e *Engine) result(s *SignIn, strategy string, methods []string) Result {
 		at = e.now()
 	}
 	r := Result{UserID: s.User.ID, AMR: []string{AMRPassword}, ACR: ACRPassword, AuthTime: at.Truncate(time.Second), Strategy: strategy}
-	if strategy == "" && len(methods) == 0 {
+	switch {
+	case len(s.PriorAMR) > 0:
+		// A step-up: what the session proved, then this factor.
+		r.AMR = Accumulate(s.PriorAMR, methods)
+	case strategy == "" && len(methods) == 0:
 		return r
+	default:
+		r.AMR = MFAMethods(methods)
 	}
-	r.AMR = MFAMethods(methods)
-	r.ACR = ACRMFA
+	r.ACR = ACRFor(r.AMR)
 	return r
 }
 
@@ -395,15 +586,30 @@ func MFAMethods(methods []string) []string {
 // sign-in: TOTP always, and codes to a verified phone or address when the
 // policy can deliver them.
 func (e *Engine) Enrollable(s *SignIn) []Offer {
-	out := []Offer{{Strategy: StrategyTOTP}}
+	var out []Offer
+	add := func(o Offer) {
+		if e.usable(s, o.Strategy) {
+			out = append(out, o)
+		}
+	}
+	add(Offer{Strategy: StrategyTOTP})
 	if !s.Policy.CanDeliverCodes() {
 		return out
 	}
 	if s.User.PhoneNumber != "" && s.User.PhoneVerified {
-		out = append(out, Offer{Strategy: StrategyPhoneCode, DestinationID: DestinationPhone, Destination: twofactor.MaskDestination(s.User.PhoneNumber)})
+		add(Offer{Strategy: StrategyPhoneCode, DestinationID: DestinationPhone, Destination: twofactor.MaskDestination(s.User.PhoneNumber)})
 	}
 	if s.User.Email != "" && s.User.EmailVerified {
-		out = append(out, Offer{Strategy: StrategyEmailCode, DestinationID: DestinationEmail, Destination: twofactor.MaskDestination(s.User.Email)})
+		add(Offer{Strategy: StrategyEmailCode, DestinationID: DestinationEmail, Destination: twofactor.MaskDestination(s.User.Email)})
+	}
+	return out
+}
+
+// Strategies lists every registered factor's strategy, built-ins first.
+func (e *Engine) Strategies() []string {
+	var out []string
+	for _, f := range e.factors() {
+		out = append(out, f.Strategy())
 	}
 	return out
 }

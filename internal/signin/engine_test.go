@@ -104,7 +104,7 @@ func TestBeginDecidesFromTheUsersFactorsAndThePolicy(t *testing.T) {
 				want       string
 			}{
 				{"a user without a factor for a client without a rule is done", "plain", resource.Client{ID: "shop"}, signin.StatusComplete},
-				{"a client that requires a second factor asks for an enrolment", "plain2", resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: true}}, signin.StatusNeedsEnrollment},
+				{"a client that requires a second factor asks for an enrolment", "plain2", resource.Client{ID: "admin", TwoFactor: &resource.ClientTwoFactor{Required: new(true)}}, signin.StatusNeedsEnrollment},
 				{"an account created with a TOTP enrolment due asks for it", "due", resource.Client{ID: "shop"}, signin.StatusNeedsEnrollment},
 				{"a factor of one's own that applies asks for it", "pin-ann", resource.Client{ID: "shop"}, signin.StatusNeedsSecondFactor},
 			}

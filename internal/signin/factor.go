@@ -24,6 +24,15 @@ type SignIn struct {
 	Meta          twofactor.Meta
 	Policy        policy.Policy
 	FirstFactorAt time.Time
+	// PriorAMR is what a signed-in session already proved when this
+	// sign-in is a step-up (nil otherwise); the result accumulates it.
+	PriorAMR []string
+	// RequiredACR is the level a step-up must reach ("" outside a
+	// step-up): only factors that reach it are offered.
+	RequiredACR string
+	// PriorFactors are the strategies the signed-in session already
+	// proved, when this sign-in is a step-up.
+	PriorFactors []string
 	// Binding names this sign-in for the codes sent to it: the ticket's
 	// id once parked; before that (the password grant) this user at this
 	// client; on the hosted pages the browser session.
@@ -52,6 +61,10 @@ type Proof struct {
 	AMR []string
 	// RecoveryCodesRemaining is set when a recovery code was spent.
 	RecoveryCodesRemaining *int
+	// Strategy, when set, names what proved it when the factor's own
+	// strategy does not (the one code box of a built-in factor: totp, a
+	// code by SMS or e-mail, or backup_code).
+	Strategy string
 }
 
 // Factor is one second-factor strategy. The built-in totp, phone_code,

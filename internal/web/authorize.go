@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -63,25 +64,17 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 			needLogin = true
 		}
 	}
-	if signedIn && !needLogin && !slices.Contains(sess.AMR(), AMRMFA) {
-		// A session signed in without a second factor (before it was
-		// required, or for another client) steps up for a client that
-		// requires one, or when the account has a TOTP enrolment due: the
-		// login asks for the code, or for an enrolment.
-		required, err := h.stepUpRequired(r, user, ar.Client)
-		if err != nil {
-			h.unavailable(w, r, err)
+	if signedIn && !needLogin {
+		// The session may be below what this client or request asks for
+		// (acr_values, required_acr, a second factor required or owned):
+		// the user proves the missing factor only (step-up), or sets one
+		// up, and the request resumes here.
+		switch h.stepUp(w, r, sess, user, ar, now) {
+		case stepUpLogin:
+			needLogin = true
+		case stepUpAnswered:
 			return
 		}
-		if required && freshLogin {
-			// The sign-in made for this very request did without it:
-			// refuse rather than loop back to the login.
-			h.renderErrorThemed(w, r, http.StatusForbidden,
-				"This application requires two-step verification. Sign in again to continue.",
-				&link{Href: PathLogout, Text: "Sign out"}, errors.New("fresh sign-in without a required second factor"), h.themeFor(ctx, &ar.Client))
-			return
-		}
-		needLogin = required
 	}
 	if needLogin {
 		if prompt("none") {
@@ -124,7 +117,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	grant := oauth.Grant{
 		Subject:   user.ID,
 		SessionID: sess.ID(),
-		ACR:       acrFor(amr),
+		ACR:       signin.ACRFor(amr),
 		AuthTime:  sess.AuthTime(),
 		AMR:       amr,
 		Scopes:    ar.Scopes,
@@ -137,6 +130,68 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+}
+
+// Outcomes of stepUp.
+const (
+	stepUpNone     = iota // the session is enough: go on
+	stepUpLogin           // sign in again (an enrolment needs a fresh password)
+	stepUpAnswered        // answered: the step-up page, the client's error, or an error page
+)
+
+// stepUp asks the engine whether the signed-in session is enough for ar.
+// When it is not, it parks ar and sends the browser to the second-factor
+// page for the missing factor (or the enrolment), or answers the client
+// with unmet_authentication_requirements (prompt=none, or a level the user
+// cannot reach).
+func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ar *oauth.AuthorizeRequest, now time.Time) int {
+	amr := sess.AMR()
+	requested, ok := signin.RequestedLevel(ar.ACRValues, ar.ACRClaim, ar.ACREssential)
+	if !ok {
+		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
+		return stepUpAnswered
+	}
+	if !signin.MayNeedStepUp(amr, ar.Client, requested) {
+		return stepUpNone
+	}
+	if h.SignIn == nil {
+		h.unavailable(w, r, errors.New("no sign-in engine configured"))
+		return stepUpAnswered
+	}
+	s, step, err := h.SignIn.StepUp(r.Context(), signin.StepUpInput{
+		User: user, Client: ar.Client, AMR: amr, Factors: sess.Factors(), AuthTime: sess.AuthTime(), ACR: requested,
+		Binding: sess.ID(), Meta: twoFactorMeta(r, ar.ClientID),
+	})
+	switch {
+	case errors.Is(err, signin.ErrUnmetLevel):
+		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
+		return stepUpAnswered
+	case err != nil:
+		h.unavailable(w, r, err)
+		return stepUpAnswered
+	case step.Status == signin.StatusComplete:
+		return stepUpNone
+	case slices.Contains(ar.Prompt, "none"):
+		h.OAuth.WriteAuthorizeError(w, r, ar, oauth.ErrUnmetAuthenticationRequirements)
+		return stepUpAnswered
+	case step.Status == signin.StatusNeedsEnrollment && now.Sub(sess.PasswordAt()) > ReauthWindow:
+		// Setting up a factor needs a recent password, as on the
+		// settings pages: a stolen session alone must not add one.
+		return stepUpLogin
+	}
+	pending := sess.PendingAuthorize()
+	if pending != nil && (pending.Query != ar.Query.Encode() || pending.ClientID != ar.ClientID || pending.Expired(now)) {
+		pending = nil
+	}
+	h.park(sess, ar, now, pending)
+	sess.BeginStepUp(session.PendingStepUp{
+		ClientID: ar.ClientID, ACR: s.RequiredACR, Enrolled: step.Status == signin.StatusNeedsStepUp, CreatedAt: now,
+	})
+	if !h.saveSession(w, r, sess) {
+		return stepUpAnswered
+	}
+	http.Redirect(w, r, PathLoginTwoFactor, http.StatusFound)
+	return stepUpAnswered
 }
 
 // park remembers ar in the session. A request that is already parked keeps

@@ -42,8 +42,9 @@ const (
 	AMROTP      = signin.AMROTP
 	AMRMFA      = signin.AMRMFA
 
-	ACRPassword = signin.ACRPassword
-	ACRMFA      = signin.ACRMFA
+	ACRPassword          = signin.ACRPassword
+	ACRMFA               = signin.ACRMFA
+	ACRPhishingResistant = signin.ACRPhishingResistant
 )
 
 // maxFormBytes bounds a hosted page's form body: a username, a password, a
@@ -245,16 +246,6 @@ func displayName(u store.User) string {
 		return u.Email
 	}
 	return u.ID
-}
-
-// acrFor maps the methods of a sign-in to its acr value.
-func acrFor(amr []string) string {
-	for _, m := range amr {
-		if m == AMRMFA {
-			return ACRMFA
-		}
-	}
-	return ACRPassword
 }
 
 func (h *Handler) recordAudit(ctx context.Context, e store.AuditEvent) {

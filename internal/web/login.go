@@ -230,6 +230,12 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		client = *f.client
 	}
 	_, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: client, FirstFactorAt: now, Meta: twoFactorMeta(r, clientID)})
+	if errors.Is(err, signin.ErrUnmetLevel) {
+		h.renderErrorThemed(w, r, http.StatusForbidden,
+			"This application accepts a kind of two-step verification your account does not have. Ask its administrator for help.",
+			nil, err, f.theme)
+		return
+	}
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
@@ -250,29 +256,16 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathLoginTwoFactor, http.StatusSeeOther)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, now)
-}
-
-// stepUpRequired reports whether a session signed in without a second
-// factor must sign in again with one before client may have it: the
-// engine would not complete a password-only sign-in of user for client.
-func (h *Handler) stepUpRequired(r *http.Request, user store.User, client resource.Client) (bool, error) {
-	if h.SignIn == nil {
-		return false, errors.New("no sign-in engine configured")
-	}
-	_, step, err := h.SignIn.Begin(r.Context(), signin.BeginInput{User: user, Client: client, Meta: twoFactorMeta(r, client.ID)})
-	if err != nil {
-		return false, err
-	}
-	return step.Status != signin.StatusComplete, nil
+	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, "", now)
 }
 
 // finishLogin marks the user signed in under a new session id and sends the
 // browser on (303): to the parked authorization request, to the page that
-// asked for a sign-in, or to the signed-in page. passwordAt is when the
-// password of this sign-in was checked.
-func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, passwordAt time.Time) {
-	next, ok := h.completeLogin(w, r, sess, userID, amr, passwordAt)
+// asked for a sign-in, or to the signed-in page. factor is the strategy
+// of the second factor ("" for none); passwordAt is when the password of
+// this sign-in was checked.
+func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, factor string, passwordAt time.Time) {
+	next, ok := h.completeLogin(w, r, sess, userID, amr, factor, passwordAt)
 	if !ok {
 		return
 	}
@@ -282,8 +275,8 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *sess
 // completeLogin marks the user signed in under a new session id and
 // returns where the browser goes next. On failure it has rendered the
 // error page and returns false.
-func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, passwordAt time.Time) (string, bool) {
-	sess.Authenticate(userID, h.now(), amr)
+func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, factor string, passwordAt time.Time) (string, bool) {
+	sess.Authenticate(userID, h.now(), amr, factor)
 	sess.SetPasswordAt(passwordAt)
 	next := PathLogin
 	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) {

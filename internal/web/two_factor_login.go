@@ -51,9 +51,14 @@ func (h *Handler) secondFactorStep(w http.ResponseWriter, r *http.Request, sess 
 	if f.client != nil {
 		client = *f.client
 	}
-	s, err = h.SignIn.Resume(r.Context(), signin.ResumeInput{
+	in := signin.ResumeInput{
 		User: user, Client: client, FirstFactorAt: p.PasswordAt, Binding: sess.ID(), Meta: twoFactorMeta(r, p.ClientID),
-	})
+	}
+	if su := sess.PendingStepUp(); su != nil {
+		// A step-up: the session's methods, and the level to reach.
+		in.PriorAMR, in.RequiredACR = sess.AMR(), su.ACR
+	}
+	s, err = h.SignIn.Resume(r.Context(), in)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return p, user, f, nil, false
@@ -65,6 +70,9 @@ func (h *Handler) secondFactorStep(w http.ResponseWriter, r *http.Request, sess 
 // and its user, or sends the browser back to the password form.
 func (h *Handler) pendingSecondFactor(w http.ResponseWriter, r *http.Request, sess *session.Session) (*session.PendingSecondFactor, store.User, bool) {
 	ctx := r.Context()
+	if su := sess.PendingStepUp(); su != nil {
+		return h.pendingStepUp(w, r, sess, su)
+	}
 	p := sess.PendingSecondFactor()
 	if p != nil && p.Expired(h.now()) {
 		sess.ClearSecondFactor()
@@ -91,6 +99,39 @@ func (h *Handler) pendingSecondFactor(w http.ResponseWriter, r *http.Request, se
 		return nil, store.User{}, false
 	}
 	return p, user, true
+}
+
+// pendingStepUp is the second-factor step of a signed-in session's
+// step-up, seen as the step of a sign-in whose first factor was the
+// session's (its auth time). An expired step-up (or an enrolment whose
+// password is no longer recent) is dropped and the browser goes back to the
+// parked request, which asks again.
+func (h *Handler) pendingStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, su *session.PendingStepUp) (*session.PendingSecondFactor, store.User, bool) {
+	// An enrolment needs a recent password until it is confirmed; once it
+	// is older, the parked request asks for the password first.
+	stale := !su.Enrolled && h.now().Sub(sess.PasswordAt()) > ReauthWindow
+	if su.Expired(h.now()) || stale {
+		sess.ClearStepUp()
+		if !h.saveSession(w, r, sess) {
+			return nil, store.User{}, false
+		}
+		next := PathLogin
+		if pa := sess.PendingAuthorize(); pa != nil && !pa.Expired(h.now()) {
+			next = PathAuthorize + "?" + pa.Query
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return nil, store.User{}, false
+	}
+	user, signedIn, err := h.currentUser(r.Context(), w, sess)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return nil, store.User{}, false
+	}
+	if !signedIn {
+		http.Redirect(w, r, PathLogin, http.StatusSeeOther)
+		return nil, store.User{}, false
+	}
+	return &session.PendingSecondFactor{UserID: user.ID, PasswordAt: sess.AuthTime(), ClientID: su.ClientID, Enrolled: su.Enrolled}, user, true
 }
 
 // twoFactorPage asks for the second factor the user picked (?strategy=,
@@ -147,6 +188,7 @@ type codePrompt struct {
 	send     bool // the page prepares the strategy (and offers to send again)
 	others   []link
 	notice   string
+	recovery bool // the box takes a recovery code too
 }
 
 // codePrompt resolves strategy for s (an unknown or unoffered one falls
@@ -167,6 +209,7 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 	}
 	var cp codePrompt
 	cp.strategy = strategy
+	cp.recovery = strategy == "" && h.SignIn.Usable(s, signin.StrategyBackupCode)
 	if strategy == "" {
 		cp.desc = signin.Description{Input: signin.InputCode}
 		cp.lead, cp.send = h.promptText(s)
@@ -183,7 +226,7 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 		}
 		d, _ := h.SignIn.Describe(st)
 		if st == "" {
-			d, _ = h.SignIn.Describe(builtinStrategy(s))
+			d, _ = h.SignIn.Describe(signin.BuiltinStrategy(s.TwoFactor))
 		}
 		href := PathLoginTwoFactor
 		if st != "" {
@@ -192,17 +235,6 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 		cp.others = append(cp.others, link{Href: href, Text: "Use " + strings.ToLower(d.Label[:1]) + d.Label[1:] + " instead"})
 	}
 	return cp, true
-}
-
-// builtinStrategy is the strategy of s's built-in factor.
-func builtinStrategy(s *signin.SignIn) string {
-	switch s.TwoFactor.Method {
-	case twofactor.MethodSMS:
-		return signin.StrategyPhoneCode
-	case twofactor.MethodEmail:
-		return signin.StrategyEmailCode
-	}
-	return signin.StrategyTOTP
 }
 
 // prepareSecondFactor sends the code of the prompt (Aidbox sends the
@@ -263,7 +295,7 @@ func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *
 		Code: &codeView{
 			Strategy: cp.strategy,
 			Text:     cp.desc.Input == signin.InputText,
-			Recovery: cp.strategy == "",
+			Recovery: cp.recovery,
 			Resend:   resend,
 			Others:   cp.others,
 		},
@@ -320,7 +352,42 @@ func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, res.AMR, p.PasswordAt)
+	if sess.PendingStepUp() != nil {
+		h.finishStepUp(w, r, sess, res.AMR, res.Strategy)
+		return
+	}
+	h.finishLogin(w, r, sess, user.ID, res.AMR, res.Strategy, p.PasswordAt)
+}
+
+// finishStepUp raises the signed-in session to the methods of its
+// step-up (the session's and the new factor's; auth_time unchanged) under
+// a new session id, and sends the browser back to the parked request.
+func (h *Handler) finishStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, amr []string, factor string) {
+	next, ok := h.completeStepUp(w, r, sess, amr, factor)
+	if ok {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	}
+}
+
+func (h *Handler) completeStepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, amr []string, factor string) (string, bool) {
+	ctx := r.Context()
+	su := sess.PendingStepUp()
+	sess.SteppedUp(amr, factor)
+	next := PathLogin
+	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) {
+		next = PathAuthorize + "?" + p.Query
+	}
+	if err := h.Sessions.Rotate(ctx, w, sess); err != nil {
+		h.unavailable(w, r, err)
+		return "", false
+	}
+	clientID := ""
+	if su != nil {
+		clientID = su.ClientID
+	}
+	h.recordAudit(ctx, store.AuditEvent{Type: audit.LoginStepUp, UserID: sess.UserID(), ClientID: clientID,
+		Detail: map[string]string{"amr": strings.Join(amr, " ")}})
+	return next, true
 }
 
 // renderFlowEnrolment shows the TOTP enrolment of a user whose login
@@ -335,7 +402,7 @@ func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, se
 	if f.client != nil {
 		// The app's rule, when it has one; else the account's own (a TOTP
 		// enrolment due since it was created).
-		if s.Policy.SecondFactorRequired() {
+		if s.Policy.SecondFactorRequired() || (s.RequiredACR != "" && !resource.TOTPEnrolmentDue(s.TwoFactor)) {
 			lead = f.clientView().Name + " requires two-step verification. Set it up to continue."
 		}
 	}
@@ -374,7 +441,13 @@ func (h *Handler) confirmFlowEnrolment(w http.ResponseWriter, r *http.Request, s
 		h.unavailable(w, r, err)
 		return
 	}
-	next, ok := h.completeLogin(w, r, sess, user.ID, signin.MFAMethods([]string{AMROTP}), p.PasswordAt)
+	var next string
+	var ok bool
+	if sess.PendingStepUp() != nil {
+		next, ok = h.completeStepUp(w, r, sess, signin.Accumulate(sess.AMR(), []string{AMROTP}), signin.StrategyTOTP)
+	} else {
+		next, ok = h.completeLogin(w, r, sess, user.ID, signin.MFAMethods([]string{AMROTP}), signin.StrategyTOTP, p.PasswordAt)
+	}
 	if !ok {
 		return
 	}

@@ -522,15 +522,27 @@ func TestATOTPEnrolmentDueStepsUpASignedInSession(t *testing.T) {
 	if err := e.st.PutTwoFactor(context.Background(), resource.TOTPEnrolmentMarker("alice", e.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
-	p := b.get("/auth/authorize?" + authorizeQuery(firstParty).Encode())
-	if p.location != "/auth/login" {
-		t.Fatalf("status %d location %q: the session went on without enrolling", p.status, p.location)
-	}
-	p = b.login(b.get(p.location), "alice", alicePassword)
-	if p.location != "/auth/login/two-factor" {
-		t.Fatalf("after the password: status %d location %q", p.status, p.location)
-	}
-	if p = b.get(p.location); !strings.Contains(p.body, `id="totp-secret"`) || !strings.Contains(p.body, "required for your account") {
-		t.Fatalf("no enrolment for the account:\n%s", p.body)
-	}
+	t.Run("with a fresh password the session goes straight to the enrolment", func(t *testing.T) {
+		p := b.get("/auth/authorize?" + authorizeQuery(firstParty).Encode())
+		if p.location != "/auth/login/two-factor" {
+			t.Fatalf("status %d location %q: the session went on without enrolling", p.status, p.location)
+		}
+		if p = b.get(p.location); !strings.Contains(p.body, `id="totp-secret"`) || !strings.Contains(p.body, "required for your account") {
+			t.Fatalf("no enrolment for the account:\n%s", p.body)
+		}
+	})
+	t.Run("with an old password the enrolment waits for the password again", func(t *testing.T) {
+		e.clock.Advance(web.ReauthWindow + time.Minute)
+		p := b.get("/auth/authorize?" + authorizeQuery(firstParty).Encode())
+		if p.location != "/auth/login" {
+			t.Fatalf("status %d location %q: enrolment without a recent password", p.status, p.location)
+		}
+		p = b.login(b.get(p.location), "alice", alicePassword)
+		if p.location != "/auth/login/two-factor" {
+			t.Fatalf("after the password: status %d location %q", p.status, p.location)
+		}
+		if p = b.get(p.location); !strings.Contains(p.body, `id="totp-secret"`) {
+			t.Fatalf("no enrolment for the account:\n%s", p.body)
+		}
+	})
 }

@@ -630,7 +630,7 @@ func TestRequiredTwoFactorEnrolsInsideTheLogin(t *testing.T) {
 				Auth: &resource.ClientAuth{AuthorizationCode: &resource.GrantSettings{
 					RedirectURI: resource.StringList{webappURI}, SecretRequired: ptr(true),
 				}},
-				TwoFactor: &resource.ClientTwoFactor{Required: true},
+				TwoFactor: &resource.ClientTwoFactor{Required: new(true)},
 			})
 		}, "strict", strictSecret},
 		{"an AuthConfig that requires 2FA", func(e *env) {
@@ -707,14 +707,11 @@ func TestRequiredTwoFactorEnrolsInsideTheLogin(t *testing.T) {
 		cases[0].setup(e)
 		q := authorizeQuery("strict")
 		params := redirectParams(t, b.get("/auth/authorize?"+authorizeQuery("strict", "prompt", "none").Encode()), webappURI+"?")
-		if params.Get("error") != "login_required" {
+		if params.Get("error") != "unmet_authentication_requirements" {
 			t.Fatalf("prompt=none: %v", params)
 		}
+		// The password was typed just now: the enrolment follows at once.
 		p := b.get("/auth/authorize?" + q.Encode())
-		if p.location != "/auth/login" {
-			t.Fatalf("status %d location %q", p.status, p.location)
-		}
-		p = b.login(b.get(p.location), "alice", alicePassword)
 		if p.location != "/auth/login/two-factor" {
 			t.Fatalf("status %d location %q", p.status, p.location)
 		}
