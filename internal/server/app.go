@@ -273,6 +273,7 @@ func (a *App) purgeExpired(ctx context.Context) {
 		}{
 			{"browser sessions", func() (int64, error) { return a.Store.DeleteExpiredBrowserSessions(ctx, now) }},
 			{"tokens", func() (int64, error) { return a.Store.DeleteExpiredOAuthRequests(ctx, now) }},
+			{"remembered devices", func() (int64, error) { return a.Store.DeleteExpiredRememberedDevices(ctx, now) }},
 			// Sends are throttled by counting the codes created within
 			// twofactor.SendWindow, so only older codes may go.
 			{"one-time codes", func() (int64, error) {

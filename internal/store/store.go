@@ -204,6 +204,20 @@ type OneTimeCode struct {
 	UsedAt      time.Time
 }
 
+// RememberedDevice is a browser on which a user chose, after passing a
+// second factor, not to be asked for it again until ExpiresAt. The browser
+// holds a random token in a cookie; only its hash is stored.
+type RememberedDevice struct {
+	ID         string
+	UserID     string
+	TokenHash  string // hex SHA-256 of the cookie's token; unique
+	Strategy   string // the second factor proven when the device was remembered
+	Label      string // what the browser said it was (User-Agent, cut short)
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero until the device first skips a second factor
+	ExpiresAt  time.Time
+}
+
 // Store is everything Gatehouse persists. Every method honours a transaction
 // carried in ctx (see BeginTx / InTx). Times come back in UTC.
 type Store interface {
@@ -402,4 +416,17 @@ type Store interface {
 	// must not reach into a send-throttling window: pass a before no later
 	// than now minus the longest window codes are counted over.
 	DeleteExpiredOneTimeCodes(ctx context.Context, before time.Time) (int64, error)
+
+	// Remembered devices. CreateRememberedDevice stores d and then keeps
+	// only the newest keep records of d's user (the oldest go first).
+	// FindRememberedDevice returns the unexpired device whose token hash
+	// is tokenHash (ErrNotFound otherwise).
+	CreateRememberedDevice(ctx context.Context, d RememberedDevice, keep int) error
+	FindRememberedDevice(ctx context.Context, tokenHash string, now time.Time) (RememberedDevice, error)
+	TouchRememberedDevice(ctx context.Context, id string, at time.Time) error
+	// ListRememberedDevices lists the user's unexpired devices, newest first.
+	ListRememberedDevices(ctx context.Context, userID string, now time.Time) ([]RememberedDevice, error)
+	DeleteRememberedDevice(ctx context.Context, userID, id string) error // ErrNotFound when not the user's
+	DeleteRememberedDevices(ctx context.Context, userID string) (int64, error)
+	DeleteExpiredRememberedDevices(ctx context.Context, before time.Time) (int64, error)
 }

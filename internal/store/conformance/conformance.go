@@ -35,6 +35,7 @@ func RunTests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		{"second factors", testTwoFactor},
 		{"recovery codes", testRecoveryCodes},
 		{"one-time codes", testOneTimeCodes},
+		{"remembered devices", testRememberedDevices},
 		{"transactions", testTransactions},
 	}
 	for _, g := range groups {

@@ -203,6 +203,25 @@ var migrations = []migration{
 			`CREATE INDEX counters_window ON counters (window_ns, window_start)`,
 		},
 	},
+	{
+		Version: 4,
+		Name:    "remembered devices",
+		Statements: []string{
+			`CREATE TABLE remembered_devices (
+				id           TEXT PRIMARY KEY,
+				user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+				token_hash   TEXT NOT NULL,
+				strategy     TEXT NOT NULL DEFAULT '',
+				label        TEXT NOT NULL DEFAULT '',
+				created_at   {{TIME}} NOT NULL,
+				last_used_at {{TIME}},
+				expires_at   {{TIME}} NOT NULL
+			)`,
+			`CREATE UNIQUE INDEX remembered_devices_token_hash ON remembered_devices (token_hash)`,
+			`CREATE INDEX remembered_devices_user_id ON remembered_devices (user_id, created_at)`,
+			`CREATE INDEX remembered_devices_expires_at ON remembered_devices (expires_at)`,
+		},
+	},
 }
 
 // migrationLockKey names Gatehouse's advisory lock (with the schema's hash as
