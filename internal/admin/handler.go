@@ -77,6 +77,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		mux.Handle("GET /"+typ, h.authenticated(h.handleList(typ)))
 	}
 	mux.Handle("GET /AuditEvent", h.authenticated(http.HandlerFunc(h.handleAudit)))
+	h.registerDevices(mux)
 }
 
 type actorKey struct{}

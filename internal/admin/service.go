@@ -100,9 +100,11 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 		created  bool
 		factor   factorChange
 		defaults defaultFactor
+		// devicesForgotten counts the remembered browsers new credentials ended.
+		devicesForgotten int64
 	)
 	err = h.writeTx(ctx, conds, func(ctx context.Context) error {
-		factor, defaults = factorChange{}, defaultFactor{}
+		factor, defaults, devicesForgotten = factorChange{}, defaultFactor{}, 0
 		existing, err := h.Store.GetUser(ctx, u.ID)
 		var ex *store.User
 		switch {
@@ -164,6 +166,11 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 			if err := h.Store.DeactivateOAuthRequestsBySubject(ctx, u.ID); err != nil {
 				return fmt.Errorf("deactivate tokens of %q: %w", u.ID, err)
 			}
+			// Remembered browsers skip a second factor after the password:
+			// new credentials mean proving the factor again.
+			if devicesForgotten, err = h.Store.DeleteRememberedDevices(ctx, u.ID); err != nil {
+				return fmt.Errorf("forget remembered devices of %q: %w", u.ID, err)
+			}
 		}
 		return nil
 	})
@@ -189,6 +196,10 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	}
 	verifiedByCode(codes, detail)
 	h.record(ctx, audit.AdminWrite, who, resource.TypeUser, u.ID, stored.Version, created, detail)
+	if devicesForgotten > 0 {
+		h.record(ctx, audit.DeviceRevoked, who, resource.TypeUser, u.ID, stored.Version, false,
+			map[string]string{"device": "all", "count": strconv.FormatInt(devicesForgotten, 10), "by": "credentials_changed"})
+	}
 	h.recordFactorChange(ctx, who, u.ID, stored.Version, factor)
 	if defaults.enabled {
 		h.record(ctx, audit.TwoFactorEnabled, who, resource.TypeUser, u.ID, stored.Version, false, map[string]string{

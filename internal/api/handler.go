@@ -107,13 +107,15 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		{http.MethodGet, PathBindable, h.bindable},
 		{http.MethodPost, PathVerificationCodes, h.sendVerificationCode},
 		{http.MethodPost, PathVerifyDestination, h.verifyDestination},
+		{http.MethodGet, PathDevices, h.listDevices},
+		{http.MethodDelete, pathDevice, h.deleteDevice},
 	}
 	for _, e := range public {
 		mux.Handle(e.method+" "+e.path, h.endpoint(e.fn))
 	}
 	// Preflights: these patterns cover every path above and name a method
 	// no other package routes on these paths, so they cannot clash.
-	for _, p := range []string{PathSignIn, PathSignIn + "/", "/auth/mfa/", PathVerificationCodes, PathVerifyDestination, PathSignUp, PathSignUp + "/"} {
+	for _, p := range []string{PathSignIn, PathSignIn + "/", "/auth/mfa/", PathVerificationCodes, PathVerifyDestination, PathSignUp, PathSignUp + "/", PathDevices, PathDevices + "/"} {
 		mux.HandleFunc(http.MethodOptions+" "+p, h.preflight)
 	}
 	if h.Admin != nil {

@@ -32,6 +32,10 @@ const (
 	AdminWrite          = "admin.write"
 	AdminDelete         = "admin.delete"
 	TokenReuse          = "token.reuse_detected"
+	// Remembered devices (detail: device, the record's id; never its token).
+	DeviceRemembered = "two_factor.device_remembered"
+	DeviceUsed       = "two_factor.device_used" // a remembered browser skipped the second factor
+	DeviceRevoked    = "two_factor.device_revoked"
 )
 
 // Recorder stores and logs audit events.

@@ -57,6 +57,12 @@ func (p Policy) RequiredACR() string {
 	return ""
 }
 
+// RememberDeviceFor is how long a browser may skip the second factor after
+// the user asked to remember it (AuthConfig twoFactor.rememberDevice); 0
+// when it may not. Turning the setting off stops every remembered browser
+// at once; shortening it shortens them.
+func (p Policy) RememberDeviceFor() time.Duration { return p.AuthConfig.RememberDeviceFor() }
+
 // PastSteps is the TOTP window of past steps (AuthConfig validPastTokensCount).
 func (p Policy) PastSteps() int { return p.AuthConfig.PastTokens() }
 

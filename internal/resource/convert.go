@@ -346,6 +346,10 @@ func (a AuthConfig) clone() AuthConfig {
 			tf.Webhook = &w
 		}
 		tf.Methods = slices.Clone(tf.Methods)
+		if tf.RememberDevice != nil {
+			rd := *tf.RememberDevice
+			tf.RememberDevice = &rd
+		}
 		a.TwoFactor = &tf
 	}
 	if a.Theme != nil {
@@ -456,6 +460,19 @@ func (a AuthConfig) Issuer() string {
 // TwoFactorRequired reports whether users must have a second factor.
 func (a AuthConfig) TwoFactorRequired() bool {
 	return a.TwoFactor != nil && a.TwoFactor.Required
+}
+
+// RememberDeviceFor is how long a browser may skip the second factor after
+// the user asked to remember it; 0 when the AuthConfig does not allow it.
+func (a AuthConfig) RememberDeviceFor() time.Duration {
+	if a.TwoFactor == nil || a.TwoFactor.RememberDevice == nil || !a.TwoFactor.RememberDevice.Enabled {
+		return 0
+	}
+	days := a.TwoFactor.RememberDevice.Days
+	if days <= 0 {
+		days = DefaultRememberDeviceDays
+	}
+	return time.Duration(days) * 24 * time.Hour
 }
 
 // DefaultMethod is the method offered first when enrolling (default totp).

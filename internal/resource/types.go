@@ -149,7 +149,23 @@ type AuthConfigTwoFactor struct {
 	// Methods are the factor strategies that may prove a second factor
 	// (as ClientTwoFactor.Methods); empty allows every registered factor.
 	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
+	// RememberDevice lets a user, after a second factor, skip it on the
+	// same browser for Days days (see the README's remembered devices).
+	RememberDevice *RememberDevice `json:"rememberDevice,omitempty" yaml:"rememberDevice,omitempty"`
 }
+
+// RememberDevice is the AuthConfig's "remember this browser" setting.
+// Days 0 means not set (DefaultRememberDeviceDays).
+type RememberDevice struct {
+	Enabled bool `json:"enabled" yaml:"enabled"`
+	Days    int  `json:"days,omitempty" yaml:"days,omitempty"`
+}
+
+// Bounds of twoFactor.rememberDevice.days.
+const (
+	DefaultRememberDeviceDays = 30
+	MaxRememberDeviceDays     = 365
+)
 
 // Webhook is where codes are delivered. Secret is the HMAC key for the
 // Gatehouse-Signature header: accepted on write and kept in the stored

@@ -305,6 +305,9 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 		}
 		checkMethod(&p, "twoFactor.defaultMethod", tf.DefaultMethod)
 		checkStrategies(&p, "twoFactor.methods", tf.Methods, opts)
+		if rd := tf.RememberDevice; rd != nil && (rd.Days < 0 || rd.Days > MaxRememberDeviceDays) {
+			p.add("twoFactor.rememberDevice.days", CodeInvalid, fmt.Sprintf("must be between 1 and %d", MaxRememberDeviceDays))
+		}
 		if w := tf.Webhook; w != nil {
 			checkWebhook(ctx, &p, "twoFactor.webhook", w, opts)
 		}

@@ -107,6 +107,9 @@ type Result struct {
 	Strategy string
 	// RecoveryCodesRemaining is set when a recovery code was spent.
 	RecoveryCodesRemaining *int
+	// RememberedDevice is the id of the remembered browser that stood in
+	// for the second factor ("" when a factor was proven, or none owed).
+	RememberedDevice string
 }
 
 // BeginInput is a first factor that was just proven.
@@ -116,6 +119,13 @@ type BeginInput struct {
 	// FirstFactorAt is when the password was checked; auth_time of the result.
 	FirstFactorAt time.Time
 	Meta          twofactor.Meta
+	// DeviceToken is the remembered-browser token the browser sent (""
+	// for none); ACRValues and MaxAge are the parked authorization
+	// request's acr_values and max_age (nil: none), which a remembered
+	// browser must not be used to satisfy beyond what it proved.
+	DeviceToken string
+	ACRValues   []string
+	MaxAge      *time.Duration
 }
 
 // Begin decides what a proven first factor leads to: complete (no second
@@ -143,6 +153,14 @@ func (e *Engine) Begin(ctx context.Context, in BeginInput) (*SignIn, Step, error
 	}
 	switch {
 	case len(offers) > 0:
+		d, ok, err := e.deviceSkips(ctx, s, in)
+		if err != nil {
+			return nil, Step{}, err
+		}
+		if ok {
+			res := e.rememberedResult(s, d)
+			return s, Step{Status: StatusComplete, Result: &res}, nil
+		}
 		return s, Step{Status: StatusNeedsSecondFactor}, nil
 	case pol.SecondFactorRequired() || resource.TOTPEnrolmentDue(tf):
 		if !e.canEnrol(s) {

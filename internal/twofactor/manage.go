@@ -155,6 +155,14 @@ func (s *Service) remove(ctx context.Context, userID, keepSessionID, keepTokenFa
 		if err := s.Store.DeactivateOtherOAuthRequests(ctx, userID, keepTokenFamily); err != nil {
 			return fmt.Errorf("deactivate tokens of %q: %w", userID, err)
 		}
+		// A remembered browser stood in for the factor that is gone.
+		n, err := s.Store.DeleteRememberedDevices(ctx, userID)
+		if err != nil {
+			return fmt.Errorf("forget remembered devices of %q: %w", userID, err)
+		}
+		if n > 0 {
+			s.record(ctx, audit.DeviceRevoked, userID, Meta{}, map[string]string{"device": "all", "count": strconv.FormatInt(n, 10), "by": "two_factor_removed"})
+		}
 		return nil
 	})
 }

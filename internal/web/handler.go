@@ -113,6 +113,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+PathTwoFactorRecoveryCodes, h.wrap(h.regenerateSubmit))
 	mux.Handle("GET "+PathTwoFactorMethod, h.wrap(h.methodPage))
 	mux.Handle("POST "+PathTwoFactorMethod, h.wrap(h.methodSubmit))
+	mux.Handle("POST "+PathTwoFactorDevices, h.wrap(h.devicesSubmit))
 }
 
 // wrap gives every response of the hosted pages the strict headers, also

@@ -229,7 +229,9 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if f.client != nil {
 		client = *f.client
 	}
-	_, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: client, FirstFactorAt: now, Meta: twoFactorMeta(r, clientID)})
+	acrValues, maxAge := beginRequest(f)
+	_, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: client, FirstFactorAt: now, Meta: twoFactorMeta(r, clientID),
+		DeviceToken: h.deviceToken(r), ACRValues: acrValues, MaxAge: maxAge})
 	if errors.Is(err, signin.ErrUnmetLevel) {
 		h.renderErrorThemed(w, r, http.StatusForbidden,
 			"This application accepts a kind of two-step verification your account does not have. Ask its administrator for help.",
@@ -256,7 +258,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathLoginTwoFactor, http.StatusSeeOther)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, "", now)
+	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, step.Result.Strategy, now)
 }
 
 // finishLogin marks the user signed in under a new session id and sends the

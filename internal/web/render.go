@@ -95,6 +95,8 @@ type pageData struct {
 	// Current asks for a code of the factor that is on, to prove a change;
 	// it names where that code comes from ("" when no factor is on).
 	Current string
+	// Devices are the user's remembered browsers on the settings page.
+	Devices []deviceView
 }
 
 // codeView is the code prompt of a sign-in: one strategy's input, the
@@ -105,6 +107,8 @@ type codeView struct {
 	Recovery bool   // the box takes a recovery code too
 	Resend   string // reloads the page, which sends again ("" for none)
 	Others   []link
+	// RememberDays offers to remember this browser for that many days (0: no box).
+	RememberDays int
 }
 
 // enrolView is the TOTP enrolment page. QR is a data: URL that we built

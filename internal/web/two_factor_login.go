@@ -182,13 +182,14 @@ const (
 
 // codePrompt is the code page for one strategy of a sign-in.
 type codePrompt struct {
-	strategy string // "" for the user's own built-in factor (recovery codes too)
-	desc     signin.Description
-	lead     string
-	send     bool // the page prepares the strategy (and offers to send again)
-	others   []link
-	notice   string
-	recovery bool // the box takes a recovery code too
+	strategy     string // "" for the user's own built-in factor (recovery codes too)
+	desc         signin.Description
+	lead         string
+	send         bool // the page prepares the strategy (and offers to send again)
+	others       []link
+	notice       string
+	recovery     bool // the box takes a recovery code too
+	rememberDays int  // the box to remember this browser, for that many days (0: none)
 }
 
 // codePrompt resolves strategy for s (an unknown or unoffered one falls
@@ -210,6 +211,7 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 	var cp codePrompt
 	cp.strategy = strategy
 	cp.recovery = strategy == "" && h.SignIn.Usable(s, signin.StrategyBackupCode)
+	cp.rememberDays = h.rememberDays(s)
 	if strategy == "" {
 		cp.desc = signin.Description{Input: signin.InputCode}
 		cp.lead, cp.send = h.promptText(s)
@@ -293,11 +295,12 @@ func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *
 		Lead:    cp.lead,
 		Notice:  cp.notice,
 		Code: &codeView{
-			Strategy: cp.strategy,
-			Text:     cp.desc.Input == signin.InputText,
-			Recovery: cp.recovery,
-			Resend:   resend,
-			Others:   cp.others,
+			Strategy:     cp.strategy,
+			Text:         cp.desc.Input == signin.InputText,
+			Recovery:     cp.recovery,
+			Resend:       resend,
+			Others:       cp.others,
+			RememberDays: cp.rememberDays,
 		},
 	}, f.policy)
 }
@@ -352,6 +355,7 @@ func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+	h.rememberIfAsked(w, r, s, res.Strategy)
 	if sess.PendingStepUp() != nil {
 		h.finishStepUp(w, r, sess, res.AMR, res.Strategy)
 		return

@@ -134,6 +134,11 @@ func (h *Handler) renderSettingsNotice(w http.ResponseWriter, r *http.Request, s
 	if !st.LockedUntil.IsZero() {
 		view.LockedUntil = st.LockedUntil.UTC().Format("15:04 UTC")
 	}
+	devices, err := h.deviceViews(r, user.ID)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
 	csrf := sess.CSRFToken()
 	if !h.saveSession(w, r, sess) {
 		return
@@ -147,6 +152,7 @@ func (h *Handler) renderSettingsNotice(w http.ResponseWriter, r *http.Request, s
 		Notice:   notice,
 		Username: displayName(user),
 		Status:   view,
+		Devices:  devices,
 	}, csp{})
 }
 
