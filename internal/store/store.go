@@ -429,4 +429,10 @@ type Store interface {
 	DeleteRememberedDevice(ctx context.Context, userID, id string) error // ErrNotFound when not the user's
 	DeleteRememberedDevices(ctx context.Context, userID string) (int64, error)
 	DeleteExpiredRememberedDevices(ctx context.Context, before time.Time) (int64, error)
+
+	// MarkTwoFactorRequired records that a second factor became required
+	// for userID at `at`, the first time it is called for that user, and
+	// returns the stored time (the first one) on every call. The user must
+	// exist (ErrNotFound).
+	MarkTwoFactorRequired(ctx context.Context, userID string, at time.Time) (time.Time, error)
 }

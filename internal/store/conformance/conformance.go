@@ -36,6 +36,7 @@ func RunTests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		{"recovery codes", testRecoveryCodes},
 		{"one-time codes", testOneTimeCodes},
 		{"remembered devices", testRememberedDevices},
+		{"two-factor requirements", testTwoFactorRequirements},
 		{"transactions", testTransactions},
 	}
 	for _, g := range groups {

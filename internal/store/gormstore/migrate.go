@@ -222,6 +222,18 @@ var migrations = []migration{
 			`CREATE INDEX remembered_devices_expires_at ON remembered_devices (expires_at)`,
 		},
 	},
+	{
+		Version: 5,
+		Name:    "two-factor enrolment grace",
+		Statements: []string{
+			// When a second factor first became required for the user: the
+			// start of the enrolment grace period.
+			`CREATE TABLE two_factor_requirements (
+				user_id TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+				since   {{TIME}} NOT NULL
+			)`,
+		},
+	},
 }
 
 // migrationLockKey names Gatehouse's advisory lock (with the schema's hash as
