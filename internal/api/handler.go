@@ -93,6 +93,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		{http.MethodPost, PathSignInAttempt, h.attempt},
 		{http.MethodPost, PathSignInEnroll, h.enroll},
 		{http.MethodPost, PathSignInEnrollDone, h.enrollConfirm},
+		{http.MethodPost, PathSignInEnrollSkip, h.enrollSkip},
 		{http.MethodPost, PathRecoveryVerify, h.recoveryVerify},
 		{http.MethodPost, PathSignUpCode, h.signUpCode},
 		{http.MethodPost, PathSignUp, h.signUp},

@@ -84,6 +84,10 @@ func (h *Handler) signIn(c *call) error {
 		}
 	} else {
 		body["enrollable"] = h.SignIn.Enrollable(s)
+		if step.Skippable {
+			// The enrolment may wait (POST /auth/sign-in/enroll/skip) until then.
+			body["skippable"], body["graceEndsAt"] = true, step.GraceEndsAt
+		}
 	}
 	return c.json(http.StatusOK, body)
 }

@@ -36,6 +36,9 @@ const (
 	DeviceRemembered = "two_factor.device_remembered"
 	DeviceUsed       = "two_factor.device_used" // a remembered browser skipped the second factor
 	DeviceRevoked    = "two_factor.device_revoked"
+	// EnrolmentSkipped: a required second factor was not set up, within
+	// its grace period (detail: grace_ends_at).
+	EnrolmentSkipped = "two_factor.enrolment_skipped"
 )
 
 // Recorder stores and logs audit events.

@@ -63,6 +63,12 @@ func (p Policy) RequiredACR() string {
 // at once; shortening it shortens them.
 func (p Policy) RememberDeviceFor() time.Duration { return p.AuthConfig.RememberDeviceFor() }
 
+// EnrolmentGrace is how long a user without a second factor may skip
+// enrolling one that this policy requires (AuthConfig
+// twoFactor.gracePeriod), counted from the first sign-in where it applied;
+// 0 for none.
+func (p Policy) EnrolmentGrace() time.Duration { return p.AuthConfig.EnrolmentGrace() }
+
 // PastSteps is the TOTP window of past steps (AuthConfig validPastTokensCount).
 func (p Policy) PastSteps() int { return p.AuthConfig.PastTokens() }
 

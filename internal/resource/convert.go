@@ -350,6 +350,10 @@ func (a AuthConfig) clone() AuthConfig {
 			rd := *tf.RememberDevice
 			tf.RememberDevice = &rd
 		}
+		if tf.GracePeriod != nil {
+			g := *tf.GracePeriod
+			tf.GracePeriod = &g
+		}
 		a.TwoFactor = &tf
 	}
 	if a.Theme != nil {
@@ -473,6 +477,15 @@ func (a AuthConfig) RememberDeviceFor() time.Duration {
 		days = DefaultRememberDeviceDays
 	}
 	return time.Duration(days) * 24 * time.Hour
+}
+
+// EnrolmentGrace is how long after a second factor first became required
+// for a user its enrolment may be skipped; 0 for no grace.
+func (a AuthConfig) EnrolmentGrace() time.Duration {
+	if a.TwoFactor == nil || a.TwoFactor.GracePeriod == nil || a.TwoFactor.GracePeriod.Days <= 0 {
+		return 0
+	}
+	return time.Duration(a.TwoFactor.GracePeriod.Days) * 24 * time.Hour
 }
 
 // DefaultMethod is the method offered first when enrolling (default totp).

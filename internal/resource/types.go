@@ -152,7 +152,19 @@ type AuthConfigTwoFactor struct {
 	// RememberDevice lets a user, after a second factor, skip it on the
 	// same browser for Days days (see the README's remembered devices).
 	RememberDevice *RememberDevice `json:"rememberDevice,omitempty" yaml:"rememberDevice,omitempty"`
+	// GracePeriod lets a user whom Required (or a Client's required)
+	// asks for a second factor skip its enrolment for Days days from the
+	// first sign-in where it applied.
+	GracePeriod *GracePeriod `json:"gracePeriod,omitempty" yaml:"gracePeriod,omitempty"`
 }
+
+// GracePeriod is how long enrolment of a required second factor may wait.
+type GracePeriod struct {
+	Days int `json:"days" yaml:"days"`
+}
+
+// MaxGracePeriodDays bounds twoFactor.gracePeriod.days (1 to this).
+const MaxGracePeriodDays = 365
 
 // RememberDevice is the AuthConfig's "remember this browser" setting.
 // Days 0 means not set (DefaultRememberDeviceDays).

@@ -308,6 +308,9 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 		if rd := tf.RememberDevice; rd != nil && (rd.Days < 0 || rd.Days > MaxRememberDeviceDays) {
 			p.add("twoFactor.rememberDevice.days", CodeInvalid, fmt.Sprintf("must be between 1 and %d", MaxRememberDeviceDays))
 		}
+		if g := tf.GracePeriod; g != nil && (g.Days < 1 || g.Days > MaxGracePeriodDays) {
+			p.add("twoFactor.gracePeriod.days", CodeInvalid, fmt.Sprintf("must be between 1 and %d", MaxGracePeriodDays))
+		}
 		if w := tf.Webhook; w != nil {
 			checkWebhook(ctx, &p, "twoFactor.webhook", w, opts)
 		}

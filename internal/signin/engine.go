@@ -94,6 +94,11 @@ type Step struct {
 	Status string
 	// Result is set when Status is StatusComplete.
 	Result *Result
+	// Skippable is set with StatusNeedsEnrollment while the enrolment's
+	// grace period lasts (until GraceEndsAt): SkipEnrolment finishes the
+	// sign-in without it.
+	Skippable   bool
+	GraceEndsAt time.Time
 }
 
 // Result is a finished sign-in.
@@ -166,7 +171,11 @@ func (e *Engine) Begin(ctx context.Context, in BeginInput) (*SignIn, Step, error
 		if !e.canEnrol(s) {
 			return s, Step{}, ErrUnmetLevel
 		}
-		return s, Step{Status: StatusNeedsEnrollment}, nil
+		ends, skippable, err := e.grace(ctx, s, Stronger(RequestedACR(in.ACRValues), pol.RequiredACR()))
+		if err != nil {
+			return nil, Step{}, err
+		}
+		return s, Step{Status: StatusNeedsEnrollment, Skippable: skippable, GraceEndsAt: ends}, nil
 	}
 	res := e.result(s, "", nil)
 	return s, Step{Status: StatusComplete, Result: &res}, nil
@@ -261,6 +270,15 @@ func (e *Engine) StepUp(ctx context.Context, in StepUpInput) (*SignIn, Step, err
 	offers, err := e.offers(ctx, s, false)
 	if err != nil {
 		return nil, Step{}, err
+	}
+	if asked := Stronger(in.ACR, pol.RequiredACR()); len(offers) == 0 && !Satisfies(in.AMR, required) && Level(asked) < Level(ACRMFA) {
+		// Only the policy asks for the factor the user has not set up:
+		// while its grace lasts, the session is enough.
+		if _, ok, err := e.grace(ctx, s, asked); err != nil {
+			return nil, Step{}, err
+		} else if ok {
+			return complete()
+		}
 	}
 	switch {
 	case len(offers) > 0 && (!Satisfies(in.AMR, required) || !s.restricted()):

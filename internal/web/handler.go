@@ -114,6 +114,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+PathTwoFactorMethod, h.wrap(h.methodPage))
 	mux.Handle("POST "+PathTwoFactorMethod, h.wrap(h.methodSubmit))
 	mux.Handle("POST "+PathTwoFactorDevices, h.wrap(h.devicesSubmit))
+	mux.Handle("POST "+PathLoginTwoFactorSkip, h.wrap(h.skipEnrolmentSubmit))
 }
 
 // wrap gives every response of the hosted pages the strict headers, also

@@ -97,6 +97,8 @@ type pageData struct {
 	Current string
 	// Devices are the user's remembered browsers on the settings page.
 	Devices []deviceView
+	// Grace offers to skip an in-login enrolment, saying for how long.
+	Grace *graceView
 }
 
 // codeView is the code prompt of a sign-in: one strategy's input, the

@@ -410,12 +410,18 @@ func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, se
 			lead = f.clientView().Name + " requires two-step verification. Set it up to continue."
 		}
 	}
+	grace, err := h.graceView(r, s)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
 	h.renderEnrolment(w, r, sess, en, pageData{
 		Heading: "Set up two-step verification",
 		Theme:   f.theme,
 		Client:  f.clientView(),
 		Lead:    lead,
 		Error:   errMsg,
+		Grace:   grace,
 	}, PathLoginTwoFactor, &link{Href: PathLogin, Text: "Start over"}, f.policy)
 }
 
