@@ -202,6 +202,13 @@ func TestValidateAuthConfig(t *testing.T) {
 		{"an unknown two-factor method is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{Methods: []string{"fax"}}}, Options{}, "twoFactor.methods[0]"},
 		{"a javascript: style URL is refused", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "javascript:alert(1)"}}, Options{}, "theme.styleUrl"},
 		{"a local style path is fine", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "/static/brand.css"}}, Options{}, ""},
+		{"rememberDevice without days is fine (the default)", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{RememberDevice: &RememberDevice{Enabled: true}}}, Options{}, ""},
+		{"rememberDevice for 365 days is fine", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{RememberDevice: &RememberDevice{Enabled: true, Days: 365}}}, Options{}, ""},
+		{"rememberDevice for 366 days is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{RememberDevice: &RememberDevice{Enabled: true, Days: 366}}}, Options{}, "twoFactor.rememberDevice.days"},
+		{"rememberDevice for -1 days is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{RememberDevice: &RememberDevice{Enabled: true, Days: -1}}}, Options{}, "twoFactor.rememberDevice.days"},
+		{"a grace period of 7 days is fine", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{Required: true, GracePeriod: &GracePeriod{Days: 7}}}, Options{}, ""},
+		{"a grace period of 0 days is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{GracePeriod: &GracePeriod{}}}, Options{}, "twoFactor.gracePeriod.days"},
+		{"a grace period of 366 days is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{GracePeriod: &GracePeriod{Days: 366}}}, Options{}, "twoFactor.gracePeriod.days"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
