@@ -461,3 +461,56 @@ func TestBrowserStepUpAsksOnlyForTheCode(t *testing.T) {
 		t.Fatalf("after the step-up: amr %v acr %s auth_time %d (first %d)", id.AMR, id.ACR, id.AuthTime, first.AuthTime)
 	}
 }
+
+// TestBrowserRememberThisBrowser ticks the code page's "Don't ask again"
+// box in Chromium: the next password sign-in in that browser skips the code,
+// and the device cookie is out of the page's scripts' reach (HttpOnly).
+func TestBrowserRememberThisBrowser(t *testing.T) {
+	requireTool(t, "oathtool", "oathtool")
+	app := startApp(t, gormstoretest.Open(t))
+	app.mustPut("/AuthConfig/default", "twoFactor:\n  rememberDevice:\n    enabled: true\n    days: 30\n")
+	app.mustPut("/Client/plain", webClientYAML)
+	app.mustPut("/User/dora", "email: dora@example.com\npassword: password\n")
+
+	ctx := newBrowserContext(t)
+	redirects := interceptRedirects(t, ctx, browserRedirectURI)
+	l0 := newOAuthLogin(app, "plain")
+	browserStep(t, ctx, "open the authorize URL", chromedp.Navigate(l0.URL))
+	expectLoginPage(t, ctx, app)
+	browserSignIn(t, ctx, "dora@example.com", "password")
+	l0.exchange(t, redirects.next(t, ctx, "the redirect after the password sign-in"))
+
+	browserStep(t, ctx, "open the two-factor setup", chromedp.Navigate(app.URL+pathTwoFactorEnable), chromedp.WaitVisible(chromedp.ID("totp-secret")))
+	a := &authenticator{user: "dora", secret: strings.TrimSpace(browserValue(t, ctx, "read the secret", chromedp.Text(chromedp.ID("totp-secret"))))}
+	browserStep(t, ctx, "confirm the setup with a code",
+		chromedp.SendKeys(chromedp.ID("code"), a.next(t)),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("recovery-codes")),
+	)
+
+	l1 := newOAuthLogin(app, "plain")
+	browserStep(t, ctx, "sign in again", chromedp.Navigate(l1.URL+"&prompt=login"))
+	expectLoginPage(t, ctx, app)
+	browserSignIn(t, ctx, "dora@example.com", "password")
+	browserStep(t, ctx, "tick the box and type the code",
+		chromedp.WaitVisible(chromedp.ID("remember-device")),
+		chromedp.Click(chromedp.ID("remember-device")),
+		chromedp.SendKeys(chromedp.ID("code"), a.next(t)),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+	)
+	l1.exchange(t, redirects.next(t, ctx, "the redirect after the code"))
+	browserStep(t, ctx, "the settings page lists this browser",
+		chromedp.Navigate(app.URL+"/auth/two-factor"), chromedp.WaitVisible(chromedp.ID("remembered-devices")))
+	if c := browserValue(t, ctx, "read document.cookie", chromedp.Evaluate[string](`document.cookie`)); strings.Contains(c, "gatehouse_device") {
+		t.Fatalf("the device cookie is visible to scripts: %q", c)
+	}
+
+	l2 := newOAuthLogin(app, "plain")
+	browserStep(t, ctx, "sign in once more", chromedp.Navigate(l2.URL+"&prompt=login"))
+	expectLoginPage(t, ctx, app)
+	browserSignIn(t, ctx, "dora@example.com", "password")
+	id := l2.exchange(t, redirects.next(t, ctx, "the redirect without a code"))
+	if !slices.Equal(id.AMR, []string{"pwd", "mfa"}) || id.ACR != "urn:gatehouse:acr:mfa" {
+		t.Fatalf("the remembered sign-in: amr %v acr %s", id.AMR, id.ACR)
+	}
+}
