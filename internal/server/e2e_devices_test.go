@@ -222,6 +222,26 @@ func TestRememberedDevicesEndToEnd(t *testing.T) {
 				}
 			})
 
+			t.Run("turning the second factor off forgets every browser", func(t *testing.T) {
+				a2, _ := enrolUser(t, s.app, "rem-off", "")
+				b2 := browserFor(t, s.app)
+				s.remember(t, b2, a2)
+				if ids := s.devicesOf(t, a2.user); len(ids) != 1 {
+					t.Fatalf("devices before turning off %v", ids)
+				}
+				p := b2.get(s.app.URL + pathTwoFactorDisable)
+				p = submitForm(t, b2, p, "code", url.Values{"code": {a2.recovery[0]}})
+				if p.status >= 400 || errorText(t, p) != "" {
+					t.Fatalf("turning off ended at %s (status %d) #error %q", p.url, p.status, errorText(t, p))
+				}
+				if ids := s.devicesOf(t, a2.user); len(ids) != 0 {
+					t.Fatalf("devices after turning the factor off %v", ids)
+				}
+				if evs := auditEvents(t, s.app, a2.user, "two_factor.device_revoked"); len(evs) != 1 || evs[0].Detail["by"] != "two_factor_removed" {
+					t.Fatalf("revoke audit events %+v", evs)
+				}
+			})
+
 			t.Run("max_age shorter than the time since the code asks for it again", func(t *testing.T) {
 				s.remember(t, b, a)
 				time.Sleep(1100 * time.Millisecond)
