@@ -255,7 +255,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 }
 
 // purgeExpired deletes what has expired every few minutes: browser
-// sessions, OAuth rows, one-time codes and throttling counters.
+// sessions, OAuth rows, one-time codes, throttling counters and passkey
+// challenges.
 func (a *App) purgeExpired(ctx context.Context) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
@@ -280,6 +281,7 @@ func (a *App) purgeExpired(ctx context.Context) {
 			// The longest-lived reader of a counter (a spent mfa_token's
 			// marker) looks back 5 minutes; an hour leaves room.
 			{"counters", func() (int64, error) { return a.Store.DeleteStaleCounters(ctx, now.Add(-time.Hour)) }},
+			{"passkey challenges", func() (int64, error) { return a.Store.DeleteExpiredWebAuthnChallenges(ctx, now) }},
 		} {
 			if n, err := p.purge(); err != nil {
 				a.Logger.Warn("purge expired "+p.what, "err", err)
