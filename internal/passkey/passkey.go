@@ -251,7 +251,7 @@ func (w *waUser) WebAuthnName() string {
 	}
 	return w.u.ID
 }
-func (w *waUser) WebAuthnDisplayName() string              { return w.WebAuthnName() }
+func (w *waUser) WebAuthnDisplayName() string                { return w.WebAuthnName() }
 func (w *waUser) WebAuthnCredentials() []webauthn.Credential { return w.creds }
 
 func (s *Service) loadUser(ctx context.Context, u store.User) (*waUser, []store.WebAuthnCredential, error) {
@@ -277,7 +277,7 @@ func toLibrary(r store.WebAuthnCredential) (webauthn.Credential, error) {
 	}
 	c := webauthn.Credential{
 		ID: id, PublicKey: r.PublicKey, AttestationType: r.AttestationType, AttestationFormat: r.AttestationFmt,
-		Flags: webauthn.CredentialFlags{UserPresent: r.UserPresent, UserVerified: r.UserVerified, BackupEligible: r.BackupEligible, BackupState: r.BackupState},
+		Flags:         webauthn.CredentialFlags{UserPresent: r.UserPresent, UserVerified: r.UserVerified, BackupEligible: r.BackupEligible, BackupState: r.BackupState},
 		Authenticator: webauthn.Authenticator{AAGUID: r.AAGUID, SignCount: r.SignCount, Attachment: protocol.AuthenticatorAttachment(r.Attachment)},
 	}
 	for _, t := range r.Transports {
