@@ -603,6 +603,32 @@ func (s *Service) FinishPasswordless(ctx context.Context, ac resource.AuthConfig
 	return u, a, nil
 }
 
+// PasswordlessOwner reads whose passkey a passwordless answer names,
+// before it is checked, so that the check can be counted on that user's
+// attempt counter. A malformed answer or an unknown passkey is ErrInvalid
+// (and audited); nothing is consumed.
+func (s *Service) PasswordlessOwner(ctx context.Context, response []byte, m twofactor.Meta) (store.User, error) {
+	parsed, err := parseAssertion(response)
+	if err != nil {
+		return store.User{}, s.refused(ctx, "", PurposePasswordless, m, err)
+	}
+	rec, err := s.Store.GetWebAuthnCredential(ctx, base64.RawURLEncoding.EncodeToString(parsed.RawID))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.User{}, s.refused(ctx, "", PurposePasswordless, m, refuse(reasonUnknownK, nil))
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("find passkey: %w", err)
+	}
+	u, err := s.Store.GetUser(ctx, rec.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Inactive) {
+		return store.User{}, s.refused(ctx, rec.UserID, PurposePasswordless, m, refuse(reasonUnknownK, nil))
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("get user %q: %w", rec.UserID, err)
+	}
+	return u, nil
+}
+
 func parseAssertion(response []byte) (*protocol.ParsedCredentialAssertionData, error) {
 	if len(response) > MaxResponseBytes {
 		return nil, refuse(reasonMalform, nil)
