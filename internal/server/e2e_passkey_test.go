@@ -48,6 +48,12 @@ func TestPasskeysAcrossProcesses(t *testing.T) {
 				}
 				wantStatus(t, callAPI(t, two, http.MethodPost, "/auth/passkeys", bearer.str("access_token"), map[string]any{"credential": string(cred), "name": "Phone"}), http.StatusCreated, "")
 
+				r = callAPI(t, two, http.MethodGet, "/auth/passkeys", bearer.str("access_token"), nil)
+				wantStatus(t, r, http.StatusOK, "")
+				if l := r.list(t, "passkeys"); len(l) != 1 || l[0]["name"] != "Phone" {
+					t.Fatalf("GET /auth/passkeys with the token = %s", r.raw)
+				}
+
 				r = password(one)
 				wantStatus(t, r, http.StatusForbidden, "mfa_required")
 				mfa := r.str("mfa_token")
