@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/gatehouse/gatehouse/internal/signin"
+	"github.com/gatehouse/gatehouse/internal/twofactor"
 )
 
 // StrategyPasskey is the passkey factor's strategy on every surface.
@@ -41,6 +42,11 @@ func (f Factor) Offers(ctx context.Context, s *signin.SignIn) ([]signin.Offer, e
 // sign-in (its ticket, or the browser session on the hosted pages); each
 // call issues a fresh challenge.
 func (f Factor) Prepare(ctx context.Context, s *signin.SignIn, _ string) (signin.Prepared, error) {
+	if s.Token.ID == "" && s.Binding == twofactor.PasswordGrantBinding(s.Client.ID, s.User.ID) {
+		// A password grant's answer carries no options: the client asks
+		// for them with the mfa_token (/auth/sign-in/prepare).
+		return signin.Prepared{}, signin.ErrNotPreparable
+	}
 	opts, exp, err := f.Passkeys.BeginAssertion(ctx, s.AuthConfig, s.User, s.Binding)
 	if errors.Is(err, ErrNoPasskeys) {
 		return signin.Prepared{}, signin.ErrNotOffered

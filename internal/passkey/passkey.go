@@ -69,7 +69,6 @@ var (
 	ErrInvalid     = errors.New("the passkey answer was not accepted")
 	ErrNoPasskeys  = errors.New("no passkey is registered for this account")
 	ErrBadName     = errors.New("a passkey name is 1 to 64 characters without control characters")
-	ErrNotFound    = store.ErrNotFound
 	errConfig      = errors.New("passkey relying party")
 	reasonMalform  = "malformed"
 	reasonUnknownC = "unknown_challenge"
