@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/passkey/passkeytest"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
 
@@ -133,6 +135,60 @@ func TestPasskeysAcrossProcesses(t *testing.T) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// Deleting a passkey on the hosted settings page asks for the password
+// again when the last one was typed more than ten minutes ago, deletes
+// nothing meanwhile, and deletes once it is confirmed.
+func TestHostedPasskeyDeleteAsksForThePassword(t *testing.T) {
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			clock := &offsetClock{}
+			app := startAppWithDeps(t, be.Open(t), secret.RandomBytes(32), func(d *Deps) { d.Now = clock.Now })
+			putResource(t, app, "/User/pk-carol", "email: pk-carol@example.com\npassword: "+i5Password+"\n")
+			ctx := t.Context()
+			csrf := func(p page) string {
+				t.Helper()
+				m := benchCSRF.FindStringSubmatch(p.body)
+				if m == nil {
+					t.Fatalf("no CSRF token on %s: %s", p.url, p.body)
+				}
+				return m[1]
+			}
+			b := browserFor(t, app)
+			p := b.get(app.URL + "/auth/login")
+			b.post(app.URL+"/auth/login", url.Values{"_csrf": {csrf(p)}, "username": {"pk-carol"}, "password": {i5Password}})
+			// A passkey added since (what the settings page's script does
+			// is covered by the browser test).
+			if err := app.Store.CreateWebAuthnCredential(ctx, store.WebAuthnCredential{ID: "Y3JlZC1jYXJvbA", UserID: "pk-carol",
+				PublicKey: []byte("cose"), Name: "Old laptop"}); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(11 * time.Minute)
+			p = b.get(app.URL + "/auth/passkeys")
+			if p.status != http.StatusOK || !strings.Contains(p.body, "Old laptop") {
+				t.Fatalf("settings page: %d %s", p.status, p.body)
+			}
+			p = b.post(app.URL+"/auth/passkeys/Y3JlZC1jYXJvbA/delete", url.Values{"_csrf": {csrf(p)}})
+			if p.url.Path != "/auth/login" || !strings.Contains(p.body, "Confirm your password") {
+				t.Fatalf("a delete with a stale password: %s %s", p.url, p.body)
+			}
+			if list, _ := app.Store.ListWebAuthnCredentials(ctx, "pk-carol"); len(list) != 1 {
+				t.Fatalf("deleted before the password was confirmed: %+v", list)
+			}
+			p = b.post(app.URL+"/auth/login", url.Values{"_csrf": {csrf(p)}, "username": {"pk-carol"}, "password": {i5Password}})
+			if p.url.Path != "/auth/passkeys" {
+				t.Fatalf("after confirming: %s", p.url)
+			}
+			p = b.post(app.URL+"/auth/passkeys/Y3JlZC1jYXJvbA/delete", url.Values{"_csrf": {csrf(p)}})
+			if p.url.Path != "/auth/passkeys" || !strings.Contains(p.body, "Passkey deleted.") {
+				t.Fatalf("the confirmed delete: %s %s", p.url, p.body)
+			}
+			if list, _ := app.Store.ListWebAuthnCredentials(ctx, "pk-carol"); len(list) != 0 {
+				t.Fatalf("still stored: %+v", list)
+			}
 		})
 	}
 }
