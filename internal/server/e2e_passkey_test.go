@@ -128,11 +128,21 @@ func TestPasskeysAcrossProcesses(t *testing.T) {
 					t.Fatalf("no CSRF token on the login page: %s", p.body)
 				}
 				csrf := m[1]
-				for _, answer := range []string{"", `{"id":`, `{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{}}`} {
+				forged, err := a.Assert(a.Creds[0], "bm90IGEgY2hhbGxlbmdlIG9mIG91cnM", 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				before, _ := st.GetTwoFactor(t.Context(), "pk-bob")
+				for _, answer := range []string{"", `{"id":`, `{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{}}`, string(forged)} {
 					p = b.post(one.URL+"/auth/login/passkey", url.Values{"_csrf": {csrf}, "credential": {answer}})
 					if p.status != http.StatusBadRequest || !strings.Contains(p.body, "That passkey could not be used") {
 						t.Fatalf("answer %q: %d %s", answer, p.status, p.body)
 					}
+				}
+				// The forged answer named pk-bob's passkey: it counted on
+				// pk-bob's attempt counter; the others named nobody.
+				if after, _ := st.GetTwoFactor(t.Context(), "pk-bob"); after.Failures != before.Failures+1 {
+					t.Fatalf("pk-bob's failures went from %d to %d, want one more", before.Failures, after.Failures)
 				}
 			})
 		})
