@@ -236,6 +236,25 @@ func TestPasskeyCeremonies(t *testing.T) {
 					}
 					return resp, "ticket"
 				}},
+				{"a bad signature is refused", "verification_failed", func(t *testing.T, e *env, a *passkeytest.Authenticator, c *passkeytest.Credential, opts []byte) ([]byte, string) {
+					resp, err := a.Get(opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var m map[string]any
+					_ = json.Unmarshal(resp, &m)
+					m["response"].(map[string]any)["signature"] = "MEUCIQDtAmperedTamperedTamperedTamperedTamperedTampered"
+					return mustJSON(t, m), "ticket"
+				}},
+				{"an answer for another relying party is refused", "verification_failed", func(t *testing.T, e *env, a *passkeytest.Authenticator, c *passkeytest.Credential, opts []byte) ([]byte, string) {
+					other := *c
+					other.RPID = "evil.example"
+					resp, err := a.Assert(&other, passkeytest.Challenge(opts), 50)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return resp, "ticket"
+				}},
 				{"a sign counter that went back is refused and audited", "counter_regression", func(t *testing.T, e *env, a *passkeytest.Authenticator, c *passkeytest.Credential, opts []byte) ([]byte, string) {
 					resp, err := a.Assert(c, passkeytest.Challenge(opts), 0)
 					if err != nil {
@@ -272,6 +291,25 @@ func TestPasskeyCeremonies(t *testing.T) {
 					}
 				})
 			}
+
+			t.Run("with user verification required a second factor without it is refused", func(t *testing.T) {
+				e := newEnv(t, b.Open)
+				e.ac = resource.AuthConfig{WebAuthn: &resource.WebAuthn{UserVerification: resource.UserVerificationRequired}}
+				a := &passkeytest.Authenticator{Origin: "http://localhost:8080", UserVerified: true}
+				e.register(t, a, "s")
+				a.UserVerified = false
+				opts, _, err := e.svc.BeginAssertion(ctx, e.ac, e.user, "ticket")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := a.Get(opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := e.svc.FinishAssertion(ctx, e.ac, e.user, "ticket", resp, twofactor.Meta{}); passkey.Reason(err) != "verification_failed" {
+					t.Fatalf("err = %v", err)
+				}
+			})
 
 			t.Run("a passwordless answer without user verification is refused", func(t *testing.T) {
 				e := newEnv(t, b.Open)
