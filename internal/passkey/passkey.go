@@ -66,10 +66,14 @@ const MaxResponseBytes = 32 << 10
 // expired or foreign challenge, a wrong origin or rpId, a bad signature or
 // attestation, an unknown credential, a counter that went back.
 var (
-	ErrInvalid     = errors.New("the passkey answer was not accepted")
-	ErrNoPasskeys  = errors.New("no passkey is registered for this account")
-	ErrBadName     = errors.New("a passkey name is 1 to 64 characters without control characters")
-	errConfig      = errors.New("passkey relying party")
+	ErrInvalid    = errors.New("the passkey answer was not accepted")
+	ErrNoPasskeys = errors.New("no passkey is registered for this account")
+	ErrBadName    = errors.New("a passkey name is 1 to 64 characters without control characters")
+	errConfig     = errors.New("passkey relying party")
+)
+
+// Refusal reasons, in audit details and Reason.
+const (
 	reasonMalform  = "malformed"
 	reasonUnknownC = "unknown_challenge"
 	reasonVerify   = "verification_failed"
