@@ -102,13 +102,16 @@
   // username field (conditional mediation), which the button cancels.
   function setupLogin(form) {
     var pending = null;
+    var submitted = false;
     function signIn(options, mediation) {
       var ctrl = new AbortController();
       var req = { publicKey: requestOptions(options.publicKey), signal: ctrl.signal };
       if (mediation) req.mediation = mediation;
       pending = ctrl;
       return navigator.credentials.get(req).then(function (cred) {
-        if (!cred) return;
+        // The autofill and the button may both answer: send one.
+        if (!cred || submitted) return;
+        submitted = true;
         form.elements.credential.value = assertionJSON(cred);
         form.submit();
       });
@@ -121,6 +124,7 @@
       }).catch(function () {});
     }
     document.getElementById('passkey-signin').addEventListener('click', function () {
+      if (submitted) return;
       if (pending) pending.abort();
       fetchOptions(form).then(function (o) { return signIn(o); }).catch(function (e) {
         if (e && e.name !== 'AbortError' && e.message !== 'redirected') conditional();
@@ -133,10 +137,13 @@
   function setupSecondFactor(step) {
     var button = document.getElementById('passkey-button');
     var code = document.getElementById('code');
+    var submitted = false;
     button.addEventListener('click', function () {
       var options = JSON.parse(step.dataset.options || '{}');
-      if (!options.publicKey) return;
+      if (!options.publicKey || submitted) return;
       navigator.credentials.get({ publicKey: requestOptions(options.publicKey) }).then(function (cred) {
+        if (submitted) return;
+        submitted = true;
         code.value = assertionJSON(cred);
         code.form.submit();
       }).catch(function (e) {
