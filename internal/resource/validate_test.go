@@ -202,6 +202,16 @@ func TestValidateAuthConfig(t *testing.T) {
 		{"an unknown two-factor method is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{Methods: []string{"fax"}}}, Options{}, "twoFactor.methods[0]"},
 		{"a javascript: style URL is refused", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "javascript:alert(1)"}}, Options{}, "theme.styleUrl"},
 		{"a local style path is fine", AuthConfig{ID: "a", Theme: &Theme{StyleURL: "/static/brand.css"}}, Options{}, ""},
+		{"a passkey relying party on a domain with its origins is fine", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "example.com", RPName: "Example",
+			Origins: []string{"https://example.com", "https://login.example.com:8443"}, UserVerification: "required", Attestation: "direct"}}, Options{}, ""},
+		{"a passkey relying party on localhost over plain http is fine", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "localhost", Origins: []string{"http://localhost:8080"}}}, Options{}, ""},
+		{"an IP address as rpId is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "127.0.0.1"}}, Options{}, "webauthn.rpId"},
+		{"an rpId with a scheme is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "https://example.com"}}, Options{}, "webauthn.rpId"},
+		{"an origin outside the rpId is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "example.com", Origins: []string{"https://evil-example.com"}}}, Options{}, "webauthn.origins[0]"},
+		{"an origin with a path is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Origins: []string{"https://example.com/login"}}}, Options{}, "webauthn.origins[0]"},
+		{"a plain http origin off loopback is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Origins: []string{"http://example.com"}}}, Options{}, "webauthn.origins[0]"},
+		{"an unknown user verification is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{UserVerification: "always"}}, Options{}, "webauthn.userVerification"},
+		{"an unknown attestation is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Attestation: "enterprise"}}, Options{}, "webauthn.attestation"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

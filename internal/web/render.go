@@ -27,6 +27,7 @@ const (
 	pageDisable       = "two_factor_disable"
 	pageMethod        = "two_factor_method"
 	pageRegenerate    = "two_factor_regenerate"
+	pagePasskeys      = "passkeys"
 )
 
 func mustParsePages() map[string]*template.Template {
@@ -95,6 +96,11 @@ type pageData struct {
 	// Current asks for a code of the factor that is on, to prove a change;
 	// it names where that code comes from ("" when no factor is on).
 	Current string
+	// Passkeys is the settings page's list of passkeys.
+	Passkeys *passkeysView
+	// PasskeyLogin: the login page offers passwordless sign-in (a button,
+	// and the browser's passkey autofill on the username field).
+	PasskeyLogin bool
 }
 
 // codeView is the code prompt of a sign-in: one strategy's input, the
@@ -105,6 +111,10 @@ type codeView struct {
 	Recovery bool   // the box takes a recovery code too
 	Resend   string // reloads the page, which sends again ("" for none)
 	Others   []link
+	// Passkey: the answer comes from the browser's passkey prompt, asked
+	// with Options (request options JSON) by static/passkey.js.
+	Passkey bool
+	Options string
 }
 
 // enrolView is the TOTP enrolment page. QR is a data: URL that we built

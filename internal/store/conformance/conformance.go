@@ -36,6 +36,8 @@ func RunTests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		{"recovery codes", testRecoveryCodes},
 		{"one-time codes", testOneTimeCodes},
 		{"transactions", testTransactions},
+		{"webauthn credentials", testWebAuthnCredentials},
+		{"webauthn challenges", testWebAuthnChallenges},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) { g.run(t, newStore) })

@@ -222,6 +222,8 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			"DELETE FROM two_factors WHERE user_id = ?",
 			"DELETE FROM one_time_codes WHERE user_id = ?",
 			"DELETE FROM consents WHERE user_id = ?",
+			"DELETE FROM webauthn_credentials WHERE user_id = ?",
+			"DELETE FROM webauthn_challenges WHERE user_id = ?",
 		} {
 			if err := db.Exec(q, id).Error; err != nil {
 				return fmt.Errorf("delete user %q: %w", id, err)
