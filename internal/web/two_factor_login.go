@@ -188,7 +188,7 @@ type codePrompt struct {
 	send     bool // the page prepares the strategy (and offers to send again)
 	others   []link
 	notice   string
-	recovery bool // the box takes a recovery code too
+	recovery bool   // the box takes a recovery code too
 	options  string // a passkey's request options, prepared for this page
 }
 
