@@ -302,6 +302,16 @@ func (p params) addJSON(body []byte) *apiError {
 			}
 		case bool:
 			p[k] = strconv.FormatBool(v)
+		case map[string]any:
+			// A passkey's answer (the browser's PublicKeyCredential as
+			// JSON) may come as the object itself; it is kept as its JSON.
+			b, err := json.Marshal(v)
+			if err != nil {
+				return badRequest(fmt.Sprintf("%s is not valid JSON.", safeName(k)))
+			}
+			if err := p.set(k, string(b)); err != nil {
+				return err
+			}
 		default:
 			return badRequest(fmt.Sprintf("%s must be a string.", safeName(k)))
 		}

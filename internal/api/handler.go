@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/signin"
@@ -75,6 +76,8 @@ type Handler struct {
 	// SignIn is the sign-in engine every surface shares; the deployment's
 	// own factors are registered there (signin.Engine.Factors).
 	SignIn *signin.Engine
+	// Passkeys manages passkeys (nil: the passkey endpoints answer 404).
+	Passkeys *passkey.Service
 }
 
 // Register mounts the API on mux. Like ServeMux with clashing patterns, it
@@ -110,18 +113,23 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		{http.MethodPost, PathVerifyDestination, h.verifyDestination},
 		{http.MethodGet, PathDevices, h.listDevices},
 		{http.MethodDelete, pathDevice, h.deleteDevice},
+		{http.MethodPost, PathPasskeyRegistrationOption, h.passkeyRegistrationOptions},
+		{http.MethodPost, PathPasskeys, h.registerPasskey},
+		{http.MethodPatch, pathPasskey, h.renamePasskey},
+		{http.MethodDelete, pathPasskey, h.deletePasskey},
 	}
 	for _, e := range public {
 		mux.Handle(e.method+" "+e.path, h.endpoint(e.fn))
 	}
 	// Preflights: these patterns cover every path above and name a method
 	// no other package routes on these paths, so they cannot clash.
-	for _, p := range []string{PathSignIn, PathSignIn + "/", "/auth/mfa/", PathVerificationCodes, PathVerifyDestination, PathSignUp, PathSignUp + "/", PathDevices, PathDevices + "/"} {
+	for _, p := range []string{PathSignIn, PathSignIn + "/", "/auth/mfa/", PathVerificationCodes, PathVerifyDestination, PathSignUp, PathSignUp + "/", PathPasskeys, PathPasskeys + "/", PathDevices, PathDevices + "/"} {
 		mux.HandleFunc(http.MethodOptions+" "+p, h.preflight)
 	}
 	if h.Admin != nil {
 		mux.Handle("GET "+pathAdminAuthenticator, h.Admin(h.adminEndpoint(h.adminListAuthenticators)))
 		mux.Handle("DELETE "+pathAdminAuthenticator+"/{type}", h.Admin(h.adminEndpoint(h.adminResetAuthenticator)))
+		mux.Handle("DELETE "+pathAdminPasskey, h.Admin(h.adminEndpoint(h.adminDeletePasskey)))
 		mux.Handle("POST /User/{id}/$verification-codes", h.Admin(h.adminEndpoint(h.adminSendVerificationCode)))
 		mux.Handle("POST /User/{id}/$verify-destination", h.Admin(h.adminEndpoint(h.adminVerifyDestination)))
 	}

@@ -141,6 +141,17 @@ func (h *Handler) authenticators(c *call, userID string) (map[string]any, error)
 		list = append(list, a)
 	}
 	body := map[string]any{"authenticators": list}
+	if h.Passkeys != nil {
+		recs, err := h.Passkeys.List(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		pks := []Passkey{}
+		for _, r := range recs {
+			pks = append(pks, PasskeyView(r))
+		}
+		body["passkeys"] = pks
+	}
 	tf, err := h.SignIn.TwoFactorOf(ctx, userID)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
@@ -189,6 +190,9 @@ func (h *Handler) attempt(c *call) error {
 	var extra map[string]any
 	if res.RecoveryCodesRemaining != nil {
 		extra = map[string]any{"recovery_codes_remaining": *res.RecoveryCodesRemaining}
+	}
+	if st == passkey.StrategyPasskey && errors.Is(err, ErrInvalidCode) {
+		return errInvalidPasskey
 	}
 	if err != nil {
 		return factorError(err)

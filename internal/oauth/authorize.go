@@ -322,6 +322,7 @@ func (p *Provider) WriteAuthorizeError(w http.ResponseWriter, r *http.Request, a
 		_, _ = w.Write([]byte("The authorization request is invalid.\n"))
 		return
 	}
+	allowFormPost(w, far)
 	p.fosite.WriteAuthorizeError(ctx, w, far, toRFCError(err))
 }
 
@@ -379,6 +380,7 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 		return storeErr("get user", err)
 	}
 	if err != nil || u.Inactive {
+		allowFormPost(w, far)
 		p.fosite.WriteAuthorizeError(ctx, w, far, fosite.ErrAccessDenied.WithHint("The account is not active."))
 		return nil
 	}
@@ -390,6 +392,7 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 	}
 	loggedInForThis := !g.LoginRequestedAt.IsZero() && !g.AuthTime.Before(g.LoginRequestedAt)
 	if ar.MaxAge >= 0 && !loggedInForThis && authTime.Add(time.Duration(ar.MaxAge)*time.Second).Before(now.Truncate(time.Second)) {
+		allowFormPost(w, far)
 		p.fosite.WriteAuthorizeError(ctx, w, far, fosite.ErrLoginRequired.WithHint("The sign-in is older than max_age."))
 		return nil
 	}
@@ -447,9 +450,11 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 			p.cfg.Logger.ErrorContext(ctx, "issue authorization code", "client", c.GetID(), "err", rfc.ErrorField, "debug", rfc.Debug(), "cause", rfc.Cause())
 			return errors.New("issue authorization code: the authorization server is temporarily unavailable")
 		}
+		allowFormPost(w, far)
 		p.fosite.WriteAuthorizeError(ctx, w, far, rfc)
 		return nil
 	}
+	allowFormPost(w, far)
 	p.fosite.WriteAuthorizeResponse(ctx, w, far, resp)
 	return nil
 }

@@ -194,7 +194,7 @@ func (c *client) GetResponseTypes() fosite.Arguments {
 }
 
 func (c *client) GetResponseModes() []fosite.ResponseModeType {
-	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery, fosite.ResponseModeFormPost}
 }
 
 // GetScopes is what this view may grant. client_credentials gets exactly the

@@ -33,7 +33,7 @@ func (p *Provider) buildDiscovery() error {
 		"end_session_endpoint":                          iss + PathLogout,
 		"jwks_uri":                                      iss + PathJWKS,
 		"response_types_supported":                      []string{"code"},
-		"response_modes_supported":                      []string{"query"},
+		"response_modes_supported":                      []string{"query", "form_post"},
 		"grant_types_supported":                         grants,
 		"code_challenge_methods_supported":              []string{"S256"},
 		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},

@@ -103,6 +103,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		ClientAuthenticationStrategy:   p.authenticateClient,
 		ClientSecretsHasher:            p.secrets,
 		MinParameterEntropy:            fositeEntropy(cfg.MinParameterLength),
+		FormPostHTMLTemplate:           formPostTemplate,
 	}
 	p.storage = &fositeStore{p: p}
 	p.strategy = &tokenStrategy{

@@ -360,6 +360,11 @@ func (a AuthConfig) clone() AuthConfig {
 		th := *a.Theme
 		a.Theme = &th
 	}
+	if a.WebAuthn != nil {
+		wa := *a.WebAuthn
+		wa.Origins = slices.Clone(wa.Origins)
+		a.WebAuthn = &wa
+	}
 	return a
 }
 

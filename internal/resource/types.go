@@ -136,7 +136,20 @@ type AuthConfig struct {
 	TwoFactor    *AuthConfigTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
 	Theme        *Theme               `json:"theme,omitempty" yaml:"theme,omitempty"`
 	SignUp       *SignUp              `json:"signUp,omitempty" yaml:"signUp,omitempty"`
+	WebAuthn     *WebAuthn            `json:"webauthn,omitempty" yaml:"webauthn,omitempty"`
 	Meta         *Meta                `json:"meta,omitempty" yaml:"meta,omitempty"`
+}
+
+// WebAuthn is the passkey relying party of the clients that use the
+// AuthConfig. Every field defaults from the server's public URL (see
+// package passkey): rpId its host, origins its origin, rpName the theme's
+// brand.
+type WebAuthn struct {
+	RPID             string   `json:"rpId,omitempty" yaml:"rpId,omitempty"`
+	RPName           string   `json:"rpName,omitempty" yaml:"rpName,omitempty"`
+	Origins          []string `json:"origins,omitempty" yaml:"origins,omitempty"`
+	UserVerification string   `json:"userVerification,omitempty" yaml:"userVerification,omitempty"` // required | preferred | discouraged
+	Attestation      string   `json:"attestation,omitempty" yaml:"attestation,omitempty"`           // none | direct
 }
 
 // AuthConfigTwoFactor configures second factors for the clients that use it.

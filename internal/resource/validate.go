@@ -315,6 +315,9 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 			checkWebhook(ctx, &p, "twoFactor.webhook", w, opts)
 		}
 	}
+	if wa := a.WebAuthn; wa != nil {
+		checkWebAuthn(&p, wa, opts)
+	}
 	if th := a.Theme; th != nil {
 		checkText(&p, "theme.title", th.Title)
 		checkText(&p, "theme.brand", th.Brand)
@@ -631,4 +634,78 @@ func sortedStringKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// Passkey settings.
+const (
+	UserVerificationRequired    = "required"
+	UserVerificationPreferred   = "preferred"
+	UserVerificationDiscouraged = "discouraged"
+	AttestationNone             = "none"
+	AttestationDirect           = "direct"
+)
+
+// checkWebAuthn checks a relying party: rpId a host name (no scheme, port
+// or path; browsers refuse IP addresses), each origin http(s) on a host
+// that is rpId or under it.
+func checkWebAuthn(p *problems, wa *WebAuthn, opts Options) {
+	checkText(p, "webauthn.rpName", wa.RPName)
+	if wa.RPID != "" {
+		if err := ValidateRPID(wa.RPID); err != nil {
+			p.add("webauthn.rpId", CodeInvalid, err.Error())
+		}
+	}
+	if len(wa.Origins) > maxListLen {
+		p.add("webauthn.origins", CodeTooLong, fmt.Sprintf("at most %d origins", maxListLen))
+	}
+	for i, o := range wa.Origins {
+		where := fmt.Sprintf("webauthn.origins[%d]", i)
+		if err := validateOrigin(o, opts); err != nil {
+			p.add(where, CodeInvalid, err.Error())
+			continue
+		}
+		if wa.RPID != "" && !OriginUnderRPID(o, wa.RPID) {
+			p.add(where, CodeInvalid, fmt.Sprintf("the host must be %s or a subdomain of it (the rpId)", wa.RPID))
+		}
+	}
+	switch wa.UserVerification {
+	case "", UserVerificationRequired, UserVerificationPreferred, UserVerificationDiscouraged:
+	default:
+		p.add("webauthn.userVerification", CodeValue, "must be required, preferred or discouraged")
+	}
+	switch wa.Attestation {
+	case "", AttestationNone, AttestationDirect:
+	default:
+		p.add("webauthn.attestation", CodeValue, "must be none or direct")
+	}
+}
+
+var rpIDLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidateRPID checks a WebAuthn relying party id: a lower-case DNS name
+// such as example.com or localhost, without scheme, port or path.
+func ValidateRPID(id string) error {
+	if len(id) > 253 {
+		return fmt.Errorf("at most 253 characters")
+	}
+	if _, err := netip.ParseAddr(strings.Trim(id, "[]")); err == nil {
+		return fmt.Errorf("must be a domain name: browsers refuse IP addresses as passkey relying party ids (use localhost)")
+	}
+	for _, label := range strings.Split(id, ".") {
+		if !rpIDLabel.MatchString(label) {
+			return fmt.Errorf("must be a lower-case domain name such as example.com, without scheme, port or path")
+		}
+	}
+	return nil
+}
+
+// OriginUnderRPID reports whether origin's host is rpID or a subdomain of
+// it, as WebAuthn requires of the origins a relying party serves.
+func OriginUnderRPID(origin, rpID string) bool {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	return host == rpID || strings.HasSuffix(host, "."+rpID)
 }

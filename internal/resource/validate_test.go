@@ -209,6 +209,16 @@ func TestValidateAuthConfig(t *testing.T) {
 		{"a grace period of 7 days is fine", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{Required: true, GracePeriod: &GracePeriod{Days: 7}}}, Options{}, ""},
 		{"a grace period of 0 days is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{GracePeriod: &GracePeriod{}}}, Options{}, "twoFactor.gracePeriod.days"},
 		{"a grace period of 366 days is refused", AuthConfig{ID: "a", TwoFactor: &AuthConfigTwoFactor{GracePeriod: &GracePeriod{Days: 366}}}, Options{}, "twoFactor.gracePeriod.days"},
+		{"a passkey relying party on a domain with its origins is fine", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "example.com", RPName: "Example",
+			Origins: []string{"https://example.com", "https://login.example.com:8443"}, UserVerification: "required", Attestation: "direct"}}, Options{}, ""},
+		{"a passkey relying party on localhost over plain http is fine", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "localhost", Origins: []string{"http://localhost:8080"}}}, Options{}, ""},
+		{"an IP address as rpId is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "127.0.0.1"}}, Options{}, "webauthn.rpId"},
+		{"an rpId with a scheme is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "https://example.com"}}, Options{}, "webauthn.rpId"},
+		{"an origin outside the rpId is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{RPID: "example.com", Origins: []string{"https://evil-example.com"}}}, Options{}, "webauthn.origins[0]"},
+		{"an origin with a path is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Origins: []string{"https://example.com/login"}}}, Options{}, "webauthn.origins[0]"},
+		{"a plain http origin off loopback is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Origins: []string{"http://example.com"}}}, Options{}, "webauthn.origins[0]"},
+		{"an unknown user verification is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{UserVerification: "always"}}, Options{}, "webauthn.userVerification"},
+		{"an unknown attestation is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Attestation: "enterprise"}}, Options{}, "webauthn.attestation"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

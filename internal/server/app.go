@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -48,8 +50,10 @@ type App struct {
 	// SignIn is the sign-in engine behind the hosted pages, the JSON API
 	// and the password grant.
 	SignIn *signin.Engine
-	Admin  *admin.Handler
-	Web    *web.Handler
+	// Passkeys runs the WebAuthn ceremonies; its factor is in SignIn.
+	Passkeys *passkey.Service
+	Admin    *admin.Handler
+	Web      *web.Handler
 	// API is the JSON API for apps that draw their own screens.
 	API     *api.Handler
 	Handler http.Handler
@@ -104,14 +108,24 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Logger:   d.Logger,
 		Now:      d.Now,
 	}
+	a.Passkeys = &passkey.Service{
+		Store:     d.Store,
+		Issuer:    cfg.Issuer,
+		HandleKey: secret.Derive(d.MasterKey, passkey.HandleKeyPurpose),
+		Audit:     a.Audit,
+		Logger:    d.Logger,
+		Now:       d.Now,
+	}
 	a.SignIn = &signin.Engine{
 		Store:     d.Store,
 		TwoFactor: a.TwoFactor,
 		// One second, like the OAuth client cache: a change through this
 		// process's admin API applies at once (PolicyChanged), one made by
 		// another process within the second.
-		Policy:  &policy.Resolver{Store: d.Store, TTL: time.Second, Now: d.Now},
-		Factors: d.Factors,
+		Policy: &policy.Resolver{Store: d.Store, TTL: time.Second, Now: d.Now},
+		// The passkey factor comes after the deployment's own factors, so
+		// that a user whose only factor is a code keeps that as the default.
+		Factors: append(slices.Clone(d.Factors), passkey.Factor{Passkeys: a.Passkeys}),
 		Logger:  d.Logger,
 		Now:     d.Now,
 	}
@@ -176,6 +190,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Issuer:    cfg.Issuer,
 		TwoFactor: a.TwoFactor,
 		SignIn:    a.SignIn,
+		Passkeys:  a.Passkeys,
 	}
 	a.API = &api.Handler{
 		Store:     d.Store,
@@ -188,7 +203,9 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Now:       d.Now,
 		Admin:     a.Admin.RequireAdmin,
 		SignIn:    a.SignIn,
+		Passkeys:  a.Passkeys,
 	}
+	a.Web.PasskeyAPI = a.API.PasskeyList()
 
 	var proxies []*net.IPNet
 	for _, p := range cfg.TrustedProxies {
@@ -256,7 +273,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 }
 
 // purgeExpired deletes what has expired every few minutes: browser
-// sessions, OAuth rows, one-time codes and throttling counters.
+// sessions, OAuth rows, one-time codes, throttling counters and passkey
+// challenges.
 func (a *App) purgeExpired(ctx context.Context) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
@@ -282,6 +300,7 @@ func (a *App) purgeExpired(ctx context.Context) {
 			// The longest-lived reader of a counter (a spent mfa_token's
 			// marker) looks back 5 minutes; an hour leaves room.
 			{"counters", func() (int64, error) { return a.Store.DeleteStaleCounters(ctx, now.Add(-time.Hour)) }},
+			{"passkey challenges", func() (int64, error) { return a.Store.DeleteExpiredWebAuthnChallenges(ctx, now) }},
 		} {
 			if n, err := p.purge(); err != nil {
 				a.Logger.Warn("purge expired "+p.what, "err", err)

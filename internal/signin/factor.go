@@ -2,6 +2,7 @@ package signin
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/policy"
@@ -52,6 +53,9 @@ type Prepared struct {
 	DestinationID string    `json:"destination_id,omitempty"`
 	Destination   string    `json:"destination,omitempty"` // masked
 	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	// Options are what the browser needs to answer a challenge-response
+	// factor (a passkey's request options, {"publicKey": …}); nil for codes.
+	Options json.RawMessage `json:"options,omitempty"`
 }
 
 // Proof is how a factor was proven.
@@ -95,6 +99,9 @@ type Factor interface {
 const (
 	InputCode = "code" // digits: inputmode numeric, one-time-code autofill
 	InputText = "text" // anything else the user types or pastes
+	// InputPasskey: the page asks the browser for a passkey with the
+	// prepared Options and submits the browser's answer (JSON) as the code.
+	InputPasskey = "passkey"
 )
 
 // Description is how the hosted pages show a factor.

@@ -218,6 +218,43 @@ type RememberedDevice struct {
 	ExpiresAt  time.Time
 }
 
+// WebAuthnCredential is a registered passkey (a WebAuthn public key
+// credential). Nothing in it is secret: the private key never leaves the
+// authenticator. ID is the credential id, base64url without padding.
+type WebAuthnCredential struct {
+	ID              string
+	UserID          string
+	PublicKey       []byte // COSE key
+	AttestationType string
+	AttestationFmt  string
+	AAGUID          []byte
+	SignCount       uint32
+	Transports      []string // usb, nfc, ble, hybrid, internal
+	Attachment      string   // platform | cross-platform | ""
+	UserPresent     bool
+	UserVerified    bool
+	BackupEligible  bool
+	BackupState     bool
+	Name            string
+	CreatedAt       time.Time
+	LastUsedAt      time.Time // zero until first used
+}
+
+// WebAuthnChallenge is the server-side half of a WebAuthn ceremony: the
+// challenge sent to the browser and the session data to check the answer
+// against. Challenge is the base64url challenge (the key); BindingID names
+// what it was issued for (a parked sign-in, a browser session, a token
+// family); Purpose is login, register or passwordless.
+type WebAuthnChallenge struct {
+	Challenge string
+	UserID    string // "" for a passwordless (discoverable) login
+	BindingID string
+	Purpose   string
+	Session   []byte // JSON of the webauthn library's SessionData
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
 // Store is everything Gatehouse persists. Every method honours a transaction
 // carried in ctx (see BeginTx / InTx). Times come back in UTC.
 type Store interface {
@@ -253,7 +290,7 @@ type Store interface {
 	FindUserByPhone(ctx context.Context, phone string) (User, error)
 	ListUsers(ctx context.Context, p Page) ([]User, int, error)
 	PutUser(ctx context.Context, u User, ifVersion int64) (User, bool, error)
-	DeleteUser(ctx context.Context, id string) error // also its sessions, second factor, codes, consents
+	DeleteUser(ctx context.Context, id string) error // also its sessions, second factor, codes, consents, passkeys
 
 	GetClient(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context, p Page) ([]Client, int, error)
@@ -435,4 +472,33 @@ type Store interface {
 	// returns the stored time (the first one) on every call. The user must
 	// exist (ErrNotFound).
 	MarkTwoFactorRequired(ctx context.Context, userID string, at time.Time) (time.Time, error)
+
+	// WebAuthn credentials (passkeys). Credential ids are unique over all
+	// users (ErrConflict on a duplicate); the user must exist (ErrNotFound).
+	CreateWebAuthnCredential(ctx context.Context, c WebAuthnCredential) error
+	// GetWebAuthnCredential finds a credential by id, whoever owns it.
+	GetWebAuthnCredential(ctx context.Context, id string) (WebAuthnCredential, error)
+	ListWebAuthnCredentials(ctx context.Context, userID string) ([]WebAuthnCredential, error) // oldest first
+	// RenameWebAuthnCredential sets the name of userID's credential id
+	// (ErrNotFound when userID has no such credential).
+	RenameWebAuthnCredential(ctx context.Context, userID, id, name string) error
+	DeleteWebAuthnCredential(ctx context.Context, userID, id string) error
+	// UseWebAuthnCredential records a verified assertion of userID's
+	// credential id in one conditional statement: the sign counter must
+	// move forward (signCount greater than the stored one), unless both are
+	// zero (an authenticator that keeps no counter). A counter that stands
+	// still or goes back — a cloned authenticator, or a replay racing the
+	// original — is ErrConflict and changes nothing; a missing credential
+	// is ErrNotFound.
+	UseWebAuthnCredential(ctx context.Context, userID, id string, signCount uint32, backupState, userVerified bool, now time.Time) error
+
+	// WebAuthn challenges. CreateWebAuthnChallenge stores one (ErrConflict
+	// when the challenge exists). ConsumeWebAuthnChallenge deletes and
+	// returns the unexpired challenge with that value, binding and purpose
+	// in one statement: exactly one of concurrent callers gets it, every
+	// other (and a later replay, a wrong binding, an expired challenge) gets
+	// ErrNotFound.
+	CreateWebAuthnChallenge(ctx context.Context, c WebAuthnChallenge) error
+	ConsumeWebAuthnChallenge(ctx context.Context, challenge, bindingID, purpose string, now time.Time) (WebAuthnChallenge, error)
+	DeleteExpiredWebAuthnChallenges(ctx context.Context, before time.Time) (int64, error)
 }

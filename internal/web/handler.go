@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -87,6 +88,13 @@ type Handler struct {
 	// prompt through the AuthConfig's webhook. Nil: those pages answer
 	// "unavailable" and a login that needs an enrolment fails closed.
 	TwoFactor *twofactor.Service
+	// Passkeys runs passkey ceremonies: passwordless sign-in on the login
+	// page and the /auth/passkeys settings page (nil: neither is offered;
+	// the passkey second factor is the engine's either way).
+	Passkeys *passkey.Service
+	// PasskeyAPI serves GET /auth/passkeys to requests with an
+	// Authorization header (the JSON API shares the path).
+	PasskeyAPI http.Handler
 
 	pages map[string]*template.Template
 }
@@ -115,6 +123,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+PathTwoFactorMethod, h.wrap(h.methodSubmit))
 	mux.Handle("POST "+PathTwoFactorDevices, h.wrap(h.devicesSubmit))
 	mux.Handle("POST "+PathLoginTwoFactorSkip, h.wrap(h.skipEnrolmentSubmit))
+	h.registerPasskeyRoutes(mux)
 }
 
 // wrap gives every response of the hosted pages the strict headers, also

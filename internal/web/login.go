@@ -97,12 +97,13 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *sess
 	// Saving a new session replaces its token with the stored one.
 	csrf = sess.CSRFToken()
 	h.render(w, r, status, pageLogin, pageData{
-		Heading:  "Sign in",
-		Theme:    f.theme,
-		CSRF:     csrf,
-		Error:    errMsg,
-		Username: username,
-		Client:   f.clientView(),
+		Heading:      "Sign in",
+		Theme:        f.theme,
+		CSRF:         csrf,
+		Error:        errMsg,
+		Username:     username,
+		Client:       f.clientView(),
+		PasskeyLogin: h.loginPasskeys(),
 	}, f.policy)
 }
 

@@ -27,6 +27,7 @@ const (
 	pageDisable       = "two_factor_disable"
 	pageMethod        = "two_factor_method"
 	pageRegenerate    = "two_factor_regenerate"
+	pagePasskeys      = "passkeys"
 )
 
 func mustParsePages() map[string]*template.Template {
@@ -99,6 +100,11 @@ type pageData struct {
 	Devices []deviceView
 	// Grace offers to skip an in-login enrolment, saying for how long.
 	Grace *graceView
+	// Passkeys is the settings page's list of passkeys.
+	Passkeys *passkeysView
+	// PasskeyLogin: the login page offers passwordless sign-in (a button,
+	// and the browser's passkey autofill on the username field).
+	PasskeyLogin bool
 }
 
 // codeView is the code prompt of a sign-in: one strategy's input, the
@@ -111,6 +117,10 @@ type codeView struct {
 	Others   []link
 	// RememberDays offers to remember this browser for that many days (0: no box).
 	RememberDays int
+	// Passkey: the answer comes from the browser's passkey prompt, asked
+	// with Options (request options JSON) by static/passkey.js.
+	Passkey bool
+	Options string
 }
 
 // enrolView is the TOTP enrolment page. QR is a data: URL that we built

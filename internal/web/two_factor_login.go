@@ -157,7 +157,7 @@ func (h *Handler) twoFactorPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if prompt.send {
-		prompt.notice = h.prepareSecondFactor(r, s, prompt)
+		prompt.notice, prompt.options = h.prepareSecondFactorOptions(r, s, prompt)
 	}
 	h.renderTwoFactor(w, r, sess, f, prompt, "")
 }
@@ -188,8 +188,9 @@ type codePrompt struct {
 	send         bool // the page prepares the strategy (and offers to send again)
 	others       []link
 	notice       string
-	recovery     bool // the box takes a recovery code too
-	rememberDays int  // the box to remember this browser, for that many days (0: none)
+	recovery     bool   // the box takes a recovery code too
+	options      string // a passkey's request options, prepared for this page
+	rememberDays int    // the box to remember this browser, for that many days (0: none)
 }
 
 // codePrompt resolves strategy for s (an unknown or unoffered one falls
@@ -248,45 +249,61 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 // a code the user waits for did not go out ("" otherwise: a TOTP user reads
 // the app anyway).
 func (h *Handler) prepareSecondFactor(r *http.Request, s *signin.SignIn, cp codePrompt) string {
+	notice, _ := h.prepareSecondFactorNotice(r, s, cp)
+	return notice
+}
+
+// prepareSecondFactorOptions is prepareSecondFactor that also returns a
+// challenge-response factor's options (a passkey's) for the page.
+func (h *Handler) prepareSecondFactorOptions(r *http.Request, s *signin.SignIn, cp codePrompt) (string, string) {
+	notice, prepared := h.prepareSecondFactorNotice(r, s, cp)
+	return notice, string(prepared.Options)
+}
+
+func (h *Handler) prepareSecondFactorNotice(r *http.Request, s *signin.SignIn, cp codePrompt) (string, signin.Prepared) {
 	ctx := r.Context()
-	_, err := h.SignIn.Prepare(ctx, s, cp.strategy, "")
+	prepared, err := h.SignIn.Prepare(ctx, s, cp.strategy, "")
 	rid := audit.RequestID(ctx)
 	switch {
 	case err == nil:
-		return ""
+		return "", prepared
 	case errors.Is(err, signin.ErrNotPreparable), errors.Is(err, signin.ErrNoDelivery):
-		return ""
+		return "", prepared
 	case errors.Is(err, twofactor.ErrNothingToSend):
 		h.log().InfoContext(ctx, "no TOTP code pushed: the next usable step has not begun", "user", s.User.ID, "request_id", rid)
-		return ""
+		return "", prepared
 	case errors.Is(err, signin.ErrTooManySends):
 		h.log().InfoContext(ctx, "second-factor code not sent: send limit reached", "user", s.User.ID, "request_id", rid)
 	default:
 		h.log().WarnContext(ctx, "second-factor code not sent", "user", s.User.ID, "err", err, "request_id", rid)
 	}
 	if cp.strategy == "" && s.TwoFactor.Method == twofactor.MethodTOTP {
-		return ""
+		return "", prepared
 	}
 	if errors.Is(err, signin.ErrTooManySends) {
-		return noticeTooManySends
+		return noticeTooManySends, prepared
 	}
-	return noticeNotSent
+	return noticeNotSent, prepared
 }
 
 func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, cp codePrompt, errMsg string) {
+	h.renderTwoFactorStatus(w, r, sess, f, cp, errMsg, http.StatusOK)
+}
+
+func (h *Handler) renderTwoFactorStatus(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, cp codePrompt, errMsg string, status int) {
 	csrf := sess.CSRFToken()
 	if !h.saveSession(w, r, sess) {
 		return
 	}
 	csrf = sess.CSRFToken()
 	resend := ""
-	if cp.send {
+	if cp.send && cp.desc.Input != signin.InputPasskey {
 		resend = PathLoginTwoFactor
 		if cp.strategy != "" {
 			resend += "?strategy=" + url.QueryEscape(cp.strategy)
 		}
 	}
-	h.render(w, r, http.StatusOK, pageTwoFactorCode, pageData{
+	h.render(w, r, status, pageTwoFactorCode, pageData{
 		Heading: "Two-step verification",
 		Theme:   f.theme,
 		CSRF:    csrf,
@@ -300,6 +317,8 @@ func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *
 			Recovery:     cp.recovery,
 			Resend:       resend,
 			Others:       cp.others,
+			Passkey:      cp.desc.Input == signin.InputPasskey,
+			Options:      cp.options,
 			RememberDays: cp.rememberDays,
 		},
 	}, f.policy)
@@ -347,7 +366,14 @@ func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, signin.ErrInvalidCode) || errors.Is(err, signin.ErrNotOffered) {
 		cp, ok := h.codePrompt(w, r, s, strategy)
 		if ok {
-			h.renderTwoFactor(w, r, sess, f, cp, msgInvalidCode)
+			msg, status := msgInvalidCode, http.StatusOK
+			if cp.desc.Input == signin.InputPasskey {
+				// A passkey's challenge is spent by every answer: the
+				// page asks again with a new one.
+				msg, status = msgPasskeyRefused, http.StatusBadRequest
+				cp.notice, cp.options = h.prepareSecondFactorOptions(r, s, cp)
+			}
+			h.renderTwoFactorStatus(w, r, sess, f, cp, msg, status)
 		}
 		return
 	}

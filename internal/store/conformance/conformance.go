@@ -38,6 +38,8 @@ func RunTests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		{"remembered devices", testRememberedDevices},
 		{"two-factor requirements", testTwoFactorRequirements},
 		{"transactions", testTransactions},
+		{"webauthn credentials", testWebAuthnCredentials},
+		{"webauthn challenges", testWebAuthnChallenges},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) { g.run(t, newStore) })

@@ -205,6 +205,44 @@ var migrations = []migration{
 	},
 	{
 		Version: 4,
+		Name:    "passkeys",
+		Statements: []string{
+			// Public key credentials: nothing here is secret.
+			`CREATE TABLE webauthn_credentials (
+				id               TEXT PRIMARY KEY,
+				user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+				public_key       {{BLOB}} NOT NULL,
+				attestation_type TEXT NOT NULL DEFAULT '',
+				attestation_fmt  TEXT NOT NULL DEFAULT '',
+				aaguid           {{BLOB}},
+				sign_count       BIGINT NOT NULL DEFAULT 0,
+				transports       TEXT NOT NULL DEFAULT '[]',
+				attachment       TEXT NOT NULL DEFAULT '',
+				user_present     {{BOOL}} NOT NULL DEFAULT FALSE,
+				user_verified    {{BOOL}} NOT NULL DEFAULT FALSE,
+				backup_eligible  {{BOOL}} NOT NULL DEFAULT FALSE,
+				backup_state     {{BOOL}} NOT NULL DEFAULT FALSE,
+				name             TEXT NOT NULL DEFAULT '',
+				created_at       {{TIME}} NOT NULL,
+				last_used_at     {{TIME}}
+			)`,
+			`CREATE INDEX webauthn_credentials_user_id ON webauthn_credentials (user_id, created_at)`,
+			// Ceremony state between options and answer: single use (the
+			// consuming DELETE), expiring, bound to what it was issued for.
+			`CREATE TABLE webauthn_challenges (
+				challenge  TEXT PRIMARY KEY,
+				user_id    TEXT NOT NULL DEFAULT '',
+				binding_id TEXT NOT NULL,
+				purpose    TEXT NOT NULL,
+				session    {{BLOB}} NOT NULL,
+				created_at {{TIME}} NOT NULL,
+				expires_at {{TIME}} NOT NULL
+			)`,
+			`CREATE INDEX webauthn_challenges_expires_at ON webauthn_challenges (expires_at)`,
+		},
+	},
+	{
+		Version: 5,
 		Name:    "remembered devices",
 		Statements: []string{
 			`CREATE TABLE remembered_devices (
@@ -223,7 +261,7 @@ var migrations = []migration{
 		},
 	},
 	{
-		Version: 5,
+		Version: 6,
 		Name:    "two-factor enrolment grace",
 		Statements: []string{
 			// When a second factor first became required for the user: the

@@ -224,6 +224,8 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			"DELETE FROM consents WHERE user_id = ?",
 			"DELETE FROM remembered_devices WHERE user_id = ?",
 			"DELETE FROM two_factor_requirements WHERE user_id = ?",
+			"DELETE FROM webauthn_credentials WHERE user_id = ?",
+			"DELETE FROM webauthn_challenges WHERE user_id = ?",
 		} {
 			if err := db.Exec(q, id).Error; err != nil {
 				return fmt.Errorf("delete user %q: %w", id, err)
