@@ -354,7 +354,8 @@ type Store interface {
 	// AcceptTOTPStep is AdvanceTOTPStep and, when the step is accepted,
 	// ClearFactorFailures in the same atomic statement: a right, unused
 	// code ends the attempt it reserved. A replay changes nothing
-	// (ErrConflict) and keeps its reservation counted.
+	// (ErrConflict); the caller gives its reservation back
+	// (ReleaseFactorAttempt).
 	AcceptTOTPStep(ctx context.Context, userID string, step int64) error
 	// ReserveFactorAttempt counts an attempt before the code is checked:
 	// allowed only while not locked at now and Failures < limit, in which case
@@ -376,6 +377,11 @@ type Store interface {
 	// have. staleLock must be positive and longer than any code check takes;
 	// pass the lock the caller would have set.
 	ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int, staleLock time.Duration) (FactorAttempt, error)
+	// ReleaseFactorAttempt gives one reservation back (Failures - 1, never
+	// below 0) for an attempt that must not count: a replayed code, which
+	// proves knowledge of a valid one. Nothing else changes; a lock in force
+	// stays. ErrNotFound when the user has no record.
+	ReleaseFactorAttempt(ctx context.Context, userID string) error
 	// ClearFactorFailures resets Failures and Lockouts after a success.
 	ClearFactorFailures(ctx context.Context, userID string) error
 	// LockFactor sets LockedUntil, resets Failures to 0 and adds one to Lockouts.

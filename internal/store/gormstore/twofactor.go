@@ -184,6 +184,19 @@ func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now tim
 	return a, nil
 }
 
+// ReleaseFactorAttempt takes one reservation back in one statement. It
+// leaves reserved_at alone: a stale reservation still ends when it would.
+func (s *Store) ReleaseFactorAttempt(ctx context.Context, userID string) error {
+	res := s.conn(ctx).Exec("UPDATE two_factors SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, updated_at = ? WHERE user_id = ?", s.now(), userID)
+	if res.Error != nil {
+		return fmt.Errorf("release factor attempt of user %q: %w", userID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("release factor attempt of user %q: %w", userID, store.ErrNotFound)
+	}
+	return nil
+}
+
 func (s *Store) ClearFactorFailures(ctx context.Context, userID string) error {
 	res := s.conn(ctx).Exec("UPDATE two_factors SET failures = 0, lockouts = 0, updated_at = ? WHERE user_id = ?", s.now(), userID)
 	if res.Error != nil {
