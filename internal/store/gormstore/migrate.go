@@ -244,6 +244,12 @@ func (s *Store) applyMigration(ctx context.Context, m migration) error {
 	defer unlock()
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if s.dialect == dialectPostgres {
+			// A migration may rewrite a large table, and wait for another
+			// process's migration: the connections' statement timeout is
+			// for requests, not for this.
+			if err := tx.Exec("SET LOCAL statement_timeout = 0").Error; err != nil {
+				return fmt.Errorf("lift the statement timeout for the migration: %w", err)
+			}
 			if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(coalesce(current_schema(), '')))", migrationLockKey).Error; err != nil {
 				return fmt.Errorf("take migration lock: %w", err)
 			}
