@@ -14,7 +14,25 @@ var (
 	// unique value, or a conditional update that lost its race (a used code, a
 	// replayed TOTP step, an already-invalidated token).
 	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: the database cannot serve now, and a retry later may
+	// succeed. The connection is down or refused, the pool or the server
+	// is out of connections, the disk is full or read-only, a lock or a
+	// statement timed out, or the caller's deadline passed first. Every
+	// surface answers it alike: 503 with Retry-After (RetryAfter).
+	ErrUnavailable = errors.New("storage unavailable")
 )
+
+// RetryAfter is the wait every surface advises (the Retry-After header)
+// when it answers 503 because storage is unavailable or the server is
+// shedding load.
+const RetryAfter = 2 * time.Second
+
+// Unavailable reports whether err means "try again later": storage is
+// unavailable, or the request's deadline passed (also while it waited for
+// something other than the database, such as a password-hashing slot).
+func Unavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // Page selects one page of a listing. Page is 1-based; Count is the page size.
 type Page struct {

@@ -154,7 +154,7 @@ func OpenWith(databaseURL, dataDir string, pg PostgresOptions, logger *slog.Logg
 		if err == nil {
 			scheme = u.Scheme
 		}
-		return nil, fmt.Errorf("open store: unsupported database URL scheme %q", scheme)
+		return nil, errorf("open store: unsupported database URL scheme %q", scheme)
 	default:
 		return OpenSQLite(databaseURL, logger)
 	}
@@ -169,18 +169,18 @@ func OpenSQLite(path string, logger *slog.Logger) (*Store, error) {
 		return nil, errors.New("open sqlite: empty path")
 	}
 	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("open sqlite %q: the path may not contain '?' or '#'", path)
+		return nil, errorf("open sqlite %q: the path may not contain '?' or '#'", path)
 	}
 	memory := path == ":memory:"
 	if !memory {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("open sqlite: create directory: %w", err)
+			return nil, errorf("open sqlite: create directory: %w", err)
 		}
 		// The file holds password hashes and sealed keys: create it private
 		// (SQLite gives the -wal and -shm files the same mode).
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
-			return nil, fmt.Errorf("open sqlite: %w", err)
+			return nil, errorf("open sqlite: %w", err)
 		}
 		_ = f.Close()
 	}
@@ -200,11 +200,11 @@ func OpenSQLite(path string, logger *slog.Logger) (*Store, error) {
 	logger = orDiscard(logger)
 	db, err := gorm.Open(sqlite.Open(dsn), gormConfig(logger))
 	if err != nil {
-		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+		return nil, errorf("open sqlite %q: %w", path, err)
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
-		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+		return nil, errorf("open sqlite %q: %w", path, err)
 	}
 	if memory {
 		// Each connection to :memory: is its own empty database.
@@ -221,11 +221,11 @@ func OpenSQLite(path string, logger *slog.Logger) (*Store, error) {
 	s := &Store{db: db, dialect: dialectSQLite, logger: logger, writers: newWriterQueue(), Now: time.Now}
 	if err := s.queueStatementWriters(db); err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+		return nil, errorf("open sqlite %q: %w", path, err)
 	}
 	if err := s.Ping(context.Background()); err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+		return nil, errorf("open sqlite %q: %w", path, err)
 	}
 	return s, nil
 }
@@ -257,7 +257,7 @@ func OpenPostgresWith(dsn string, opts PostgresOptions, logger *slog.Logger) (*S
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), gormConfig(logger))
 	if err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, errorf("open postgres: %w", err)
 	}
 	// Fewer idle slots than open ones re-dial connections in a burst (the
 	// load benchmark saw half the throughput with 25 open and 5 idle); a
@@ -271,7 +271,7 @@ func OpenPostgresWith(dsn string, opts PostgresOptions, logger *slog.Logger) (*S
 	defer cancel()
 	if err := s.Ping(ctx); err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, errorf("open postgres: %w", err)
 	}
 	return s, nil
 }
@@ -326,10 +326,10 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 func (s *Store) Ping(ctx context.Context) error {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return fmt.Errorf("ping database: %w", err)
+		return errorf("ping database: %w", err)
 	}
 	if err := sqlDB.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping database: %w", err)
+		return errorf("ping database: %w", err)
 	}
 	return nil
 }
@@ -338,10 +338,10 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return fmt.Errorf("close database: %w", err)
+		return errorf("close database: %w", err)
 	}
 	if err := sqlDB.Close(); err != nil {
-		return fmt.Errorf("close database: %w", err)
+		return errorf("close database: %w", err)
 	}
 	return nil
 }

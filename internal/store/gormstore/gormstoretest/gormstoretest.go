@@ -65,6 +65,13 @@ func OpenPostgres(t testing.TB) *gormstore.Store {
 	if dsn == "" {
 		t.Fatalf("open postgres test store: %s is not set", PostgresEnv)
 	}
+	return OpenPostgresAt(t, dsn)
+}
+
+// OpenPostgresAt returns a migrated store on dsn (from PostgresDSN), closed
+// at cleanup: for tests that also reach the schema another way (LockTable).
+func OpenPostgresAt(t testing.TB, dsn string) *gormstore.Store {
+	t.Helper()
 	s, err := gormstore.OpenPostgres(dsn, quietLogger())
 	if err != nil {
 		t.Fatalf("open postgres test store: %v", err)
