@@ -222,6 +222,10 @@ type OneTimeCode struct {
 // carried in ctx (see BeginTx / InTx). Times come back in UTC.
 type Store interface {
 	Ping(ctx context.Context) error
+	// CheckWrites makes one small committed write (it rewrites a probe row),
+	// so that readiness reflects whether writes work, not only whether the
+	// database answers: a full or read-only disk fails it.
+	CheckWrites(ctx context.Context) error
 	Close() error
 
 	// InTx runs fn in one transaction; fn's ctx carries it. Nested calls join it.

@@ -334,6 +334,23 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// readyProbeKey names the counters row CheckWrites rewrites. Its window is
+// 0, so no throttling counter can share it; DeleteStaleCounters purges it
+// like any other once probes stop.
+const readyProbeKey = "gatehouse:ready-probe"
+
+// CheckWrites is one UPSERT of the probe row, committed on its own (on
+// SQLite it queues with the other writers, as a real write would).
+func (s *Store) CheckWrites(ctx context.Context) error {
+	err := s.conn(ctx).Exec(`INSERT INTO counters (counter_key, window_ns, window_start, hits) VALUES (?, 0, ?, 1)
+		ON CONFLICT (counter_key, window_ns) DO UPDATE SET window_start = excluded.window_start, hits = counters.hits % 1000000 + 1`,
+		readyProbeKey, tv(s.now())).Error
+	if err != nil {
+		return errorf("write probe: %w", err)
+	}
+	return nil
+}
+
 // Close closes the connection pool.
 func (s *Store) Close() error {
 	sqlDB, err := s.db.DB()
