@@ -334,6 +334,22 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// withoutStatementTimeout runs fn in a transaction free of PostgreSQL's
+// statement timeout: for the purges, which may delete minutes of expired
+// rows in one statement and keep no request waiting. Elsewhere (SQLite, or
+// inside a caller's transaction) it runs fn as it is.
+func (s *Store) withoutStatementTimeout(ctx context.Context, fn func(ctx context.Context) error) error {
+	if s.dialect != dialectPostgres || s.current(ctx) != nil {
+		return fn(ctx)
+	}
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if err := s.conn(ctx).Exec("SET LOCAL statement_timeout = 0").Error; err != nil {
+			return errorf("lift the statement timeout: %w", err)
+		}
+		return fn(ctx)
+	})
+}
+
 // readyProbeKey names the counters row CheckWrites rewrites. Its window is
 // 0, so no throttling counter can share it; DeleteStaleCounters purges it
 // like any other once probes stop.

@@ -117,6 +117,28 @@ func TestPostgresPool(t *testing.T) {
 		if got, err := own.QueryString(ctx, "SHOW statement_timeout"); err != nil || got != "2500ms" {
 			t.Errorf("statement_timeout %q (%v), want the DSN's 2500ms", got, err)
 		}
+		t.Run("purges run without it: a purge that waits longer on a lock still completes", func(t *testing.T) {
+			release := gormstoretest.LockTable(t, dsn, "oauth_requests, browser_sessions, one_time_codes, counters")
+			time.AfterFunc(2*time.Second, release)
+			if _, err := s.DeleteExpiredOAuthRequests(ctx, time.Now()); err != nil {
+				t.Errorf("purge tokens: %v", err)
+			}
+			for name, purge := range map[string]func() (int64, error){
+				"sessions": func() (int64, error) { return s.DeleteExpiredBrowserSessions(ctx, time.Now()) },
+				"codes":    func() (int64, error) { return s.DeleteExpiredOneTimeCodes(ctx, time.Now()) },
+				"counters": func() (int64, error) { return s.DeleteStaleCounters(ctx, time.Now()) },
+			} {
+				if _, err := purge(); err != nil {
+					t.Errorf("purge %s: %v", name, err)
+				}
+			}
+			if _, err := s.GetUser(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("a read after the purges: %v; the pool's statement timeout must be back", err)
+			}
+			if got, err := s.QueryString(ctx, "SHOW statement_timeout"); err != nil || got != "1500ms" {
+				t.Errorf("statement_timeout %q (%v) after the purges, want 1500ms again", got, err)
+			}
+		})
 		off := openPostgresWith(t, dsn, gormstore.PostgresOptions{StatementTimeout: -1})
 		if got, err := off.QueryString(ctx, "SHOW statement_timeout"); err != nil || got != "0" {
 			t.Errorf("statement_timeout %q (%v), want 0 (off)", got, err)

@@ -142,12 +142,16 @@ func (s *Store) DeleteBrowserSessionsByUser(ctx context.Context, userID, exceptI
 	return nil
 }
 
-func (s *Store) DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (int64, error) {
-	res := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE expires_at < ?", utc(before))
-	if res.Error != nil {
-		return 0, errorf("delete expired browser sessions: %w", res.Error)
+func (s *Store) DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (n int64, err error) {
+	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
+		res := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE expires_at < ?", utc(before))
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return 0, errorf("delete expired browser sessions: %w", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }
 
 // ---- signing keys
