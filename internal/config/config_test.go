@@ -82,6 +82,15 @@ func TestLoad(t *testing.T) {
 			t.Errorf("from the environment: %+v %+v", c.Database, c.Server)
 		}
 	})
+	t.Run("the example file loads and shows the pool and request defaults", func(t *testing.T) {
+		c, err := Load(filepath.Join("..", "..", "config", "gatehouse.example.yaml"), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := Default(); c.Database != d.Database || c.Server != d.Server {
+			t.Errorf("example database %+v server %+v; defaults %+v %+v", c.Database, c.Server, d.Database, d.Server)
+		}
+	})
 	t.Run("a malformed number or duration in the environment is an error", func(t *testing.T) {
 		for _, kv := range [][2]string{
 			{"GATEHOUSE_DATABASE_MAX_OPEN_CONNS", "ten"},
