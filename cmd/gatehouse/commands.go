@@ -44,7 +44,7 @@ func open(ctx context.Context, f *commonFlags, getenv func(string) string, stder
 	if err := cfg.EnsureDataDir(); err != nil {
 		return nil, err
 	}
-	st, err := gormstore.Open(cfg.DatabaseURL, cfg.DataDir, logger)
+	st, err := gormstore.OpenWith(cfg.DatabaseURL, cfg.DataDir, postgresOptions(cfg), logger)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open database: %w", err)
@@ -227,4 +227,26 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer,
 			"the current key signs until then and stays in the JWKS until its tokens expire\n", kid, signsFrom.UTC().Format(time.RFC3339))
 		return nil
 	})
+}
+
+// postgresOptions turns the database settings into the store's: in the
+// configuration 0 turns a limit off, where the store reads 0 as its default.
+func postgresOptions(c config.Config) gormstore.PostgresOptions {
+	off := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	idle := c.Database.MaxIdleConns
+	if idle == 0 {
+		idle = -1
+	}
+	return gormstore.PostgresOptions{
+		MaxOpenConns:     c.Database.MaxOpenConns,
+		MaxIdleConns:     idle,
+		ConnMaxIdleTime:  off(c.Database.ConnMaxIdleTime),
+		ConnMaxLifetime:  off(c.Database.ConnMaxLifetime),
+		StatementTimeout: off(c.Database.StatementTimeout),
+	}
 }

@@ -55,6 +55,8 @@ func (h *Handler) authenticated(next http.Handler) http.Handler {
 			case http.StatusTooManyRequests:
 				w.Header().Set("Retry-After", "900")
 				h.outcome(w, r, status, resource.CodeTooCostly, msg)
+			case http.StatusServiceUnavailable:
+				h.unavailable(w, r)
 			default:
 				h.outcome(w, r, status, resource.CodeException, msg)
 			}
@@ -76,7 +78,16 @@ func (h *Handler) requestID(w http.ResponseWriter, r *http.Request) string {
 	return w.Header().Get("X-Request-Id")
 }
 
-// authenticate returns the actor, or a status (401, 403, 429, 500) and a
+// failureStatus is 503 for a failure a retry may not meet (storage
+// unavailable, the deadline passed), 500 otherwise.
+func failureStatus(err error) int {
+	if store.Unavailable(err) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// authenticate returns the actor, or a status (401, 403, 429, 500, 503) and a
 // message that says nothing about which part of a credential was wrong.
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (actor, int, string) {
 	ctx := r.Context()
@@ -88,6 +99,10 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (actor, i
 			return actor{}, http.StatusUnauthorized, "Bearer tokens are not accepted here; use Basic authentication"
 		}
 		clientID, scopes, err := h.VerifyBearer(ctx, strings.TrimSpace(token))
+		if store.Unavailable(err) {
+			h.Logger.WarnContext(ctx, "admin bearer token: storage unavailable", "err", err)
+			return actor{}, http.StatusServiceUnavailable, ""
+		}
 		if err != nil {
 			h.Logger.InfoContext(ctx, "admin bearer token refused", "err", err, "remote", remoteHost(r))
 			return actor{}, http.StatusUnauthorized, "invalid or expired token"
@@ -127,7 +142,7 @@ func (h *Handler) checkBasic(r *http.Request, requestID, user, pass string) (act
 	}
 	if err != nil {
 		h.Logger.ErrorContext(ctx, "reserve admin auth attempt", "err", err)
-		return actor{}, http.StatusInternalServerError, "internal error"
+		return actor{}, failureStatus(err), "internal error"
 	}
 	// Hash both names so the comparison takes the same time whatever their
 	// lengths; always verify the password so a wrong user costs the same.
@@ -136,7 +151,7 @@ func (h *Handler) checkBasic(r *http.Request, requestID, user, pass string) (act
 	passOK, err := h.Hasher.Verify(ctx, h.AdminPasswordHash, pass)
 	if err != nil && !errors.Is(err, secret.ErrMalformedHash) {
 		h.Logger.ErrorContext(ctx, "verify admin password", "err", err)
-		return actor{}, http.StatusInternalServerError, "internal error"
+		return actor{}, failureStatus(err), "internal error"
 	}
 	if errors.Is(err, secret.ErrMalformedHash) {
 		h.Logger.ErrorContext(ctx, "the configured admin password hash is not an argon2id PHC string")

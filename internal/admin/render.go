@@ -136,10 +136,22 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errPrecondition):
 		h.outcome(w, r, http.StatusPreconditionFailed, resource.CodeConflict,
 			"the resource's current version does not match If-Match; read it again and retry")
+	case store.Unavailable(err):
+		h.Logger.WarnContext(r.Context(), "admin request: storage unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.unavailable(w, r)
 	default:
 		h.Logger.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		h.outcome(w, r, http.StatusInternalServerError, resource.CodeException, "internal error")
 	}
+}
+
+// unavailable is the one answer for storage that cannot serve now (down,
+// full, out of connections, or the request's deadline passed): 503 with
+// Retry-After. A rejected write changed nothing, so the client may retry it.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter.Seconds())))
+	h.outcome(w, r, http.StatusServiceUnavailable, resource.CodeTransient,
+		"storage is temporarily unavailable; nothing was changed; retry after Retry-After seconds")
 }
 
 // precondition is a parsed If-Match header.

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
@@ -31,12 +30,7 @@ func (h *Handler) adminEndpoint(fn func(*call) error) http.Handler {
 }
 
 func (c *call) writeOutcome(err error) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
-		c.h.logger().ErrorContext(c.r.Context(), "admin api request failed",
-			"path", c.r.URL.Path, "request_id", audit.RequestID(c.r.Context()), "err", err)
-		ae = errUnavailable
-	}
+	ae := c.asAPIError(err, "admin api request failed")
 	code := resource.CodeInvalid
 	switch ae.Status {
 	case http.StatusNotFound:
@@ -49,6 +43,9 @@ func (c *call) writeOutcome(err error) {
 	case http.StatusRequestEntityTooLarge:
 		code = resource.CodeTooCostly
 	case http.StatusServiceUnavailable:
+		code = resource.CodeTransient
+		c.w.Header().Set("Retry-After", fmt.Sprint(int(ae.RetryAfter.Seconds())))
+	case http.StatusInternalServerError:
 		code = resource.CodeException
 	case http.StatusUnsupportedMediaType:
 		code = resource.CodeNotSupported

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // apiError is a refusal the caller sees: an OAuth-style error code, a plain
@@ -69,8 +70,29 @@ var (
 	errUnmetLevel = &apiError{Status: http.StatusForbidden, Code: "unmet_authentication_requirements",
 		Desc: "This client accepts second factors this account does not have, and none can be set up here."}
 	errUnavailable = &apiError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
-		Desc: "The service is temporarily unavailable. Try again later."}
+		Desc: "The service is temporarily unavailable. Try again after Retry-After seconds.", RetryAfter: store.RetryAfter}
+	errInternal = &apiError{Status: http.StatusInternalServerError, Code: "server_error",
+		Desc: "The request failed on the server. The request id names it in the server's log."}
 )
+
+// asAPIError is the one mapping of this surface's failures: a refusal as
+// it was made; storage that cannot serve now (or a deadline that passed)
+// as 503 with Retry-After; anything else as 500. The cause goes to the
+// log, never to the client.
+func (c *call) asAPIError(err error, what string) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	if store.Unavailable(err) {
+		c.h.logger().WarnContext(c.r.Context(), what+": storage unavailable",
+			"path", c.r.URL.Path, "request_id", audit.RequestID(c.r.Context()), "err", err)
+		return errUnavailable
+	}
+	c.h.logger().ErrorContext(c.r.Context(), what,
+		"path", c.r.URL.Path, "request_id", audit.RequestID(c.r.Context()), "err", err)
+	return errInternal
+}
 
 // call is one API request on its way through a handler.
 type call struct {
@@ -159,12 +181,7 @@ func (c *call) json(status int, v any) error {
 }
 
 func (c *call) writeError(err error) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
-		c.h.logger().ErrorContext(c.r.Context(), "api request failed",
-			"path", c.r.URL.Path, "request_id", audit.RequestID(c.r.Context()), "err", err)
-		ae = errUnavailable
-	}
+	ae := c.asAPIError(err, "api request failed")
 	c.cors()
 	if ae.RetryAfter > 0 {
 		c.w.Header().Set("Retry-After", strconv.Itoa(int(ae.RetryAfter.Seconds())))

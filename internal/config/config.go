@@ -28,6 +28,37 @@ type Config struct {
 	// read or generate data/master.key. Processes sharing one database must share it.
 	MasterKey string `yaml:"masterKey"`
 
+	// Database tunes the PostgreSQL connection pool and bounds its
+	// statements; SQLite keeps its own small pool (the keys do not apply).
+	Database struct {
+		// MaxOpenConns bounds the connections one process opens; several
+		// processes need MaxOpenConns each under the server's
+		// max_connections, with room left for other clients.
+		MaxOpenConns int `yaml:"maxOpenConns"`
+		// MaxIdleConns is how many stay open unused (at most MaxOpenConns).
+		MaxIdleConns int `yaml:"maxIdleConns"`
+		// ConnMaxIdleTime closes a connection unused this long (0: never).
+		ConnMaxIdleTime time.Duration `yaml:"connMaxIdleTime"`
+		// ConnMaxLifetime closes a connection this long after it was
+		// opened (0: never).
+		ConnMaxLifetime time.Duration `yaml:"connMaxLifetime"`
+		// StatementTimeout is PostgreSQL's statement_timeout for every
+		// connection (0: none): the server ends a statement that runs
+		// longer, also one whose request deadline never reached it.
+		StatementTimeout time.Duration `yaml:"statementTimeout"`
+	} `yaml:"database"`
+
+	// Server bounds the work of each request and of all of them together.
+	Server struct {
+		// RequestTimeout is every request's deadline: its database work is
+		// cancelled when it passes and the answer is 503 with Retry-After.
+		RequestTimeout time.Duration `yaml:"requestTimeout"`
+		// MaxInFlight is how many requests are served at once; more are
+		// answered 503 with Retry-After at once (0: no bound). Health and
+		// metrics are not counted.
+		MaxInFlight int `yaml:"maxInFlight"`
+	} `yaml:"server"`
+
 	Admin struct {
 		User     string `yaml:"user"`
 		Password string `yaml:"password"`
@@ -91,6 +122,13 @@ func Default() Config {
 	c.DataDir = "./data"
 	c.DemoFile = "config/demo.yaml"
 	c.Admin.User = "admin"
+	c.Database.MaxOpenConns = 10
+	c.Database.MaxIdleConns = 5
+	c.Database.ConnMaxIdleTime = time.Minute
+	c.Database.ConnMaxLifetime = 30 * time.Minute
+	c.Database.StatementTimeout = 10 * time.Second
+	c.Server.RequestTimeout = 5 * time.Second
+	c.Server.MaxInFlight = 256
 	c.Log.Format = "text"
 	c.Log.Level = "info"
 	c.Password.MemoryKiB = 19 * 1024
@@ -154,6 +192,33 @@ func applyEnv(c *Config, getenv func(string) string) error {
 	str("GATEHOUSE_ADMIN_PASSWORD", &c.Admin.Password)
 	str("GATEHOUSE_LOG_FORMAT", &c.Log.Format)
 	str("GATEHOUSE_LOG_LEVEL", &c.Log.Level)
+	integer := func(name string, dst *int) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	duration := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration (such as 5s or 1m)", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	integer("GATEHOUSE_DATABASE_MAX_OPEN_CONNS", &c.Database.MaxOpenConns)
+	integer("GATEHOUSE_DATABASE_MAX_IDLE_CONNS", &c.Database.MaxIdleConns)
+	duration("GATEHOUSE_DATABASE_CONN_MAX_IDLE_TIME", &c.Database.ConnMaxIdleTime)
+	duration("GATEHOUSE_DATABASE_CONN_MAX_LIFETIME", &c.Database.ConnMaxLifetime)
+	duration("GATEHOUSE_DATABASE_STATEMENT_TIMEOUT", &c.Database.StatementTimeout)
+	duration("GATEHOUSE_SERVER_REQUEST_TIMEOUT", &c.Server.RequestTimeout)
+	integer("GATEHOUSE_SERVER_MAX_IN_FLIGHT", &c.Server.MaxInFlight)
 	boolean("GATEHOUSE_DEV", &c.Dev)
 	boolean("GATEHOUSE_DEMO", &c.Demo)
 	boolean("GATEHOUSE_WEBHOOK_ALLOW_PRIVATE", &c.Webhook.AllowPrivate)
@@ -218,6 +283,34 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", d.name))
 		}
+	}
+	db := c.Database
+	switch {
+	case db.MaxOpenConns < 1:
+		errs = append(errs, errors.New("database.maxOpenConns: must be at least 1"))
+	case db.MaxIdleConns < 0 || db.MaxIdleConns > db.MaxOpenConns:
+		errs = append(errs, fmt.Errorf("database.maxIdleConns: must be between 0 and maxOpenConns (%d)", db.MaxOpenConns))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"database.connMaxIdleTime", db.ConnMaxIdleTime},
+		{"database.connMaxLifetime", db.ConnMaxLifetime},
+		{"database.statementTimeout", db.StatementTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative (0 turns it off)", d.name))
+		}
+	}
+	if db.StatementTimeout > 0 && db.StatementTimeout < time.Millisecond {
+		errs = append(errs, errors.New("database.statementTimeout: PostgreSQL counts it in milliseconds; give at least 1ms (or 0 for none)"))
+	}
+	if c.Server.RequestTimeout <= 0 {
+		errs = append(errs, errors.New("server.requestTimeout: must be positive"))
+	}
+	if c.Server.MaxInFlight < 0 {
+		errs = append(errs, errors.New("server.maxInFlight: must not be negative (0: no bound)"))
 	}
 	if c.OAuth.MinParameterLength < 0 {
 		errs = append(errs, errors.New("oauth.minParameterLength: must not be negative"))

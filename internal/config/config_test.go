@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -37,6 +38,67 @@ func TestLoad(t *testing.T) {
 		}
 		if c.Addr != "127.0.0.1:9100" || c.Log.Format != "json" || !c.Dev {
 			t.Fatalf("got %+v", c)
+		}
+	})
+	t.Run("the pool and deadlines default to room for other clients and come from the file and the environment", func(t *testing.T) {
+		c, err := Load("", env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := c.Database; d.MaxOpenConns != 10 || d.MaxIdleConns != 5 || d.ConnMaxIdleTime != time.Minute ||
+			d.ConnMaxLifetime != 30*time.Minute || d.StatementTimeout != 10*time.Second {
+			t.Errorf("database defaults = %+v", d)
+		}
+		if s := c.Server; s.RequestTimeout != 5*time.Second || s.MaxInFlight != 256 {
+			t.Errorf("server defaults = %+v", s)
+		}
+		pool := filepath.Join(dir, "pool.yaml")
+		os.WriteFile(pool, []byte("database: {maxOpenConns: 4, maxIdleConns: 2, connMaxIdleTime: 30s, connMaxLifetime: 5m, statementTimeout: 3s}\nserver: {requestTimeout: 2s, maxInFlight: 50}\n"), 0o600)
+		c, err = Load(pool, env(map[string]string{
+			"GATEHOUSE_DATABASE_MAX_OPEN_CONNS":     "8",
+			"GATEHOUSE_DATABASE_CONN_MAX_IDLE_TIME": "45s",
+			"GATEHOUSE_SERVER_MAX_IN_FLIGHT":        "70",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := c.Database; d.MaxOpenConns != 8 || d.MaxIdleConns != 2 || d.ConnMaxIdleTime != 45*time.Second ||
+			d.ConnMaxLifetime != 5*time.Minute || d.StatementTimeout != 3*time.Second {
+			t.Errorf("database = %+v", d)
+		}
+		if s := c.Server; s.RequestTimeout != 2*time.Second || s.MaxInFlight != 70 {
+			t.Errorf("server = %+v", s)
+		}
+		c, err = Load("", env(map[string]string{
+			"GATEHOUSE_DATABASE_MAX_IDLE_CONNS":    "3",
+			"GATEHOUSE_DATABASE_CONN_MAX_LIFETIME": "1h",
+			"GATEHOUSE_DATABASE_STATEMENT_TIMEOUT": "0",
+			"GATEHOUSE_SERVER_REQUEST_TIMEOUT":     "750ms",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Database.MaxIdleConns != 3 || c.Database.ConnMaxLifetime != time.Hour || c.Database.StatementTimeout != 0 || c.Server.RequestTimeout != 750*time.Millisecond {
+			t.Errorf("from the environment: %+v %+v", c.Database, c.Server)
+		}
+	})
+	t.Run("the example file loads and shows the pool and request defaults", func(t *testing.T) {
+		c, err := Load(filepath.Join("..", "..", "config", "gatehouse.example.yaml"), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := Default(); c.Database != d.Database || c.Server != d.Server {
+			t.Errorf("example database %+v server %+v; defaults %+v %+v", c.Database, c.Server, d.Database, d.Server)
+		}
+	})
+	t.Run("a malformed number or duration in the environment is an error", func(t *testing.T) {
+		for _, kv := range [][2]string{
+			{"GATEHOUSE_DATABASE_MAX_OPEN_CONNS", "ten"},
+			{"GATEHOUSE_SERVER_REQUEST_TIMEOUT", "5"},
+		} {
+			if _, err := Load("", env(map[string]string{kv[0]: kv[1]})); err == nil || !strings.Contains(err.Error(), kv[0]) {
+				t.Errorf("%s=%s: err = %v, want one naming the variable", kv[0], kv[1], err)
+			}
 		}
 	})
 	t.Run("an unknown key in the file is an error", func(t *testing.T) {
@@ -77,6 +139,15 @@ func TestValidate(t *testing.T) {
 		{"a zero token lifespan is refused", func(c *Config) { c.Tokens.AccessTokenLifespan = 0 }, "accessTokenLifespan"},
 		{"a bad proxy CIDR is refused", func(c *Config) { c.TrustedProxies = []string{"10.0.0.1"} }, "CIDR"},
 		{"a negative memory limit is refused", func(c *Config) { c.MemoryLimitMiB = -1 }, "memoryLimitMiB"},
+		{"a pool without connections is refused", func(c *Config) { c.Database.MaxOpenConns = 0 }, "database.maxOpenConns"},
+		{"more idle connections than open ones are refused", func(c *Config) { c.Database.MaxIdleConns = 11 }, "database.maxIdleConns"},
+		{"no idle connections at all are fine", func(c *Config) { c.Database.MaxIdleConns = 0 }, ""},
+		{"a negative idle time is refused", func(c *Config) { c.Database.ConnMaxIdleTime = -time.Second }, "database.connMaxIdleTime"},
+		{"a statement timeout of 0 turns it off", func(c *Config) { c.Database.StatementTimeout = 0 }, ""},
+		{"a statement timeout under a millisecond is refused", func(c *Config) { c.Database.StatementTimeout = time.Microsecond }, "database.statementTimeout"},
+		{"a zero request timeout is refused", func(c *Config) { c.Server.RequestTimeout = 0 }, "server.requestTimeout"},
+		{"a negative in-flight bound is refused", func(c *Config) { c.Server.MaxInFlight = -1 }, "server.maxInFlight"},
+		{"no in-flight bound is fine", func(c *Config) { c.Server.MaxInFlight = 0 }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

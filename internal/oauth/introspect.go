@@ -48,8 +48,7 @@ func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	}
 	tu, ar, err := p.introspect(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")))
 	if err != nil {
-		var se *storageError
-		if errors.As(err, &se) {
+		if unavailable(err) {
 			p.cfg.Logger.ErrorContext(ctx, "introspection failed", "err", err)
 			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "Try again later.")
 			return
@@ -108,9 +107,8 @@ func (p *Provider) introspect(ctx context.Context, token string, use fosite.Toke
 		return "", nil, err
 	}
 	if err := p.checkUser(ctx, sessionOf(ar).UserID); err != nil {
-		var se *storageError
-		if errors.As(err, &se) {
-			return "", nil, se
+		if unavailable(err) {
+			return "", nil, err
 		}
 		return "", nil, fosite.ErrInactiveToken
 	}
@@ -141,7 +139,6 @@ func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	default:
 		p.cfg.Logger.ErrorContext(ctx, "revocation failed", "err", err, "cause", fosite.ErrorToRFC6749Error(err).Cause())
-		w.Header().Set("Retry-After", "5")
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "The token could not be revoked; try again.")
 	}
 }
@@ -163,8 +160,7 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	tu, ar, err := p.introspect(ctx, token, fosite.AccessToken)
 	if err != nil || tu != fosite.AccessToken {
-		var se *storageError
-		if errors.As(err, &se) {
+		if unavailable(err) {
 			p.cfg.Logger.ErrorContext(ctx, "userinfo failed", "err", err)
 			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "Try again later.")
 			return
@@ -229,8 +225,7 @@ func userClaims(u store.User, scopes fosite.Arguments) map[string]any {
 func (p *Provider) VerifyAdminToken(ctx context.Context, token string) (string, []string, error) {
 	tu, ar, err := p.introspect(ctx, token, fosite.AccessToken)
 	if err != nil {
-		var se *storageError
-		if errors.As(err, &se) {
+		if unavailable(err) {
 			return "", nil, err
 		}
 		return "", nil, errors.New("verify admin token: token is not active")
@@ -254,5 +249,8 @@ func (p *Provider) VerifyAdminToken(ctx context.Context, token string) (string, 
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }

@@ -192,11 +192,13 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 		}
 		p.audit(ctx, store.AuditEvent{Type: audit.TokenReuse, ClientID: clientID, Detail: map[string]string{"token": "refresh_token"}})
 	}
-	var se *storageError
-	if errors.As(err, &se) && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+	if unavailable(err) && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
 		err = fosite.ErrTemporarilyUnavailable.WithWrap(err)
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
 	if rfc.CodeField >= 500 {
 		p.cfg.Logger.ErrorContext(ctx, "token request failed", "grant", grant, "err", rfc.ErrorField, "debug", rfc.Debug(), "cause", rfc.Cause())
 	} else {

@@ -21,6 +21,7 @@ const (
 	CodeTooCostly    = "too-costly"    // body too large, too many attempts
 	CodeNotSupported = "not-supported" // media type or operation not supported
 	CodeException    = "exception"     // a server-side failure
+	CodeTransient    = "transient"     // storage unavailable or the server busy: retry after Retry-After
 )
 
 // Problem is one finding about a resource: where (a field path such as

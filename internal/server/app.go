@@ -225,6 +225,8 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		AdminOnly:      a.Admin.RequireAdmin,
 		Pprof:          cfg.Pprof,
 		Metrics:        NewMetrics(),
+		RequestTimeout: cfg.Server.RequestTimeout,
+		MaxInFlight:    cfg.Server.MaxInFlight,
 	}
 	a.Handler = srv.Handler()
 	return a, nil

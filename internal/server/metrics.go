@@ -18,6 +18,8 @@ import (
 type Metrics struct {
 	byClass  [6]atomic.Uint64 // index = status / 100
 	duration atomic.Uint64    // total nanoseconds
+	shed     atomic.Uint64    // requests refused past the in-flight bound
+	inFlight atomic.Int64     // requests holding an in-flight slot
 	started  time.Time
 }
 
@@ -41,6 +43,8 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "gatehouse_http_requests_total{code=\"%dxx\"} %d\n", c, m.byClass[c].Load())
 	}
 	fmt.Fprintf(&b, "# TYPE gatehouse_http_request_duration_seconds_sum counter\ngatehouse_http_request_duration_seconds_sum %g\n", float64(m.duration.Load())/1e9)
+	fmt.Fprintf(&b, "# HELP gatehouse_http_requests_shed_total Requests answered 503 at once because too many were in flight.\n# TYPE gatehouse_http_requests_shed_total counter\ngatehouse_http_requests_shed_total %d\n", m.shed.Load())
+	fmt.Fprintf(&b, "# HELP gatehouse_http_requests_in_flight Requests being served (counted against server.maxInFlight).\n# TYPE gatehouse_http_requests_in_flight gauge\ngatehouse_http_requests_in_flight %d\n", m.inFlight.Load())
 	fmt.Fprintf(&b, "# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
 	if rss, peak, ok := procMemory(); ok {
 		fmt.Fprintf(&b, "# HELP process_resident_memory_bytes Resident set size.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", rss)

@@ -1,14 +1,21 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // requestContext gives every request an id (echoed as X-Request-ID) and
@@ -167,3 +174,94 @@ func securityHeaders(next http.Handler, hsts bool) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// unbounded are the paths outside the request deadline and the in-flight
+// bound: health and metrics must answer while the server sheds load (they
+// have bounds of their own), and a CPU profile runs for as long as asked.
+func unbounded(path string) bool {
+	return strings.HasPrefix(path, "/health/") || path == "/metrics" || strings.HasPrefix(path, "/debug/pprof/")
+}
+
+// bounded gives every request its deadline (RequestTimeout), which reaches
+// the database through the request's context: waiting for a pooled
+// connection, the SQLite writer queue and each statement end with it, and
+// every surface answers the resulting store.ErrUnavailable with 503 and
+// Retry-After. Past MaxInFlight requests at once, more are shed at once
+// with the same answer, instead of piling up behind a stalled database.
+func (s *Server) bounded(next http.Handler) http.Handler {
+	var slots chan struct{}
+	if s.MaxInFlight > 0 {
+		slots = make(chan struct{}, s.MaxInFlight)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if unbounded(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if slots != nil {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+				if s.Metrics != nil {
+					s.Metrics.inFlight.Add(1)
+					defer s.Metrics.inFlight.Add(-1)
+				}
+			default:
+				if s.Metrics != nil {
+					s.Metrics.shed.Add(1)
+				}
+				s.Logger.WarnContext(r.Context(), "request shed: too many in flight", "limit", s.MaxInFlight,
+					"path", r.URL.Path, "request_id", audit.RequestID(r.Context()))
+				writeBusy(w, r, "The server is busy. Try again after Retry-After seconds.")
+				return
+			}
+		}
+		if s.RequestTimeout <= 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.RequestTimeout)
+		defer cancel()
+		ww := &wroteWriter{ResponseWriter: w}
+		next.ServeHTTP(ww, r.WithContext(ctx))
+		if !ww.wrote && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// A handler that gave up at the deadline without answering.
+			writeBusy(w, r, "The request took too long. Try again after Retry-After seconds.")
+		}
+	})
+}
+
+// writeBusy is the middleware's own 503: JSON, or a short page for a
+// browser.
+func writeBusy(w http.ResponseWriter, r *http.Request, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter.Seconds())))
+	w.Header().Set("Cache-Control", "no-store")
+	if strings.Contains(r.Header.Get("Accept"), "text/html") {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "<!doctype html><title>Temporarily unavailable</title><p id=\"error\">%s</p>\n", html.EscapeString(msg))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	b, _ := json.Marshal(map[string]string{"error": "temporarily_unavailable", "error_description": msg})
+	w.Write(append(b, '\n'))
+}
+
+// wroteWriter notes whether the handler answered at all.
+type wroteWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *wroteWriter) WriteHeader(code int) {
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *wroteWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *wroteWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,10 @@ type Server struct {
 	// HSTS sends Strict-Transport-Security on every response (the issuer
 	// is https).
 	HSTS bool
+	// RequestTimeout is every request's deadline (0: none); MaxInFlight
+	// bounds the requests served at once (0: no bound). See bounded.
+	RequestTimeout time.Duration
+	MaxInFlight    int
 }
 
 // Handler returns the complete HTTP handler.
@@ -63,6 +68,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/debug/pprof/", s.AdminOnly(pp))
 	}
 	var h http.Handler = mux
+	h = s.bounded(h)
 	h = securityHeaders(h, s.HSTS)
 	h = s.accessLog(h)
 	h = s.recoverPanics(h)
@@ -70,16 +76,24 @@ func (s *Server) Handler() http.Handler {
 	return h
 }
 
+// ready answers whether this process can serve: the database must accept
+// a write (a probe row rewritten and committed), not only answer a ping, so
+// a full or read-only disk takes the process out of rotation.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
-	if err := s.Store.Ping(ctx); err != nil {
+	if err := s.Store.CheckWrites(ctx); err != nil {
 		s.Logger.WarnContext(ctx, "readiness check failed", "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter.Seconds())))
 		writeHealth(w, http.StatusServiceUnavailable, "database unavailable")
 		return
 	}
 	writeHealth(w, http.StatusOK, "ready")
 }
+
+// readyTimeout bounds the readiness probe: a database that takes longer to
+// commit one row is not ready to serve.
+const readyTimeout = 2 * time.Second
 
 func writeHealth(w http.ResponseWriter, code int, status string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -14,7 +14,25 @@ var (
 	// unique value, or a conditional update that lost its race (a used code, a
 	// replayed TOTP step, an already-invalidated token).
 	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: the database cannot serve now, and a retry later may
+	// succeed. The connection is down or refused, the pool or the server
+	// is out of connections, the disk is full or read-only, a lock or a
+	// statement timed out, or the caller's deadline passed first. Every
+	// surface answers it alike: 503 with Retry-After (RetryAfter).
+	ErrUnavailable = errors.New("storage unavailable")
 )
+
+// RetryAfter is the wait every surface advises (the Retry-After header)
+// when it answers 503 because storage is unavailable or the server is
+// shedding load.
+const RetryAfter = 2 * time.Second
+
+// Unavailable reports whether err means "try again later": storage is
+// unavailable, or the request's deadline passed (also while it waited for
+// something other than the database, such as a password-hashing slot).
+func Unavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // Page selects one page of a listing. Page is 1-based; Count is the page size.
 type Page struct {
@@ -259,6 +277,10 @@ type WebAuthnChallenge struct {
 // carried in ctx (see BeginTx / InTx). Times come back in UTC.
 type Store interface {
 	Ping(ctx context.Context) error
+	// CheckWrites makes one small committed write (it rewrites a probe row),
+	// so that readiness reflects whether writes work, not only whether the
+	// database answers: a full or read-only disk fails it.
+	CheckWrites(ctx context.Context) error
 	Close() error
 
 	// InTx runs fn in one transaction; fn's ctx carries it. Nested calls join it.
@@ -409,7 +431,8 @@ type Store interface {
 	// AcceptTOTPStep is AdvanceTOTPStep and, when the step is accepted,
 	// ClearFactorFailures in the same atomic statement: a right, unused
 	// code ends the attempt it reserved. A replay changes nothing
-	// (ErrConflict) and keeps its reservation counted.
+	// (ErrConflict); the caller gives its reservation back
+	// (ReleaseFactorAttempt).
 	AcceptTOTPStep(ctx context.Context, userID string, step int64) error
 	// ReserveFactorAttempt counts an attempt before the code is checked:
 	// allowed only while not locked at now and Failures < limit, in which case
@@ -431,6 +454,11 @@ type Store interface {
 	// have. staleLock must be positive and longer than any code check takes;
 	// pass the lock the caller would have set.
 	ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int, staleLock time.Duration) (FactorAttempt, error)
+	// ReleaseFactorAttempt gives one reservation back (Failures - 1, never
+	// below 0) for an attempt that must not count: a replayed code, which
+	// proves knowledge of a valid one. Nothing else changes; a lock in force
+	// stays. ErrNotFound when the user has no record.
+	ReleaseFactorAttempt(ctx context.Context, userID string) error
 	// ClearFactorFailures resets Failures and Lockouts after a success.
 	ClearFactorFailures(ctx context.Context, userID string) error
 	// LockFactor sets LockedUntil, resets Failures to 0 and adds one to Lockouts.

@@ -59,7 +59,8 @@ const (
 // treats the reservation as the lock it would have set, counted from the
 // reservation, so the factor frees itself without an admin. A TOTP code is
 // accepted once: its step must be newer than the last accepted step, which
-// the store advances atomically.
+// the store advances atomically. A replayed code (a step already used) is
+// refused without counting towards the lockout.
 //
 // Every refusal is ErrInvalidCode (ErrCodeReused and ErrLocked match it);
 // ErrNotEnabled when the user has no enabled factor; other errors are
@@ -93,8 +94,9 @@ func (s *Service) verify(ctx context.Context, in VerifyInput, alt []string) (Res
 // built-in methods do not know), under the same attempt reservation and
 // lockout as Verify: the user's one counter, shared by every factor and
 // every surface. check returns an error matching ErrInvalidCode for a
-// refused answer; ErrCodeReused for an answer that was valid once. A user
-// with no second-factor record gets an empty one to count on.
+// refused answer; ErrCodeReused for an answer that was valid once, which is
+// refused without counting towards the lockout. A user with no
+// second-factor record gets an empty one to count on.
 func (s *Service) Guard(ctx context.Context, userID, method string, m Meta, check func(ctx context.Context) (Result, error)) (Result, error) {
 	tf, err := s.Store.GetTwoFactor(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -195,7 +197,7 @@ func (s *Service) check(ctx context.Context, tf store.TwoFactor, in VerifyInput,
 			return Result{}, reasonWrong, nil
 		}
 		// The step advances and the failures clear together; a replay
-		// changes neither, so its reservation stays counted.
+		// changes neither, and failed gives its reservation back.
 		switch err := s.Store.AcceptTOTPStep(ctx, in.UserID, step); {
 		case errors.Is(err, store.ErrConflict):
 			return Result{}, reasonReused, nil
@@ -241,21 +243,33 @@ func (s *Service) checkRecovery(ctx context.Context, userID, code string, now ti
 // failed records a refused code and locks the factor when this attempt was
 // the last one allowed. The reservation already counted it, committed on
 // its own, so a failed login that rolls back nothing else keeps the count.
+//
+// A replayed code is the exception: it was valid once, so whoever sent it
+// knows the factor (often the owner, whose app or browser submitted one
+// code several times). It is refused, and its reservation is given back
+// instead of counted: replays never lock the owner out, and they buy a
+// guesser nothing, since each one takes a reservation while it is checked.
 func (s *Service) failed(ctx context.Context, in VerifyInput, method string, tf store.TwoFactor, att store.FactorAttempt, reason string, now time.Time) error {
-	typ := audit.TwoFactorFailure
 	if reason == reasonReused {
-		typ = audit.TwoFactorReused
+		failures := att.Failures - 1
+		if err := s.Store.ReleaseFactorAttempt(ctx, in.UserID); err != nil {
+			// The refusal stands; the attempt stays counted until the
+			// next success clears it.
+			failures = att.Failures
+			s.logger().ErrorContext(ctx, "give back the attempt of a replayed code", "user", in.UserID, "err", err)
+		}
+		s.record(ctx, audit.TwoFactorReused, in.UserID, in.Meta, map[string]string{
+			"reason": reason, "method": method, "failures": strconv.Itoa(max(failures, 0)),
+		})
+		return ErrCodeReused
 	}
-	s.record(ctx, typ, in.UserID, in.Meta, map[string]string{
+	s.record(ctx, audit.TwoFactorFailure, in.UserID, in.Meta, map[string]string{
 		"reason": reason, "method": method, "failures": strconv.Itoa(att.Failures),
 	})
 	if att.Failures >= MaxAttempts {
 		if err := s.lock(ctx, in, tf, now); err != nil {
 			return err
 		}
-	}
-	if reason == reasonReused {
-		return ErrCodeReused
 	}
 	return ErrInvalidCode
 }

@@ -7,9 +7,11 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/templates"
 )
 
@@ -331,17 +333,27 @@ func errorHeading(status int) string {
 	switch {
 	case status == http.StatusForbidden:
 		return "Request refused"
-	case status >= 500:
+	case status == http.StatusServiceUnavailable:
 		return "Temporarily unavailable"
+	case status >= 500:
+		return "Something went wrong"
 	default:
 		return "Something went wrong"
 	}
 }
 
-// unavailable is the page for failures of our own (the database down): the
-// user can only try again later. It shows the built-in theme: the theme
-// lives in the database that may just have failed.
+// unavailable is the page for failures of our own, the one place the hosted
+// pages map them: storage that cannot serve now (down, full, out of
+// connections, or the request's deadline passed) is 503 with Retry-After,
+// as on every surface; anything else is 500. The user can only try again
+// later either way. It shows the built-in theme: the theme lives in the
+// database that may just have failed.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	if !store.Unavailable(err) {
+		h.renderErrorThemed(w, r, http.StatusInternalServerError, "Something went wrong on our side. Please try again later.", nil, err, defaultTheme())
+		return
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter.Seconds())))
 	h.renderErrorThemed(w, r, http.StatusServiceUnavailable, "Sign-in is temporarily unavailable. Please try again in a moment.", nil, err, defaultTheme())
 }
 

@@ -9,6 +9,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func RunTests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		{"transactions", testTransactions},
 		{"webauthn credentials", testWebAuthnCredentials},
 		{"webauthn challenges", testWebAuthnChallenges},
+		{"health", testHealth},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) { g.run(t, newStore) })
@@ -146,4 +148,33 @@ func seedClient(t testing.TB, s store.Store, id string) store.Client {
 	c, _, err := s.PutClient(ctxb(), store.Client{ID: id, Doc: []byte(`{}`)}, 0)
 	must(t, err, "seed client "+id)
 	return c
+}
+
+func testHealth(t *testing.T, newStore func(t testing.TB) store.Store) {
+	s := newStore(t)
+	ctx := ctxb()
+	t.Run("a healthy store answers a ping and accepts the write probe again and again, also concurrently", func(t *testing.T) {
+		must(t, s.Ping(ctx), "ping")
+		for range 3 {
+			must(t, s.CheckWrites(ctx), "write probe")
+		}
+		for i, err := range race(10, func(int) error { return s.CheckWrites(ctx) }) {
+			must(t, err, fmt.Sprintf("concurrent write probe %d", i))
+		}
+	})
+	t.Run("the write probe leaves the throttling counters alone", func(t *testing.T) {
+		n, err := s.HitCounter(ctx, "gatehouse:ready-probe", time.Minute, base)
+		must(t, err, "hit")
+		must(t, s.CheckWrites(ctx), "write probe")
+		got, err := s.GetCounter(ctx, "gatehouse:ready-probe", time.Minute, base)
+		must(t, err, "get")
+		if got != n {
+			t.Errorf("a counter with the probe's key reads %d after a probe, want %d", got, n)
+		}
+	})
+	t.Run("a closed store fails the write probe as unavailable", func(t *testing.T) {
+		closed := newStore(t)
+		must(t, closed.Close(), "close")
+		wantErr(t, closed.CheckWrites(ctx), store.ErrUnavailable, "write probe on a closed store")
+	})
 }

@@ -382,6 +382,39 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("releasing an attempt gives one reservation back, never below zero, and leaves a lock alone", func(t *testing.T) {
+		enrol(t, "released")
+		for range 3 {
+			_, err := s.ReserveFactorAttempt(ctx, "released", now, 5, staleLock)
+			must(t, err, "reserve")
+		}
+		must(t, s.ReleaseFactorAttempt(ctx, "released"), "release")
+		got, err := s.GetTwoFactor(ctx, "released")
+		must(t, err, "get")
+		if got.Failures != 2 {
+			t.Errorf("failures %d after three reservations and a release, want 2", got.Failures)
+		}
+		errs := race(10, func(int) error { return s.ReleaseFactorAttempt(ctx, "released") })
+		if wins, _ := tally(t, errs, store.ErrConflict); wins != 10 {
+			t.Fatalf("%d of 10 releases succeeded", wins)
+		}
+		got, err = s.GetTwoFactor(ctx, "released")
+		must(t, err, "get")
+		if got.Failures != 0 {
+			t.Errorf("failures %d after more releases than reservations, want 0", got.Failures)
+		}
+		until := now.Add(time.Minute)
+		must(t, s.LockFactor(ctx, "released", until), "lock")
+		must(t, s.ReleaseFactorAttempt(ctx, "released"), "release during a lock")
+		got, err = s.GetTwoFactor(ctx, "released")
+		must(t, err, "get")
+		sameTime(t, "locked until", got.LockedUntil, until)
+		if got.Lockouts != 1 {
+			t.Errorf("lockouts %d, want 1", got.Lockouts)
+		}
+		wantErr(t, s.ReleaseFactorAttempt(ctx, "nobody"), store.ErrNotFound, "a missing factor")
+	})
+
 	t.Run("deleting a factor removes the recovery codes too", func(t *testing.T) {
 		enrol(t, "drop")
 		must(t, s.ReplaceRecoveryCodes(ctx, "drop", []string{"h1", "h2"}), "codes")

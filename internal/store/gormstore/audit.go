@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -27,15 +26,15 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 	}
 	detail, err := encodeMap(e.Detail)
 	if err != nil {
-		return fmt.Errorf("append audit event %s: %w", e.Type, err)
+		return errorf("append audit event %s: %w", e.Type, err)
 	}
 	err = s.conn(ctx).Exec("INSERT INTO audit_events (id, occurred_at, event_type, user_id, client_id, remote_addr, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		e.ID, tv(e.Time), e.Type, e.UserID, e.ClientID, e.RemoteAddr, e.RequestID, detail).Error
 	if isDuplicate(err) {
-		return fmt.Errorf("append audit event %s: id %q exists: %w", e.Type, e.ID, store.ErrConflict)
+		return errorf("append audit event %s: id %q exists: %w", e.Type, e.ID, store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("append audit event %s: %w", e.Type, err)
+		return errorf("append audit event %s: %w", e.Type, err)
 	}
 	return nil
 }
@@ -60,7 +59,7 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter, p store.Page
 	rows, err := s.conn(ctx).Raw("SELECT id, occurred_at, event_type, user_id, client_id, remote_addr, request_id, detail, COUNT(*) OVER () FROM audit_events"+
 		cond+" ORDER BY occurred_at DESC, id DESC"+lim, append(args, largs...)...).Rows()
 	if err != nil {
-		return nil, 0, fmt.Errorf("list audit events: %w", err)
+		return nil, 0, errorf("list audit events: %w", err)
 	}
 	defer rows.Close()
 	var out []store.AuditEvent
@@ -70,21 +69,21 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter, p store.Page
 		var t dbTime
 		var detail string
 		if err := rows.Scan(&e.ID, &t, &e.Type, &e.UserID, &e.ClientID, &e.RemoteAddr, &e.RequestID, &detail, &total); err != nil {
-			return nil, 0, fmt.Errorf("list audit events: %w", err)
+			return nil, 0, errorf("list audit events: %w", err)
 		}
 		e.Time = t.T
 		if e.Detail, err = decodeMap(detail); err != nil {
-			return nil, 0, fmt.Errorf("list audit events: decode detail: %w", err)
+			return nil, 0, errorf("list audit events: decode detail: %w", err)
 		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("list audit events: %w", err)
+		return nil, 0, errorf("list audit events: %w", err)
 	}
 	if len(out) == 0 {
 		var n int64
 		if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM audit_events"+cond, args...).Row().Scan(&n); err != nil {
-			return nil, 0, fmt.Errorf("list audit events: %w", err)
+			return nil, 0, errorf("list audit events: %w", err)
 		}
 		return nil, int(n), nil
 	}
@@ -110,12 +109,12 @@ func windowStart(now time.Time, w time.Duration) time.Time {
 // than resetting it.
 func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
 	if window < time.Microsecond {
-		return 0, fmt.Errorf("hit counter: window %s is too short", window)
+		return 0, errorf("hit counter: window %s is too short", window)
 	}
 	start := windowStart(now, window)
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("hit counter: %w", err)
+		return 0, errorf("hit counter: %w", err)
 	}
 	defer unlock()
 	var hits int64
@@ -125,7 +124,7 @@ func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration
 			window_start = CASE WHEN excluded.window_start > counters.window_start THEN excluded.window_start ELSE counters.window_start END
 		RETURNING hits`, key, int64(window), tv(start)).Row().Scan(&hits)
 	if err != nil {
-		return 0, fmt.Errorf("hit counter: %w", s.translate(err))
+		return 0, errorf("hit counter: %w", s.translate(err))
 	}
 	return int(hits), nil
 }
@@ -134,7 +133,7 @@ func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration
 // window is an older one).
 func (s *Store) GetCounter(ctx context.Context, key string, window time.Duration, now time.Time) (int, error) {
 	if window < time.Microsecond {
-		return 0, fmt.Errorf("get counter: window %s is too short", window)
+		return 0, errorf("get counter: window %s is too short", window)
 	}
 	var hits int64
 	err := s.conn(ctx).Raw("SELECT hits FROM counters WHERE counter_key = ? AND window_ns = ? AND window_start >= ?",
@@ -143,7 +142,7 @@ func (s *Store) GetCounter(ctx context.Context, key string, window time.Duration
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("get counter: %w", err)
+		return 0, errorf("get counter: %w", err)
 	}
 	return int(hits), nil
 }
@@ -152,7 +151,7 @@ func (s *Store) GetCounter(ctx context.Context, key string, window time.Duration
 // keys without a row in the current window count 0.
 func (s *Store) GetCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) ([]int, error) {
 	if window < time.Microsecond {
-		return nil, fmt.Errorf("get counters: window %s is too short", window)
+		return nil, errorf("get counters: window %s is too short", window)
 	}
 	out := make([]int, len(keys))
 	if len(keys) == 0 {
@@ -167,7 +166,7 @@ func (s *Store) GetCounters(ctx context.Context, keys []string, window time.Dura
 	args = append(args, int64(window), tv(windowStart(now, window)))
 	rows, err := s.conn(ctx).Raw("SELECT counter_key, hits FROM counters WHERE counter_key IN ("+strings.Join(marks, ", ")+") AND window_ns = ? AND window_start >= ?", args...).Rows()
 	if err != nil {
-		return nil, fmt.Errorf("get counters: %w", err)
+		return nil, errorf("get counters: %w", err)
 	}
 	defer rows.Close()
 	hits := make(map[string]int, len(keys))
@@ -175,12 +174,12 @@ func (s *Store) GetCounters(ctx context.Context, keys []string, window time.Dura
 		var k string
 		var n int64
 		if err := rows.Scan(&k, &n); err != nil {
-			return nil, fmt.Errorf("get counters: %w", err)
+			return nil, errorf("get counters: %w", err)
 		}
 		hits[k] = int(n)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("get counters: %w", err)
+		return nil, errorf("get counters: %w", err)
 	}
 	for i, k := range keys {
 		out[i] = hits[k]
@@ -194,15 +193,15 @@ func (s *Store) GetCounters(ctx context.Context, keys []string, window time.Dura
 // one step.
 func (s *Store) ReserveCounter(ctx context.Context, key string, window time.Duration, now time.Time, limit int) (int, bool, error) {
 	if window < time.Microsecond {
-		return 0, false, fmt.Errorf("reserve counter: window %s is too short", window)
+		return 0, false, errorf("reserve counter: window %s is too short", window)
 	}
 	if limit < 1 {
-		return 0, false, fmt.Errorf("reserve counter: limit %d is below one", limit)
+		return 0, false, errorf("reserve counter: limit %d is below one", limit)
 	}
 	start := windowStart(now, window)
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return 0, false, fmt.Errorf("reserve counter: %w", err)
+		return 0, false, errorf("reserve counter: %w", err)
 	}
 	defer unlock()
 	var hits int64
@@ -215,12 +214,12 @@ func (s *Store) ReserveCounter(ctx context.Context, key string, window time.Dura
 	if errors.Is(err, sql.ErrNoRows) {
 		n, err := s.GetCounter(ctx, key, window, now)
 		if err != nil {
-			return 0, false, fmt.Errorf("reserve counter: %w", err)
+			return 0, false, errorf("reserve counter: %w", err)
 		}
 		return n, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("reserve counter: %w", s.translate(err))
+		return 0, false, errorf("reserve counter: %w", s.translate(err))
 	}
 	return int(hits), true, nil
 }
@@ -228,14 +227,14 @@ func (s *Store) ReserveCounter(ctx context.Context, key string, window time.Dura
 // ReleaseCounters decrements the current window's rows of keys that have hits.
 func (s *Store) ReleaseCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) error {
 	if window < time.Microsecond {
-		return fmt.Errorf("release counters: window %s is too short", window)
+		return errorf("release counters: window %s is too short", window)
 	}
 	if len(keys) == 0 {
 		return nil
 	}
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return fmt.Errorf("release counters: %w", err)
+		return errorf("release counters: %w", err)
 	}
 	defer unlock()
 	args := make([]any, 0, len(keys)+2)
@@ -246,7 +245,7 @@ func (s *Store) ReleaseCounters(ctx context.Context, keys []string, window time.
 	}
 	args = append(args, int64(window), tv(windowStart(now, window)))
 	if err := s.conn(ctx).Exec("UPDATE counters SET hits = hits - 1 WHERE counter_key IN ("+strings.Join(marks, ", ")+") AND window_ns = ? AND window_start >= ? AND hits > 0", args...).Error; err != nil {
-		return fmt.Errorf("release counters: %w", s.translate(err))
+		return errorf("release counters: %w", s.translate(err))
 	}
 	return nil
 }
@@ -254,26 +253,31 @@ func (s *Store) ReleaseCounters(ctx context.Context, keys []string, window time.
 // ResetCounter clears the key in every window length.
 func (s *Store) ResetCounter(ctx context.Context, key string) error {
 	if err := s.conn(ctx).Exec("DELETE FROM counters WHERE counter_key = ?", key).Error; err != nil {
-		return fmt.Errorf("reset counter: %w", err)
+		return errorf("reset counter: %w", err)
 	}
 	return nil
 }
 
 // DeleteStaleCounters deletes per window length, so that the cut-off
 // (before minus the length) is a plain time comparison on both dialects.
-func (s *Store) DeleteStaleCounters(ctx context.Context, before time.Time) (int64, error) {
-	db := s.conn(ctx)
-	var windows []int64
-	if err := db.Raw("SELECT DISTINCT window_ns FROM counters").Scan(&windows).Error; err != nil {
-		return 0, fmt.Errorf("delete stale counters: %w", err)
-	}
-	var n int64
-	for _, w := range windows {
-		res := db.Exec("DELETE FROM counters WHERE window_ns = ? AND window_start < ?", w, utc(before.Add(-time.Duration(w))))
-		if res.Error != nil {
-			return n, fmt.Errorf("delete stale counters: %w", res.Error)
+func (s *Store) DeleteStaleCounters(ctx context.Context, before time.Time) (n int64, err error) {
+	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
+		db := s.conn(ctx)
+		var windows []int64
+		if err := db.Raw("SELECT DISTINCT window_ns FROM counters").Scan(&windows).Error; err != nil {
+			return err
 		}
-		n += res.RowsAffected
+		for _, w := range windows {
+			res := db.Exec("DELETE FROM counters WHERE window_ns = ? AND window_start < ?", w, utc(before.Add(-time.Duration(w))))
+			if res.Error != nil {
+				return res.Error
+			}
+			n += res.RowsAffected
+		}
+		return nil
+	})
+	if err != nil {
+		return n, errorf("delete stale counters: %w", err)
 	}
 	return n, nil
 }

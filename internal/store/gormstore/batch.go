@@ -2,7 +2,6 @@ package gormstore
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -86,7 +85,7 @@ func (s *Store) queueInsert(ctx context.Context, args []any) error {
 		return s.leadInserts(ctx, q)
 	case <-ctx.Done():
 		if b.withdraw(q) {
-			return fmt.Errorf("wait for other writers: %w", context.Cause(ctx))
+			return errorf("wait for other writers: %w", context.Cause(ctx))
 		}
 		return <-q.done
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -35,14 +34,14 @@ func (s *Store) CreateRememberedDevice(ctx context.Context, d store.RememberedDe
 		err := db.Exec("INSERT INTO remembered_devices ("+deviceCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 			d.ID, d.UserID, d.TokenHash, d.Strategy, d.Label, tv(d.CreatedAt), tv(d.LastUsedAt), tv(d.ExpiresAt)).Error
 		if err != nil {
-			return fmt.Errorf("create remembered device of user %q: %w", d.UserID, keyErr(s.translate(err)))
+			return errorf("create remembered device of user %q: %w", d.UserID, keyErr(s.translate(err)))
 		}
 		// Keep the newest: everything older than the keep-th newest goes.
 		err = db.Exec(`DELETE FROM remembered_devices WHERE user_id = ? AND id NOT IN (
 			SELECT id FROM remembered_devices WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?)`,
 			d.UserID, d.UserID, keep).Error
 		if err != nil {
-			return fmt.Errorf("drop oldest remembered devices of user %q: %w", d.UserID, err)
+			return errorf("drop oldest remembered devices of user %q: %w", d.UserID, err)
 		}
 		return nil
 	})
@@ -62,10 +61,10 @@ func (s *Store) FindRememberedDevice(ctx context.Context, tokenHash string, now 
 	d, err := scanDevice(s.conn(ctx).Raw("SELECT "+deviceCols+" FROM remembered_devices WHERE token_hash = ? AND expires_at > ?", tokenHash, utc(now)).Row())
 	if errors.Is(err, sql.ErrNoRows) {
 		// The hash names a credential: it stays out of the error.
-		return store.RememberedDevice{}, fmt.Errorf("find remembered device: %w", store.ErrNotFound)
+		return store.RememberedDevice{}, errorf("find remembered device: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.RememberedDevice{}, fmt.Errorf("find remembered device: %w", err)
+		return store.RememberedDevice{}, errorf("find remembered device: %w", err)
 	}
 	return d, nil
 }
@@ -73,10 +72,10 @@ func (s *Store) FindRememberedDevice(ctx context.Context, tokenHash string, now 
 func (s *Store) TouchRememberedDevice(ctx context.Context, id string, at time.Time) error {
 	res := s.conn(ctx).Exec("UPDATE remembered_devices SET last_used_at = ? WHERE id = ?", tv(at), id)
 	if res.Error != nil {
-		return fmt.Errorf("touch remembered device %q: %w", id, res.Error)
+		return errorf("touch remembered device %q: %w", id, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("touch remembered device %q: %w", id, store.ErrNotFound)
+		return errorf("touch remembered device %q: %w", id, store.ErrNotFound)
 	}
 	return nil
 }
@@ -85,19 +84,19 @@ func (s *Store) ListRememberedDevices(ctx context.Context, userID string, now ti
 	rows, err := s.conn(ctx).Raw("SELECT "+deviceCols+" FROM remembered_devices WHERE user_id = ? AND expires_at > ? ORDER BY created_at DESC, id DESC",
 		userID, utc(now)).Rows()
 	if err != nil {
-		return nil, fmt.Errorf("list remembered devices of user %q: %w", userID, err)
+		return nil, errorf("list remembered devices of user %q: %w", userID, err)
 	}
 	defer rows.Close()
 	var out []store.RememberedDevice
 	for rows.Next() {
 		d, err := scanDevice(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list remembered devices of user %q: %w", userID, err)
+			return nil, errorf("list remembered devices of user %q: %w", userID, err)
 		}
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list remembered devices of user %q: %w", userID, err)
+		return nil, errorf("list remembered devices of user %q: %w", userID, err)
 	}
 	return out, nil
 }
@@ -105,10 +104,10 @@ func (s *Store) ListRememberedDevices(ctx context.Context, userID string, now ti
 func (s *Store) DeleteRememberedDevice(ctx context.Context, userID, id string) error {
 	res := s.conn(ctx).Exec("DELETE FROM remembered_devices WHERE user_id = ? AND id = ?", userID, id)
 	if res.Error != nil {
-		return fmt.Errorf("delete remembered device %q of user %q: %w", id, userID, res.Error)
+		return errorf("delete remembered device %q of user %q: %w", id, userID, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("delete remembered device %q of user %q: %w", id, userID, store.ErrNotFound)
+		return errorf("delete remembered device %q of user %q: %w", id, userID, store.ErrNotFound)
 	}
 	return nil
 }
@@ -116,7 +115,7 @@ func (s *Store) DeleteRememberedDevice(ctx context.Context, userID, id string) e
 func (s *Store) DeleteRememberedDevices(ctx context.Context, userID string) (int64, error) {
 	res := s.conn(ctx).Exec("DELETE FROM remembered_devices WHERE user_id = ?", userID)
 	if res.Error != nil {
-		return 0, fmt.Errorf("delete remembered devices of user %q: %w", userID, res.Error)
+		return 0, errorf("delete remembered devices of user %q: %w", userID, res.Error)
 	}
 	return res.RowsAffected, nil
 }
@@ -124,7 +123,7 @@ func (s *Store) DeleteRememberedDevices(ctx context.Context, userID string) (int
 func (s *Store) DeleteExpiredRememberedDevices(ctx context.Context, before time.Time) (int64, error) {
 	res := s.conn(ctx).Exec("DELETE FROM remembered_devices WHERE expires_at < ?", utc(before))
 	if res.Error != nil {
-		return 0, fmt.Errorf("delete expired remembered devices: %w", res.Error)
+		return 0, errorf("delete expired remembered devices: %w", res.Error)
 	}
 	return res.RowsAffected, nil
 }

@@ -1,5 +1,10 @@
 package gormstore
 
+import (
+	"context"
+	"fmt"
+)
+
 // OAuthInsertBatches is the number of group commits of token INSERTs so far.
 func (s *Store) OAuthInsertBatches() int64 { return s.inserts.batches.Load() }
 
@@ -8,4 +13,26 @@ func (s *Store) QueuedOAuthInserts() int {
 	s.inserts.mu.Lock()
 	defer s.inserts.mu.Unlock()
 	return len(s.inserts.queue)
+}
+
+// QueryString runs a query that answers one text value (SHOW, a function).
+func (s *Store) QueryString(ctx context.Context, query string) (string, error) {
+	var v string
+	err := s.conn(ctx).Raw(query).Row().Scan(&v)
+	return v, err
+}
+
+// FillDisk makes a SQLite database refuse to grow, as a full disk does: the
+// pool keeps one connection, whose page limit is set to the current size.
+func (s *Store) FillDisk(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	sqlDB.SetMaxOpenConns(1)
+	var pages int64
+	if err := s.db.WithContext(ctx).Raw("PRAGMA page_count").Row().Scan(&pages); err != nil {
+		return err
+	}
+	return s.db.WithContext(ctx).Exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Error
 }

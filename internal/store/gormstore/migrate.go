@@ -2,7 +2,6 @@ package gormstore
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"gorm.io/gorm"
@@ -292,7 +291,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 // their "old" databases with it.
 func (s *Store) MigrateTo(ctx context.Context, version int) error {
 	if version < 1 || version > migrations[len(migrations)-1].Version {
-		return fmt.Errorf("migrate to version %d: this build knows versions 1 to %d", version, migrations[len(migrations)-1].Version)
+		return errorf("migrate to version %d: this build knows versions 1 to %d", version, migrations[len(migrations)-1].Version)
 	}
 	for _, m := range migrations {
 		if m.Version > version {
@@ -308,21 +307,27 @@ func (s *Store) MigrateTo(ctx context.Context, version int) error {
 func (s *Store) applyMigration(ctx context.Context, m migration) error {
 	unlock, err := s.lockWriter(ctx)
 	if err != nil {
-		return fmt.Errorf("migrate to version %d (%s): %w", m.Version, m.Name, err)
+		return errorf("migrate to version %d (%s): %w", m.Version, m.Name, err)
 	}
 	defer unlock()
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if s.dialect == dialectPostgres {
+			// A migration may rewrite a large table, and wait for another
+			// process's migration: the connections' statement timeout is
+			// for requests, not for this.
+			if err := tx.Exec("SET LOCAL statement_timeout = 0").Error; err != nil {
+				return errorf("lift the statement timeout for the migration: %w", err)
+			}
 			if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(coalesce(current_schema(), '')))", migrationLockKey).Error; err != nil {
-				return fmt.Errorf("take migration lock: %w", err)
+				return errorf("take migration lock: %w", err)
 			}
 		}
 		if err := tx.Exec(s.migrationsTableSQL()).Error; err != nil {
-			return fmt.Errorf("create schema_migrations: %w", err)
+			return errorf("create schema_migrations: %w", err)
 		}
 		var applied int64
 		if err := tx.Raw("SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.Version).Row().Scan(&applied); err != nil {
-			return fmt.Errorf("read schema_migrations: %w", err)
+			return errorf("read schema_migrations: %w", err)
 		}
 		if applied > 0 {
 			return nil
@@ -330,18 +335,18 @@ func (s *Store) applyMigration(ctx context.Context, m migration) error {
 		rep := migrationTypes[s.dialect]
 		for i, stmt := range m.Statements {
 			if err := tx.Exec(rep.Replace(stmt)).Error; err != nil {
-				return fmt.Errorf("statement %d: %w", i+1, err)
+				return errorf("statement %d: %w", i+1, err)
 			}
 		}
 		if err := tx.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
 			m.Version, m.Name, s.now()).Error; err != nil {
-			return fmt.Errorf("record migration: %w", err)
+			return errorf("record migration: %w", err)
 		}
 		s.logger.InfoContext(ctx, "applied database migration", "version", m.Version, "name", m.Name, "dialect", s.dialect)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("migrate to version %d (%s): %w", m.Version, m.Name, err)
+		return errorf("migrate to version %d (%s): %w", m.Version, m.Name, err)
 	}
 	return nil
 }
@@ -360,18 +365,18 @@ func (s *Store) MigrationStatus(ctx context.Context) (applied []int, latest int,
 	latest = migrations[len(migrations)-1].Version
 	rows, err := s.db.WithContext(ctx).Raw("SELECT version FROM schema_migrations ORDER BY version").Rows()
 	if err != nil {
-		return nil, latest, fmt.Errorf("read schema_migrations: %w", err)
+		return nil, latest, errorf("read schema_migrations: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var v int
 		if err := rows.Scan(&v); err != nil {
-			return nil, latest, fmt.Errorf("read schema_migrations: %w", err)
+			return nil, latest, errorf("read schema_migrations: %w", err)
 		}
 		applied = append(applied, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, latest, fmt.Errorf("read schema_migrations: %w", err)
+		return nil, latest, errorf("read schema_migrations: %w", err)
 	}
 	return applied, latest, nil
 }

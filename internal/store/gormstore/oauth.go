@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -37,7 +36,7 @@ func oauthRowArgs(r store.OAuthRequest) ([]any, error) {
 func (s *Store) CreateOAuthRequest(ctx context.Context, r store.OAuthRequest) error {
 	args, err := oauthRowArgs(r)
 	if err != nil {
-		return fmt.Errorf("create %s request: %w", r.Kind, err)
+		return errorf("create %s request: %w", r.Kind, err)
 	}
 	if s.groupsInserts(ctx) {
 		err = s.queueInsert(ctx, args)
@@ -45,10 +44,10 @@ func (s *Store) CreateOAuthRequest(ctx context.Context, r store.OAuthRequest) er
 		err = s.insertOAuthRows(ctx, args)
 	}
 	if isDuplicate(err) {
-		return fmt.Errorf("create %s request: signature already stored: %w", r.Kind, store.ErrConflict)
+		return errorf("create %s request: signature already stored: %w", r.Kind, store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("create %s request: %w", r.Kind, err)
+		return errorf("create %s request: %w", r.Kind, err)
 	}
 	return nil
 }
@@ -63,16 +62,16 @@ func (s *Store) CreateOAuthRequests(ctx context.Context, rs []store.OAuthRequest
 	for i, r := range rs {
 		a, err := oauthRowArgs(r)
 		if err != nil {
-			return fmt.Errorf("create %s request: %w", r.Kind, err)
+			return errorf("create %s request: %w", r.Kind, err)
 		}
 		rows[i] = a
 	}
 	err := s.insertOAuthRows(ctx, rows...)
 	if isDuplicate(err) {
-		return fmt.Errorf("create %d oauth requests: a signature is already stored: %w", len(rs), store.ErrConflict)
+		return errorf("create %d oauth requests: a signature is already stored: %w", len(rs), store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("create %d oauth requests: %w", len(rs), err)
+		return errorf("create %d oauth requests: %w", len(rs), err)
 	}
 	return nil
 }
@@ -108,19 +107,19 @@ func (s *Store) GetOAuthRequests(ctx context.Context, signature string, kinds []
 	in, args := kindsIn(kinds)
 	rows, err := s.conn(ctx).Raw("SELECT "+oauthCols+" FROM oauth_requests WHERE kind IN "+in+" AND signature = ?", append(args, signature)...).Rows()
 	if err != nil {
-		return nil, fmt.Errorf("get oauth requests: %w", err)
+		return nil, errorf("get oauth requests: %w", err)
 	}
 	defer rows.Close()
 	var out []store.OAuthRequest
 	for rows.Next() {
 		o, err := scanOAuthRequest(rows)
 		if err != nil {
-			return nil, fmt.Errorf("get oauth requests: %w", err)
+			return nil, errorf("get oauth requests: %w", err)
 		}
 		out = append(out, o)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("get oauth requests: %w", err)
+		return nil, errorf("get oauth requests: %w", err)
 	}
 	return out, nil
 }
@@ -132,7 +131,7 @@ func (s *Store) DeleteOAuthRequests(ctx context.Context, signature string, kinds
 	in, args := kindsIn(kinds)
 	res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE kind IN "+in+" AND signature = ?", append(args, signature)...)
 	if res.Error != nil {
-		return 0, fmt.Errorf("delete oauth requests: %w", res.Error)
+		return 0, errorf("delete oauth requests: %w", res.Error)
 	}
 	return res.RowsAffected, nil
 }
@@ -150,7 +149,7 @@ func scanOAuthRequest(r rowScanner) (store.OAuthRequest, error) {
 	for i, dst := range []*[]string{&o.Scopes, &o.GrantedScopes, &o.Audience, &o.GrantedAudience} {
 		v, err := decodeStrings(lists[i])
 		if err != nil {
-			return store.OAuthRequest{}, fmt.Errorf("decode lists: %w", err)
+			return store.OAuthRequest{}, errorf("decode lists: %w", err)
 		}
 		*dst = v
 	}
@@ -161,10 +160,10 @@ func (s *Store) GetOAuthRequest(ctx context.Context, kind store.OAuthKind, signa
 	o, err := scanOAuthRequest(s.conn(ctx).Raw("SELECT "+oauthCols+" FROM oauth_requests WHERE kind = ? AND signature = ?",
 		string(kind), signature).Row())
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.OAuthRequest{}, fmt.Errorf("get %s request: %w", kind, store.ErrNotFound)
+		return store.OAuthRequest{}, errorf("get %s request: %w", kind, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.OAuthRequest{}, fmt.Errorf("get %s request: %w", kind, err)
+		return store.OAuthRequest{}, errorf("get %s request: %w", kind, err)
 	}
 	return o, nil
 }
@@ -172,10 +171,10 @@ func (s *Store) GetOAuthRequest(ctx context.Context, kind store.OAuthKind, signa
 func (s *Store) DeleteOAuthRequest(ctx context.Context, kind store.OAuthKind, signature string) error {
 	res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE kind = ? AND signature = ?", string(kind), signature)
 	if res.Error != nil {
-		return fmt.Errorf("delete %s request: %w", kind, res.Error)
+		return errorf("delete %s request: %w", kind, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("delete %s request: %w", kind, store.ErrNotFound)
+		return errorf("delete %s request: %w", kind, store.ErrNotFound)
 	}
 	return nil
 }
@@ -187,26 +186,26 @@ func (s *Store) DeactivateOAuthRequest(ctx context.Context, kind store.OAuthKind
 	res := db.Exec("UPDATE oauth_requests SET active = ? WHERE kind = ? AND signature = ? AND active = ?",
 		false, string(kind), signature, true)
 	if res.Error != nil {
-		return fmt.Errorf("deactivate %s request: %w", kind, res.Error)
+		return errorf("deactivate %s request: %w", kind, res.Error)
 	}
 	if res.RowsAffected == 1 {
 		return nil
 	}
 	var n int64
 	if err := db.Raw("SELECT COUNT(*) FROM oauth_requests WHERE kind = ? AND signature = ?", string(kind), signature).Row().Scan(&n); err != nil {
-		return fmt.Errorf("deactivate %s request: %w", kind, err)
+		return errorf("deactivate %s request: %w", kind, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("deactivate %s request: %w", kind, store.ErrNotFound)
+		return errorf("deactivate %s request: %w", kind, store.ErrNotFound)
 	}
-	return fmt.Errorf("deactivate %s request: already inactive: %w", kind, store.ErrConflict)
+	return errorf("deactivate %s request: already inactive: %w", kind, store.ErrConflict)
 }
 
 func (s *Store) DeactivateOAuthRequestsByRequestID(ctx context.Context, kind store.OAuthKind, requestID string) error {
 	err := s.conn(ctx).Exec("UPDATE oauth_requests SET active = ? WHERE request_id = ? AND kind = ? AND active = ?",
 		false, requestID, string(kind), true).Error
 	if err != nil {
-		return fmt.Errorf("deactivate %s requests by request id: %w", kind, err)
+		return errorf("deactivate %s requests by request id: %w", kind, err)
 	}
 	return nil
 }
@@ -214,7 +213,7 @@ func (s *Store) DeactivateOAuthRequestsByRequestID(ctx context.Context, kind sto
 func (s *Store) DeleteOAuthRequestsByRequestID(ctx context.Context, kind store.OAuthKind, requestID string) error {
 	err := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE request_id = ? AND kind = ?", requestID, string(kind)).Error
 	if err != nil {
-		return fmt.Errorf("delete %s requests by request id: %w", kind, err)
+		return errorf("delete %s requests by request id: %w", kind, err)
 	}
 	return nil
 }
@@ -225,7 +224,7 @@ func (s *Store) DeactivateOAuthRequestsBySubject(ctx context.Context, subject st
 	}
 	err := s.conn(ctx).Exec("UPDATE oauth_requests SET active = ? WHERE subject = ? AND active = ?", false, subject, true).Error
 	if err != nil {
-		return fmt.Errorf("deactivate oauth requests by subject: %w", err)
+		return errorf("deactivate oauth requests by subject: %w", err)
 	}
 	return nil
 }
@@ -236,17 +235,21 @@ func (s *Store) DeactivateOtherOAuthRequests(ctx context.Context, subject, keepR
 	}
 	err := s.conn(ctx).Exec("UPDATE oauth_requests SET active = ? WHERE subject = ? AND active = ? AND request_id <> ?", false, subject, true, keepRequestID).Error
 	if err != nil {
-		return fmt.Errorf("deactivate other oauth requests: %w", err)
+		return errorf("deactivate other oauth requests: %w", err)
 	}
 	return nil
 }
 
 // DeleteExpiredOAuthRequests purges records whose ExpiresAt is before
 // before; records stored without an expiry are kept.
-func (s *Store) DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (int64, error) {
-	res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE expires_at < ?", utc(before))
-	if res.Error != nil {
-		return 0, fmt.Errorf("delete expired oauth requests: %w", res.Error)
+func (s *Store) DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (n int64, err error) {
+	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
+		res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE expires_at < ?", utc(before))
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return 0, errorf("delete expired oauth requests: %w", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }

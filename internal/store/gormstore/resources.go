@@ -61,12 +61,12 @@ func (s *Store) putVersioned(ctx context.Context, t versioned, id string, vals [
 	var ca dbTime
 	err = s.conn(ctx).Raw(q.String(), args...).Row().Scan(&version, &ca)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, time.Time{}, false, fmt.Errorf("stored version is not %d: %w", ifVersion, store.ErrConflict)
+		return 0, time.Time{}, false, errorf("stored version is not %d: %w", ifVersion, store.ErrConflict)
 	}
 	if err != nil {
 		err = s.translate(err)
 		if isDuplicate(err) {
-			return 0, time.Time{}, false, fmt.Errorf("a unique value is already in use: %w", store.ErrConflict)
+			return 0, time.Time{}, false, errorf("a unique value is already in use: %w", store.ErrConflict)
 		}
 		return 0, time.Time{}, false, err
 	}
@@ -108,10 +108,10 @@ func scanUser(r rowScanner, extra ...any) (store.User, error) {
 func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
 	u, err := scanUser(s.conn(ctx).Raw("SELECT "+userCols+" FROM users WHERE id = ?", id).Row())
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.User{}, fmt.Errorf("get user %q: %w", id, store.ErrNotFound)
+		return store.User{}, errorf("get user %q: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.User{}, fmt.Errorf("get user %q: %w", id, err)
+		return store.User{}, errorf("get user %q: %w", id, err)
 	}
 	return u, nil
 }
@@ -119,16 +119,16 @@ func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
 // FindUser matches the id first, then the e-mail, in one query.
 func (s *Store) FindUser(ctx context.Context, login string) (store.User, error) {
 	if login == "" {
-		return store.User{}, fmt.Errorf("find user: %w", store.ErrNotFound)
+		return store.User{}, errorf("find user: %w", store.ErrNotFound)
 	}
 	email := strings.ToLower(strings.TrimSpace(login))
 	u, err := scanUser(s.conn(ctx).Raw("SELECT "+userCols+" FROM users WHERE id = ? OR email = ? ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END LIMIT 1",
 		login, email, login).Row())
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.User{}, fmt.Errorf("find user: %w", store.ErrNotFound)
+		return store.User{}, errorf("find user: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.User{}, fmt.Errorf("find user: %w", err)
+		return store.User{}, errorf("find user: %w", err)
 	}
 	return u, nil
 }
@@ -137,31 +137,31 @@ func (s *Store) FindUser(ctx context.Context, login string) (store.User, error) 
 // several, through the phone_number index.
 func (s *Store) FindUserByPhone(ctx context.Context, phone string) (store.User, error) {
 	if phone == "" {
-		return store.User{}, fmt.Errorf("find user by phone: %w", store.ErrNotFound)
+		return store.User{}, errorf("find user by phone: %w", store.ErrNotFound)
 	}
 	rows, err := s.conn(ctx).Raw("SELECT "+userCols+" FROM users WHERE phone_number = ? AND phone_verified ORDER BY id LIMIT 2", phone).Rows()
 	if err != nil {
-		return store.User{}, fmt.Errorf("find user by phone: %w", err)
+		return store.User{}, errorf("find user by phone: %w", err)
 	}
 	defer rows.Close()
 	var found []store.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
-			return store.User{}, fmt.Errorf("find user by phone: %w", err)
+			return store.User{}, errorf("find user by phone: %w", err)
 		}
 		found = append(found, u)
 	}
 	if err := rows.Err(); err != nil {
-		return store.User{}, fmt.Errorf("find user by phone: %w", err)
+		return store.User{}, errorf("find user by phone: %w", err)
 	}
 	switch len(found) {
 	case 0:
-		return store.User{}, fmt.Errorf("find user by phone: %w", store.ErrNotFound)
+		return store.User{}, errorf("find user by phone: %w", store.ErrNotFound)
 	case 1:
 		return found[0], nil
 	default:
-		return store.User{}, fmt.Errorf("find user by phone: several users hold the number verified: %w", store.ErrConflict)
+		return store.User{}, errorf("find user by phone: several users hold the number verified: %w", store.ErrConflict)
 	}
 }
 
@@ -169,7 +169,7 @@ func (s *Store) ListUsers(ctx context.Context, p store.Page) ([]store.User, int,
 	lim, largs := pageSQL(p)
 	rows, err := s.conn(ctx).Raw("SELECT "+userCols+", COUNT(*) OVER () FROM users ORDER BY id"+lim, largs...).Rows()
 	if err != nil {
-		return nil, 0, fmt.Errorf("list users: %w", err)
+		return nil, 0, errorf("list users: %w", err)
 	}
 	defer rows.Close()
 	var out []store.User
@@ -177,17 +177,17 @@ func (s *Store) ListUsers(ctx context.Context, p store.Page) ([]store.User, int,
 	for rows.Next() {
 		u, err := scanUser(rows, &total)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list users: %w", err)
+			return nil, 0, errorf("list users: %w", err)
 		}
 		out = append(out, u)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("list users: %w", err)
+		return nil, 0, errorf("list users: %w", err)
 	}
 	if len(out) == 0 {
 		n, err := s.countAll(ctx, "users", p)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list users: %w", err)
+			return nil, 0, errorf("list users: %w", err)
 		}
 		return nil, n, nil
 	}
@@ -205,7 +205,7 @@ func (s *Store) PutUser(ctx context.Context, u store.User, ifVersion int64) (sto
 		nullString(u.Email), u.PhoneNumber, u.EmailVerified, u.PhoneVerified, u.PasswordHash, u.Inactive, u.Doc,
 	}, ifVersion, now)
 	if err != nil {
-		return store.User{}, false, fmt.Errorf("put user %q: %w", u.ID, err)
+		return store.User{}, false, errorf("put user %q: %w", u.ID, err)
 	}
 	u.Version, u.CreatedAt, u.UpdatedAt = v, ca, now
 	return u, created, nil
@@ -228,15 +228,15 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			"DELETE FROM webauthn_challenges WHERE user_id = ?",
 		} {
 			if err := db.Exec(q, id).Error; err != nil {
-				return fmt.Errorf("delete user %q: %w", id, err)
+				return errorf("delete user %q: %w", id, err)
 			}
 		}
 		res := db.Exec("DELETE FROM users WHERE id = ?", id)
 		if res.Error != nil {
-			return fmt.Errorf("delete user %q: %w", id, res.Error)
+			return errorf("delete user %q: %w", id, res.Error)
 		}
 		if res.RowsAffected == 0 {
-			return fmt.Errorf("delete user %q: %w", id, store.ErrNotFound)
+			return errorf("delete user %q: %w", id, store.ErrNotFound)
 		}
 		return nil
 	})
@@ -259,10 +259,10 @@ func scanClient(r rowScanner, extra ...any) (store.Client, error) {
 func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {
 	c, err := scanClient(s.conn(ctx).Raw("SELECT "+clientCols+" FROM clients WHERE id = ?", id).Row())
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Client{}, fmt.Errorf("get client %q: %w", id, store.ErrNotFound)
+		return store.Client{}, errorf("get client %q: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Client{}, fmt.Errorf("get client %q: %w", id, err)
+		return store.Client{}, errorf("get client %q: %w", id, err)
 	}
 	return c, nil
 }
@@ -271,7 +271,7 @@ func (s *Store) ListClients(ctx context.Context, p store.Page) ([]store.Client, 
 	lim, largs := pageSQL(p)
 	rows, err := s.conn(ctx).Raw("SELECT "+clientCols+", COUNT(*) OVER () FROM clients ORDER BY id"+lim, largs...).Rows()
 	if err != nil {
-		return nil, 0, fmt.Errorf("list clients: %w", err)
+		return nil, 0, errorf("list clients: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Client
@@ -279,17 +279,17 @@ func (s *Store) ListClients(ctx context.Context, p store.Page) ([]store.Client, 
 	for rows.Next() {
 		c, err := scanClient(rows, &total)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list clients: %w", err)
+			return nil, 0, errorf("list clients: %w", err)
 		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("list clients: %w", err)
+		return nil, 0, errorf("list clients: %w", err)
 	}
 	if len(out) == 0 {
 		n, err := s.countAll(ctx, "clients", p)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list clients: %w", err)
+			return nil, 0, errorf("list clients: %w", err)
 		}
 		return nil, n, nil
 	}
@@ -303,7 +303,7 @@ func (s *Store) PutClient(ctx context.Context, c store.Client, ifVersion int64) 
 	now := s.now()
 	v, ca, created, err := s.putVersioned(ctx, clientsTable, c.ID, []any{c.SecretHash, c.Doc}, ifVersion, now)
 	if err != nil {
-		return store.Client{}, false, fmt.Errorf("put client %q: %w", c.ID, err)
+		return store.Client{}, false, errorf("put client %q: %w", c.ID, err)
 	}
 	c.Version, c.CreatedAt, c.UpdatedAt = v, ca, now
 	return c, created, nil
@@ -314,14 +314,14 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
 		db := s.conn(ctx)
 		if err := db.Exec("DELETE FROM consents WHERE client_id = ?", id).Error; err != nil {
-			return fmt.Errorf("delete client %q: %w", id, err)
+			return errorf("delete client %q: %w", id, err)
 		}
 		res := db.Exec("DELETE FROM clients WHERE id = ?", id)
 		if res.Error != nil {
-			return fmt.Errorf("delete client %q: %w", id, res.Error)
+			return errorf("delete client %q: %w", id, res.Error)
 		}
 		if res.RowsAffected == 0 {
-			return fmt.Errorf("delete client %q: %w", id, store.ErrNotFound)
+			return errorf("delete client %q: %w", id, store.ErrNotFound)
 		}
 		return nil
 	})
@@ -344,10 +344,10 @@ func scanAuthConfig(r rowScanner, extra ...any) (store.AuthConfig, error) {
 func (s *Store) GetAuthConfig(ctx context.Context, id string) (store.AuthConfig, error) {
 	a, err := scanAuthConfig(s.conn(ctx).Raw("SELECT "+authConfigCols+" FROM auth_configs WHERE id = ?", id).Row())
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.AuthConfig{}, fmt.Errorf("get auth config %q: %w", id, store.ErrNotFound)
+		return store.AuthConfig{}, errorf("get auth config %q: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.AuthConfig{}, fmt.Errorf("get auth config %q: %w", id, err)
+		return store.AuthConfig{}, errorf("get auth config %q: %w", id, err)
 	}
 	return a, nil
 }
@@ -359,13 +359,13 @@ func (s *Store) FindAuthConfig(ctx context.Context, preferredID string) (store.A
 	var total int64
 	a, err := scanAuthConfig(s.conn(ctx).Raw("SELECT "+authConfigCols+", COUNT(*) OVER () FROM auth_configs ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END, id LIMIT 1", preferredID).Row(), &total)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.AuthConfig{}, fmt.Errorf("find auth config %q: %w", preferredID, store.ErrNotFound)
+		return store.AuthConfig{}, errorf("find auth config %q: %w", preferredID, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.AuthConfig{}, fmt.Errorf("find auth config %q: %w", preferredID, err)
+		return store.AuthConfig{}, errorf("find auth config %q: %w", preferredID, err)
 	}
 	if a.ID != preferredID && total != 1 {
-		return store.AuthConfig{}, fmt.Errorf("find auth config %q: none by that id and %d others: %w", preferredID, total, store.ErrNotFound)
+		return store.AuthConfig{}, errorf("find auth config %q: none by that id and %d others: %w", preferredID, total, store.ErrNotFound)
 	}
 	return a, nil
 }
@@ -374,7 +374,7 @@ func (s *Store) ListAuthConfigs(ctx context.Context, p store.Page) ([]store.Auth
 	lim, largs := pageSQL(p)
 	rows, err := s.conn(ctx).Raw("SELECT "+authConfigCols+", COUNT(*) OVER () FROM auth_configs ORDER BY id"+lim, largs...).Rows()
 	if err != nil {
-		return nil, 0, fmt.Errorf("list auth configs: %w", err)
+		return nil, 0, errorf("list auth configs: %w", err)
 	}
 	defer rows.Close()
 	var out []store.AuthConfig
@@ -382,17 +382,17 @@ func (s *Store) ListAuthConfigs(ctx context.Context, p store.Page) ([]store.Auth
 	for rows.Next() {
 		a, err := scanAuthConfig(rows, &total)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list auth configs: %w", err)
+			return nil, 0, errorf("list auth configs: %w", err)
 		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("list auth configs: %w", err)
+		return nil, 0, errorf("list auth configs: %w", err)
 	}
 	if len(out) == 0 {
 		n, err := s.countAll(ctx, "auth_configs", p)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list auth configs: %w", err)
+			return nil, 0, errorf("list auth configs: %w", err)
 		}
 		return nil, n, nil
 	}
@@ -406,7 +406,7 @@ func (s *Store) PutAuthConfig(ctx context.Context, a store.AuthConfig, ifVersion
 	now := s.now()
 	v, ca, created, err := s.putVersioned(ctx, authConfigsTable, a.ID, []any{a.Doc}, ifVersion, now)
 	if err != nil {
-		return store.AuthConfig{}, false, fmt.Errorf("put auth config %q: %w", a.ID, err)
+		return store.AuthConfig{}, false, errorf("put auth config %q: %w", a.ID, err)
 	}
 	a.Version, a.CreatedAt, a.UpdatedAt = v, ca, now
 	return a, created, nil
@@ -415,10 +415,10 @@ func (s *Store) PutAuthConfig(ctx context.Context, a store.AuthConfig, ifVersion
 func (s *Store) DeleteAuthConfig(ctx context.Context, id string) error {
 	res := s.conn(ctx).Exec("DELETE FROM auth_configs WHERE id = ?", id)
 	if res.Error != nil {
-		return fmt.Errorf("delete auth config %q: %w", id, res.Error)
+		return errorf("delete auth config %q: %w", id, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("delete auth config %q: %w", id, store.ErrNotFound)
+		return errorf("delete auth config %q: %w", id, store.ErrNotFound)
 	}
 	return nil
 }

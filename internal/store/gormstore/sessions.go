@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -25,7 +24,7 @@ func (s *Store) CreateBrowserSession(ctx context.Context, bs store.BrowserSessio
 	}
 	amr, err := encodeStrings(bs.AMR)
 	if err != nil {
-		return fmt.Errorf("create browser session: %w", err)
+		return errorf("create browser session: %w", err)
 	}
 	now := s.now()
 	if bs.CreatedAt.IsZero() {
@@ -37,10 +36,10 @@ func (s *Store) CreateBrowserSession(ctx context.Context, bs store.BrowserSessio
 	err = s.conn(ctx).Exec("INSERT INTO browser_sessions ("+sessionCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		bs.ID, nullString(bs.UserID), tv(bs.AuthTime), amr, bs.State, tv(bs.CreatedAt), tv(bs.UpdatedAt), tv(bs.ExpiresAt)).Error
 	if isDuplicate(err) {
-		return fmt.Errorf("create browser session: %w", store.ErrConflict)
+		return errorf("create browser session: %w", store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("create browser session: %w", err)
+		return errorf("create browser session: %w", err)
 	}
 	return nil
 }
@@ -54,14 +53,14 @@ func (s *Store) GetBrowserSession(ctx context.Context, id string) (store.Browser
 		Scan(&bs.ID, &uid, &at, &amr, &bs.State, &ca, &ua, &ea)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The id is a hash of the cookie, but still a credential: not in errors.
-		return store.BrowserSession{}, fmt.Errorf("get browser session: %w", store.ErrNotFound)
+		return store.BrowserSession{}, errorf("get browser session: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.BrowserSession{}, fmt.Errorf("get browser session: %w", err)
+		return store.BrowserSession{}, errorf("get browser session: %w", err)
 	}
 	bs.UserID, bs.AuthTime, bs.CreatedAt, bs.UpdatedAt, bs.ExpiresAt = uid.S, at.T, ca.T, ua.T, ea.T
 	if bs.AMR, err = decodeStrings(amr.S); err != nil {
-		return store.BrowserSession{}, fmt.Errorf("get browser session: decode amr: %w", err)
+		return store.BrowserSession{}, errorf("get browser session: decode amr: %w", err)
 	}
 	return bs, nil
 }
@@ -74,15 +73,15 @@ func (s *Store) UpdateBrowserSession(ctx context.Context, bs store.BrowserSessio
 	}
 	amr, err := encodeStrings(bs.AMR)
 	if err != nil {
-		return fmt.Errorf("update browser session: %w", err)
+		return errorf("update browser session: %w", err)
 	}
 	res := s.conn(ctx).Exec("UPDATE browser_sessions SET user_id = ?, auth_time = ?, amr = ?, state = ?, updated_at = ?, expires_at = ? WHERE id = ?",
 		nullString(bs.UserID), tv(bs.AuthTime), amr, bs.State, s.now(), tv(bs.ExpiresAt), bs.ID)
 	if res.Error != nil {
-		return fmt.Errorf("update browser session: %w", res.Error)
+		return errorf("update browser session: %w", res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("update browser session: %w", store.ErrNotFound)
+		return errorf("update browser session: %w", store.ErrNotFound)
 	}
 	return nil
 }
@@ -99,7 +98,7 @@ func (s *Store) ReplaceBrowserSession(ctx context.Context, oldID string, bs stor
 	}
 	amr, err := encodeStrings(bs.AMR)
 	if err != nil {
-		return fmt.Errorf("replace browser session: %w", err)
+		return errorf("replace browser session: %w", err)
 	}
 	now := s.now()
 	if bs.CreatedAt.IsZero() {
@@ -111,12 +110,12 @@ func (s *Store) ReplaceBrowserSession(ctx context.Context, oldID string, bs stor
 	res := s.conn(ctx).Exec("UPDATE browser_sessions SET id = ?, user_id = ?, auth_time = ?, amr = ?, state = ?, created_at = ?, updated_at = ?, expires_at = ? WHERE id = ?",
 		bs.ID, nullString(bs.UserID), tv(bs.AuthTime), amr, bs.State, tv(bs.CreatedAt), tv(bs.UpdatedAt), tv(bs.ExpiresAt), oldID)
 	if err := s.translate(res.Error); isDuplicate(err) {
-		return fmt.Errorf("replace browser session: %w", store.ErrConflict)
+		return errorf("replace browser session: %w", store.ErrConflict)
 	} else if err != nil {
-		return fmt.Errorf("replace browser session: %w", err)
+		return errorf("replace browser session: %w", err)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("replace browser session: %w", store.ErrNotFound)
+		return errorf("replace browser session: %w", store.ErrNotFound)
 	}
 	return nil
 }
@@ -124,10 +123,10 @@ func (s *Store) ReplaceBrowserSession(ctx context.Context, oldID string, bs stor
 func (s *Store) DeleteBrowserSession(ctx context.Context, id string) error {
 	res := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE id = ?", id)
 	if res.Error != nil {
-		return fmt.Errorf("delete browser session: %w", res.Error)
+		return errorf("delete browser session: %w", res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("delete browser session: %w", store.ErrNotFound)
+		return errorf("delete browser session: %w", store.ErrNotFound)
 	}
 	return nil
 }
@@ -138,17 +137,21 @@ func (s *Store) DeleteBrowserSessionsByUser(ctx context.Context, userID, exceptI
 	}
 	err := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE user_id = ? AND id <> ?", userID, exceptID).Error
 	if err != nil {
-		return fmt.Errorf("delete browser sessions of user %q: %w", userID, err)
+		return errorf("delete browser sessions of user %q: %w", userID, err)
 	}
 	return nil
 }
 
-func (s *Store) DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (int64, error) {
-	res := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE expires_at < ?", utc(before))
-	if res.Error != nil {
-		return 0, fmt.Errorf("delete expired browser sessions: %w", res.Error)
+func (s *Store) DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (n int64, err error) {
+	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
+		res := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE expires_at < ?", utc(before))
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return 0, errorf("delete expired browser sessions: %w", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }
 
 // ---- signing keys
@@ -163,10 +166,10 @@ func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) error 
 	err := s.conn(ctx).Exec("INSERT INTO signing_keys (id, algorithm, private_key, public_jwk, created_at, retired_at, not_after) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		k.ID, k.Algorithm, k.PrivateKey, k.PublicJWK, tv(k.CreatedAt), tv(k.RetiredAt), tv(k.NotAfter)).Error
 	if isDuplicate(err) {
-		return fmt.Errorf("create signing key %q: %w", k.ID, store.ErrConflict)
+		return errorf("create signing key %q: %w", k.ID, store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("create signing key %q: %w", k.ID, err)
+		return errorf("create signing key %q: %w", k.ID, err)
 	}
 	return nil
 }
@@ -174,7 +177,7 @@ func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) error 
 func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
 	rows, err := s.conn(ctx).Raw("SELECT id, algorithm, private_key, public_jwk, created_at, retired_at, not_after FROM signing_keys ORDER BY created_at DESC, id DESC").Rows()
 	if err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
+		return nil, errorf("list signing keys: %w", err)
 	}
 	defer rows.Close()
 	var out []store.SigningKey
@@ -182,27 +185,27 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 		var k store.SigningKey
 		var ca, ra, na dbTime
 		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &ca, &ra, &na); err != nil {
-			return nil, fmt.Errorf("list signing keys: %w", err)
+			return nil, errorf("list signing keys: %w", err)
 		}
 		k.CreatedAt, k.RetiredAt, k.NotAfter = ca.T, ra.T, na.T
 		out = append(out, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
+		return nil, errorf("list signing keys: %w", err)
 	}
 	return out, nil
 }
 
 func (s *Store) RetireSigningKey(ctx context.Context, id string, retiredAt, notAfter time.Time) error {
 	if retiredAt.IsZero() {
-		return fmt.Errorf("retire signing key %q: zero retirement time", id)
+		return errorf("retire signing key %q: zero retirement time", id)
 	}
 	res := s.conn(ctx).Exec("UPDATE signing_keys SET retired_at = ?, not_after = ? WHERE id = ?", tv(retiredAt), tv(notAfter), id)
 	if res.Error != nil {
-		return fmt.Errorf("retire signing key %q: %w", id, res.Error)
+		return errorf("retire signing key %q: %w", id, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("retire signing key %q: %w", id, store.ErrNotFound)
+		return errorf("retire signing key %q: %w", id, store.ErrNotFound)
 	}
 	return nil
 }
@@ -215,14 +218,14 @@ func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (store.
 	var ga dbTime
 	err := s.conn(ctx).Raw("SELECT scopes, granted_at FROM consents WHERE user_id = ? AND client_id = ?", userID, clientID).Row().Scan(&scopes, &ga)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Consent{}, fmt.Errorf("get consent of user %q for client %q: %w", userID, clientID, store.ErrNotFound)
+		return store.Consent{}, errorf("get consent of user %q for client %q: %w", userID, clientID, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Consent{}, fmt.Errorf("get consent of user %q for client %q: %w", userID, clientID, err)
+		return store.Consent{}, errorf("get consent of user %q for client %q: %w", userID, clientID, err)
 	}
 	c.GrantedAt = ga.T
 	if c.Scopes, err = decodeStrings(scopes); err != nil {
-		return store.Consent{}, fmt.Errorf("get consent of user %q for client %q: decode scopes: %w", userID, clientID, err)
+		return store.Consent{}, errorf("get consent of user %q for client %q: decode scopes: %w", userID, clientID, err)
 	}
 	return c, nil
 }
@@ -232,7 +235,7 @@ func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (store.
 func (s *Store) PutConsent(ctx context.Context, c store.Consent) error {
 	scopes, err := encodeStrings(c.Scopes)
 	if err != nil {
-		return fmt.Errorf("put consent: %w", err)
+		return errorf("put consent: %w", err)
 	}
 	if c.GrantedAt.IsZero() {
 		c.GrantedAt = s.now()
@@ -241,14 +244,14 @@ func (s *Store) PutConsent(ctx context.Context, c store.Consent) error {
 		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at`,
 		c.UserID, c.ClientID, scopes, tv(c.GrantedAt)).Error
 	if err != nil {
-		return fmt.Errorf("put consent of user %q for client %q: %w", c.UserID, c.ClientID, keyErr(err))
+		return errorf("put consent of user %q for client %q: %w", c.UserID, c.ClientID, keyErr(err))
 	}
 	return nil
 }
 
 func (s *Store) DeleteConsents(ctx context.Context, userID string) error {
 	if err := s.conn(ctx).Exec("DELETE FROM consents WHERE user_id = ?", userID).Error; err != nil {
-		return fmt.Errorf("delete consents of user %q: %w", userID, err)
+		return errorf("delete consents of user %q: %w", userID, err)
 	}
 	return nil
 }

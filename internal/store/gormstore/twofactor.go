@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -21,10 +20,10 @@ func (s *Store) GetTwoFactor(ctx context.Context, userID string) (store.TwoFacto
 	err := s.conn(ctx).Raw("SELECT "+twoFactorCols+" FROM two_factors WHERE user_id = ?", userID).Row().
 		Scan(&tf.UserID, &tf.Method, &tf.Enabled, &tf.Secret, &tf.Destination, &tf.LastStep, &ea, &failures, &lu, &lockouts, &ua)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.TwoFactor{}, fmt.Errorf("get second factor of user %q: %w", userID, store.ErrNotFound)
+		return store.TwoFactor{}, errorf("get second factor of user %q: %w", userID, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.TwoFactor{}, fmt.Errorf("get second factor of user %q: %w", userID, err)
+		return store.TwoFactor{}, errorf("get second factor of user %q: %w", userID, err)
 	}
 	tf.EnrolledAt, tf.LockedUntil, tf.UpdatedAt = ea.T, lu.T, ua.T
 	tf.Failures, tf.Lockouts = int(failures), int(lockouts)
@@ -45,7 +44,7 @@ func (s *Store) PutTwoFactor(ctx context.Context, tf store.TwoFactor) error {
 		tf.UserID, tf.Method, tf.Enabled, tf.Secret, tf.Destination, tf.LastStep, tv(tf.EnrolledAt),
 		tf.Failures, tv(tf.LockedUntil), tf.Lockouts, s.now()).Error
 	if err != nil {
-		return fmt.Errorf("put second factor of user %q: %w", tf.UserID, keyErr(err))
+		return errorf("put second factor of user %q: %w", tf.UserID, keyErr(err))
 	}
 	return nil
 }
@@ -56,7 +55,7 @@ func (s *Store) EnsureTwoFactor(ctx context.Context, userID string) error {
 		ON CONFLICT (user_id) DO NOTHING`,
 		userID, store.MethodNone, false, nil, "", 0, nil, 0, nil, 0, s.now()).Error
 	if err != nil {
-		return fmt.Errorf("ensure second factor record of user %q: %w", userID, keyErr(err))
+		return errorf("ensure second factor record of user %q: %w", userID, keyErr(err))
 	}
 	return nil
 }
@@ -66,14 +65,14 @@ func (s *Store) DeleteTwoFactor(ctx context.Context, userID string) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
 		db := s.conn(ctx)
 		if err := db.Exec("DELETE FROM recovery_codes WHERE user_id = ?", userID).Error; err != nil {
-			return fmt.Errorf("delete second factor of user %q: %w", userID, err)
+			return errorf("delete second factor of user %q: %w", userID, err)
 		}
 		res := db.Exec("DELETE FROM two_factors WHERE user_id = ?", userID)
 		if res.Error != nil {
-			return fmt.Errorf("delete second factor of user %q: %w", userID, res.Error)
+			return errorf("delete second factor of user %q: %w", userID, res.Error)
 		}
 		if res.RowsAffected == 0 {
-			return fmt.Errorf("delete second factor of user %q: %w", userID, store.ErrNotFound)
+			return errorf("delete second factor of user %q: %w", userID, store.ErrNotFound)
 		}
 		return nil
 	})
@@ -92,19 +91,19 @@ func (s *Store) factorExists(ctx context.Context, userID string) (bool, error) {
 func (s *Store) AdvanceTOTPStep(ctx context.Context, userID string, step int64) error {
 	res := s.conn(ctx).Exec("UPDATE two_factors SET last_step = ?, updated_at = ? WHERE user_id = ? AND last_step < ?", step, s.now(), userID, step)
 	if res.Error != nil {
-		return fmt.Errorf("advance totp step of user %q: %w", userID, res.Error)
+		return errorf("advance totp step of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 1 {
 		return nil
 	}
 	ok, err := s.factorExists(ctx, userID)
 	if err != nil {
-		return fmt.Errorf("advance totp step of user %q: %w", userID, err)
+		return errorf("advance totp step of user %q: %w", userID, err)
 	}
 	if !ok {
-		return fmt.Errorf("advance totp step of user %q: %w", userID, store.ErrNotFound)
+		return errorf("advance totp step of user %q: %w", userID, store.ErrNotFound)
 	}
-	return fmt.Errorf("advance totp step of user %q: step already used: %w", userID, store.ErrConflict)
+	return errorf("advance totp step of user %q: step already used: %w", userID, store.ErrConflict)
 }
 
 // AcceptTOTPStep is AdvanceTOTPStep's conditional UPDATE that also clears
@@ -113,19 +112,19 @@ func (s *Store) AdvanceTOTPStep(ctx context.Context, userID string, step int64) 
 func (s *Store) AcceptTOTPStep(ctx context.Context, userID string, step int64) error {
 	res := s.conn(ctx).Exec("UPDATE two_factors SET last_step = ?, failures = 0, lockouts = 0, updated_at = ? WHERE user_id = ? AND last_step < ?", step, s.now(), userID, step)
 	if res.Error != nil {
-		return fmt.Errorf("accept totp step of user %q: %w", userID, res.Error)
+		return errorf("accept totp step of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 1 {
 		return nil
 	}
 	ok, err := s.factorExists(ctx, userID)
 	if err != nil {
-		return fmt.Errorf("accept totp step of user %q: %w", userID, err)
+		return errorf("accept totp step of user %q: %w", userID, err)
 	}
 	if !ok {
-		return fmt.Errorf("accept totp step of user %q: %w", userID, store.ErrNotFound)
+		return errorf("accept totp step of user %q: %w", userID, store.ErrNotFound)
 	}
-	return fmt.Errorf("accept totp step of user %q: step already used: %w", userID, store.ErrConflict)
+	return errorf("accept totp step of user %q: step already used: %w", userID, store.ErrConflict)
 }
 
 // ReserveFactorAttempt is one conditional UPDATE, so the limit holds however
@@ -136,12 +135,12 @@ func (s *Store) AcceptTOTPStep(ctx context.Context, userID string, step int64) e
 // reads the row to say until when.
 func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now time.Time, limit int, staleLock time.Duration) (store.FactorAttempt, error) {
 	if staleLock <= 0 {
-		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: stale lock %s is not positive", userID, staleLock)
+		return store.FactorAttempt{}, errorf("reserve factor attempt of user %q: stale lock %s is not positive", userID, staleLock)
 	}
 	now = utc(now)
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
+		return store.FactorAttempt{}, errorf("reserve factor attempt of user %q: %w", userID, err)
 	}
 	defer unlock()
 	db := s.conn(ctx)
@@ -158,15 +157,15 @@ func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now tim
 		return store.FactorAttempt{Allowed: true, Failures: int(failures)}, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
+		return store.FactorAttempt{}, errorf("reserve factor attempt of user %q: %w", userID, err)
 	}
 	var lu, ra, ua dbTime
 	err = db.Raw("SELECT failures, locked_until, reserved_at, updated_at FROM two_factors WHERE user_id = ?", userID).Row().Scan(&failures, &lu, &ra, &ua)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, store.ErrNotFound)
+		return store.FactorAttempt{}, errorf("reserve factor attempt of user %q: %w", userID, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.FactorAttempt{}, fmt.Errorf("reserve factor attempt of user %q: %w", userID, err)
+		return store.FactorAttempt{}, errorf("reserve factor attempt of user %q: %w", userID, err)
 	}
 	a := store.FactorAttempt{Failures: int(failures)}
 	switch {
@@ -184,13 +183,26 @@ func (s *Store) ReserveFactorAttempt(ctx context.Context, userID string, now tim
 	return a, nil
 }
 
+// ReleaseFactorAttempt takes one reservation back in one statement. It
+// leaves reserved_at alone: a stale reservation still ends when it would.
+func (s *Store) ReleaseFactorAttempt(ctx context.Context, userID string) error {
+	res := s.conn(ctx).Exec("UPDATE two_factors SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, updated_at = ? WHERE user_id = ?", s.now(), userID)
+	if res.Error != nil {
+		return errorf("release factor attempt of user %q: %w", userID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return errorf("release factor attempt of user %q: %w", userID, store.ErrNotFound)
+	}
+	return nil
+}
+
 func (s *Store) ClearFactorFailures(ctx context.Context, userID string) error {
 	res := s.conn(ctx).Exec("UPDATE two_factors SET failures = 0, lockouts = 0, updated_at = ? WHERE user_id = ?", s.now(), userID)
 	if res.Error != nil {
-		return fmt.Errorf("clear factor failures of user %q: %w", userID, res.Error)
+		return errorf("clear factor failures of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("clear factor failures of user %q: %w", userID, store.ErrNotFound)
+		return errorf("clear factor failures of user %q: %w", userID, store.ErrNotFound)
 	}
 	return nil
 }
@@ -199,10 +211,10 @@ func (s *Store) LockFactor(ctx context.Context, userID string, until time.Time) 
 	res := s.conn(ctx).Exec("UPDATE two_factors SET locked_until = ?, failures = 0, lockouts = lockouts + 1, updated_at = ? WHERE user_id = ?",
 		tv(until), s.now(), userID)
 	if res.Error != nil {
-		return fmt.Errorf("lock factor of user %q: %w", userID, res.Error)
+		return errorf("lock factor of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("lock factor of user %q: %w", userID, store.ErrNotFound)
+		return errorf("lock factor of user %q: %w", userID, store.ErrNotFound)
 	}
 	return nil
 }
@@ -215,7 +227,7 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes 
 	return s.InTx(ctx, func(ctx context.Context) error {
 		db := s.conn(ctx)
 		if err := db.Exec("DELETE FROM recovery_codes WHERE user_id = ?", userID).Error; err != nil {
-			return fmt.Errorf("replace recovery codes of user %q: %w", userID, err)
+			return errorf("replace recovery codes of user %q: %w", userID, err)
 		}
 		if len(hashes) == 0 {
 			return nil
@@ -231,9 +243,9 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes 
 		}
 		if err := db.Exec(q, args...).Error; err != nil {
 			if isDuplicate(err) {
-				return fmt.Errorf("replace recovery codes of user %q: duplicate code: %w", userID, store.ErrConflict)
+				return errorf("replace recovery codes of user %q: duplicate code: %w", userID, store.ErrConflict)
 			}
-			return fmt.Errorf("replace recovery codes of user %q: %w", userID, keyErr(err))
+			return errorf("replace recovery codes of user %q: %w", userID, keyErr(err))
 		}
 		return nil
 	})
@@ -242,10 +254,10 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes 
 func (s *Store) UseRecoveryCode(ctx context.Context, userID, hash string, now time.Time) error {
 	res := s.conn(ctx).Exec("UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND hash = ? AND used_at IS NULL", tv(now), userID, hash)
 	if res.Error != nil {
-		return fmt.Errorf("use recovery code of user %q: %w", userID, res.Error)
+		return errorf("use recovery code of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("use recovery code of user %q: %w", userID, store.ErrNotFound)
+		return errorf("use recovery code of user %q: %w", userID, store.ErrNotFound)
 	}
 	return nil
 }
@@ -253,7 +265,7 @@ func (s *Store) UseRecoveryCode(ctx context.Context, userID, hash string, now ti
 func (s *Store) CountRecoveryCodes(ctx context.Context, userID string) (int, error) {
 	var n int64
 	if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", userID).Row().Scan(&n); err != nil {
-		return 0, fmt.Errorf("count recovery codes of user %q: %w", userID, err)
+		return 0, errorf("count recovery codes of user %q: %w", userID, err)
 	}
 	return int(n), nil
 }
@@ -280,10 +292,10 @@ func (s *Store) CreateOneTimeCode(ctx context.Context, c store.OneTimeCode) erro
 	err := s.conn(ctx).Exec("INSERT INTO one_time_codes ("+oneTimeCodeCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.UserID, c.Purpose, c.Channel, c.Destination, c.BindingID, c.CodeHash, tv(c.CreatedAt), tv(c.ExpiresAt), tv(c.UsedAt)).Error
 	if isDuplicate(err) {
-		return fmt.Errorf("create one-time code: id exists: %w", store.ErrConflict)
+		return errorf("create one-time code: id exists: %w", store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("create one-time code: %w", err)
+		return errorf("create one-time code: %w", err)
 	}
 	return nil
 }
@@ -296,7 +308,7 @@ func (s *Store) ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash stri
 	now = utc(now)
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return store.OneTimeCode{}, fmt.Errorf("consume one-time code: %w", err)
+		return store.OneTimeCode{}, errorf("consume one-time code: %w", err)
 	}
 	defer unlock()
 	var c store.OneTimeCode
@@ -307,10 +319,10 @@ func (s *Store) ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash stri
 		RETURNING `+oneTimeCodeCols, now, bindingID, codeHash, now, bindingID, codeHash, now).Row().
 		Scan(&c.ID, &c.UserID, &c.Purpose, &c.Channel, &c.Destination, &c.BindingID, &c.CodeHash, &ca, &ea, &ua)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.OneTimeCode{}, fmt.Errorf("consume one-time code: %w", store.ErrNotFound)
+		return store.OneTimeCode{}, errorf("consume one-time code: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.OneTimeCode{}, fmt.Errorf("consume one-time code: %w", err)
+		return store.OneTimeCode{}, errorf("consume one-time code: %w", err)
 	}
 	c.CreatedAt, c.ExpiresAt, c.UsedAt = ca.T, ea.T, ua.T
 	return c, nil
@@ -331,16 +343,20 @@ func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination strin
 	}
 	var n int64
 	if err := s.conn(ctx).Raw(q, args...).Row().Scan(&n); err != nil {
-		return 0, fmt.Errorf("count one-time codes: %w", err)
+		return 0, errorf("count one-time codes: %w", err)
 	}
 	return int(n), nil
 }
 
 // DeleteExpiredOneTimeCodes uses the expires_at index; used codes go too.
-func (s *Store) DeleteExpiredOneTimeCodes(ctx context.Context, before time.Time) (int64, error) {
-	res := s.conn(ctx).Exec("DELETE FROM one_time_codes WHERE expires_at < ?", utc(before))
-	if res.Error != nil {
-		return 0, fmt.Errorf("delete expired one-time codes: %w", res.Error)
+func (s *Store) DeleteExpiredOneTimeCodes(ctx context.Context, before time.Time) (n int64, err error) {
+	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
+		res := s.conn(ctx).Exec("DELETE FROM one_time_codes WHERE expires_at < ?", utc(before))
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return 0, errorf("delete expired one-time codes: %w", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }

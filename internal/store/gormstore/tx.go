@@ -55,13 +55,13 @@ func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
 	if parent == nil {
 		unlock, err := s.lockWriter(ctx)
 		if err != nil {
-			return ctx, fmt.Errorf("begin transaction: %w", err)
+			return ctx, errorf("begin transaction: %w", err)
 		}
 		s.roundTrip()
 		tx := s.db.WithContext(ctx).Begin()
 		if tx.Error != nil {
 			unlock()
-			return ctx, fmt.Errorf("begin transaction: %w", tx.Error)
+			return ctx, errorf("begin transaction: %w", tx.Error)
 		}
 		// database/sql rolls the transaction back when ctx ends; give up the
 		// turn then too, so a caller that is slow to roll back (or never
@@ -77,7 +77,7 @@ func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
 	st := &txState{store: s, tx: parent.tx, parent: parent, root: parent.root}
 	st.savepoint = fmt.Sprintf("gatehouse_sp_%d", parent.root.seq)
 	if err := parent.tx.WithContext(ctx).Exec("SAVEPOINT " + st.savepoint).Error; err != nil {
-		return ctx, fmt.Errorf("begin nested transaction: %w", err)
+		return ctx, errorf("begin nested transaction: %w", err)
 	}
 	return context.WithValue(ctx, txKey{}, st), nil
 }
@@ -95,7 +95,7 @@ func (s *Store) own(ctx context.Context) (*txState, error) {
 func (s *Store) CommitTx(ctx context.Context) error {
 	st, err := s.own(ctx)
 	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return errorf("commit: %w", err)
 	}
 	if st.done {
 		return errors.New("commit: transaction already finished")
@@ -108,16 +108,16 @@ func (s *Store) CommitTx(ctx context.Context) error {
 			// stays usable, and report the commit as failed.
 			st.done = false
 			if rbErr := s.RollbackTx(ctx); rbErr != nil {
-				return fmt.Errorf("commit nested transaction: %w", errors.Join(err, rbErr))
+				return errorf("commit nested transaction: %w", errors.Join(err, rbErr))
 			}
-			return fmt.Errorf("commit nested transaction: %w", err)
+			return errorf("commit nested transaction: %w", err)
 		}
 		return nil
 	}
 	s.roundTrip()
 	defer st.unlock()
 	if err := st.tx.Commit().Error; err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return errorf("commit: %w", err)
 	}
 	return nil
 }
@@ -127,7 +127,7 @@ func (s *Store) CommitTx(ctx context.Context) error {
 func (s *Store) RollbackTx(ctx context.Context) error {
 	st, err := s.own(ctx)
 	if err != nil {
-		return fmt.Errorf("rollback: %w", err)
+		return errorf("rollback: %w", err)
 	}
 	if st.done {
 		return nil
@@ -138,17 +138,17 @@ func (s *Store) RollbackTx(ctx context.Context) error {
 		// transaction would otherwise keep the undone work.
 		db := st.tx.WithContext(context.WithoutCancel(ctx))
 		if err := db.Exec("ROLLBACK TO SAVEPOINT " + st.savepoint).Error; err != nil {
-			return fmt.Errorf("rollback nested transaction: %w", err)
+			return errorf("rollback nested transaction: %w", err)
 		}
 		if err := db.Exec("RELEASE SAVEPOINT " + st.savepoint).Error; err != nil {
-			return fmt.Errorf("rollback nested transaction: %w", err)
+			return errorf("rollback nested transaction: %w", err)
 		}
 		return nil
 	}
 	s.roundTrip()
 	defer st.unlock()
 	if err := st.tx.Rollback().Error; err != nil && !errors.Is(err, sql.ErrTxDone) {
-		return fmt.Errorf("rollback: %w", err)
+		return errorf("rollback: %w", err)
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ func (d *dbTime) Scan(v any) error {
 	case []byte:
 		return d.parse(string(x))
 	default:
-		return fmt.Errorf("scan time: unsupported type %T", v)
+		return errorf("scan time: unsupported type %T", v)
 	}
 }
 
@@ -73,7 +73,7 @@ func (d *dbTime) parse(s string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("scan time: unrecognised format %q", s)
+	return errorf("scan time: unrecognised format %q", s)
 }
 
 // Value lets a dbTime be an argument too.
@@ -100,7 +100,7 @@ func (d *dbString) Scan(v any) error {
 	case []byte:
 		d.S = string(x)
 	default:
-		return fmt.Errorf("scan string: unsupported type %T", v)
+		return errorf("scan string: unsupported type %T", v)
 	}
 	return nil
 }

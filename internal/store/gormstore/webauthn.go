@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -26,7 +25,7 @@ func scanWebAuthnCredential(r rowScanner) (store.WebAuthnCredential, error) {
 	}
 	t, err := decodeStrings(transports)
 	if err != nil {
-		return store.WebAuthnCredential{}, fmt.Errorf("decode transports of credential %q: %w", c.ID, err)
+		return store.WebAuthnCredential{}, errorf("decode transports of credential %q: %w", c.ID, err)
 	}
 	c.Transports = t
 	c.SignCount = uint32(signCount)
@@ -40,7 +39,7 @@ func (s *Store) CreateWebAuthnCredential(ctx context.Context, c store.WebAuthnCr
 	}
 	transports, err := encodeStrings(c.Transports)
 	if err != nil {
-		return fmt.Errorf("create webauthn credential for user %q: %w", c.UserID, err)
+		return errorf("create webauthn credential for user %q: %w", c.UserID, err)
 	}
 	created := c.CreatedAt
 	if created.IsZero() {
@@ -50,7 +49,7 @@ func (s *Store) CreateWebAuthnCredential(ctx context.Context, c store.WebAuthnCr
 		c.ID, c.UserID, c.PublicKey, c.AttestationType, c.AttestationFmt, c.AAGUID, int64(c.SignCount), transports, c.Attachment,
 		c.UserPresent, c.UserVerified, c.BackupEligible, c.BackupState, c.Name, utc(created), tv(c.LastUsedAt)).Error
 	if err != nil {
-		return fmt.Errorf("create webauthn credential for user %q: %w", c.UserID, keyErr(err))
+		return errorf("create webauthn credential for user %q: %w", c.UserID, keyErr(err))
 	}
 	return nil
 }
@@ -58,10 +57,10 @@ func (s *Store) CreateWebAuthnCredential(ctx context.Context, c store.WebAuthnCr
 func (s *Store) GetWebAuthnCredential(ctx context.Context, id string) (store.WebAuthnCredential, error) {
 	c, err := scanWebAuthnCredential(s.conn(ctx).Raw("SELECT "+webAuthnCredentialCols+" FROM webauthn_credentials WHERE id = ?", id).Row())
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.WebAuthnCredential{}, fmt.Errorf("get webauthn credential: %w", store.ErrNotFound)
+		return store.WebAuthnCredential{}, errorf("get webauthn credential: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.WebAuthnCredential{}, fmt.Errorf("get webauthn credential: %w", err)
+		return store.WebAuthnCredential{}, errorf("get webauthn credential: %w", err)
 	}
 	return c, nil
 }
@@ -69,19 +68,19 @@ func (s *Store) GetWebAuthnCredential(ctx context.Context, id string) (store.Web
 func (s *Store) ListWebAuthnCredentials(ctx context.Context, userID string) ([]store.WebAuthnCredential, error) {
 	rows, err := s.conn(ctx).Raw("SELECT "+webAuthnCredentialCols+" FROM webauthn_credentials WHERE user_id = ? ORDER BY created_at, id", userID).Rows()
 	if err != nil {
-		return nil, fmt.Errorf("list webauthn credentials of user %q: %w", userID, err)
+		return nil, errorf("list webauthn credentials of user %q: %w", userID, err)
 	}
 	defer rows.Close()
 	var out []store.WebAuthnCredential
 	for rows.Next() {
 		c, err := scanWebAuthnCredential(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list webauthn credentials of user %q: %w", userID, err)
+			return nil, errorf("list webauthn credentials of user %q: %w", userID, err)
 		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list webauthn credentials of user %q: %w", userID, err)
+		return nil, errorf("list webauthn credentials of user %q: %w", userID, err)
 	}
 	return out, nil
 }
@@ -89,10 +88,10 @@ func (s *Store) ListWebAuthnCredentials(ctx context.Context, userID string) ([]s
 func (s *Store) RenameWebAuthnCredential(ctx context.Context, userID, id, name string) error {
 	res := s.conn(ctx).Exec("UPDATE webauthn_credentials SET name = ? WHERE id = ? AND user_id = ?", name, id, userID)
 	if res.Error != nil {
-		return fmt.Errorf("rename webauthn credential of user %q: %w", userID, res.Error)
+		return errorf("rename webauthn credential of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("rename webauthn credential of user %q: %w", userID, store.ErrNotFound)
+		return errorf("rename webauthn credential of user %q: %w", userID, store.ErrNotFound)
 	}
 	return nil
 }
@@ -100,10 +99,10 @@ func (s *Store) RenameWebAuthnCredential(ctx context.Context, userID, id, name s
 func (s *Store) DeleteWebAuthnCredential(ctx context.Context, userID, id string) error {
 	res := s.conn(ctx).Exec("DELETE FROM webauthn_credentials WHERE id = ? AND user_id = ?", id, userID)
 	if res.Error != nil {
-		return fmt.Errorf("delete webauthn credential of user %q: %w", userID, res.Error)
+		return errorf("delete webauthn credential of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("delete webauthn credential of user %q: %w", userID, store.ErrNotFound)
+		return errorf("delete webauthn credential of user %q: %w", userID, store.ErrNotFound)
 	}
 	return nil
 }
@@ -117,19 +116,19 @@ func (s *Store) UseWebAuthnCredential(ctx context.Context, userID, id string, si
 		WHERE id = ? AND user_id = ? AND (sign_count < ? OR (sign_count = 0 AND ? = 0))`,
 		n, backupState, userVerified, utc(now), id, userID, n, n)
 	if res.Error != nil {
-		return fmt.Errorf("use webauthn credential of user %q: %w", userID, res.Error)
+		return errorf("use webauthn credential of user %q: %w", userID, res.Error)
 	}
 	if res.RowsAffected == 1 {
 		return nil
 	}
 	var count int64
 	if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM webauthn_credentials WHERE id = ? AND user_id = ?", id, userID).Row().Scan(&count); err != nil {
-		return fmt.Errorf("use webauthn credential of user %q: %w", userID, err)
+		return errorf("use webauthn credential of user %q: %w", userID, err)
 	}
 	if count == 0 {
-		return fmt.Errorf("use webauthn credential of user %q: %w", userID, store.ErrNotFound)
+		return errorf("use webauthn credential of user %q: %w", userID, store.ErrNotFound)
 	}
-	return fmt.Errorf("use webauthn credential of user %q: sign counter did not advance: %w", userID, store.ErrConflict)
+	return errorf("use webauthn credential of user %q: sign counter did not advance: %w", userID, store.ErrConflict)
 }
 
 const webAuthnChallengeCols = "challenge, user_id, binding_id, purpose, session, created_at, expires_at"
@@ -145,7 +144,7 @@ func (s *Store) CreateWebAuthnChallenge(ctx context.Context, c store.WebAuthnCha
 	err := s.conn(ctx).Exec(`INSERT INTO webauthn_challenges (`+webAuthnChallengeCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		c.Challenge, c.UserID, c.BindingID, c.Purpose, c.Session, utc(created), utc(c.ExpiresAt)).Error
 	if err != nil {
-		return fmt.Errorf("create webauthn challenge: %w", keyErr(err))
+		return errorf("create webauthn challenge: %w", keyErr(err))
 	}
 	return nil
 }
@@ -155,7 +154,7 @@ func (s *Store) CreateWebAuthnChallenge(ctx context.Context, c store.WebAuthnCha
 func (s *Store) ConsumeWebAuthnChallenge(ctx context.Context, challenge, bindingID, purpose string, now time.Time) (store.WebAuthnChallenge, error) {
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return store.WebAuthnChallenge{}, fmt.Errorf("consume webauthn challenge: %w", err)
+		return store.WebAuthnChallenge{}, errorf("consume webauthn challenge: %w", err)
 	}
 	defer unlock()
 	var c store.WebAuthnChallenge
@@ -164,10 +163,10 @@ func (s *Store) ConsumeWebAuthnChallenge(ctx context.Context, challenge, binding
 		RETURNING `+webAuthnChallengeCols, challenge, bindingID, purpose, utc(now)).Row().
 		Scan(&c.Challenge, &c.UserID, &c.BindingID, &c.Purpose, &c.Session, &ca, &ea)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.WebAuthnChallenge{}, fmt.Errorf("consume webauthn challenge: %w", store.ErrNotFound)
+		return store.WebAuthnChallenge{}, errorf("consume webauthn challenge: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.WebAuthnChallenge{}, fmt.Errorf("consume webauthn challenge: %w", err)
+		return store.WebAuthnChallenge{}, errorf("consume webauthn challenge: %w", err)
 	}
 	c.CreatedAt, c.ExpiresAt = ca.T, ea.T
 	return c, nil
@@ -176,7 +175,7 @@ func (s *Store) ConsumeWebAuthnChallenge(ctx context.Context, challenge, binding
 func (s *Store) DeleteExpiredWebAuthnChallenges(ctx context.Context, before time.Time) (int64, error) {
 	res := s.conn(ctx).Exec("DELETE FROM webauthn_challenges WHERE expires_at < ?", utc(before))
 	if res.Error != nil {
-		return 0, fmt.Errorf("delete expired webauthn challenges: %w", res.Error)
+		return 0, errorf("delete expired webauthn challenges: %w", res.Error)
 	}
 	return res.RowsAffected, nil
 }

@@ -3,7 +3,6 @@ package gormstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -46,7 +45,7 @@ func (s *Store) lockWriter(ctx context.Context) (unlock func(), err error) {
 		select {
 		case s.writers <- struct{}{}:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for other writers: %w", context.Cause(ctx))
+			return nil, errorf("wait for other writers: %w", context.Cause(ctx))
 		case <-t.C:
 			return nil, errWriterQueueTimeout
 		}
@@ -85,7 +84,7 @@ func (s *Store) queueStatementWriters(db *gorm.DB) error {
 		cb.Delete().After("gorm:delete").Register("gatehouse:unlock_writer", unlockStatement),
 	} {
 		if err != nil {
-			return fmt.Errorf("register writer queue: %w", err)
+			return errorf("register writer queue: %w", err)
 		}
 	}
 	return nil

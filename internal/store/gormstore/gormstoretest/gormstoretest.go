@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,13 @@ func OpenPostgres(t testing.TB) *gormstore.Store {
 	if dsn == "" {
 		t.Fatalf("open postgres test store: %s is not set", PostgresEnv)
 	}
+	return OpenPostgresAt(t, dsn)
+}
+
+// OpenPostgresAt returns a migrated store on dsn (from PostgresDSN), closed
+// at cleanup: for tests that also reach the schema another way (LockTable).
+func OpenPostgresAt(t testing.TB, dsn string) *gormstore.Store {
+	t.Helper()
 	s, err := gormstore.OpenPostgres(dsn, quietLogger())
 	if err != nil {
 		t.Fatalf("open postgres test store: %v", err)
@@ -160,4 +168,41 @@ func randomHex(n int) string {
 
 func quietLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
+}
+
+// LockTable stalls every statement on table in the PostgreSQL schema dsn
+// names, as a paused or overloaded server would: a separate connection
+// takes an ACCESS EXCLUSIVE lock in an open transaction. The returned
+// function releases it (once; also at cleanup).
+func LockTable(t testing.TB, dsn, table string) (release func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatalf("lock table %s: %v", table, err)
+	}
+	// The transaction outlives this call: database/sql would roll it back
+	// when its context ends.
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		db.Close()
+		t.Fatalf("lock table %s: %v", table, err)
+	}
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		_ = tx.Rollback()
+		db.Close()
+		t.Fatalf("lock table %s: %v", table, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if err := tx.Rollback(); err != nil {
+				t.Errorf("release the lock on %s: %v", table, err)
+			}
+			db.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
