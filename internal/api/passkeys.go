@@ -77,7 +77,18 @@ func formatUUID(b []byte) string {
 // family: only that family can finish it.
 func passkeyBinding(p *principal) string { return "passkey-api:" + p.token.RequestID }
 
-func (h *Handler) passkeysOn() bool { return h.Passkeys != nil }
+// passkeyCaller is the bearer of a passkey request: 404 when passkeys are
+// off; fresh asks for a sign-in in the last 10 minutes (adding or removing
+// a factor).
+func (c *call) passkeyCaller(fresh bool) (*principal, error) {
+	if c.h.Passkeys == nil {
+		return nil, errPasskeysOff
+	}
+	if fresh {
+		return c.freshBearer()
+	}
+	return c.bearer()
+}
 
 var errPasskeysOff = fail(http.StatusNotFound, "not_found", "Passkeys are not enabled on this server.")
 
@@ -85,10 +96,7 @@ var errPasskeysOff = fail(http.StatusNotFound, "not_found", "Passkeys are not en
 // the creation options for navigator.credentials.create (the user's
 // passkeys excluded, a resident key requested).
 func (h *Handler) passkeyRegistrationOptions(c *call) error {
-	if !h.passkeysOn() {
-		return errPasskeysOff
-	}
-	a, err := c.freshBearer()
+	a, err := c.passkeyCaller(true)
 	if err != nil {
 		return err
 	}
@@ -102,10 +110,7 @@ func (h *Handler) passkeyRegistrationOptions(c *call) error {
 // registerPasskey is POST /auth/passkeys: {credential (the browser's
 // PublicKeyCredential as JSON), name?}.
 func (h *Handler) registerPasskey(c *call) error {
-	if !h.passkeysOn() {
-		return errPasskeysOff
-	}
-	a, err := c.freshBearer()
+	a, err := c.passkeyCaller(true)
 	if err != nil {
 		return err
 	}
@@ -128,10 +133,7 @@ func (h *Handler) registerPasskey(c *call) error {
 // listPasskeys is GET /auth/passkeys (with a Bearer token; the hosted
 // settings page shares the path and hands such requests here).
 func (h *Handler) listPasskeys(c *call) error {
-	if !h.passkeysOn() {
-		return errPasskeysOff
-	}
-	a, err := c.bearer()
+	a, err := c.passkeyCaller(false)
 	if err != nil {
 		return err
 	}
@@ -152,10 +154,7 @@ func (h *Handler) writePasskeys(c *call, userID string) error {
 
 // renamePasskey is PATCH /auth/passkeys/{id}: {name}.
 func (h *Handler) renamePasskey(c *call) error {
-	if !h.passkeysOn() {
-		return errPasskeysOff
-	}
-	a, err := c.bearer()
+	a, err := c.passkeyCaller(false)
 	if err != nil {
 		return err
 	}
@@ -181,10 +180,7 @@ func (h *Handler) renamePasskey(c *call) error {
 // sign-in within the last 10 minutes, like every change of a factor; the
 // user's other sessions and tokens end, this token's family stays.
 func (h *Handler) deletePasskey(c *call) error {
-	if !h.passkeysOn() {
-		return errPasskeysOff
-	}
-	a, err := c.freshBearer()
+	a, err := c.passkeyCaller(true)
 	if err != nil {
 		return err
 	}
@@ -203,7 +199,7 @@ func (h *Handler) deletePasskey(c *call) error {
 // the administrator removes one passkey; every session and token of the
 // user ends.
 func (h *Handler) adminDeletePasskey(c *call) error {
-	if !h.passkeysOn() {
+	if h.Passkeys == nil {
 		return errPasskeysOff
 	}
 	u, err := c.adminUser()
