@@ -95,7 +95,7 @@ func (p Policy) Webhook() notify.Webhook {
 func (p Policy) Mail() notify.SMTP {
 	if sm := p.AuthConfig.SMTP(); sm != nil {
 		return notify.SMTP{Host: sm.Host, Port: sm.Port, Username: sm.Username, Password: sm.Password,
-			TLS: sm.TLS, From: p.AuthConfig.Email.From}
+			TLS: sm.TLS, From: p.AuthConfig.Email.From, TimeoutMS: sm.Timeout}
 	}
 	return p.ServerSMTP
 }

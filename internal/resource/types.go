@@ -229,7 +229,8 @@ type SMTPServer struct {
 	Port     int    `json:"port,omitempty" yaml:"port,omitempty"`
 	Username string `json:"username,omitempty" yaml:"username,omitempty"`
 	Password string `json:"password,omitempty" yaml:"password,omitempty"`
-	TLS      string `json:"tls,omitempty" yaml:"tls,omitempty"` // starttls (default) | tls | none
+	TLS      string `json:"tls,omitempty" yaml:"tls,omitempty"`         // starttls (default) | tls | none
+	Timeout  int    `json:"timeout,omitempty" yaml:"timeout,omitempty"` // milliseconds per attempt; 0: 5000
 }
 
 // SignUp allows self-registration through the API.

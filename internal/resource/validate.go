@@ -740,6 +740,9 @@ func checkEmail(ctx context.Context, p *problems, e *Email, opts Options) {
 			p.add("email.smtp.host", CodeSecurity, "the SMTP server must be on a public address: "+err.Error())
 		}
 	}
+	if sm.Timeout < 0 || sm.Timeout > MaxWebhookTimeout {
+		p.add("email.smtp.timeout", CodeInvalid, fmt.Sprintf("must be between 1 and %d milliseconds", MaxWebhookTimeout))
+	}
 	if sm.Port < 0 || sm.Port > 65535 {
 		p.add("email.smtp.port", CodeInvalid, "must be between 1 and 65535")
 	}
