@@ -5,42 +5,30 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
+	"path"
 	"strings"
+	"sync"
 	texttemplate "text/template"
+
+	"github.com/BurntSushi/toml"
+	"github.com/nicksnyder/go-i18n/v2/i18n"
+	"golang.org/x/text/language"
 )
 
-// mailMessages is the English catalog of the e-mail texts, by message id.
-// The templates only ever name ids (through `t`), so the catalog can be
-// replaced by the i18n bundle's lookup without touching them.
-var mailMessages = map[string]string{
-	"mail.code.subject":  "Your verification code",
-	"mail.code.greeting": "Hello,",
-	"mail.code.intro":    "Here is the code you asked for:",
-	"mail.code.expiry":   "It expires in %d minutes and works once.",
-	"mail.code.ignore":   "If you did not ask for it, you can ignore this e-mail: nobody can sign in with the code alone.",
-}
-
-// Translate looks up a message for a language. The built-in one knows
-// English only (lang is ignored).
-type Translate func(lang, id string, args ...any) string
-
-// EnglishMail is the built-in Translate.
-func EnglishMail(_ string, id string, args ...any) string {
-	msg, ok := mailMessages[id]
-	if !ok {
-		return id
-	}
-	if len(args) > 0 {
-		return fmt.Sprintf(msg, args...)
-	}
-	return msg
-}
+// MailLanguages are the languages of the e-mail catalogs
+// (locales/mail.<lang>.toml); the first is the fallback.
+var MailLanguages = []string{"en", "de", "fr", "es", "pt-BR", "ru", "zh-Hans"}
 
 // MailTemplates renders e-mails from mail/<name>.txt and mail/<name>.html
-// in FS; the subject is the message "mail.<name>.subject".
+// in FS, whose `t "id" data` looks the message up in the catalog of the
+// language (locales/mail.<lang>.toml in FS, go-i18n TOML). The subject is
+// the message "mail.<name>.subject".
 type MailTemplates struct {
 	FS fs.FS
-	T  Translate // nil: EnglishMail
+
+	once   sync.Once
+	bundle *i18n.Bundle
+	err    error
 }
 
 // Rendered is a message's subject and its two bodies.
@@ -48,14 +36,49 @@ type Rendered struct {
 	Subject, Text, HTML string
 }
 
-// Render renders the message name in lang with data (a struct or map the
-// templates read; Lang is added by the templates' caller).
-func (mt MailTemplates) Render(name, lang string, data any) (Rendered, error) {
-	tr := mt.T
-	if tr == nil {
-		tr = EnglishMail
+func (mt *MailTemplates) load() error {
+	mt.once.Do(func() {
+		b := i18n.NewBundle(language.English)
+		b.RegisterUnmarshalFunc("toml", toml.Unmarshal)
+		for _, lang := range MailLanguages {
+			if _, err := b.LoadMessageFileFS(mt.FS, path.Join("locales", "mail."+lang+".toml")); err != nil {
+				mt.err = fmt.Errorf("load mail catalog %s: %w", lang, err)
+				return
+			}
+		}
+		mt.bundle = b
+	})
+	return mt.err
+}
+
+// Render renders the message name in lang (a BCP 47 tag or an
+// Accept-Language value; unknown ones fall back to English) with data,
+// to which it adds "Lang", the language used.
+func (mt *MailTemplates) Render(name, lang string, data map[string]any) (Rendered, error) {
+	if err := mt.load(); err != nil {
+		return Rendered{}, err
 	}
-	t := func(id string, args ...any) string { return tr(lang, id, args...) }
+	loc := i18n.NewLocalizer(mt.bundle, lang, "en")
+	_, tag, err := loc.LocalizeWithTag(&i18n.LocalizeConfig{MessageID: "mail." + name + ".subject"})
+	if err != nil {
+		return Rendered{}, fmt.Errorf("mail %s: %w", name, err)
+	}
+	vars := map[string]any{"Lang": tag.String()}
+	for k, v := range data {
+		vars[k] = v
+	}
+	var terr error
+	t := func(id string, args ...any) string {
+		cfg := &i18n.LocalizeConfig{MessageID: id}
+		if len(args) > 0 {
+			cfg.TemplateData = args[0]
+		}
+		s, err := loc.Localize(cfg)
+		if err != nil && terr == nil {
+			terr = fmt.Errorf("message %s: %w", id, err)
+		}
+		return s
+	}
 	var out Rendered
 	out.Subject = strings.TrimSpace(t("mail." + name + ".subject"))
 	if err := CheckHeader(out.Subject); err != nil {
@@ -66,7 +89,7 @@ func (mt MailTemplates) Render(name, lang string, data any) (Rendered, error) {
 		return Rendered{}, fmt.Errorf("parse mail template %s.txt: %w", name, err)
 	}
 	var b bytes.Buffer
-	if err := txt.Execute(&b, data); err != nil {
+	if err := txt.Execute(&b, vars); err != nil {
 		return Rendered{}, fmt.Errorf("render mail %s.txt: %w", name, err)
 	}
 	out.Text = b.String()
@@ -75,9 +98,12 @@ func (mt MailTemplates) Render(name, lang string, data any) (Rendered, error) {
 		return Rendered{}, fmt.Errorf("parse mail template %s.html: %w", name, err)
 	}
 	b.Reset()
-	if err := h.Execute(&b, data); err != nil {
+	if err := h.Execute(&b, vars); err != nil {
 		return Rendered{}, fmt.Errorf("render mail %s.html: %w", name, err)
 	}
 	out.HTML = b.String()
+	if terr != nil {
+		return Rendered{}, terr
+	}
 	return out, nil
 }

@@ -22,7 +22,8 @@ func TestMailerDeliversMultipartAlternative(t *testing.T) {
 	srv := smtptest.Start(t)
 	var logs bytes.Buffer
 	m := &notify.Mailer{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Retries: -1}
-	r, err := notify.MailTemplates{FS: templates.MailFS}.Render("code", "en", map[string]any{"Code": "493817", "Minutes": 10, "Brand": "Acme", "Lang": "en"})
+	mt := &notify.MailTemplates{FS: templates.MailFS}
+	r, err := mt.Render("code", "en", map[string]any{"Code": "493817", "Minutes": 10, "Brand": "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +168,39 @@ func TestMailerRefusesPrivateAddressesOfUntrustedServers(t *testing.T) {
 		}
 		if _, ok := srv.Wait(1, 5*time.Second); !ok {
 			t.Fatal("no message")
+		}
+	})
+}
+
+func TestMailTemplatesRenderEveryLanguage(t *testing.T) {
+	mt := &notify.MailTemplates{FS: templates.MailFS}
+	subjects := map[string]bool{}
+	for _, lang := range append(notify.MailLanguages, "de-CH,de;q=0.9", "xx") {
+		t.Run("the code e-mail renders in "+lang, func(t *testing.T) {
+			r, err := mt.Render("code", lang, map[string]any{"Code": "204816", "Minutes": 10, "Brand": "Acme"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(r.Text, "204816") || !strings.Contains(r.HTML, "204816") || !strings.Contains(r.Text, "10") {
+				t.Fatalf("rendered %+v", r)
+			}
+			if strings.Contains(r.Text, "mail.code.") || strings.Contains(r.Text, "{{") {
+				t.Fatalf("a message id or placeholder is left: %s", r.Text)
+			}
+			subjects[r.Subject] = true
+		})
+	}
+	t.Run("each catalog language has its own subject, and unknown languages fall back to English", func(t *testing.T) {
+		if len(subjects) != len(notify.MailLanguages) {
+			t.Fatalf("%d distinct subjects for %d languages: %v", len(subjects), len(notify.MailLanguages), subjects)
+		}
+		r, _ := mt.Render("code", "xx", map[string]any{"Code": "1", "Minutes": 1})
+		if r.Subject != "Your verification code" || !strings.Contains(r.HTML, `lang="en"`) {
+			t.Fatalf("fallback %q", r.Subject)
+		}
+		r, _ = mt.Render("code", "de-CH,de;q=0.9", map[string]any{"Code": "1", "Minutes": 1})
+		if r.Subject != "Ihr Bestätigungscode" || !strings.Contains(r.HTML, `lang="de"`) {
+			t.Fatalf("de-CH: %q %s", r.Subject, r.HTML)
 		}
 	})
 }

@@ -119,7 +119,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Notifier: a.Notifier,
 		Mailer:   a.Mailer,
 		SMTP:     serverSMTP,
-		Mail:     notify.MailTemplates{FS: templates.MailFS},
+		Mail:     &notify.MailTemplates{FS: templates.MailFS},
 		Logger:   d.Logger,
 		Now:      d.Now,
 	}

@@ -128,7 +128,7 @@ func (s *Service) deliver(ctx context.Context, u store.User, hook notify.Webhook
 // mailFor is the SMTP server an e-mail code goes through, if any: the
 // AuthConfig's (hook.Mail), else the server's. Other channels never go by mail.
 func (s *Service) mailFor(channel string, hook notify.Webhook) (notify.SMTP, bool) {
-	if channel != MethodEmail || s.Mailer == nil {
+	if channel != MethodEmail || s.Mailer == nil || s.Mail == nil {
 		return notify.SMTP{}, false
 	}
 	if hook.Mail != nil && hook.Mail.Configured() {
@@ -151,7 +151,7 @@ func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, e
 	}
 	srv.Password = pw
 	msg, err := s.Mail.Render("code", "en", map[string]any{
-		"Code": ev.Token, "Minutes": int(CodeTTL / time.Minute), "Brand": "Gatehouse", "Lang": "en",
+		"Code": ev.Token, "Minutes": int(CodeTTL / time.Minute), "Brand": "Gatehouse",
 	})
 	if err != nil {
 		s.logger().ErrorContext(ctx, "code e-mail cannot be rendered; code not sent", "err", err)

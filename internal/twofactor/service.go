@@ -83,8 +83,8 @@ type Service struct {
 	// AuthConfig's (Webhook.Mail) or else SMTP, the server's. Optional.
 	Mailer *notify.Mailer
 	SMTP   notify.SMTP
-	// Mail renders the e-mails (templates.MailFS).
-	Mail   notify.MailTemplates
+	// Mail renders the e-mails (templates.MailFS); required with Mailer.
+	Mail   *notify.MailTemplates
 	Logger *slog.Logger
 	Now    func() time.Time
 }
