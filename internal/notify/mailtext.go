@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
@@ -106,4 +107,18 @@ func (mt *MailTemplates) Render(name, lang string, data map[string]any) (Rendere
 		return Rendered{}, terr
 	}
 	return out, nil
+}
+
+type languageKey struct{}
+
+// WithLanguage returns ctx carrying the language e-mails sent on its
+// behalf are written in (a BCP 47 tag or an Accept-Language value).
+func WithLanguage(ctx context.Context, lang string) context.Context {
+	return context.WithValue(ctx, languageKey{}, lang)
+}
+
+// LanguageFrom is the language of WithLanguage, "" when none.
+func LanguageFrom(ctx context.Context) string {
+	s, _ := ctx.Value(languageKey{}).(string)
+	return s
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -83,6 +84,23 @@ func TestEmailCodesGoOverSMTPEndToEnd(t *testing.T) {
 				}
 				f.Set("otp", mailedCode(t, mail, 1, email))
 				wantTokens(t, tokenRequest(t, app, "mobile", i5Secret, f))
+			})
+
+			t.Run("the e-mail is written in the language the request accepts", func(t *testing.T) {
+				req, _ := http.NewRequest(http.MethodPost, app.URL+"/auth/token", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Accept-Language", "fr-CA,fr;q=0.9,en;q=0.5")
+				req.SetBasicAuth("mobile", i5Secret)
+				wantStatus(t, doJSON(t, req), http.StatusForbidden, "mfa_required")
+				mailedCode(t, mail, 2, email)
+				msg, _ := mail.Wait(2, time.Second)
+				if subj, err := new(mime.WordDecoder).DecodeHeader(msg.Header().Get("Subject")); err != nil || subj != "Votre code de vérification" {
+					t.Fatalf("subject %q", subj)
+				}
+				parts, _ := msg.Parts()
+				if !strings.Contains(parts["text/html"], `lang="fr"`) || !strings.Contains(parts["text/plain"], "Voici le code") {
+					t.Fatalf("parts %q", parts)
+				}
 			})
 
 			t.Run("the SMTP password is write-only: shown as *** and kept by a PUT that omits or repeats it", func(t *testing.T) {

@@ -150,7 +150,7 @@ func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, e
 		return err
 	}
 	srv.Password = pw
-	msg, err := s.Mail.Render("code", "en", map[string]any{
+	msg, err := s.Mail.Render("code", notify.LanguageFrom(ctx), map[string]any{
 		"Code": ev.Token, "Minutes": int(CodeTTL / time.Minute), "Brand": "Gatehouse",
 	})
 	if err != nil {
