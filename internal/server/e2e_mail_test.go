@@ -157,3 +157,35 @@ func TestEmailCodesGoOverSMTPEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// The hosted pages with e-mail codes over the server's own SMTP relay (no
+// webhook at all): password, the code prompt, the mailed code, the client.
+func TestHostedSignInWithAMailedCodeEndToEnd(t *testing.T) {
+	const email = "leo@example.com"
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			mail := smtptest.Start(t)
+			app := startApp(t, be.Open(t), func(c *config.Config) {
+				c.SMTP.Host, c.SMTP.Port, c.SMTP.TLS, c.SMTP.From = mail.Host, mail.Port, "none", "Gatehouse <noreply@example.com>"
+			})
+			putResource(t, app, "/Client/mywebapp", webClientYAML)
+			wantStatus(t, adminJSON(t, app, http.MethodPut, "/User/leo", map[string]any{
+				"password": tfPassword, "email": email, "emailVerified": true,
+				"twoFactor": map[string]any{"enabled": true, "method": "email"},
+			}), http.StatusCreated, "")
+			l := newOAuthLogin(app, "mywebapp")
+			b := browserFor(t, app)
+			p := passwordStep(t, b, l.URL, "leo")
+			t.Run("the code prompt says the code went by e-mail", func(t *testing.T) {
+				expectCodePrompt(t, p)
+				if !strings.Contains(p.body, "sent by e-mail") {
+					t.Fatalf("prompt:\n%s", p.body)
+				}
+			})
+			t.Run("the mailed code completes the sign-in with mfa", func(t *testing.T) {
+				code := mailedCode(t, mail, 1, email)
+				expectAMR(t, l.exchange(t, toClient(t, b, submitCode(t, b, p, code))), "mfa")
+			})
+		})
+	}
+}
