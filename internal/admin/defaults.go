@@ -73,7 +73,7 @@ func (h *Handler) applyDefaultMethod(ctx context.Context, u store.User) (default
 			d.destination = u.Email
 		}
 	}
-	if w := ac.Webhook(); d.destination == "" || w == nil || w.Endpoint == "" {
+	if d.destination == "" || !h.canDeliver(ac, d.method) {
 		return d, nil
 	}
 	err = h.Store.PutTwoFactor(ctx, store.TwoFactor{

@@ -82,9 +82,9 @@ func (h *Handler) planUserTwoFactor(ctx context.Context, u resource.User, rec st
 	if err != nil {
 		return factorChange{}, fmt.Errorf("resolve auth config for %q: %w", u.ID, err)
 	}
-	if w := ac.Webhook(); w == nil || w.Endpoint == "" {
+	if !h.canDeliver(ac, want.Method) {
 		return factorChange{}, resource.Invalid("twoFactor.method", resource.CodeValue,
-			"no webhook would deliver the codes: give the AuthConfig that applies without a client (id \"default\", or the only one) a twoFactor.webhook first")
+			"no webhook (or, for email, SMTP server) would deliver the codes: give the AuthConfig that applies without a client (id \"default\", or the only one) a twoFactor.webhook first")
 	}
 	now := h.now()
 	next := &store.TwoFactor{
@@ -169,4 +169,13 @@ func (c factorChange) outcome() string {
 		return "reset"
 	}
 	return ""
+}
+
+// canDeliver reports whether codes of method can be sent under ac: by its
+// webhook, or e-mail codes by its email.smtp or the server's SMTP server.
+func (h *Handler) canDeliver(ac resource.AuthConfig, method string) bool {
+	if w := ac.Webhook(); w != nil && w.Endpoint != "" {
+		return true
+	}
+	return method == resource.MethodEmail && (ac.SMTP() != nil || h.ServerMail)
 }

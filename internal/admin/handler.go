@@ -34,6 +34,9 @@ type Handler struct {
 	// carries (phoneVerificationCode, emailVerificationCode); without it
 	// such writes fail.
 	TwoFactor *twofactor.Service
+	// ServerMail: the server's configuration names an SMTP server, so
+	// e-mail codes can be delivered without a webhook.
+	ServerMail bool
 
 	// AdminUser and AdminPasswordHash (an argon2id PHC string) are the
 	// bootstrap credentials for HTTP Basic. An empty hash refuses Basic.

@@ -28,6 +28,7 @@ const (
 	RecoveryCodesIssued = "two_factor.recovery_codes_issued"
 	CodeSent            = "two_factor.code_sent"
 	WebhookFailure      = "webhook.failure"
+	MailFailure         = "mail.failure"
 	DestinationVerified = "user.destination_verified" // a phone number or e-mail address proven by a code
 	AdminWrite          = "admin.write"
 	AdminDelete         = "admin.delete"

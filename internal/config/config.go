@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"strconv"
@@ -72,6 +73,20 @@ type Config struct {
 	Webhook struct {
 		AllowPrivate bool `yaml:"allowPrivate"`
 	} `yaml:"webhook"`
+
+	// SMTP is the server's outgoing mail server: e-mail codes go through
+	// it (instead of the webhook) for every AuthConfig without email.smtp
+	// of its own. Empty host: no server.
+	SMTP struct {
+		Host     string `yaml:"host"`
+		Port     int    `yaml:"port"` // 0: 587 (starttls), 465 (tls), 25 (none)
+		Username string `yaml:"username"`
+		Password string `yaml:"password"`
+		TLS      string `yaml:"tls"`  // starttls (default) | tls | none
+		From     string `yaml:"from"` // sender: "Name <addr>" or addr
+		// Timeout bounds one delivery attempt (0: 5s); failures are retried in the background.
+		Timeout time.Duration `yaml:"timeout"`
+	} `yaml:"smtp"`
 
 	Password struct {
 		MemoryKiB   uint32 `yaml:"memoryKiB"`
@@ -223,6 +238,13 @@ func applyEnv(c *Config, getenv func(string) string) error {
 	boolean("GATEHOUSE_DEMO", &c.Demo)
 	boolean("GATEHOUSE_WEBHOOK_ALLOW_PRIVATE", &c.Webhook.AllowPrivate)
 	boolean("GATEHOUSE_PPROF", &c.Pprof)
+	str("GATEHOUSE_SMTP_HOST", &c.SMTP.Host)
+	integer("GATEHOUSE_SMTP_PORT", &c.SMTP.Port)
+	str("GATEHOUSE_SMTP_USERNAME", &c.SMTP.Username)
+	str("GATEHOUSE_SMTP_PASSWORD", &c.SMTP.Password)
+	str("GATEHOUSE_SMTP_TLS", &c.SMTP.TLS)
+	str("GATEHOUSE_SMTP_FROM", &c.SMTP.From)
+	duration("GATEHOUSE_SMTP_TIMEOUT", &c.SMTP.Timeout)
 	return errors.Join(errs...)
 }
 
@@ -320,6 +342,22 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryLimitMiB < 0 {
 		errs = append(errs, errors.New("memoryLimitMiB: must not be negative"))
+	}
+	if sm := c.SMTP; sm.Host != "" {
+		switch sm.TLS {
+		case "", "starttls", "tls", "none":
+		default:
+			errs = append(errs, fmt.Errorf("smtp.tls %q: want starttls, tls or none", sm.TLS))
+		}
+		if sm.Port < 0 || sm.Port > 65535 {
+			errs = append(errs, errors.New("smtp.port: must be between 1 and 65535 (0: the TLS mode's default)"))
+		}
+		if a, err := mail.ParseAddress(sm.From); err != nil || strings.ContainsAny(sm.From, "\r\n") || a.Address == "" {
+			errs = append(errs, fmt.Errorf("smtp.from %q: want one e-mail address", sm.From))
+		}
+		if sm.Timeout < 0 || sm.Timeout > 30*time.Second {
+			errs = append(errs, errors.New("smtp.timeout: must be between 0 (5s) and 30s"))
+		}
 	}
 	for _, p := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil {

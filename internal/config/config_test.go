@@ -82,6 +82,37 @@ func TestLoad(t *testing.T) {
 			t.Errorf("from the environment: %+v %+v", c.Database, c.Server)
 		}
 	})
+	t.Run("the SMTP relay comes from GATEHOUSE_SMTP_* and is checked", func(t *testing.T) {
+		c, err := Load("", env(map[string]string{
+			"GATEHOUSE_SMTP_HOST": "mailpit", "GATEHOUSE_SMTP_PORT": "1025", "GATEHOUSE_SMTP_TLS": "none",
+			"GATEHOUSE_SMTP_FROM": "Gatehouse <no-reply@example.com>", "GATEHOUSE_SMTP_TIMEOUT": "2s",
+			"GATEHOUSE_SMTP_USERNAME": "u", "GATEHOUSE_SMTP_PASSWORD": "p",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Finish()
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if s := c.SMTP; s.Host != "mailpit" || s.Port != 1025 || s.TLS != "none" || s.Timeout != 2*time.Second || s.Username != "u" || s.Password != "p" {
+			t.Errorf("smtp %+v", s)
+		}
+		for _, bad := range []map[string]string{
+			{"GATEHOUSE_SMTP_HOST": "mailpit", "GATEHOUSE_SMTP_TLS": "ssl", "GATEHOUSE_SMTP_FROM": "a@example.com"},
+			{"GATEHOUSE_SMTP_HOST": "mailpit"},
+			{"GATEHOUSE_SMTP_HOST": "mailpit", "GATEHOUSE_SMTP_FROM": "a@example.com\r\nBcc: e@example.com"},
+		} {
+			c, err := Load("", env(bad))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Finish()
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "smtp.") {
+				t.Errorf("%v: err = %v, want one naming smtp", bad, err)
+			}
+		}
+	})
 	t.Run("the example file loads and shows the pool and request defaults", func(t *testing.T) {
 		c, err := Load(filepath.Join("..", "..", "config", "gatehouse.example.yaml"), env(nil))
 		if err != nil {

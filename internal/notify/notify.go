@@ -57,6 +57,9 @@ type Webhook struct {
 	TimeoutMS int               // per attempt; 0 means DefaultTimeout, capped at MaxTimeout
 	Headers   map[string]string // sent with every request
 	Secret    string            // HMAC key of the signature header; "" sends no signature
+	// Mail, when configured, delivers e-mail codes over SMTP instead of
+	// the endpoint (see smtp.go); its password may be sealed.
+	Mail *SMTP
 }
 
 // User is the account a code is for, as the payload names it (Aidbox's shape).

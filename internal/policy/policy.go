@@ -17,6 +17,9 @@ import (
 type Policy struct {
 	Client     resource.Client
 	AuthConfig resource.AuthConfig
+	// ServerSMTP is the mail server of Gatehouse's configuration, used
+	// when the AuthConfig names none (the zero SMTP: none).
+	ServerSMTP notify.SMTP
 }
 
 // SecondFactorRequired reports whether every user must pass a second
@@ -73,16 +76,39 @@ func (p Policy) EnrolmentGrace() time.Duration { return p.AuthConfig.EnrolmentGr
 func (p Policy) PastSteps() int { return p.AuthConfig.PastTokens() }
 
 // Webhook is where codes are delivered; the zero value when nowhere.
+// E-mail codes go over SMTP when Mail is set: the AuthConfig's
+// email.smtp, else the server's.
 func (p Policy) Webhook() notify.Webhook {
-	w := p.AuthConfig.Webhook()
-	if w == nil {
-		return notify.Webhook{}
+	var out notify.Webhook
+	if w := p.AuthConfig.Webhook(); w != nil {
+		out = notify.Webhook{Endpoint: w.Endpoint, TimeoutMS: w.Timeout, Headers: w.Headers, Secret: w.Secret}
 	}
-	return notify.Webhook{Endpoint: w.Endpoint, TimeoutMS: w.Timeout, Headers: w.Headers, Secret: w.Secret}
+	if m := p.Mail(); m.Configured() {
+		out.Mail = &m
+	}
+	return out
 }
 
-// CanDeliverCodes reports whether a code can be sent to the user at all.
-func (p Policy) CanDeliverCodes() bool { return p.Webhook().Endpoint != "" }
+// Mail is the SMTP server e-mail goes through: the AuthConfig's
+// email.smtp when it has one, else the server's; the zero SMTP when none.
+// The password is as stored (sealed for an AuthConfig's).
+func (p Policy) Mail() notify.SMTP {
+	if sm := p.AuthConfig.SMTP(); sm != nil {
+		return notify.SMTP{Host: sm.Host, Port: sm.Port, Username: sm.Username, Password: sm.Password,
+			TLS: sm.TLS, From: p.AuthConfig.Email.From, TimeoutMS: sm.Timeout}
+	}
+	return p.ServerSMTP
+}
+
+// CanDeliverCodes reports whether a code can be sent to the user at all
+// (by webhook, or e-mail codes by SMTP).
+func (p Policy) CanDeliverCodes() bool {
+	w := p.Webhook()
+	return w.Endpoint != "" || w.Mail != nil
+}
+
+// CanDeliverSMS reports whether SMS codes can be sent (only the webhook can).
+func (p Policy) CanDeliverSMS() bool { return p.Webhook().Endpoint != "" }
 
 // Resolver resolves and caches policies. The zero TTL keeps nothing
 // between requests (the request memo of package resource still serves a
@@ -91,8 +117,10 @@ func (p Policy) CanDeliverCodes() bool { return p.Webhook().Endpoint != "" }
 // store its (possibly old) result.
 type Resolver struct {
 	Store store.Store
-	TTL   time.Duration
-	Now   func() time.Time
+	// SMTP is the server's mail server, put into every Policy (ServerSMTP).
+	SMTP notify.SMTP
+	TTL  time.Duration
+	Now  func() time.Time
 
 	mu    sync.Mutex
 	gen   uint64
@@ -117,7 +145,7 @@ func (r *Resolver) For(ctx context.Context, c resource.Client) (Policy, error) {
 	if err != nil {
 		return Policy{}, err
 	}
-	return Policy{Client: c, AuthConfig: ac}, nil
+	return Policy{Client: c, AuthConfig: ac, ServerSMTP: r.SMTP}, nil
 }
 
 // AuthConfig is the AuthConfig that applies to c. A Client that names a

@@ -223,6 +223,18 @@ func ToStoreAuthConfig(a AuthConfig, existing *store.AuthConfig) (store.AuthConf
 			}
 		}
 	}
+	if sm := doc.smtp(); sm != nil && (sm.Password == "" || sm.Password == RedactedValue) {
+		sm.Password = ""
+		if existing != nil {
+			old, err := AuthConfigFromStore(*existing)
+			if err != nil {
+				return store.AuthConfig{}, err
+			}
+			if o := old.smtp(); o != nil {
+				sm.Password = o.Password
+			}
+		}
+	}
 	if w := doc.webhook(); w != nil {
 		for k, v := range w.Headers {
 			if v == RedactedValue {
@@ -281,6 +293,9 @@ const RedactedValue = "***"
 // webhook header value shown as RedactedValue (they are provider API keys).
 func (a AuthConfig) Public() AuthConfig {
 	out := a.clone()
+	if sm := out.smtp(); sm != nil && sm.Password != "" {
+		sm.Password = RedactedValue
+	}
 	if w := out.webhook(); w != nil {
 		w.Secret = ""
 		for k := range w.Headers {
@@ -303,7 +318,40 @@ func (a AuthConfig) SealWebhookSecret(s *secret.Sealer) AuthConfig {
 	if w := out.webhook(); w != nil && w.Secret != "" && !strings.HasPrefix(w.Secret, sealedPrefix) && s != nil {
 		w.Secret = sealedPrefix + base64.RawURLEncoding.EncodeToString(s.Seal([]byte(w.Secret), webhookSecretAD))
 	}
+	if sm := out.smtp(); sm != nil && sm.Password != "" && !strings.HasPrefix(sm.Password, sealedPrefix) && s != nil {
+		sm.Password = sealedPrefix + base64.RawURLEncoding.EncodeToString(s.Seal([]byte(sm.Password), smtpPasswordAD))
+	}
 	return out
+}
+
+var smtpPasswordAD = []byte("gatehouse smtp password")
+
+// OpenSMTPPassword returns the usable password of a stored SMTP password
+// (sealed by SealWebhookSecret).
+func OpenSMTPPassword(s *secret.Sealer, stored string) (string, error) {
+	rest, ok := strings.CutPrefix(stored, sealedPrefix)
+	if !ok {
+		return stored, nil
+	}
+	if s == nil {
+		return "", errors.New("open smtp password: no sealer")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return "", fmt.Errorf("open smtp password: %w", err)
+	}
+	b, err := s.Open(raw, smtpPasswordAD)
+	if err != nil {
+		return "", fmt.Errorf("open smtp password: %w", err)
+	}
+	return string(b), nil
+}
+
+func (a AuthConfig) smtp() *SMTPServer {
+	if a.Email == nil {
+		return nil
+	}
+	return a.Email.SMTP
 }
 
 // OpenWebhookSecret returns the usable secret of a stored webhook secret:
@@ -355,6 +403,14 @@ func (a AuthConfig) clone() AuthConfig {
 			tf.GracePeriod = &g
 		}
 		a.TwoFactor = &tf
+	}
+	if a.Email != nil {
+		e := *a.Email
+		if e.SMTP != nil {
+			sm := *e.SMTP
+			e.SMTP = &sm
+		}
+		a.Email = &e
 	}
 	if a.Theme != nil {
 		th := *a.Theme
@@ -503,6 +559,10 @@ func (a AuthConfig) DefaultMethod() string {
 
 // Webhook returns the configured webhook, or nil.
 func (a AuthConfig) Webhook() *Webhook { return a.webhook() }
+
+// SMTP is the AuthConfig's mail server (nil when it has none); its
+// password is as stored (sealed: see OpenSMTPPassword).
+func (a AuthConfig) SMTP() *SMTPServer { return a.smtp() }
 
 // ThemeOrEmpty returns the theme, or an empty one.
 func (a AuthConfig) ThemeOrEmpty() Theme {

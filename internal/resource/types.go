@@ -136,6 +136,7 @@ type AuthConfig struct {
 	TwoFactor    *AuthConfigTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
 	Theme        *Theme               `json:"theme,omitempty" yaml:"theme,omitempty"`
 	SignUp       *SignUp              `json:"signUp,omitempty" yaml:"signUp,omitempty"`
+	Email        *Email               `json:"email,omitempty" yaml:"email,omitempty"`
 	WebAuthn     *WebAuthn            `json:"webauthn,omitempty" yaml:"webauthn,omitempty"`
 	Meta         *Meta                `json:"meta,omitempty" yaml:"meta,omitempty"`
 }
@@ -211,6 +212,25 @@ type Theme struct {
 	StyleURL string `json:"styleUrl,omitempty" yaml:"styleUrl,omitempty"`
 	Title    string `json:"title,omitempty" yaml:"title,omitempty"`
 	Brand    string `json:"brand,omitempty" yaml:"brand,omitempty"`
+}
+
+// Email is how the clients of the AuthConfig send e-mail (codes by e-mail
+// go over SMTP instead of the webhook when it is set).
+type Email struct {
+	SMTP *SMTPServer `json:"smtp,omitempty" yaml:"smtp,omitempty"`
+	From string      `json:"from,omitempty" yaml:"from,omitempty"`
+}
+
+// SMTPServer is an outgoing mail server. Password is write-only: sealed
+// at rest, shown as RedactedValue, and a replace that leaves it out or
+// sends RedactedValue back keeps the stored one.
+type SMTPServer struct {
+	Host     string `json:"host" yaml:"host"`
+	Port     int    `json:"port,omitempty" yaml:"port,omitempty"`
+	Username string `json:"username,omitempty" yaml:"username,omitempty"`
+	Password string `json:"password,omitempty" yaml:"password,omitempty"`
+	TLS      string `json:"tls,omitempty" yaml:"tls,omitempty"`         // starttls (default) | tls | none
+	Timeout  int    `json:"timeout,omitempty" yaml:"timeout,omitempty"` // milliseconds per attempt; 0: 5000
 }
 
 // SignUp allows self-registration through the API.

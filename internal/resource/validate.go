@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/secret"
 )
 
@@ -314,6 +315,9 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 		if w := tf.Webhook; w != nil {
 			checkWebhook(ctx, &p, "twoFactor.webhook", w, opts)
 		}
+	}
+	if e := a.Email; e != nil {
+		checkEmail(ctx, &p, e, opts)
 	}
 	if wa := a.WebAuthn; wa != nil {
 		checkWebAuthn(&p, wa, opts)
@@ -708,4 +712,54 @@ func OriginUnderRPID(origin, rpID string) bool {
 	}
 	host := strings.ToLower(u.Hostname())
 	return host == rpID || strings.HasSuffix(host, "."+rpID)
+}
+
+// checkEmail validates email: {smtp, from}. The host follows the webhook's
+// address rules (public unless --dev or allow-private); notify checks the
+// address again when it dials.
+func checkEmail(ctx context.Context, p *problems, e *Email, opts Options) {
+	if e.From != "" {
+		if err := notify.CheckAddress(e.From); err != nil {
+			p.add("email.from", CodeInvalid, "must be one e-mail address (\"Name <addr>\" or addr) without line breaks")
+		}
+	}
+	sm := e.SMTP
+	if sm == nil {
+		return
+	}
+	if e.From == "" {
+		p.add("email.from", CodeRequired, "an SMTP server needs a sender address")
+	}
+	switch {
+	case sm.Host == "":
+		p.add("email.smtp.host", CodeRequired, "an SMTP server needs a host")
+	case strings.ContainsAny(sm.Host, "\r\n\x00/:@ ") && !isBracketedOrIP(sm.Host):
+		p.add("email.smtp.host", CodeInvalid, "must be a host name or IP address")
+	case !(opts.Dev || opts.AllowPrivate):
+		if err := checkPublicHost(ctx, sm.Host, opts.LookupIP); err != nil {
+			p.add("email.smtp.host", CodeSecurity, "the SMTP server must be on a public address: "+err.Error())
+		}
+	}
+	if sm.Timeout < 0 || sm.Timeout > MaxWebhookTimeout {
+		p.add("email.smtp.timeout", CodeInvalid, fmt.Sprintf("must be between 1 and %d milliseconds", MaxWebhookTimeout))
+	}
+	if sm.Port < 0 || sm.Port > 65535 {
+		p.add("email.smtp.port", CodeInvalid, "must be between 1 and 65535")
+	}
+	switch sm.TLS {
+	case "", notify.SMTPStartTLS, notify.SMTPTLS, notify.SMTPNoTLS:
+	default:
+		p.add("email.smtp.tls", CodeInvalid, "must be starttls, tls or none")
+	}
+	if strings.ContainsAny(sm.Username, "\r\n\x00") || len(sm.Username) > 256 {
+		p.add("email.smtp.username", CodeInvalid, "at most 256 bytes without line breaks")
+	}
+	if strings.ContainsAny(sm.Password, "\r\n\x00") || len(sm.Password) > maxSecretLen {
+		p.add("email.smtp.password", CodeInvalid, fmt.Sprintf("at most %d bytes without line breaks", maxSecretLen))
+	}
+}
+
+func isBracketedOrIP(h string) bool {
+	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil
 }

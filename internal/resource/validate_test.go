@@ -219,6 +219,16 @@ func TestValidateAuthConfig(t *testing.T) {
 		{"a plain http origin off loopback is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Origins: []string{"http://example.com"}}}, Options{}, "webauthn.origins[0]"},
 		{"an unknown user verification is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{UserVerification: "always"}}, Options{}, "webauthn.userVerification"},
 		{"an unknown attestation is refused", AuthConfig{ID: "a", WebAuthn: &WebAuthn{Attestation: "enterprise"}}, Options{}, "webauthn.attestation"},
+		{"an SMTP server on a public host is fine", AuthConfig{ID: "a", Email: smtpOn("smtp.example.com", "Acme <no-reply@example.com>")}, Options{LookupIP: fixedDNS("93.184.216.34")}, ""},
+		{"an SMTP server resolving to a private address is refused", AuthConfig{ID: "a", Email: smtpOn("relay.example.com", "a@example.com")}, Options{LookupIP: fixedDNS("10.0.0.5")}, "email.smtp.host"},
+		{"an SMTP server on loopback is refused", AuthConfig{ID: "a", Email: smtpOn("127.0.0.1", "a@example.com")}, Options{LookupIP: offline}, "email.smtp.host"},
+		{"an SMTP server on loopback is fine when private is allowed", AuthConfig{ID: "a", Email: smtpOn("127.0.0.1", "a@example.com")}, Options{AllowPrivate: true}, ""},
+		{"an SMTP server needs a sender", AuthConfig{ID: "a", Email: smtpOn("smtp.example.com", "")}, Options{LookupIP: offline}, "email.from"},
+		{"a sender with CR LF is refused", AuthConfig{ID: "a", Email: smtpOn("smtp.example.com", "a@example.com\r\nBcc: eve@example.com")}, Options{LookupIP: offline}, "email.from"},
+		{"a sender that is not an address is refused", AuthConfig{ID: "a", Email: smtpOn("smtp.example.com", "nobody")}, Options{LookupIP: offline}, "email.from"},
+		{"an unknown TLS mode is refused", AuthConfig{ID: "a", Email: &Email{From: "a@example.com", SMTP: &SMTPServer{Host: "smtp.example.com", TLS: "ssl3"}}}, Options{LookupIP: offline}, "email.smtp.tls"},
+		{"an SMTP username with a line break is refused", AuthConfig{ID: "a", Email: &Email{From: "a@example.com", SMTP: &SMTPServer{Host: "smtp.example.com", Username: "u\r\nRCPT TO:<x@y>"}}}, Options{LookupIP: offline}, "email.smtp.username"},
+		{"an SMTP server without a host is refused", AuthConfig{ID: "a", Email: &Email{From: "a@example.com", SMTP: &SMTPServer{}}}, Options{}, "email.smtp.host"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -360,4 +370,8 @@ func TestClientRefreshTokenGrace(t *testing.T) {
 			}
 		})
 	}
+}
+
+func smtpOn(host, from string) *Email {
+	return &Email{From: from, SMTP: &SMTPServer{Host: host, Port: 587, TLS: "starttls"}}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/twofactor"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/static"
+	"github.com/gatehouse/gatehouse/templates"
 )
 
 // App is a fully wired Gatehouse: every component built from one Config
@@ -45,7 +46,9 @@ type App struct {
 	Sessions *session.Manager
 	// Notifier delivers second-factor codes to AuthConfig webhooks; Serve
 	// closes it (waiting for background retries) on shutdown.
-	Notifier  *notify.Notifier
+	Notifier *notify.Notifier
+	// Mailer sends e-mail over SMTP; Serve closes it like the Notifier.
+	Mailer    *notify.Mailer
 	TwoFactor *twofactor.Service
 	// SignIn is the sign-in engine behind the hosted pages, the JSON API
 	// and the password grant.
@@ -95,6 +98,15 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Now:          d.Now,
 		AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate,
 	}
+	a.Mailer = &notify.Mailer{
+		Logger:       d.Logger,
+		Audit:        a.Audit,
+		AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate,
+	}
+	serverSMTP := notify.SMTP{
+		Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, Username: cfg.SMTP.Username, Password: cfg.SMTP.Password,
+		TLS: cfg.SMTP.TLS, From: cfg.SMTP.From, TimeoutMS: int(cfg.SMTP.Timeout / time.Millisecond), Trusted: true,
+	}
 	atRest, err := secret.NewSealer(secret.Derive(d.MasterKey, secret.PurposeAtRest))
 	if err != nil {
 		return nil, fmt.Errorf("two-factor sealer: %w", err)
@@ -105,6 +117,9 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		CodeKey:  secret.Derive(d.MasterKey, secret.PurposeCodeMAC),
 		Audit:    a.Audit,
 		Notifier: a.Notifier,
+		Mailer:   a.Mailer,
+		SMTP:     serverSMTP,
+		Mail:     &notify.MailTemplates{FS: templates.MailFS},
 		Logger:   d.Logger,
 		Now:      d.Now,
 	}
@@ -122,7 +137,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		// One second, like the OAuth client cache: a change through this
 		// process's admin API applies at once (PolicyChanged), one made by
 		// another process within the second.
-		Policy: &policy.Resolver{Store: d.Store, TTL: time.Second, Now: d.Now},
+		Policy: &policy.Resolver{Store: d.Store, SMTP: serverSMTP, TTL: time.Second, Now: d.Now},
 		// The passkey factor comes after the deployment's own factors, so
 		// that a user whose only factor is a code keeps that as the default.
 		Factors: append(slices.Clone(d.Factors), passkey.Factor{Passkeys: a.Passkeys}),
@@ -172,6 +187,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Logger:            d.Logger,
 		Now:               d.Now,
 		TwoFactor:         a.TwoFactor,
+		ServerMail:        serverSMTP.Configured(),
 		AdminUser:         cfg.Admin.User,
 		AdminPasswordHash: d.AdminPasswordHash,
 		VerifyBearer:      a.OAuth.VerifyAdminToken,
@@ -215,6 +231,8 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		}
 		proxies = append(proxies, n)
 	}
+	metrics := NewMetrics()
+	metrics.Extra = append(metrics.Extra, a.Mailer.WriteMetrics)
 	srv := &Server{
 		Logger:         d.Logger,
 		Store:          d.Store,
@@ -224,7 +242,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		TrustedProxies: proxies,
 		AdminOnly:      a.Admin.RequireAdmin,
 		Pprof:          cfg.Pprof,
-		Metrics:        NewMetrics(),
+		Metrics:        metrics,
 		RequestTimeout: cfg.Server.RequestTimeout,
 		MaxInFlight:    cfg.Server.MaxInFlight,
 	}
@@ -267,6 +285,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 	}
 	if err := a.Notifier.Close(sctx); err != nil {
 		a.Logger.Warn("webhook retries cut short by shutdown", "err", err)
+	}
+	if err := a.Mailer.Close(sctx); err != nil {
+		a.Logger.Warn("mail retries cut short by shutdown", "err", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -21,6 +22,8 @@ type Metrics struct {
 	shed     atomic.Uint64    // requests refused past the in-flight bound
 	inFlight atomic.Int64     // requests holding an in-flight slot
 	started  time.Time
+	// Extra write more counters (the mailer's) after the request counters.
+	Extra []func(io.Writer)
 }
 
 // NewMetrics returns an empty set of counters.
@@ -45,6 +48,9 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "# TYPE gatehouse_http_request_duration_seconds_sum counter\ngatehouse_http_request_duration_seconds_sum %g\n", float64(m.duration.Load())/1e9)
 	fmt.Fprintf(&b, "# HELP gatehouse_http_requests_shed_total Requests answered 503 at once because too many were in flight.\n# TYPE gatehouse_http_requests_shed_total counter\ngatehouse_http_requests_shed_total %d\n", m.shed.Load())
 	fmt.Fprintf(&b, "# HELP gatehouse_http_requests_in_flight Requests being served (counted against server.maxInFlight).\n# TYPE gatehouse_http_requests_in_flight gauge\ngatehouse_http_requests_in_flight %d\n", m.inFlight.Load())
+	for _, f := range m.Extra {
+		f(&b)
+	}
 	fmt.Fprintf(&b, "# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
 	if rss, peak, ok := procMemory(); ok {
 		fmt.Fprintf(&b, "# HELP process_resident_memory_bytes Resident set size.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", rss)

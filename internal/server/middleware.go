@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -29,6 +30,10 @@ func (s *Server) requestContext(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-ID", id)
 		ctx := audit.WithRequest(r.Context(), id, s.clientAddr(r))
+		// E-mails sent while serving the request speak the browser's language.
+		if al := r.Header.Get("Accept-Language"); al != "" && len(al) <= 256 {
+			ctx = notify.WithLanguage(ctx, al)
+		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -59,7 +59,7 @@ func (s *Service) SendCode(ctx context.Context, in SendInput) (Sent, error) {
 	if in.BindingID == "" || in.Destination == "" {
 		return Sent{}, errors.New("a one-time code needs a binding and a destination")
 	}
-	if in.Webhook.Endpoint == "" || s.Notifier == nil {
+	if _, byMail := s.mailFor(in.Channel, in.Webhook); !byMail && (in.Webhook.Endpoint == "" || s.Notifier == nil) {
 		return Sent{}, ErrNoWebhook
 	}
 	now := s.now()
@@ -98,22 +98,69 @@ func (s *Service) SendCode(ctx context.Context, in SendInput) (Sent, error) {
 // notifier's to log and retry; they never fail the caller's page.
 func (s *Service) deliver(ctx context.Context, u store.User, hook notify.Webhook, ev notify.CodeEvent, purpose string, m Meta) bool {
 	ev.User = notify.User{ID: u.ID, Email: u.Email, PhoneNumber: u.PhoneNumber}
-	// The stored webhook secret is sealed at rest; open it for signing.
-	sec, err := resource.OpenWebhookSecret(s.Sealer, hook.Secret)
-	if err != nil {
-		s.logger().ErrorContext(ctx, "webhook secret cannot be opened; code not sent", "err", err)
+	via := "webhook"
+	var err error
+	if srv, ok := s.mailFor(ev.Channel, hook); ok {
+		via = "smtp"
+		err = s.mailCode(ctx, u, srv, ev)
 	} else {
-		hook.Secret = sec
-		err = s.Notifier.Send(ctx, hook, ev)
+		// The stored webhook secret is sealed at rest; open it for signing.
+		var sec string
+		sec, err = resource.OpenWebhookSecret(s.Sealer, hook.Secret)
+		if err != nil {
+			s.logger().ErrorContext(ctx, "webhook secret cannot be opened; code not sent", "err", err)
+		} else {
+			hook.Secret = sec
+			err = s.Notifier.Send(ctx, hook, ev)
+		}
 	}
 	s.record(ctx, audit.CodeSent, u.ID, m, map[string]string{
 		"channel":     ev.Channel,
 		"purpose":     purpose,
 		"destination": MaskDestination(ev.Destination),
 		"event_id":    ev.ID,
+		"via":         via,
 		"delivered":   strconv.FormatBool(err == nil),
 	})
 	return err == nil
+}
+
+// mailFor is the SMTP server an e-mail code goes through, if any: the
+// AuthConfig's (hook.Mail), else the server's. Other channels never go by mail.
+func (s *Service) mailFor(channel string, hook notify.Webhook) (notify.SMTP, bool) {
+	if channel != MethodEmail || s.Mailer == nil || s.Mail == nil {
+		return notify.SMTP{}, false
+	}
+	if hook.Mail != nil && hook.Mail.Configured() {
+		return *hook.Mail, true
+	}
+	if s.SMTP.Configured() {
+		return s.SMTP, true
+	}
+	return notify.SMTP{}, false
+}
+
+// mailCode renders the code e-mail and sends it. The first attempt is
+// bounded by the server's timeout; the mailer logs, counts and retries
+// failures.
+func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, ev notify.CodeEvent) error {
+	pw, err := resource.OpenSMTPPassword(s.Sealer, srv.Password)
+	if err != nil {
+		s.logger().ErrorContext(ctx, "smtp password cannot be opened; code not sent", "err", err)
+		return err
+	}
+	srv.Password = pw
+	msg, err := s.Mail.Render("code", notify.LanguageFrom(ctx), map[string]any{
+		"Code": ev.Token, "Minutes": int(CodeTTL / time.Minute), "Brand": "Gatehouse",
+	})
+	if err != nil {
+		s.logger().ErrorContext(ctx, "code e-mail cannot be rendered; code not sent", "err", err)
+		return err
+	}
+	return s.Mailer.Send(ctx, srv, notify.Mail{
+		ID: ev.ID, Kind: "two_factor.code", UserID: u.ID, To: ev.Destination,
+		Subject: msg.Subject, Text: msg.Text, HTML: msg.HTML,
+	})
 }
 
 // LoginCodeInput asks for the code of a login's code prompt.
@@ -138,7 +185,8 @@ func (s *Service) SendLoginCode(ctx context.Context, in LoginCodeInput) (Sent, e
 	if err != nil {
 		return Sent{}, fmt.Errorf("get second factor of %q: %w", in.User.ID, err)
 	}
-	if in.Webhook.Endpoint == "" || s.Notifier == nil {
+	_, byMail := s.mailFor(tf.Method, in.Webhook)
+	if !byMail && (in.Webhook.Endpoint == "" || s.Notifier == nil) {
 		return Sent{}, ErrNoWebhook
 	}
 	switch tf.Method {
@@ -312,7 +360,7 @@ type EnableCodeInput struct {
 // when that destination is missing or unverified, ErrNoWebhook when nothing
 // could deliver the codes, ErrAlreadyEnabled when a factor is on.
 func (s *Service) EnableCodeMethod(ctx context.Context, in EnableCodeInput) ([]string, error) {
-	if in.Webhook.Endpoint == "" {
+	if _, byMail := s.mailFor(in.Method, in.Webhook); !byMail && in.Webhook.Endpoint == "" {
 		return nil, ErrNoWebhook
 	}
 	u, err := s.Store.GetUser(ctx, in.UserID)

@@ -79,8 +79,14 @@ type Service struct {
 	CodeKey  []byte
 	Audit    *audit.Recorder
 	Notifier *notify.Notifier
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Mailer sends e-mail codes over SMTP when a mail server applies: the
+	// AuthConfig's (Webhook.Mail) or else SMTP, the server's. Optional.
+	Mailer *notify.Mailer
+	SMTP   notify.SMTP
+	// Mail renders the e-mails (templates.MailFS); required with Mailer.
+	Mail   *notify.MailTemplates
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 func (s *Service) now() time.Time {

@@ -327,7 +327,9 @@ func (h *Handler) renderTwoFactorStatus(w http.ResponseWriter, r *http.Request, 
 // promptText says where the code of the user's built-in factor comes
 // from, and whether showing the prompt sends one.
 func (h *Handler) promptText(s *signin.SignIn) (string, bool) {
-	webhook := s.Policy.CanDeliverCodes()
+	// The webhook delivers every factor's code (TOTP pushes too); SMTP
+	// only e-mail codes.
+	webhook := s.Policy.CanDeliverSMS()
 	lead := "Enter the 6-digit code from your authenticator app."
 	if webhook {
 		lead = "Enter the 6-digit code from your authenticator app, or the one we sent you."
@@ -337,6 +339,7 @@ func (h *Handler) promptText(s *signin.SignIn) (string, bool) {
 		lead = "Enter the 6-digit code we sent by text message to " + twofactor.MaskDestination(s.TwoFactor.Destination) + "."
 	case twofactor.MethodEmail:
 		lead = "Enter the 6-digit code we sent by e-mail to " + twofactor.MaskDestination(s.TwoFactor.Destination) + "."
+		webhook = s.Policy.CanDeliverCodes()
 	}
 	return lead, webhook
 }
