@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/twofactor"
@@ -171,11 +172,8 @@ func (c factorChange) outcome() string {
 	return ""
 }
 
-// canDeliver reports whether codes of method can be sent under ac: by its
-// webhook, or e-mail codes by its email.smtp or the server's SMTP server.
+// canDeliver reports whether codes of method can be sent under ac (the
+// rule of package policy, with the server's own SMTP server).
 func (h *Handler) canDeliver(ac resource.AuthConfig, method string) bool {
-	if w := ac.Webhook(); w != nil && w.Endpoint != "" {
-		return true
-	}
-	return method == resource.MethodEmail && (ac.SMTP() != nil || h.ServerMail)
+	return policy.Policy{AuthConfig: ac, ServerSMTP: h.ServerSMTP}.CanDeliver(method)
 }

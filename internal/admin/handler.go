@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -34,9 +35,9 @@ type Handler struct {
 	// carries (phoneVerificationCode, emailVerificationCode); without it
 	// such writes fail.
 	TwoFactor *twofactor.Service
-	// ServerMail: the server's configuration names an SMTP server, so
-	// e-mail codes can be delivered without a webhook.
-	ServerMail bool
+	// ServerSMTP is the SMTP server of the server's configuration (the zero
+	// value: none); with it, e-mail codes can be delivered without a webhook.
+	ServerSMTP notify.SMTP
 
 	// AdminUser and AdminPasswordHash (an argon2id PHC string) are the
 	// bootstrap credentials for HTTP Basic. An empty hash refuses Basic.

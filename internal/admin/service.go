@@ -308,7 +308,7 @@ func (h *Handler) putAuthConfig(ctx context.Context, a resource.AuthConfig, cond
 		if err := conds.check(ex != nil, existing.Version); err != nil {
 			return err
 		}
-		rec, err := resource.ToStoreAuthConfig(a.SealWebhookSecret(h.Sealer), ex)
+		rec, err := resource.ToStoreAuthConfig(a.SealSecrets(h.Sealer), ex)
 		if err != nil {
 			return err
 		}

@@ -111,13 +111,7 @@ type Notifier struct {
 
 	once   sync.Once
 	client *http.Client
-	sem    chan struct{}
-	stop   context.Context
-	halt   context.CancelFunc
-
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	bg     retrier
 }
 
 func (n *Notifier) init() {
@@ -129,12 +123,7 @@ func (n *Notifier) init() {
 			c.CheckRedirect = noRedirects
 			n.client = &c
 		}
-		size := n.MaxInFlight
-		if size <= 0 {
-			size = DefaultMaxInFlight
-		}
-		n.sem = make(chan struct{}, size)
-		n.stop, n.halt = context.WithCancel(context.Background())
+		n.bg.init(n.MaxInFlight)
 	})
 }
 
@@ -343,82 +332,35 @@ func (n *Notifier) Send(ctx context.Context, hook Webhook, ev CodeEvent) error {
 	if err == nil {
 		return nil
 	}
-	retry := retryable(err) && n.retries() > 0
-	if retry && !n.startRetries(ctx, u, hook, ev, body) {
-		retry = false
+	retry := false
+	if retryable(err) {
+		retry = n.startRetries(ctx, u, hook, ev, body)
 	}
 	n.failed(ctx, hook, ev, 1, err, retry)
 	return err
 }
 
-func (n *Notifier) retries() int {
-	switch {
-	case n.Retries < 0:
-		return 0
-	case n.Retries == 0:
-		return DefaultRetries
-	}
-	return n.Retries
-}
-
-// startRetries schedules the background retries; false when the notifier is
-// closed or already runs MaxInFlight retry sequences (the failure is then
-// final, which beats an unbounded pile of goroutines behind a dead receiver).
+// startRetries schedules the background retries; false when there are
+// none to run (closed, no retries configured, or the queue is full).
 func (n *Notifier) startRetries(ctx context.Context, u *url.URL, hook Webhook, ev CodeEvent, body []byte) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return false
-	}
-	select {
-	case n.sem <- struct{}{}:
-	default:
+	started, full := n.bg.start(ctx, retryPlan{
+		retries:   retryCount(n.Retries),
+		backoff:   n.Backoff,
+		attempt:   func(ctx context.Context) error { return n.attempt(ctx, u, hook, body) },
+		retryable: retryable,
+		failed: func(ctx context.Context, attempt int, err error, more bool) {
+			n.failed(ctx, hook, ev, attempt, err, more)
+		},
+		delivered: func(ctx context.Context, attempt int) {
+			n.logger().InfoContext(ctx, "webhook delivered after retry",
+				"event_id", ev.ID, "user", ev.User.ID, "endpoint", redact(u), "attempt", attempt)
+		},
+	})
+	if full {
 		n.logger().WarnContext(ctx, "webhook retry queue full; not retrying",
 			"event_id", ev.ID, "user", ev.User.ID, "endpoint", redact(u))
-		return false
 	}
-	n.wg.Add(1)
-	bg := context.WithoutCancel(ctx)
-	go func() {
-		defer n.wg.Done()
-		defer func() { <-n.sem }()
-		n.retryLoop(bg, u, hook, ev, body)
-	}()
-	return true
-}
-
-func (n *Notifier) retryLoop(ctx context.Context, u *url.URL, hook Webhook, ev CodeEvent, body []byte) {
-	delay := n.Backoff
-	if delay <= 0 {
-		delay = DefaultBackoff
-	}
-	total := n.retries()
-	for i := 1; i <= total; i++ {
-		timer := time.NewTimer(delay)
-		select {
-		case <-n.stop.Done():
-			timer.Stop()
-			n.failed(ctx, hook, ev, i+1, ErrClosed, false)
-			return
-		case <-timer.C:
-		}
-		actx, cancel := context.WithCancel(ctx)
-		stopAttempt := context.AfterFunc(n.stop, cancel)
-		err := n.attempt(actx, u, hook, body)
-		stopAttempt()
-		cancel()
-		if err == nil {
-			n.logger().InfoContext(ctx, "webhook delivered after retry",
-				"event_id", ev.ID, "user", ev.User.ID, "endpoint", redact(u), "attempt", i+1)
-			return
-		}
-		more := i < total && retryable(err) && n.stop.Err() == nil
-		n.failed(ctx, hook, ev, i+1, err, more)
-		if !more {
-			return
-		}
-		delay *= 2
-	}
+	return started
 }
 
 // attempt makes one POST within the hook's timeout.
@@ -511,18 +453,5 @@ func redact(u *url.URL) string {
 // ends; then it cancels them and waits for them to stop.
 func (n *Notifier) Close(ctx context.Context) error {
 	n.init()
-	n.mu.Lock()
-	n.closed = true
-	n.mu.Unlock()
-	done := make(chan struct{})
-	go func() { n.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		n.halt()
-		return nil
-	case <-ctx.Done():
-		n.halt()
-		<-done
-		return fmt.Errorf("close notifier: %w", ctx.Err())
-	}
+	return n.bg.close(ctx, "notifier")
 }

@@ -134,23 +134,11 @@ type Mailer struct {
 	sent, failed, retried, dropped atomic.Uint64
 
 	once sync.Once
-	sem  chan struct{}
-	stop context.Context
-	halt context.CancelFunc
-	mu   sync.Mutex
-	shut bool
-	wg   sync.WaitGroup
+	bg   retrier
 }
 
 func (m *Mailer) init() {
-	m.once.Do(func() {
-		size := m.MaxInFlight
-		if size <= 0 {
-			size = DefaultMaxInFlight
-		}
-		m.sem = make(chan struct{}, size)
-		m.stop, m.halt = context.WithCancel(context.Background())
-	})
+	m.once.Do(func() { m.bg.init(m.MaxInFlight) })
 }
 
 func (m *Mailer) logger() *slog.Logger {
@@ -158,16 +146,6 @@ func (m *Mailer) logger() *slog.Logger {
 		return m.Logger
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-func (m *Mailer) retries() int {
-	switch {
-	case m.Retries < 0:
-		return 0
-	case m.Retries == 0:
-		return DefaultRetries
-	}
-	return m.Retries
 }
 
 // WriteMetrics writes the mailer's counters in the Prometheus text format.
@@ -208,7 +186,7 @@ func (m *Mailer) Send(ctx context.Context, srv SMTP, msg Mail) error {
 		m.sent.Add(1)
 		return nil
 	}
-	retry := smtpRetryable(err) && m.retries() > 0 && m.startRetries(ctx, srv, msg)
+	retry := smtpRetryable(err) && m.startRetries(ctx, srv, msg)
 	if !retry {
 		m.dropped.Add(1)
 	}
@@ -300,68 +278,34 @@ func smtpRetryable(err error) bool {
 }
 
 func (m *Mailer) startRetries(ctx context.Context, srv SMTP, msg Mail) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.shut {
-		return false
-	}
-	select {
-	case m.sem <- struct{}{}:
-	default:
-		m.logger().WarnContext(ctx, "mail retry queue full; not retrying", "mail_id", msg.ID, "kind", msg.Kind, "user", msg.UserID)
-		return false
-	}
-	m.wg.Add(1)
-	bg := context.WithoutCancel(ctx)
-	go func() {
-		defer m.wg.Done()
-		defer func() { <-m.sem }()
-		m.retryLoop(bg, srv, msg)
-	}()
-	return true
-}
-
-func (m *Mailer) retryLoop(ctx context.Context, srv SMTP, msg Mail) {
-	delay := m.Backoff
-	if delay <= 0 {
-		delay = DefaultBackoff
-	}
-	total := m.retries()
-	for i := 1; i <= total; i++ {
-		timer := time.NewTimer(delay)
-		select {
-		case <-m.stop.Done():
-			timer.Stop()
-			m.dropped.Add(1)
-			m.fail(ctx, srv, msg, i+1, ErrClosed, false)
-			return
-		case <-timer.C:
-		}
-		m.retried.Add(1)
-		actx, cancel := context.WithCancel(ctx)
-		stopAttempt := context.AfterFunc(m.stop, cancel)
-		// A fresh message per attempt: go-mail records the outcome on it.
-		built, err := buildMessage(srv, msg)
-		if err == nil {
-			err = m.attempt(actx, srv, built)
-		}
-		stopAttempt()
-		cancel()
-		if err == nil {
+	started, full := m.bg.start(ctx, retryPlan{
+		retries: retryCount(m.Retries),
+		backoff: m.Backoff,
+		attempt: func(ctx context.Context) error {
+			m.retried.Add(1)
+			// A fresh message per attempt: go-mail records the outcome on it.
+			built, err := buildMessage(srv, msg)
+			if err != nil {
+				return err
+			}
+			return m.attempt(ctx, srv, built)
+		},
+		retryable: smtpRetryable,
+		failed: func(ctx context.Context, attempt int, err error, more bool) {
+			if !more {
+				m.dropped.Add(1)
+			}
+			m.fail(ctx, srv, msg, attempt, err, more)
+		},
+		delivered: func(ctx context.Context, attempt int) {
 			m.sent.Add(1)
-			m.logger().InfoContext(ctx, "mail delivered after retry", "mail_id", msg.ID, "kind", msg.Kind, "user", msg.UserID, "attempt", i+1)
-			return
-		}
-		more := i < total && smtpRetryable(err) && m.stop.Err() == nil
-		if !more {
-			m.dropped.Add(1)
-		}
-		m.fail(ctx, srv, msg, i+1, err, more)
-		if !more {
-			return
-		}
-		delay *= 2
+			m.logger().InfoContext(ctx, "mail delivered after retry", "mail_id", msg.ID, "kind", msg.Kind, "user", msg.UserID, "attempt", attempt)
+		},
+	})
+	if full {
+		m.logger().WarnContext(ctx, "mail retry queue full; not retrying", "mail_id", msg.ID, "kind", msg.Kind, "user", msg.UserID)
 	}
+	return started
 }
 
 // fail logs and counts a failed attempt. The body (code, link) and the
@@ -398,18 +342,5 @@ func maskAddress(a string) string {
 // ends; then it cancels them and waits for them to stop.
 func (m *Mailer) Close(ctx context.Context) error {
 	m.init()
-	m.mu.Lock()
-	m.shut = true
-	m.mu.Unlock()
-	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		m.halt()
-		return nil
-	case <-ctx.Done():
-		m.halt()
-		<-done
-		return fmt.Errorf("close mailer: %w", ctx.Err())
-	}
+	return m.bg.close(ctx, "mailer")
 }

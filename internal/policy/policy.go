@@ -107,8 +107,14 @@ func (p Policy) CanDeliverCodes() bool {
 	return w.Endpoint != "" || w.Mail != nil
 }
 
-// CanDeliverSMS reports whether SMS codes can be sent (only the webhook can).
-func (p Policy) CanDeliverSMS() bool { return p.Webhook().Endpoint != "" }
+// CanDeliver reports whether codes of method (resource.MethodSMS,
+// MethodEmail) can be sent: by the webhook, or e-mail codes by SMTP.
+func (p Policy) CanDeliver(method string) bool {
+	if p.Webhook().Endpoint != "" {
+		return true
+	}
+	return method == resource.MethodEmail && p.Mail().Configured()
+}
 
 // Resolver resolves and caches policies. The zero TTL keeps nothing
 // between requests (the request memo of package resource still serves a

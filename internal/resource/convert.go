@@ -305,44 +305,72 @@ func (a AuthConfig) Public() AuthConfig {
 	return out
 }
 
-// sealedPrefix marks a webhook secret sealed at rest.
+// sealedPrefix marks a write-only AuthConfig secret (the webhook secret, the
+// SMTP password) sealed at rest.
 const sealedPrefix = "sealed:v1:"
 
-var webhookSecretAD = []byte("gatehouse webhook secret")
+// The associated data binds each sealed value to its field, so one cannot
+// be moved into the other.
+var (
+	webhookSecretAD = []byte("gatehouse webhook secret")
+	smtpPasswordAD  = []byte("gatehouse smtp password")
+)
 
-// SealWebhookSecret returns a with its webhook secret (if it has one in
-// clear) sealed under s, as TOTP secrets are: the stored document then
-// holds no usable key.
-func (a AuthConfig) SealWebhookSecret(s *secret.Sealer) AuthConfig {
+// SealSecrets returns a with its webhook secret and SMTP password (those in
+// clear) sealed under s, as TOTP secrets are: the stored document then holds
+// no usable key.
+func (a AuthConfig) SealSecrets(s *secret.Sealer) AuthConfig {
 	out := a.clone()
-	if w := out.webhook(); w != nil && w.Secret != "" && !strings.HasPrefix(w.Secret, sealedPrefix) && s != nil {
-		w.Secret = sealedPrefix + base64.RawURLEncoding.EncodeToString(s.Seal([]byte(w.Secret), webhookSecretAD))
+	if w := out.webhook(); w != nil {
+		w.Secret = seal(s, w.Secret, webhookSecretAD)
 	}
-	if sm := out.smtp(); sm != nil && sm.Password != "" && !strings.HasPrefix(sm.Password, sealedPrefix) && s != nil {
-		sm.Password = sealedPrefix + base64.RawURLEncoding.EncodeToString(s.Seal([]byte(sm.Password), smtpPasswordAD))
+	if sm := out.smtp(); sm != nil {
+		sm.Password = seal(s, sm.Password, smtpPasswordAD)
 	}
 	return out
 }
 
-var smtpPasswordAD = []byte("gatehouse smtp password")
+func seal(s *secret.Sealer, v string, ad []byte) string {
+	if v == "" || s == nil || strings.HasPrefix(v, sealedPrefix) {
+		return v
+	}
+	return sealedPrefix + base64.RawURLEncoding.EncodeToString(s.Seal([]byte(v), ad))
+}
 
-// OpenSMTPPassword returns the usable password of a stored SMTP password
-// (sealed by SealWebhookSecret).
+// OpenWebhookSecret returns the usable secret of a stored webhook secret:
+// sealed ones are opened, older ones stored in clear pass as they are.
+func OpenWebhookSecret(s *secret.Sealer, stored string) (string, error) {
+	v, err := open(s, stored, webhookSecretAD)
+	if err != nil {
+		return "", fmt.Errorf("open webhook secret: %w", err)
+	}
+	return v, nil
+}
+
+// OpenSMTPPassword returns the usable password of a stored SMTP password.
 func OpenSMTPPassword(s *secret.Sealer, stored string) (string, error) {
+	v, err := open(s, stored, smtpPasswordAD)
+	if err != nil {
+		return "", fmt.Errorf("open smtp password: %w", err)
+	}
+	return v, nil
+}
+
+func open(s *secret.Sealer, stored string, ad []byte) (string, error) {
 	rest, ok := strings.CutPrefix(stored, sealedPrefix)
 	if !ok {
 		return stored, nil
 	}
 	if s == nil {
-		return "", errors.New("open smtp password: no sealer")
+		return "", errors.New("no sealer")
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(rest)
 	if err != nil {
-		return "", fmt.Errorf("open smtp password: %w", err)
+		return "", err
 	}
-	b, err := s.Open(raw, smtpPasswordAD)
+	b, err := s.Open(raw, ad)
 	if err != nil {
-		return "", fmt.Errorf("open smtp password: %w", err)
+		return "", err
 	}
 	return string(b), nil
 }
@@ -352,27 +380,6 @@ func (a AuthConfig) smtp() *SMTPServer {
 		return nil
 	}
 	return a.Email.SMTP
-}
-
-// OpenWebhookSecret returns the usable secret of a stored webhook secret:
-// sealed ones are opened, older ones stored in clear pass as they are.
-func OpenWebhookSecret(s *secret.Sealer, stored string) (string, error) {
-	rest, ok := strings.CutPrefix(stored, sealedPrefix)
-	if !ok {
-		return stored, nil
-	}
-	if s == nil {
-		return "", errors.New("open webhook secret: no sealer")
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil {
-		return "", fmt.Errorf("open webhook secret: %w", err)
-	}
-	b, err := s.Open(raw, webhookSecretAD)
-	if err != nil {
-		return "", fmt.Errorf("open webhook secret: %w", err)
-	}
-	return string(b), nil
 }
 
 // clone copies a deeply enough that changing the copy's two-factor or

@@ -187,7 +187,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Logger:            d.Logger,
 		Now:               d.Now,
 		TwoFactor:         a.TwoFactor,
-		ServerMail:        serverSMTP.Configured(),
+		ServerSMTP:        serverSMTP,
 		AdminUser:         cfg.Admin.User,
 		AdminPasswordHash: d.AdminPasswordHash,
 		VerifyBearer:      a.OAuth.VerifyAdminToken,

@@ -632,7 +632,7 @@ func (e *Engine) Enrollable(s *SignIn) []Offer {
 	if !s.Policy.CanDeliverCodes() {
 		return out
 	}
-	if s.User.PhoneNumber != "" && s.User.PhoneVerified && s.Policy.CanDeliverSMS() {
+	if s.User.PhoneNumber != "" && s.User.PhoneVerified && s.Policy.CanDeliver(resource.MethodSMS) {
 		add(Offer{Strategy: StrategyPhoneCode, DestinationID: DestinationPhone, Destination: twofactor.MaskDestination(s.User.PhoneNumber)})
 	}
 	if s.User.Email != "" && s.User.EmailVerified {

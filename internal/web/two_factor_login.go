@@ -329,7 +329,7 @@ func (h *Handler) renderTwoFactorStatus(w http.ResponseWriter, r *http.Request, 
 func (h *Handler) promptText(s *signin.SignIn) (string, bool) {
 	// The webhook delivers every factor's code (TOTP pushes too); SMTP
 	// only e-mail codes.
-	webhook := s.Policy.CanDeliverSMS()
+	webhook := s.Policy.CanDeliver(resource.MethodSMS)
 	lead := "Enter the 6-digit code from your authenticator app."
 	if webhook {
 		lead = "Enter the 6-digit code from your authenticator app, or the one we sent you."
