@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/cors"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -158,19 +159,17 @@ func (c *call) fallbackClient(p params) {
 // anyway, and the action behind it must not run on a foreign page's behalf.
 func (c *call) useClient(cl resource.Client) error {
 	c.client = &cl
-	if c.origin != "" && !originAllowed(cl, c.origin) {
+	if c.origin != "" && !cors.Allowed(cl.AllowedOrigins, c.origin) {
 		return errOriginNotAllowed
 	}
 	return nil
 }
 
 func (c *call) cors() {
-	if c.client == nil || c.origin == "" || !originAllowed(*c.client, c.origin) {
+	if c.client == nil || c.origin == "" || !cors.Allowed(c.client.AllowedOrigins, c.origin) {
 		return
 	}
-	hd := c.w.Header()
-	hd.Set("Access-Control-Allow-Origin", c.origin)
-	hd.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate")
+	cors.Allow(c.w.Header(), c.origin)
 }
 
 // json writes a success.

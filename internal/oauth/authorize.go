@@ -454,6 +454,7 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 		p.fosite.WriteAuthorizeError(ctx, w, far, rfc)
 		return nil
 	}
+	resp.AddParameter("iss", p.cfg.Issuer) // RFC 9207
 	allowFormPost(w, far)
 	p.fosite.WriteAuthorizeResponse(ctx, w, far, resp)
 	return nil

@@ -50,7 +50,7 @@ func (p *Provider) buildDiscovery() error {
 		"request_parameter_supported":                    false,
 		"request_uri_parameter_supported":                false,
 		"frontchannel_logout_supported":                  false,
-		"authorization_response_iss_parameter_supported": false,
+		"authorization_response_iss_parameter_supported": true,
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {

@@ -169,6 +169,8 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
 		return
 	}
+	w.Header().Add("Vary", "Origin")
+	p.allowOrigin(w, r, ar.GetClient().GetID())
 	sess := sessionOf(ar)
 	scopes := ar.GetGrantedScopes()
 	if sess.UserID == "" || !scopes.Has(scopeOpenID) {

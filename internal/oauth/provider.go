@@ -104,6 +104,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		ClientSecretsHasher:            p.secrets,
 		MinParameterEntropy:            fositeEntropy(cfg.MinParameterLength),
 		FormPostHTMLTemplate:           formPostTemplate,
+		ResponseModeHandlerExtension:   &issResponseModes{issuer: cfg.Issuer},
 	}
 	p.storage = &fositeStore{p: p}
 	p.strategy = &tokenStrategy{
@@ -248,11 +249,14 @@ func (p *Provider) compose() *fosite.Fosite {
 
 // Register mounts the protocol endpoints on mux.
 func (p *Provider) Register(mux *http.ServeMux) {
-	mux.Handle("POST "+PathToken, limitBody(p.handleToken))
-	mux.Handle("POST "+PathIntrospect, limitBody(p.handleIntrospect))
-	mux.Handle("POST "+PathRevoke, limitBody(p.handleRevoke))
+	mux.Handle("POST "+PathToken, limitBody(p.requestClientCORS(p.handleToken)))
+	mux.Handle("POST "+PathIntrospect, limitBody(p.requestClientCORS(p.handleIntrospect)))
+	mux.Handle("POST "+PathRevoke, limitBody(p.requestClientCORS(p.handleRevoke)))
 	mux.Handle("GET "+PathUserinfo, limitBody(p.handleUserinfo))
 	mux.Handle("POST "+PathUserinfo, limitBody(p.handleUserinfo))
+	for path, methods := range corsEndpoints {
+		mux.HandleFunc(http.MethodOptions+" "+path, p.preflight(methods))
+	}
 	mux.HandleFunc("GET "+PathOpenIDConf, p.handleDiscovery(&p.openIDConfig))
 	mux.HandleFunc("GET "+PathOAuthConf, p.handleDiscovery(&p.oauthConfig))
 	mux.HandleFunc("GET "+PathJWKS, p.handleJWKS)
