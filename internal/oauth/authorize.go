@@ -86,6 +86,11 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*Author
 	// have (a server error) and refuse a request object before it knows the
 	// client (an error with no redirect URI): take both parameters out, let
 	// fosite validate the rest, and send the RFC's error to the client.
+	if err := r.ParseForm(); err == nil {
+		if err := resourcesAsAudience(r.Form); err != nil {
+			return nil, p.authorizeError(ctx, nil, err)
+		}
+	}
 	unsupported := requestObjectParams(r)
 	restoreState := p.liftStateMinimum(r)
 	far, err := p.fosite.NewAuthorizeRequest(ctx, r)
@@ -432,7 +437,7 @@ func (p *Provider) CompleteAuthorize(w http.ResponseWriter, r *http.Request, ar 
 	if c.refreshFor(grantAuthorizationCode) && wantsOffline(far.GetRequestedScopes(), g.Scopes) {
 		far.GrantScope(scopeOfflineAccess)
 	}
-	far.GrantAudience(c.GetID())
+	grantAudience(far, c.GetID())
 	far.SetSession(sess)
 
 	// The handlers create the code, PKCE and OpenID records; the batch

@@ -230,9 +230,12 @@ func (c *client) IsPublic() bool {
 	return c.secretOptional(c.view)
 }
 
-// GetAudience: tokens are issued for the client itself (aud = client_id);
-// Gatehouse has no resource-indicator registry.
-func (c *client) GetAudience() fosite.Arguments { return fosite.Arguments{c.res.ID} }
+// GetAudience is what the client's tokens may be for: itself (aud =
+// client_id, the default) and the resource servers its `audience` lists
+// (RFC 8707 resource indicators).
+func (c *client) GetAudience() fosite.Arguments {
+	return append(fosite.Arguments{c.res.ID}, c.res.Audience...)
+}
 
 // GetEffectiveLifespan maps the Aidbox per-grant expirations (seconds) onto
 // fosite's lifespans. A refresh keeps the lifespans of the family's original

@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		GlobalSecret:                   secret.Derive(cfg.MasterKey, secret.PurposeFosite),
 		SendDebugMessagesToClients:     false,
 		ScopeStrategy:                  fosite.ExactScopeStrategy,
-		AudienceMatchingStrategy:       fosite.ExactAudienceMatchingStrategy,
+		AudienceMatchingStrategy:       audienceStrategy,
 		EnforcePKCE:                    false, // per client: see pkceGuard
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: false,
@@ -239,7 +239,7 @@ func (p *Provider) compose() *fosite.Fosite {
 	cfg.AuthorizeEndpointHandlers.Append(pk)
 	cfg.AuthorizeEndpointHandlers.Append(oidcExplicit)
 	// userIDs after password and mfaOTP: its ID token hashes their access token.
-	for _, h := range []fosite.TokenEndpointHandler{explicit, pk, refresh, clientCredentials, password, mfaOTP, oidcExplicit, oidcRefresh, userIDs} {
+	for _, h := range []fosite.TokenEndpointHandler{codeAudience{explicit}, pk, refresh, clientCredentials, password, mfaOTP, oidcExplicit, oidcRefresh, userIDs} {
 		cfg.TokenEndpointHandlers.Append(h)
 	}
 	cfg.TokenIntrospectionHandlers.Append(introspect)

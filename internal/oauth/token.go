@@ -27,6 +27,12 @@ var supportedGrants = []string{grantAuthorizationCode, grantRefreshToken, grantC
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	sess := newSession()
+	if err := r.ParseForm(); err == nil {
+		if err := resourcesAsAudience(r.PostForm); err != nil {
+			p.writeTokenError(ctx, w, r, nil, err)
+			return
+		}
+	}
 	ar, err := p.fosite.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(supportedGrants, gt) {
@@ -86,7 +92,7 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		for _, s := range ar.GetRequestedScopes() {
 			ar.GrantScope(s) // fosite checked them against the resource's scope list
 		}
-		ar.GrantAudience(c.GetID())
+		grantAudience(ar, c.GetID())
 		sess.Subject = c.GetID()
 		sess.ClientID = c.GetID()
 		sess.GrantType = grantClientCredentials
@@ -101,7 +107,7 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		if c.refreshFor(grantPassword) {
 			ar.GrantScope(scopeOfflineAccess)
 		}
-		ar.GrantAudience(c.GetID())
+		grantAudience(ar, c.GetID())
 		sess.UserID = sess.Subject
 		sess.ClientID = c.GetID()
 		sess.GrantType = grantPassword
@@ -125,6 +131,9 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		}
 		if grant == grantRefreshToken && !c.refreshFor(sess.GrantType) {
 			return errorsx.WithStack(fosite.ErrInvalidGrant.WithHint("This client no longer uses refresh tokens."))
+		}
+		if err := narrowAudience(ar, c); err != nil {
+			return err
 		}
 	}
 	// fosite set the expiries from time.Now with its own rounding and, on a

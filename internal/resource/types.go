@@ -80,7 +80,11 @@ type Client struct {
 	AuthConfig             *Reference       `json:"authConfig,omitempty" yaml:"authConfig,omitempty"`
 	TwoFactor              *ClientTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
 	PostLogoutRedirectURIs StringList       `json:"post_logout_redirect_uri,omitempty" yaml:"post_logout_redirect_uri,omitempty"`
-	AllowedOrigins         []string         `json:"allowed_origins,omitempty" yaml:"allowed_origins,omitempty"` // CORS for the JSON sign-in API
+	AllowedOrigins         []string         `json:"allowed_origins,omitempty" yaml:"allowed_origins,omitempty"` // CORS for the JSON sign-in API and the token endpoints
+	// Audience lists the resource servers (absolute URIs) this client may
+	// name with `resource` (RFC 8707); their URI becomes the access
+	// token's aud.
+	Audience []string `json:"audience,omitempty" yaml:"audience,omitempty"`
 	// RefreshTokenGraceSeconds is how long a just-rotated refresh token
 	// still answers with the pair its rotation issued (parallel tabs, a
 	// lost response); absent means DefaultRefreshTokenGrace, 0 strict

@@ -251,6 +251,7 @@ func (c Client) Validate(ctx context.Context, opts Options) error {
 			p.add(fmt.Sprintf("allowed_origins[%d]", i), CodeInvalid, err.Error())
 		}
 	}
+	checkAudience(&p, c.Audience)
 	return p.err()
 }
 
@@ -271,6 +272,22 @@ func checkGrant(p *problems, path string, g *GrantSettings, opts Options) {
 	case "", TokenFormatJWT, TokenFormatOpaque:
 	default:
 		p.add(path+".token_format", CodeValue, "must be jwt or opaque")
+	}
+}
+
+// checkAudience checks the resource servers a client may name (RFC 8707
+// §2: an absolute URI without a fragment; spaces would split fosite's
+// audience parameter).
+func checkAudience(p *problems, aud []string) {
+	if len(aud) > maxListLen {
+		p.add("audience", CodeTooLong, "too many values")
+		return
+	}
+	for i, a := range aud {
+		u, err := url.Parse(a)
+		if err != nil || !u.IsAbs() || u.Fragment != "" || strings.ContainsAny(a, " #") || len(a) > 2048 {
+			p.add(fmt.Sprintf("audience[%d]", i), CodeInvalid, "must be an absolute URI without a fragment")
+		}
 	}
 }
 
