@@ -12,9 +12,10 @@ import (
 
 // logout is GET and POST /auth/logout (OpenID RP-Initiated Logout). It
 // ends the browser session (record and cookie) when the request cannot be
-// forged: a GET with a valid id_token_hint, a POST carrying the session's
-// CSRF token, or a browser with nobody signed in. Any other GET shows a
-// page asking to confirm, whose form POSTs the same parameters. It
+// forged: a GET or an RP's POST with a valid id_token_hint, our
+// confirmation form's POST carrying the session's CSRF token, or a browser
+// with nobody signed in. Any other request shows a page asking to confirm,
+// whose form POSTs the same parameters. It
 // redirects to post_logout_redirect_uri only when that URI is registered
 // on the client named by client_id or id_token_hint (and both agree when
 // both are given); otherwise it shows the signed-out page.
@@ -30,11 +31,16 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		userID = p.UserID
 	}
 	q := r.URL.Query()
+	confirmed := false
 	if r.Method == http.MethodPost {
-		if !h.parseForm(w, r, sess.ValidCSRF) {
+		// An RP may POST its logout request (RP-Initiated Logout §2):
+		// that POST has no CSRF token, and is judged like a GET. Only our
+		// own confirmation form carries one.
+		if !h.parseForm(w, r, func(string) bool { return true }) {
 			return
 		}
 		q = r.PostForm
+		confirmed = sess.ValidCSRF(q.Get("_csrf"))
 	}
 	clientID := q.Get("client_id")
 	hintOK := false
@@ -50,7 +56,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 			clientID, hintOK = hinted, true
 		}
 	}
-	if r.Method == http.MethodGet && userID != "" && !hintOK {
+	if userID != "" && !hintOK && !confirmed {
 		h.confirmLogout(w, r, sess, q)
 		return
 	}

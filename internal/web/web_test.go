@@ -683,6 +683,19 @@ func TestGrantReachesTheIDToken(t *testing.T) {
 		}
 	})
 
+	t.Run("an RP's POST with the id_token_hint signs out and redirects, as a GET does", func(t *testing.T) {
+		b := e.browser()
+		b.signIn()
+		q := url.Values{"id_token_hint": {idToken}, "post_logout_redirect_uri": {logoutURI}, "state": {"s2"}}
+		p := b.post("/auth/logout", q)
+		if p.status != http.StatusFound || p.location != logoutURI+"?state=s2" {
+			t.Fatalf("status %d location %q", p.status, p.location)
+		}
+		if strings.Contains(b.get("/auth/login").body, `id="signed-in-user"`) {
+			t.Fatal("still signed in after the POST logout")
+		}
+	})
+
 	t.Run("a hint and a client_id that disagree do not redirect", func(t *testing.T) {
 		b := e.browser()
 		b.signIn()
@@ -748,14 +761,14 @@ func TestLogoutCannotBeForged(t *testing.T) {
 		}
 	})
 	for _, tc := range []struct{ name, csrf string }{
-		{"a POST without the CSRF token is refused and the session stays", ""},
-		{"a POST with a wrong CSRF token is refused and the session stays", strings.Repeat("ab", 32)},
+		{"a POST without the CSRF token or a hint only asks, and the session stays", ""},
+		{"a POST with a wrong CSRF token only asks, and the session stays", strings.Repeat("ab", 32)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := e.browser()
 			b.signIn()
-			if p := b.post("/auth/logout", url.Values{"_csrf": {tc.csrf}}); p.status != http.StatusForbidden {
-				t.Fatalf("status %d", p.status)
+			if p := b.post("/auth/logout", url.Values{"_csrf": {tc.csrf}}); p.status != http.StatusOK || !strings.Contains(p.body, "Do you want to sign out?") {
+				t.Fatalf("status %d\n%s", p.status, p.body)
 			}
 			if !signedIn(b) {
 				t.Fatal("a forged POST signed the user out")
