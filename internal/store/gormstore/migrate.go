@@ -271,6 +271,14 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		Version: 7,
+		Name:    "oauth requests by client",
+		Statements: []string{
+			// Deleting a client deletes every token and code issued to it.
+			`CREATE INDEX oauth_requests_client_id ON oauth_requests (client_id)`,
+		},
+	},
 }
 
 // migrationLockKey names Gatehouse's advisory lock (with the schema's hash as

@@ -313,8 +313,15 @@ func (s *Store) PutClient(ctx context.Context, c store.Client, ifVersion int64) 
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
 		db := s.conn(ctx)
-		if err := db.Exec("DELETE FROM consents WHERE client_id = ?", id).Error; err != nil {
-			return errorf("delete client %q: %w", id, err)
+		// What was issued to the client goes with it: its tokens and codes
+		// would otherwise come back to life with a new client of that id.
+		for _, q := range []string{
+			"DELETE FROM consents WHERE client_id = ?",
+			"DELETE FROM oauth_requests WHERE client_id = ?",
+		} {
+			if err := db.Exec(q, id).Error; err != nil {
+				return errorf("delete client %q: %w", id, err)
+			}
 		}
 		res := db.Exec("DELETE FROM clients WHERE id = ?", id)
 		if res.Error != nil {
