@@ -476,6 +476,9 @@ type Store interface {
 	// hash used; ErrNotFound otherwise. Exactly one concurrent caller wins.
 	ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash string, now time.Time) (OneTimeCode, error)
 	CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time) (int, error)
+	// TrimOneTimeCodes deletes the user's codes of purpose beyond the
+	// newest keep, used or not, and says how many went.
+	TrimOneTimeCodes(ctx context.Context, userID, purpose string, keep int) (int64, error)
 	// DeleteExpiredOneTimeCodes purges codes, used or not, whose ExpiresAt is
 	// before before. CountOneTimeCodes counts only stored codes, so a purge
 	// must not reach into a send-throttling window: pass a before no later

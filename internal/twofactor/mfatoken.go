@@ -16,6 +16,12 @@ import (
 // MFATokenTTL is how long an mfa_token stays usable after the password.
 const MFATokenTTL = 5 * time.Minute
 
+// MaxOpenMFATokens is how many unfinished sign-ins (mfa_tokens, and the
+// hosted pages' pending second factors, which hold one) a user may have:
+// issuing another drops the oldest, so a script that knows a password
+// cannot fill the database, and the user's own newest attempt still works.
+const MaxOpenMFATokens = 10
+
 // PurposeMFAToken marks the one-time-code row that makes an mfa_token
 // single-use. It holds no code anyone could type: its hash is derived from
 // the token id alone.
@@ -88,6 +94,10 @@ func (s *Service) IssueMFATokenFor(ctx context.Context, userID, clientID string,
 	})
 	if err != nil {
 		return "", MFAToken{}, fmt.Errorf("store mfa_token for %q: %w", userID, err)
+	}
+	if _, err := s.Store.TrimOneTimeCodes(ctx, userID, PurposeMFAToken, MaxOpenMFATokens); err != nil {
+		// The new token is stored and works; the cap catches up next time.
+		s.logger().WarnContext(ctx, "drop the oldest mfa_tokens", "user", userID, "err", err)
 	}
 	b, err := json.Marshal(sealedMFAToken{
 		ID: t.ID, UserID: userID, ClientID: clientID, Issued: t.IssuedAt, Expires: t.ExpiresAt,

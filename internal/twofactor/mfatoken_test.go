@@ -87,6 +87,29 @@ func TestMFAToken(t *testing.T) {
 				t.Fatalf("open after completion: %v", err)
 			}
 		})
+		t.Run("past the cap of open tokens per user the oldest are dropped and the newest work", func(t *testing.T) {
+			f.user(t, "flood")
+			var issued []twofactor.MFAToken
+			for i := 0; i < twofactor.MaxOpenMFATokens+2; i++ {
+				f.clock.Advance(time.Millisecond)
+				_, mt, err := f.svc.IssueMFAToken(ctx, "flood", "mobile")
+				if err != nil {
+					t.Fatalf("issue %d: %v", i, err)
+				}
+				issued = append(issued, mt)
+			}
+			for i, mt := range issued[:2] {
+				if err := f.svc.CompleteMFAToken(ctx, mt); !errors.Is(err, twofactor.ErrInvalidMFAToken) {
+					t.Fatalf("dropped token %d completed: %v", i, err)
+				}
+			}
+			if err := f.svc.CompleteMFAToken(ctx, issued[2]); err != nil {
+				t.Fatalf("the oldest kept token: %v", err)
+			}
+			if err := f.svc.CompleteMFAToken(ctx, issued[len(issued)-1]); err != nil {
+				t.Fatalf("the newest token: %v", err)
+			}
+		})
 		t.Run("a completion across a counter-window boundary is still seen", func(t *testing.T) {
 			// Issue just before the top of the hour, complete just after.
 			f.clock.Set(t0.Truncate(time.Hour).Add(2*time.Hour - time.Minute))

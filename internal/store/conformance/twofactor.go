@@ -609,6 +609,34 @@ func testOneTimeCodes(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("trimming keeps the newest codes of one user and purpose and nobody else's", func(t *testing.T) {
+		s := newStore(t)
+		for i := 0; i < 5; i++ {
+			c := code(fmt.Sprintf("t-%d", i), "tess", fmt.Sprintf("t-bind-%d", i), "h", "client:app", now.Add(time.Duration(i)*time.Minute), time.Hour)
+			c.Purpose = "mfa_token"
+			must(t, s.CreateOneTimeCode(ctx, c), "create mfa "+c.ID)
+		}
+		must(t, s.CreateOneTimeCode(ctx, code("t-login", "tess", "t-bind-login", "h", "+1000", now, time.Hour)), "create login code")
+		other := code("u-0", "uma", "u-bind-0", "h", "client:app", now, time.Hour)
+		other.Purpose = "mfa_token"
+		must(t, s.CreateOneTimeCode(ctx, other), "create other user's")
+
+		n, err := s.TrimOneTimeCodes(ctx, "tess", "mfa_token", 2)
+		must(t, err, "trim")
+		if n != 3 {
+			t.Errorf("trimmed %d, want 3", n)
+		}
+		for _, b := range []struct {
+			binding string
+			kept    bool
+		}{{"t-bind-0", false}, {"t-bind-2", false}, {"t-bind-3", true}, {"t-bind-4", true}, {"t-bind-login", true}, {"u-bind-0", true}} {
+			_, err := s.ConsumeOneTimeCode(ctx, b.binding, "h", now.Add(5*time.Minute))
+			if kept := err == nil; kept != b.kept {
+				t.Errorf("%s kept = %v, want %v (%v)", b.binding, kept, b.kept, err)
+			}
+		}
+	})
+
 	t.Run("codes sent since a time are counted by user and destination", func(t *testing.T) {
 		s := newStore(t)
 		for i, c := range []store.OneTimeCode{

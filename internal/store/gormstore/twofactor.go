@@ -328,6 +328,19 @@ func (s *Store) ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash stri
 	return c, nil
 }
 
+func (s *Store) TrimOneTimeCodes(ctx context.Context, userID, purpose string, keep int) (int64, error) {
+	if userID == "" || purpose == "" || keep < 0 {
+		return 0, errors.New("trim one-time codes: a user, a purpose and a non-negative count are required")
+	}
+	res := s.conn(ctx).Exec(`DELETE FROM one_time_codes WHERE user_id = ? AND purpose = ? AND id NOT IN (
+		SELECT id FROM one_time_codes WHERE user_id = ? AND purpose = ? ORDER BY created_at DESC, id DESC LIMIT ?)`,
+		userID, purpose, userID, purpose, keep)
+	if res.Error != nil {
+		return 0, errorf("trim one-time codes of %q: %w", userID, res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
 // CountOneTimeCodes counts codes created at or after since, for throttling
 // sends. An empty userID or destination matches every value.
 func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time) (int, error) {
