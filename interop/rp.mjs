@@ -94,18 +94,26 @@ const scenarios = {
     check(m.response_modes_supported.includes('form_post'), 'form_post advertised')
     check(m.code_challenge_methods_supported.includes('S256'), 'S256 advertised')
     check(m.id_token_signing_alg_values_supported.includes('RS256'), 'RS256 advertised (OIDC Core §15.1)')
+    check(m.id_token_signing_alg_values_supported.includes('ES256'), 'ES256 advertised')
+    const jwks = await (await fetch(m.jwks_uri)).json()
+    const algs = jwks.keys.map((k) => k.alg).sort()
+    check(algs.includes('RS256') && algs.includes('ES256'), `JWKS key algorithms ${algs}`)
+    check(jwks.keys.every((k) => !('d' in k) && k.use === 'sig' && k.kid), 'JWKS holds public signing keys with kids')
     return { metadata: Object.keys(m).length }
   },
 
   // A confidential web app: code + PKCE, userinfo, refresh, introspection,
   // revocation, logout by GET and by POST.
   async confidential() {
-    const config = await discover(env('RP_CLIENT_ID'), env('RP_CLIENT_SECRET'))
+    // An RP registered for ES256 tells the library so: it then refuses any
+    // other alg, as it refuses anything but RS256 for the others.
+    const expectAlg = process.env.RP_EXPECT_ALG ?? 'RS256'
+    const config = await discover(env('RP_CLIENT_ID'), env('RP_CLIENT_SECRET'), { id_token_signed_response_alg: expectAlg })
     const tokens = await codeFlow(config, env('RP_REDIRECT_URI'))
     const claims = tokens.claims()
     check(claims.sub === env('RP_EXPECT_SUB'), `sub ${claims.sub}`)
     const alg = idTokenAlg(tokens.id_token)
-    check(alg === (process.env.RP_EXPECT_ALG ?? 'RS256'), `ID token alg ${alg}`)
+    check(alg === expectAlg, `ID token alg ${alg}`)
     const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub)
     check(info.email === env('RP_EXPECT_EMAIL'), `userinfo email ${info.email}`)
     const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token)

@@ -10,9 +10,12 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore"
 )
@@ -215,16 +218,26 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer,
 	fs.SetOutput(stderr)
 	var f commonFlags
 	f.register(fs, getenv)
+	alg := fs.String("alg", "", "rotate only this algorithm's key ("+strings.Join(oauth.SigningAlgorithms(), " or ")+"); default every one")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return withApp(ctx, &f, getenv, stdout, stderr, func(app *server.App) error {
-		kid, signsFrom, err := app.OAuth.RotateKeys(ctx)
-		if err != nil {
-			return fmt.Errorf("rotate keys: %w", err)
+	algs := oauth.SigningAlgorithms()
+	if *alg != "" {
+		if !slices.Contains(algs, *alg) {
+			return fmt.Errorf("--alg %q: want one of %s", *alg, strings.Join(algs, ", "))
 		}
-		fmt.Fprintf(stdout, "new signing key %s is published in the JWKS now and signs from %s; "+
-			"the current key signs until then and stays in the JWKS until its tokens expire\n", kid, signsFrom.UTC().Format(time.RFC3339))
+		algs = []string{*alg}
+	}
+	return withApp(ctx, &f, getenv, stdout, stderr, func(app *server.App) error {
+		for _, alg := range algs {
+			kid, signsFrom, err := app.OAuth.RotateKey(ctx, alg)
+			if err != nil {
+				return fmt.Errorf("rotate %s key: %w", alg, err)
+			}
+			fmt.Fprintf(stdout, "new %s signing key %s is published in the JWKS now and signs from %s; "+
+				"the current %s key signs until then and stays in the JWKS until its tokens expire\n", alg, kid, signsFrom.UTC().Format(time.RFC3339), alg)
+		}
 		return nil
 	})
 }

@@ -3,7 +3,7 @@
 //	gatehouse serve [flags]          run the server
 //	gatehouse migrate [flags]        apply database migrations and exit
 //	gatehouse apply -f FILE [flags]  create or replace the resources in a YAML file
-//	gatehouse keys rotate [flags]    publish a new signing key (signs after oauth.keyPublicationPeriod)
+//	gatehouse keys rotate [flags]    publish a new signing key per algorithm (signs after the publication period)
 //	gatehouse health --url URL       probe a health endpoint (for container health checks)
 //	gatehouse version                print the version
 package main
@@ -44,7 +44,8 @@ commands:
   serve            run the server (SQLite in ./data unless configured otherwise)
   migrate          apply database migrations and exit
   apply -f FILE    create or replace every resource of a multi-document YAML file
-  keys rotate      publish a new signing key; it signs after the key publication period
+  keys rotate      publish a new signing key per algorithm (--alg RS256|ES256 for one);
+                   it signs after the key publication period
   health --url U   exit 0 when U answers 200 (container health checks)
   version          print the version
 

@@ -171,6 +171,8 @@ func TestCommands(t *testing.T) {
 		{"apply again replaces them", []string{"apply", "--config", cfg, "--data-dir", dataDir, "-f", "../../config/demo.yaml"}, "User/my-user: updated", ""},
 		{"apply without -f is an error", []string{"apply", "--data-dir", dataDir}, "", "-f FILE"},
 		{"keys rotate announces the new key and when it signs", []string{"keys", "rotate", "--config", cfg, "--data-dir", dataDir}, "is published in the JWKS now and signs from", ""},
+		{"keys rotate --alg ES256 rotates only the ES256 key", []string{"keys", "rotate", "--alg", "ES256", "--config", cfg, "--data-dir", dataDir}, "new ES256 signing key", ""},
+		{"keys rotate with an unknown --alg is an error", []string{"keys", "rotate", "--alg", "HS256", "--config", cfg, "--data-dir", dataDir}, "", "want one of RS256, ES256"},
 		{"a non-loopback http issuer is refused", []string{"migrate", "--data-dir", dataDir, "--issuer", "http://auth.example.com"}, "", "https is required"},
 	}
 	for _, tc := range tests {

@@ -230,6 +230,14 @@ func (c *client) IsPublic() bool {
 	return c.secretOptional(c.view)
 }
 
+// idTokenAlg is the algorithm that signs the client's ID tokens.
+func (c *client) idTokenAlg() string {
+	if c.res.IDTokenSignedResponseAlg == algES256 {
+		return algES256
+	}
+	return algRS256
+}
+
 // GetAudience is what the client's tokens may be for: itself (aud =
 // client_id, the default) and the resource servers its `audience` lists
 // (RFC 8707 resource indicators).

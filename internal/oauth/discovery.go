@@ -39,7 +39,7 @@ func (p *Provider) buildDiscovery() error {
 		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
-		"id_token_signing_alg_values_supported":         []string{algES256},
+		"id_token_signing_alg_values_supported":         signingAlgs,
 		"subject_types_supported":                       []string{"public"},
 		"scopes_supported":                              []string{scopeOpenID, scopeProfile, scopeEmail, scopePhone, scopeOfflineAccess, ScopeAdmin},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash",

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -556,7 +557,7 @@ func TestDiscovery(t *testing.T) {
 			"response_types_supported":              `["code"]`,
 			"code_challenge_methods_supported":      `["S256"]`,
 			"token_endpoint_auth_methods_supported": `["client_secret_basic","client_secret_post","none"]`,
-			"id_token_signing_alg_values_supported": `["ES256"]`,
+			"id_token_signing_alg_values_supported": `["RS256","ES256"]`,
 			"subject_types_supported":               `["public"]`,
 			"grant_types_supported":                 `["authorization_code","refresh_token","client_credentials","password"]`,
 			"acr_values_supported":                  `["urn:gatehouse:acr:pwd","urn:gatehouse:acr:mfa","urn:gatehouse:acr:phr"]`,
@@ -578,12 +579,18 @@ func TestDiscovery(t *testing.T) {
 	}
 	r := e.get(PathJWKS, "")
 	var set jose.JSONWebKeySet
-	if err := json.Unmarshal([]byte(r.raw), &set); err != nil || len(set.Keys) != 1 {
-		t.Fatalf("jwks = %s (%v)", r.raw, err)
+	if err := json.Unmarshal([]byte(r.raw), &set); err != nil || len(set.Keys) != 2 {
+		t.Fatalf("jwks = %s (%v), want one RS256 and one ES256 key", r.raw, err)
 	}
-	k := set.Keys[0]
-	if !k.IsPublic() || k.Algorithm != "ES256" || k.Use != "sig" || k.KeyID == "" || strings.Contains(r.raw, `"d"`) {
-		t.Fatalf("jwks key = %s", r.raw)
+	var algs []string
+	for _, k := range set.Keys {
+		if !k.IsPublic() || k.Use != "sig" || k.KeyID == "" {
+			t.Fatalf("jwks key = %s", r.raw)
+		}
+		algs = append(algs, k.Algorithm)
+	}
+	if slices.Sort(algs); strings.Join(algs, ",") != "ES256,RS256" || strings.Contains(r.raw, `"d"`) || strings.Contains(r.raw, `"p"`) {
+		t.Fatalf("jwks = %s, want public RS256 and ES256 keys", r.raw)
 	}
 	if !strings.HasPrefix(r.header.Get("Cache-Control"), "public, max-age=") {
 		t.Errorf("jwks Cache-Control = %q", r.header.Get("Cache-Control"))

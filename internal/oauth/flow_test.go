@@ -80,8 +80,8 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 			t.Fatal("no id_token")
 		}
 		ih, ic := e.verifyJWT(idt)
-		if ih.KeyID != h.KeyID {
-			t.Errorf("id token kid %q, access token kid %q", ih.KeyID, h.KeyID)
+		if ih.Algorithm != "RS256" || h.Algorithm != "ES256" {
+			t.Errorf("id token alg %s, access token alg %s; want RS256 (the default) and ES256", ih.Algorithm, h.Algorithm)
 		}
 		sum := sha256.Sum256([]byte(tok.AccessToken))
 		wantAtHash := base64.RawURLEncoding.EncodeToString(sum[:16])

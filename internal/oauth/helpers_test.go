@@ -412,8 +412,8 @@ func (e *env) verifyJWT(tok string) (jose.Header, map[string]any) {
 	if len(keys) != 1 {
 		e.t.Fatalf("kid %q not in JWKS (%d keys)", h.KeyID, len(set.Keys))
 	}
-	if h.Algorithm != "ES256" {
-		e.t.Fatalf("alg = %s", h.Algorithm)
+	if h.Algorithm != keys[0].Algorithm || (h.Algorithm != "ES256" && h.Algorithm != "RS256") {
+		e.t.Fatalf("alg = %s, the JWKS key %s is for %s", h.Algorithm, h.KeyID, keys[0].Algorithm)
 	}
 	payload, err := obj.Verify(keys[0].Key)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -26,7 +27,13 @@ import (
 )
 
 const (
+	// algRS256 is mandatory to implement (OIDC Core §15.1) and what a
+	// Client's ID tokens use unless it asks for ES256.
+	algRS256 = "RS256"
+	// algES256 signs JWT access tokens, and ID tokens of Clients that ask.
 	algES256 = "ES256"
+	// rsaKeyBits is the size of generated RS256 keys (NIST: 2048 until 2030).
+	rsaKeyBits = 2048
 	// keyRefreshEvery bounds how long a process signs with a key another
 	// process has already retired, and how late it learns of a new one.
 	keyRefreshEvery = time.Minute
@@ -45,23 +52,38 @@ const (
 	DefaultKeyPublicationPeriod = 2 * JWKSMaxAge
 )
 
+// signingAlgs are the algorithms the server keeps a signing key for; each
+// has its own active key and rotates on its own.
+var signingAlgs = []string{algRS256, algES256}
+
 var errUnknownKey = errors.New("unknown signing key")
 
-// signingKey is one ES256 key: private only for the active signer.
+// signingKey is one published key: private only for an active signer.
 type signingKey struct {
 	kid      string
-	priv     *ecdsa.PrivateKey
-	pub      *ecdsa.PublicKey
+	alg      string
+	priv     crypto.Signer
+	pub      crypto.PublicKey
 	notAfter time.Time // zero: published until retired and expired
 	signers  map[string]jose.Signer
 }
 
 // keySet is an immutable snapshot of the published keys.
 type keySet struct {
-	active   *signingKey
+	active   map[string]*signingKey // by algorithm
 	byKID    map[string]*signingKey
 	jwks     []byte
 	loadedAt time.Time
+}
+
+// complete reports whether every algorithm has a signer.
+func (ks *keySet) complete() bool {
+	for _, alg := range signingAlgs {
+		if ks.active[alg] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // keyManager keeps the signing keys: stored in the database (private parts
@@ -83,7 +105,9 @@ type keyManager struct {
 	lastMiss atomic.Int64 // unix nanos of the last kid-miss reload
 }
 
-// ensure loads the keys, creating the first one when there is none.
+// ensure loads the keys, creating the first one of each algorithm that has
+// none (a first start, or an upgrade from a release that had only ES256: a
+// lone key of its algorithm signs at once, see load).
 func (m *keyManager) ensure(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -91,19 +115,24 @@ func (m *keyManager) ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if ks.active == nil {
-		k, rec, err := m.generate()
-		if err != nil {
-			return err
+	if !ks.complete() {
+		for _, alg := range signingAlgs {
+			if ks.active[alg] != nil {
+				continue
+			}
+			k, rec, err := m.generate(alg)
+			if err != nil {
+				return err
+			}
+			if err := m.store.CreateSigningKey(ctx, rec); err != nil {
+				return fmt.Errorf("store first %s signing key: %w", alg, err)
+			}
+			m.logger.InfoContext(ctx, "created signing key", "kid", k.kid, "alg", alg)
 		}
-		if err := m.store.CreateSigningKey(ctx, rec); err != nil {
-			return fmt.Errorf("store first signing key: %w", err)
-		}
-		m.logger.InfoContext(ctx, "created signing key", "kid", k.kid)
 		if ks, err = m.load(ctx); err != nil {
 			return err
 		}
-		if ks.active == nil {
+		if !ks.complete() {
 			return errors.New("signing key vanished right after it was created")
 		}
 	}
@@ -111,80 +140,59 @@ func (m *keyManager) ensure(ctx context.Context) error {
 	return nil
 }
 
-// load reads every published key and picks the signer. A key that is not
-// retired is a candidate; it signs once it has been published for the
-// publication period (so that relying parties caching the JWKS know it),
-// and the newest such key wins (then the greatest kid). When no candidate is
-// old enough (a first start), the oldest one signs at once: nobody can
-// have cached a JWKS without it. Candidates older than the winner are
-// retired here, by whichever process sees the switch first; they stay
-// published until every token they may have signed has expired. Newer
-// candidates wait, published. Every process computes the same winner, so
-// two processes that created a first key at the same time agree too.
+// load reads every published key and picks one signer per algorithm. A
+// key that is not retired is a candidate; it signs once it has been
+// published for the publication period (so that relying parties caching the
+// JWKS know it), and the newest such key of its algorithm wins (then the
+// greatest kid). When no candidate is old enough (a first start), the oldest
+// one signs at once: nobody can have cached a JWKS without it. Candidates
+// older than the winner are retired here, by whichever process sees the
+// switch first; they stay published until every token they may have signed
+// has expired. Newer candidates wait, published. Every process computes the
+// same winners, so two processes that created a first key at the same time
+// agree too.
 func (m *keyManager) load(ctx context.Context) (*keySet, error) {
 	recs, err := m.store.ListSigningKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
 	}
 	now := m.now().UTC()
-	ks := &keySet{byKID: map[string]*signingKey{}, loadedAt: now}
-	var actives []store.SigningKey
+	ks := &keySet{active: map[string]*signingKey{}, byKID: map[string]*signingKey{}, loadedAt: now}
+	actives := map[string][]store.SigningKey{}
 	var published []store.SigningKey
 	for _, rec := range recs {
 		if !rec.NotAfter.IsZero() && !now.Before(rec.NotAfter) {
 			continue
 		}
-		if rec.Algorithm != algES256 {
+		if !slices.Contains(signingAlgs, rec.Algorithm) {
 			m.logger.WarnContext(ctx, "skipping signing key with unsupported algorithm", "kid", rec.ID, "alg", rec.Algorithm)
 			continue
 		}
-		pub, err := parsePublicJWK(rec.PublicJWK)
+		pub, err := parsePublicJWK(rec.PublicJWK, rec.Algorithm)
 		if err != nil {
 			return nil, fmt.Errorf("signing key %q: %w", rec.ID, err)
 		}
-		ks.byKID[rec.ID] = &signingKey{kid: rec.ID, pub: pub, notAfter: rec.NotAfter}
+		ks.byKID[rec.ID] = &signingKey{kid: rec.ID, alg: rec.Algorithm, pub: pub, notAfter: rec.NotAfter}
 		published = append(published, rec)
 		if rec.RetiredAt.IsZero() {
-			actives = append(actives, rec)
+			actives[rec.Algorithm] = append(actives[rec.Algorithm], rec)
 		}
 	}
-	if len(actives) > 0 {
-		// Newest first, ties by the greatest kid.
-		slices.SortFunc(actives, func(a, b store.SigningKey) int {
-			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-				return c
-			}
-			return strings.Compare(b.ID, a.ID)
-		})
-		winAt := -1
-		for i, rec := range actives {
-			if !now.Before(rec.CreatedAt.Add(m.publication)) {
-				winAt = i
-				break
-			}
+	for _, alg := range signingAlgs {
+		if len(actives[alg]) == 0 {
+			continue
 		}
-		if winAt < 0 {
-			// None is old enough: the oldest (then greatest kid) signs.
-			oldest := actives[len(actives)-1].CreatedAt
-			winAt = slices.IndexFunc(actives, func(r store.SigningKey) bool { return r.CreatedAt.Equal(oldest) })
-		}
-		win := actives[winAt]
-		var losers []store.SigningKey
-		for i, rec := range actives {
-			if i != winAt && !rec.CreatedAt.After(win.CreatedAt) {
-				losers = append(losers, rec)
-			}
-		}
+		win, losers := m.pickSigner(actives[alg], now)
 		priv, err := m.open(win)
 		if err != nil {
 			return nil, err
 		}
 		k := ks.byKID[win.ID]
 		k.priv = priv
-		if k.signers, err = newSigners(k.kid, priv); err != nil {
+		if k.signers, err = newSigners(k.kid, alg, priv); err != nil {
 			return nil, err
 		}
-		ks.active = k
+		ks.active[alg] = k
 		for _, loser := range losers {
 			notAfter := now.Add(m.retention(ctx))
 			if err := m.store.RetireSigningKey(ctx, loser.ID, now, notAfter); err != nil {
@@ -202,7 +210,33 @@ func (m *keyManager) load(ctx context.Context) (*keySet, error) {
 	return ks, nil
 }
 
-func (m *keyManager) open(rec store.SigningKey) (*ecdsa.PrivateKey, error) {
+// pickSigner chooses among the unretired keys of one algorithm (see load)
+// and returns the winner and the older keys it replaces.
+func (m *keyManager) pickSigner(actives []store.SigningKey, now time.Time) (store.SigningKey, []store.SigningKey) {
+	// Newest first, ties by the greatest kid.
+	slices.SortFunc(actives, func(a, b store.SigningKey) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	winAt := slices.IndexFunc(actives, func(r store.SigningKey) bool { return !now.Before(r.CreatedAt.Add(m.publication)) })
+	if winAt < 0 {
+		// None is old enough: the oldest (then greatest kid) signs.
+		oldest := actives[len(actives)-1].CreatedAt
+		winAt = slices.IndexFunc(actives, func(r store.SigningKey) bool { return r.CreatedAt.Equal(oldest) })
+	}
+	win := actives[winAt]
+	var losers []store.SigningKey
+	for i, rec := range actives {
+		if i != winAt && !rec.CreatedAt.After(win.CreatedAt) {
+			losers = append(losers, rec)
+		}
+	}
+	return win, losers
+}
+
+func (m *keyManager) open(rec store.SigningKey) (crypto.Signer, error) {
 	der, err := m.sealer.Open(rec.PrivateKey, []byte(rec.ID))
 	if err != nil {
 		return nil, fmt.Errorf("signing key %q does not open with this master key: %w", rec.ID, err)
@@ -211,26 +245,51 @@ func (m *keyManager) open(rec store.SigningKey) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse signing key %q: %w", rec.ID, err)
 	}
-	ec, ok := k.(*ecdsa.PrivateKey)
-	if !ok || ec.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("signing key %q is not a P-256 key", rec.ID)
+	priv, ok := k.(crypto.Signer)
+	if !ok || checkKeyType(priv.Public(), rec.Algorithm) != nil {
+		return nil, fmt.Errorf("signing key %q is not an %s key", rec.ID, rec.Algorithm)
 	}
-	return ec, nil
+	return priv, nil
 }
 
-// generate makes a new P-256 key; its kid is the RFC 7638 thumbprint.
-func (m *keyManager) generate() (*signingKey, store.SigningKey, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, store.SigningKey{}, fmt.Errorf("generate signing key: %w", err)
+// checkKeyType reports whether pub is a key alg may use: P-256 for ES256,
+// RSA of at least rsaKeyBits for RS256.
+func checkKeyType(pub crypto.PublicKey, alg string) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if alg == algES256 && k.Curve == elliptic.P256() {
+			return nil
+		}
+	case *rsa.PublicKey:
+		if alg == algRS256 && k.N.BitLen() >= rsaKeyBits {
+			return nil
+		}
 	}
-	jwk := jose.JSONWebKey{Key: &priv.PublicKey}
+	return fmt.Errorf("not a key for %s", alg)
+}
+
+// generate makes a new key for alg; its kid is the RFC 7638 thumbprint.
+func (m *keyManager) generate(alg string) (*signingKey, store.SigningKey, error) {
+	var priv crypto.Signer
+	var err error
+	switch alg {
+	case algES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case algRS256:
+		priv, err = rsa.GenerateKey(rand.Reader, rsaKeyBits)
+	default:
+		return nil, store.SigningKey{}, fmt.Errorf("unsupported signing algorithm %q", alg)
+	}
+	if err != nil {
+		return nil, store.SigningKey{}, fmt.Errorf("generate %s signing key: %w", alg, err)
+	}
+	jwk := jose.JSONWebKey{Key: priv.Public()}
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {
 		return nil, store.SigningKey{}, fmt.Errorf("thumbprint: %w", err)
 	}
 	kid := base64.RawURLEncoding.EncodeToString(tp)
-	jwk = jose.JSONWebKey{Key: &priv.PublicKey, KeyID: kid, Algorithm: algES256, Use: "sig"}
+	jwk = jose.JSONWebKey{Key: priv.Public(), KeyID: kid, Algorithm: alg, Use: "sig"}
 	pubJSON, err := jwk.MarshalJSON()
 	if err != nil {
 		return nil, store.SigningKey{}, fmt.Errorf("marshal public key: %w", err)
@@ -241,21 +300,21 @@ func (m *keyManager) generate() (*signingKey, store.SigningKey, error) {
 	}
 	rec := store.SigningKey{
 		ID:         kid,
-		Algorithm:  algES256,
+		Algorithm:  alg,
 		PrivateKey: m.sealer.Seal(der, []byte(kid)),
 		PublicJWK:  pubJSON,
 		CreatedAt:  m.now().UTC(),
 	}
-	return &signingKey{kid: kid, priv: priv, pub: &priv.PublicKey}, rec, nil
+	return &signingKey{kid: kid, alg: alg, priv: priv, pub: priv.Public()}, rec, nil
 }
 
-// rotate publishes a new key; it becomes the signer once published for the
-// publication period (load retires the previous signer then). It returns the
-// kid and when it starts signing.
-func (m *keyManager) rotate(ctx context.Context) (string, time.Time, error) {
+// rotate publishes a new key for alg; it becomes alg's signer once
+// published for the publication period (load retires the previous signer
+// then). It returns the kid and when it starts signing.
+func (m *keyManager) rotate(ctx context.Context, alg string) (string, time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k, rec, err := m.generate()
+	k, rec, err := m.generate(alg)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -278,7 +337,7 @@ func (m *keyManager) rotate(ctx context.Context) (string, time.Time, error) {
 	}
 	m.set.Store(ks)
 	signsFrom := rec.CreatedAt.Add(m.publication)
-	m.logger.InfoContext(ctx, "published new signing key", "kid", k.kid, "signs_from", signsFrom)
+	m.logger.InfoContext(ctx, "published new signing key", "kid", k.kid, "alg", alg, "signs_from", signsFrom)
 	return k.kid, signsFrom, nil
 }
 
@@ -309,7 +368,7 @@ func (m *keyManager) reloadLocked(ctx context.Context, seen *keySet) *keySet {
 		return cur // another goroutine reloaded meanwhile
 	}
 	ks, err := m.load(ctx)
-	if err != nil || ks.active == nil {
+	if err != nil || !ks.complete() {
 		m.logger.WarnContext(ctx, "reload signing keys", "err", err)
 		// Try again after the next interval, not on every request.
 		cp := *seen
@@ -321,14 +380,21 @@ func (m *keyManager) reloadLocked(ctx context.Context, seen *keySet) *keySet {
 	return ks
 }
 
-func (m *keyManager) signer(ctx context.Context) *signingKey { return m.current(ctx).active }
+// signer is alg's active key.
+func (m *keyManager) signer(ctx context.Context, alg string) *signingKey {
+	return m.current(ctx).active[alg]
+}
 
-// publicKey finds a published key by kid, re-reading the database (at most
-// once per keyMissBackoff) when it is not cached: another process may have
-// rotated.
-func (m *keyManager) publicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+// publicKey finds a published key of alg by kid, re-reading the database
+// (at most once per keyMissBackoff) when it is not cached: another process
+// may have rotated. A kid of another algorithm is unknown: a token's alg
+// header never chooses how its key is used.
+func (m *keyManager) publicKey(ctx context.Context, alg, kid string) (crypto.PublicKey, error) {
 	ks := m.current(ctx)
 	if k := ks.byKID[kid]; k != nil && m.published(k) {
+		if k.alg != alg {
+			return nil, errUnknownKey
+		}
 		return k.pub, nil
 	}
 	last := m.lastMiss.Load()
@@ -337,7 +403,7 @@ func (m *keyManager) publicKey(ctx context.Context, kid string) (*ecdsa.PublicKe
 		return nil, errUnknownKey
 	}
 	ks = m.reload(ctx, ks)
-	if k := ks.byKID[kid]; k != nil && m.published(k) {
+	if k := ks.byKID[kid]; k != nil && m.published(k) && k.alg == alg {
 		return k.pub, nil
 	}
 	return nil, errUnknownKey
@@ -349,9 +415,12 @@ func (m *keyManager) published(k *signingKey) bool {
 
 func (m *keyManager) jwks(ctx context.Context) []byte { return m.current(ctx).jwks }
 
-// sign signs claims with the active key; typ is the JOSE typ header.
-func (m *keyManager) sign(ctx context.Context, claims map[string]any, typ string, extraHeaders map[string]any) (string, error) {
-	k := m.signer(ctx)
+// sign signs claims with alg's active key; typ is the JOSE typ header.
+func (m *keyManager) sign(ctx context.Context, alg string, claims map[string]any, typ string, extraHeaders map[string]any) (string, error) {
+	k := m.signer(ctx, alg)
+	if k == nil {
+		return "", fmt.Errorf("no %s signing key", alg)
+	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", fmt.Errorf("marshal claims: %w", err)
@@ -366,7 +435,7 @@ func (m *keyManager) sign(ctx context.Context, claims map[string]any, typ string
 			}
 			opts = opts.WithHeader(jose.HeaderKey(h), v)
 		}
-		if s, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, opts); err != nil {
+		if s, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.alg), Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, opts); err != nil {
 			return "", fmt.Errorf("new signer: %w", err)
 		}
 	}
@@ -382,10 +451,10 @@ const (
 	typJWT         = "JWT"
 )
 
-func newSigners(kid string, priv *ecdsa.PrivateKey) (map[string]jose.Signer, error) {
+func newSigners(kid, alg string, priv crypto.Signer) (map[string]jose.Signer, error) {
 	out := map[string]jose.Signer{}
 	for _, typ := range []string{typAccessToken, typJWT} {
-		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: kid}},
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: jose.JSONWebKey{Key: priv, KeyID: kid}},
 			(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
 		if err != nil {
 			return nil, fmt.Errorf("new signer: %w", err)
@@ -395,16 +464,18 @@ func newSigners(kid string, priv *ecdsa.PrivateKey) (map[string]jose.Signer, err
 	return out, nil
 }
 
-func parsePublicJWK(b []byte) (*ecdsa.PublicKey, error) {
+func parsePublicJWK(b []byte, alg string) (crypto.PublicKey, error) {
 	var jwk jose.JSONWebKey
 	if err := jwk.UnmarshalJSON(b); err != nil {
 		return nil, fmt.Errorf("parse public JWK: %w", err)
 	}
-	pub, ok := jwk.Key.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return nil, errors.New("public JWK is not a P-256 key")
+	if !jwk.IsPublic() {
+		return nil, errors.New("public JWK holds a private key")
 	}
-	return pub, nil
+	if err := checkKeyType(jwk.Key, alg); err != nil {
+		return nil, fmt.Errorf("public JWK: %w", err)
+	}
+	return jwk.Key, nil
 }
 
 func buildJWKS(recs []store.SigningKey) ([]byte, error) {
@@ -420,7 +491,7 @@ func buildJWKS(recs []store.SigningKey) ([]byte, error) {
 			return nil, fmt.Errorf("signing key %q: %w", r.ID, err)
 		}
 		pub := jwk.Public()
-		pub.KeyID, pub.Algorithm, pub.Use = r.ID, algES256, "sig"
+		pub.KeyID, pub.Algorithm, pub.Use = r.ID, r.Algorithm, "sig"
 		b, err := pub.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("marshal JWK %q: %w", r.ID, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
+// jwksKIDs lists the kids of the published ES256 keys (the access tokens').
 func jwksKIDs(t *testing.T, e *env) []string {
 	t.Helper()
 	var set jose.JSONWebKeySet
@@ -24,7 +25,9 @@ func jwksKIDs(t *testing.T, e *env) []string {
 	}
 	var out []string
 	for _, k := range set.Keys {
-		out = append(out, k.KeyID)
+		if k.Algorithm == algES256 {
+			out = append(out, k.KeyID)
+		}
 	}
 	return out
 }
@@ -99,7 +102,7 @@ func TestKeyRotation(t *testing.T) {
 		oldKID := rp.verify(t, "token before the rotation", before)
 
 		rotatedAt := e.clock.Now()
-		newKID, signsFrom, err := e.p.RotateKeys(ctx)
+		newKID, signsFrom, err := e.p.RotateKey(ctx, algES256)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +127,7 @@ func TestKeyRotation(t *testing.T) {
 			for elapsed := time.Duration(0); elapsed <= DefaultKeyPublicationPeriod+3*JWKSMaxAge; elapsed += step {
 				tok := e.clientCredentials("svc", svcSecret, "patient.read").str("access_token")
 				kid := rp.verify(t, fmt.Sprintf("token of process 1 at +%s", elapsed), tok)
-				tok2, err := p2.keys.sign(ctx, map[string]any{"sub": "svc"}, typAccessToken, nil)
+				tok2, err := p2.keys.sign(ctx, algES256, map[string]any{"sub": "svc"}, typAccessToken, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -169,7 +172,7 @@ func TestKeyRotation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := p3.keys.signer(ctx).kid; got != newKID {
+			if got := p3.keys.signer(ctx, algES256).kid; got != newKID {
 				t.Fatalf("restarted provider signs with %s, want %s", got, newKID)
 			}
 			if string(p3.keys.jwks(ctx)) != string(e.p.keys.jwks(ctx)) {
@@ -180,7 +183,7 @@ func TestKeyRotation(t *testing.T) {
 			}
 		})
 		t.Run("a rotation by another process is published everywhere before it signs", func(t *testing.T) {
-			third, signsFrom, err := p2.RotateKeys(ctx)
+			third, signsFrom, err := p2.RotateKey(ctx, algES256)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,13 +192,13 @@ func TestKeyRotation(t *testing.T) {
 				t.Fatalf("process 1 does not publish %s a refresh interval after the rotation: %v", third, kids)
 			}
 			for i, p := range []*Provider{e.p, p2} {
-				if got := p.keys.signer(ctx).kid; got != newKID {
+				if got := p.keys.signer(ctx, algES256).kid; got != newKID {
 					t.Fatalf("process %d signs with %s during the publication period, want %s", i+1, got, newKID)
 				}
 			}
 			e.clock.Advance(signsFrom.Sub(e.clock.Now()) + keyRefreshEvery + time.Second)
 			for i, p := range []*Provider{e.p, p2} {
-				if got := p.keys.signer(ctx).kid; got != third {
+				if got := p.keys.signer(ctx, algES256).kid; got != third {
 					t.Fatalf("process %d signs with %s after the publication period, want %s", i+1, got, third)
 				}
 			}
@@ -232,11 +235,11 @@ func TestSigningKeysAtRest(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		recs, err := e.st.ListSigningKeys(ctx)
-		if err != nil || len(recs) != 1 {
-			t.Fatalf("keys = %v, %v", recs, err)
+		if err != nil || len(recs) != 2 {
+			t.Fatalf("keys = %v, %v; want an RS256 and an ES256 key", recs, err)
 		}
-		if recs[0].Algorithm != "ES256" || len(recs[0].PrivateKey) == 0 {
-			t.Fatalf("key record = %+v", recs[0])
+		if recs[0].Algorithm == recs[1].Algorithm || len(recs[0].PrivateKey) == 0 || len(recs[1].PrivateKey) == 0 {
+			t.Fatalf("key records = %+v", recs)
 		}
 		t.Run("the private key is sealed", func(t *testing.T) {
 			var jwk jose.JSONWebKey
@@ -269,7 +272,7 @@ func TestProcessesRacingToCreateTheFirstKey(t *testing.T) {
 		created := time.Now().UTC().Truncate(time.Second)
 		var kids []string
 		for range 2 {
-			_, rec, err := km.generate()
+			_, rec, err := km.generate(algES256)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -296,11 +299,17 @@ func TestProcessesRacingToCreateTheFirstKey(t *testing.T) {
 			if errs[i] != nil {
 				t.Fatal(errs[i])
 			}
-			if got := p.keys.signer(ctx).kid; got != want {
+			if got := p.keys.signer(ctx, algES256).kid; got != want {
 				t.Fatalf("process %d signs with %s, want %s", i, got, want)
 			}
 		}
-		recs, _ := fresh.st.ListSigningKeys(ctx)
+		all, _ := fresh.st.ListSigningKeys(ctx)
+		var recs []store.SigningKey
+		for _, r := range all {
+			if r.Algorithm == algES256 {
+				recs = append(recs, r)
+			}
+		}
 		active := 0
 		for _, r := range recs {
 			if r.RetiredAt.IsZero() {
@@ -312,8 +321,8 @@ func TestProcessesRacingToCreateTheFirstKey(t *testing.T) {
 		if active != 1 || len(recs) != 2 {
 			t.Fatalf("%d keys, %d active; want 2 keys, 1 active", len(recs), active)
 		}
-		if got := len(ps[0].keys.current(ctx).byKID); got != 2 {
-			t.Fatalf("the losing key is not published: %d keys", got)
+		if k := ps[0].keys.current(ctx).byKID[min(kids[0], kids[1])]; k == nil {
+			t.Fatal("the losing key is not published")
 		}
 	})
 }
@@ -341,13 +350,76 @@ func TestConcurrentFirstStartsAgreeOnOneKey(t *testing.T) {
 		// Whatever interleaving happened, after one refresh interval every
 		// process signs with the same key.
 		fresh.clock.Advance(2 * keyRefreshEvery)
-		signer := ps[0].keys.signer(ctx).kid
-		for i, p := range ps {
-			if got := p.keys.signer(ctx).kid; got != signer {
-				t.Fatalf("process %d signs with %s, process 0 with %s", i, got, signer)
+		for _, alg := range signingAlgs {
+			signer := ps[0].keys.signer(ctx, alg).kid
+			for i, p := range ps {
+				if got := p.keys.signer(ctx, alg).kid; got != signer {
+					t.Fatalf("process %d signs %s with %s, process 0 with %s", i, alg, got, signer)
+				}
 			}
 		}
 	})
+}
+
+func TestUpgradeFromOnlyES256AddsAnRS256KeyThatSignsAtOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		fresh := newEnvWithoutKey(t, e)
+		sealer, _ := secret.NewSealer(secret.Derive(fresh.master, secret.PurposeAtRest))
+		km := &keyManager{store: fresh.st, sealer: sealer, now: fresh.clock.Now}
+		_, old, err := km.generate(algES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.CreatedAt = fresh.clock.Now().Add(-30 * 24 * time.Hour)
+		if err := fresh.st.CreateSigningKey(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		p, err := fresh.newProvider()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.keys.signer(ctx, algES256).kid; got != old.ID {
+			t.Fatalf("ES256 signer = %s, want the key from before the upgrade %s", got, old.ID)
+		}
+		rs := p.keys.signer(ctx, algRS256)
+		if rs == nil {
+			t.Fatal("no RS256 signer after the upgrade")
+		}
+		tok, _, err := p.idSigner.Generate(ctx, map[string]any{"sub": "u"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.idSigner.Decode(ctx, tok); err != nil {
+			t.Fatalf("an RS256 ID token does not verify: %v", err)
+		}
+		t.Run("a token whose alg header names another key's algorithm is refused", func(t *testing.T) {
+			if _, err := p.keys.publicKey(ctx, algES256, rs.kid); err == nil {
+				t.Fatal("the RS256 key was returned for ES256")
+			}
+		})
+	})
+}
+
+func TestRotatingOneAlgorithmLeavesTheOtherAlone(t *testing.T) {
+	e := newEnv(t, gormstoreOpen(t))
+	ctx := context.Background()
+	es := e.p.keys.signer(ctx, algES256).kid
+	rs := e.p.keys.signer(ctx, algRS256).kid
+	newRS, signsFrom, err := e.p.RotateKey(ctx, algRS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(signsFrom.Sub(e.clock.Now()) + keyRefreshEvery + time.Second)
+	if got := e.p.keys.signer(ctx, algRS256).kid; got != newRS || got == rs {
+		t.Fatalf("RS256 signs with %s after the publication period, want %s", got, newRS)
+	}
+	if got := e.p.keys.signer(ctx, algES256).kid; got != es {
+		t.Fatalf("ES256 signer changed from %s to %s by an RS256 rotation", es, got)
+	}
+	if _, _, err := e.p.RotateKey(ctx, "HS256"); err == nil {
+		t.Fatal("RotateKey accepted HS256")
+	}
 }
 
 // newEnvWithoutKey is a second env on a fresh store of the same backend.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,7 +200,7 @@ func (p *Provider) compose() *fosite.Fosite {
 		p:       p,
 	}
 	oidcValidator := openid.NewOpenIDConnectRequestValidator(p.idSigner, cfg)
-	idTokens := &openid.IDTokenHandleHelper{IDTokenStrategy: &openid.DefaultStrategy{Signer: p.idSigner, Config: cfg}}
+	idTokens := &openid.IDTokenHandleHelper{IDTokenStrategy: idTokenStrategy{openid.DefaultStrategy{Signer: p.idSigner, Config: cfg}}}
 	oidcExplicit := &openid.OpenIDConnectExplicitHandler{
 		OpenIDConnectRequestStorage:   st,
 		OpenIDConnectRequestValidator: oidcValidator,
@@ -335,12 +336,19 @@ func (p *Provider) keyRetention(ctx context.Context) time.Duration {
 	return longest + keyRefreshEvery + time.Minute
 }
 
-// RotateKeys publishes a new ES256 key and returns its kid and when it
-// starts signing: after the key publication period, so that relying parties
-// that cache the JWKS have seen it. The previous key signs until then and
-// stays in the JWKS until every token it signed has expired.
-func (p *Provider) RotateKeys(ctx context.Context) (kid string, signsFrom time.Time, err error) {
-	return p.keys.rotate(ctx)
+// SigningAlgorithms are the algorithms the server keeps signing keys for.
+func SigningAlgorithms() []string { return slices.Clone(signingAlgs) }
+
+// RotateKey publishes a new key for alg (one of SigningAlgorithms) and
+// returns its kid and when it starts signing: after the key publication
+// period, so that relying parties that cache the JWKS have seen it. The
+// previous key of alg signs until then and stays in the JWKS until every
+// token it signed has expired.
+func (p *Provider) RotateKey(ctx context.Context, alg string) (kid string, signsFrom time.Time, err error) {
+	if !slices.Contains(signingAlgs, alg) {
+		return "", time.Time{}, fmt.Errorf("unsupported signing algorithm %q (want one of %s)", alg, strings.Join(signingAlgs, ", "))
+	}
+	return p.keys.rotate(ctx, alg)
 }
 
 func (p *Provider) now() time.Time { return p.cfg.Now().UTC() }

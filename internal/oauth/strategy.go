@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
 	"github.com/ory/x/errorsx"
 
@@ -106,7 +108,7 @@ func (s *tokenStrategy) jwtAccessToken(ctx context.Context, r fosite.Requester, 
 	if sess.SessionID != "" {
 		claims["sid"] = sess.SessionID
 	}
-	return s.keys.sign(ctx, claims, typAccessToken, nil)
+	return s.keys.sign(ctx, algES256, claims, typAccessToken, nil)
 }
 
 func (s *tokenStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
@@ -130,7 +132,7 @@ func (s *tokenStrategy) verifyJWT(ctx context.Context, token string) error {
 	if h.Algorithm != algES256 {
 		return errorsx.WithStack(fosite.ErrTokenSignatureMismatch)
 	}
-	pub, err := s.keys.publicKey(ctx, h.KeyID)
+	pub, err := s.keys.publicKey(ctx, algES256, h.KeyID)
 	if err != nil {
 		return errorsx.WithStack(fosite.ErrTokenSignatureMismatch.WithWrap(err))
 	}
@@ -187,18 +189,31 @@ func (s *tokenStrategy) checkExpiry(_ context.Context, r fosite.Requester, tt fo
 }
 
 // joseSigner is fosite's jwt.Signer on our key manager: it signs ID tokens
-// with the active key and verifies tokens (id_token_hint) against every
-// published key by kid.
+// with the active key of the algorithm idTokenStrategy put in the context
+// (RS256 unless said otherwise) and verifies tokens (id_token_hint) against
+// every published key by kid.
 type joseSigner struct{ keys *keyManager }
 
 var _ jwt.Signer = (*joseSigner)(nil)
+
+type idTokenAlgKey struct{}
+
+// withIDTokenAlg tells joseSigner which algorithm signs the ID token being
+// generated in ctx.
+func withIDTokenAlg(ctx context.Context, alg string) context.Context {
+	return context.WithValue(ctx, idTokenAlgKey{}, alg)
+}
 
 func (s *joseSigner) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
 	var extra map[string]any
 	if header != nil {
 		extra = header.ToMap()
 	}
-	tok, err := s.keys.sign(ctx, claims, typJWT, extra)
+	alg, _ := ctx.Value(idTokenAlgKey{}).(string)
+	if alg == "" {
+		alg = algRS256
+	}
+	tok, err := s.keys.sign(ctx, alg, claims, typJWT, extra)
 	if err != nil {
 		return "", "", err
 	}
@@ -214,11 +229,12 @@ func (s *joseSigner) Validate(ctx context.Context, token string) (string, error)
 
 func (s *joseSigner) Decode(ctx context.Context, token string) (*jwt.Token, error) {
 	return jwt.ParseWithClaims(token, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
-		if t.Method != jose.ES256 {
+		alg := string(t.Method)
+		if !slices.Contains(signingAlgs, alg) {
 			return nil, fmt.Errorf("unexpected signing algorithm %q", t.Method)
 		}
 		kid, _ := t.Header["kid"].(string)
-		pub, err := s.keys.publicKey(ctx, kid)
+		pub, err := s.keys.publicKey(ctx, alg, kid)
 		if err != nil {
 			return nil, err
 		}
@@ -239,3 +255,15 @@ func (s *joseSigner) Hash(_ context.Context, in []byte) ([]byte, error) {
 }
 
 func (s *joseSigner) GetSigningMethodLength(context.Context) int { return sha256.Size }
+
+// idTokenStrategy signs each ID token with the algorithm its Client asked
+// for (id_token_signed_response_alg).
+type idTokenStrategy struct{ openid.DefaultStrategy }
+
+func (s idTokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Duration, r fosite.Requester) (string, error) {
+	alg := algRS256
+	if c, ok := r.GetClient().(*client); ok {
+		alg = c.idTokenAlg()
+	}
+	return s.DefaultStrategy.GenerateIDToken(withIDTokenAlg(ctx, alg), lifespan, r)
+}

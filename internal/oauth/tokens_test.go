@@ -377,3 +377,38 @@ func TestDisabledUser(t *testing.T) {
 		}
 	})
 }
+
+func TestIDTokenSigningAlgorithmPerClient(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for _, tc := range []struct {
+			name, alg, want string
+		}{
+			{"a client that names no algorithm gets RS256 ID tokens", "", "RS256"},
+			{"a client that asks for RS256 gets RS256 ID tokens", "RS256", "RS256"},
+			{"a client that asks for ES256 gets ES256 ID tokens", "ES256", "ES256"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				c := clientWithPKCE()
+				c.ID = "web"
+				c.FirstParty = true
+				c.Auth.AuthorizationCode.RedirectURI = resource.StringList{webRedirect}
+				c.Auth.AuthorizationCode.RefreshToken = true
+				c.IDTokenSignedResponseAlg = tc.alg
+				e.putClient(c, webSecret)
+				res := e.webTokens("openid", "offline_access")
+				h, claims := e.verifyJWT(res.str("id_token"))
+				if h.Algorithm != tc.want || claims["sub"] != "alice" {
+					t.Fatalf("ID token alg %s (claims %v), want %s", h.Algorithm, claims, tc.want)
+				}
+				// The hint verifies whatever the algorithm.
+				if _, err := e.p.idSigner.Decode(context.Background(), res.str("id_token")); err != nil {
+					t.Fatalf("the ID token does not verify as an id_token_hint: %v", err)
+				}
+				ref := e.refresh("web", webSecret, res.str("refresh_token"))
+				if h, _ := e.verifyJWT(ref.str("id_token")); h.Algorithm != tc.want {
+					t.Fatalf("refreshed ID token alg %s, want %s", h.Algorithm, tc.want)
+				}
+			})
+		}
+	})
+}

@@ -85,6 +85,10 @@ type Client struct {
 	// name with `resource` (RFC 8707); their URI becomes the access
 	// token's aud.
 	Audience []string `json:"audience,omitempty" yaml:"audience,omitempty"`
+	// IDTokenSignedResponseAlg is the algorithm of the client's ID tokens
+	// (OIDC Dynamic Client Registration's name): RS256, the default every
+	// relying party supports, or ES256.
+	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty" yaml:"id_token_signed_response_alg,omitempty"`
 	// RefreshTokenGraceSeconds is how long a just-rotated refresh token
 	// still answers with the pair its rotation issued (parallel tabs, a
 	// lost response); absent means DefaultRefreshTokenGrace, 0 strict

@@ -252,6 +252,11 @@ func (c Client) Validate(ctx context.Context, opts Options) error {
 		}
 	}
 	checkAudience(&p, c.Audience)
+	switch c.IDTokenSignedResponseAlg {
+	case "", "RS256", "ES256":
+	default:
+		p.add("id_token_signed_response_alg", CodeValue, "must be RS256 or ES256")
+	}
 	return p.err()
 }
 

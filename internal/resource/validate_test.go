@@ -123,6 +123,7 @@ func TestValidateClient(t *testing.T) {
 			Auth: &ClientAuth{Password: &GrantSettings{RefreshTokenExpiration: MaxRefreshTokenExpiration + 1}}}, Options{}, "auth.password.refresh_token_expiration"},
 		{"an unknown token format is refused", Client{ID: "c",
 			Auth: &ClientAuth{ClientCredentials: &GrantSettings{TokenFormat: "saml"}}}, Options{}, "auth.client_credentials.token_format"},
+		{"an ID token algorithm other than RS256 or ES256 is refused", Client{ID: "c", IDTokenSignedResponseAlg: "HS256"}, Options{}, "id_token_signed_response_alg"},
 		{"a scope with a space is refused", Client{ID: "c", Scope: []string{"openid profile"}}, Options{}, "scope[0]"},
 		{"a bad authConfig reference is refused", Client{ID: "c", AuthConfig: &Reference{ID: "a/b"}}, Options{}, "authConfig.id"},
 		{"a wildcard origin is refused", Client{ID: "c", AllowedOrigins: []string{"*"}}, Options{}, "allowed_origins[0]"},

@@ -56,8 +56,9 @@ type idClaims struct {
 	AuthTime int64    `json:"auth_time"`
 }
 
-// verifyJWT checks a token's ES256 signature against the server's JWKS and
-// returns its header and claims.
+// verifyJWT checks a token's signature against the server's JWKS, with the
+// algorithm of the key its kid names (ES256 access tokens, RS256 or ES256
+// ID tokens), and returns its header and claims.
 func verifyJWT(t *testing.T, app *testApp, raw string, claims any) jose.Header {
 	t.Helper()
 	var set jose.JSONWebKeySet
@@ -67,12 +68,12 @@ func verifyJWT(t *testing.T, app *testApp, raw string, claims any) jose.Header {
 		t.Fatalf("parse JWT: %v", err)
 	}
 	h := tok.Headers[0]
-	if h.Algorithm != "ES256" {
-		t.Fatalf("alg = %s, want ES256", h.Algorithm)
-	}
 	keys := set.Key(h.KeyID)
 	if len(keys) != 1 {
 		t.Fatalf("kid %q not in JWKS", h.KeyID)
+	}
+	if h.Algorithm != keys[0].Algorithm || (h.Algorithm != "ES256" && h.Algorithm != "RS256") {
+		t.Fatalf("alg = %s, the JWKS key is for %s", h.Algorithm, keys[0].Algorithm)
 	}
 	if err := tok.Claims(keys[0].Key, claims); err != nil {
 		t.Fatalf("JWT signature: %v", err)
@@ -137,8 +138,8 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 					Scope    string `json:"scope"`
 				}
 				h := verifyJWT(t, app, tok.AccessToken, &at)
-				if typ, _ := h.ExtraHeaders["typ"].(string); !strings.EqualFold(typ, "at+jwt") {
-					t.Fatalf("access token typ = %v, want at+jwt", h.ExtraHeaders["typ"])
+				if typ, _ := h.ExtraHeaders["typ"].(string); !strings.EqualFold(typ, "at+jwt") || h.Algorithm != "ES256" {
+					t.Fatalf("access token typ = %v alg = %s, want at+jwt ES256", h.ExtraHeaders["typ"], h.Algorithm)
 				}
 				if at.Subject != "alice" || at.Issuer != app.URL || at.ClientID != "mywebapp" {
 					t.Fatalf("access token claims = %+v", at)
@@ -149,7 +150,9 @@ func TestEndToEndAuthorizationCodeFlow(t *testing.T) {
 				}
 				rawID, _ := tok.Extra("id_token").(string)
 				var id idClaims
-				verifyJWT(t, app, rawID, &id)
+				if h := verifyJWT(t, app, rawID, &id); h.Algorithm != "RS256" {
+					t.Fatalf("ID token alg = %s, want RS256 (the default)", h.Algorithm)
+				}
 				if id.Subject != "alice" || id.Nonce != "nonce-abcdef" || id.AuthTime == 0 || !contains(id.AMR, "pwd") {
 					t.Fatalf("id token claims = %+v", id)
 				}

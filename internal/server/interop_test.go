@@ -144,7 +144,8 @@ func TestInteropWithOpenIDClient(t *testing.T) {
 	dir := interopDir(t)
 	app := startApp(t, gormstoretest.Open(t))
 	app.mustPut("/User/alice", userYAML)
-	app.mustPut("/Client/rp-web", `
+	for id, alg := range map[string]string{"rp-web": "", "rp-web-es256": "ES256"} {
+		app.mustPut("/Client/"+id, `id_token_signed_response_alg: '`+alg+`'`+`
 secret: rp-web-secret-0123456789
 first_party: true
 grant_types: [code, refresh_token]
@@ -156,6 +157,7 @@ auth:
     secret_required: true
     refresh_token: true
 `)
+	}
 	app.mustPut("/Client/rp-spa", `
 first_party: true
 grant_types: [authorization_code]
@@ -175,7 +177,6 @@ audience: ['`+interopResource+`']
 	web := map[string]string{
 		"RP_CLIENT_ID": "rp-web", "RP_CLIENT_SECRET": "rp-web-secret-0123456789", "RP_REDIRECT_URI": interopRedirect,
 		"RP_POST_LOGOUT_URI": interopPostLogout, "RP_EXPECT_SUB": "alice", "RP_EXPECT_EMAIL": "alice@example.com",
-		"RP_EXPECT_ALG": "ES256",
 	}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		out := map[string]string{}
@@ -191,6 +192,12 @@ audience: ['`+interopResource+`']
 
 	t.Run("a confidential web app signs in with code and PKCE, refreshes, revokes and logs out by GET", func(t *testing.T) {
 		rp(t).run("confidential", web)
+	})
+	t.Run("discovery and the JWKS list what the library needs", func(t *testing.T) {
+		rp(t).run("discovery", web)
+	})
+	t.Run("an app registered for ES256 ID tokens validates them", func(t *testing.T) {
+		rp(t).run("confidential", with(web, "RP_CLIENT_ID", "rp-web-es256", "RP_EXPECT_ALG", "ES256"))
 	})
 	t.Run("the same app logs out by POST", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_LOGOUT_BY_POST", "1"))
