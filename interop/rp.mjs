@@ -99,6 +99,7 @@ const scenarios = {
     const algs = jwks.keys.map((k) => k.alg).sort()
     check(algs.includes('RS256') && algs.includes('ES256'), `JWKS key algorithms ${algs}`)
     check(jwks.keys.every((k) => !('d' in k) && k.use === 'sig' && k.kid), 'JWKS holds public signing keys with kids')
+    check(m.pushed_authorization_request_endpoint === `${m.issuer}/auth/par`, 'PAR endpoint advertised')
     return { metadata: Object.keys(m).length }
   },
 
@@ -109,7 +110,8 @@ const scenarios = {
     // other alg, as it refuses anything but RS256 for the others.
     const expectAlg = process.env.RP_EXPECT_ALG ?? 'RS256'
     const config = await discover(env('RP_CLIENT_ID'), env('RP_CLIENT_SECRET'), { id_token_signed_response_alg: expectAlg })
-    const tokens = await codeFlow(config, env('RP_REDIRECT_URI'))
+    // RP_PAR: push the authorization request first (RFC 9126).
+    const tokens = await codeFlow(config, env('RP_REDIRECT_URI'), { par: !!process.env.RP_PAR })
     const claims = tokens.claims()
     check(claims.sub === env('RP_EXPECT_SUB'), `sub ${claims.sub}`)
     const alg = idTokenAlg(tokens.id_token)

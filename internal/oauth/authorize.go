@@ -35,6 +35,7 @@ var authorizeParams = []string{
 	"client_id", "response_type", "redirect_uri", "scope", "state", "nonce",
 	"code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint",
 	"response_mode", "ui_locales", "acr_values", "id_token_hint", "display", "claims",
+	"resource", pushedMarkParam,
 }
 
 // maxClaimsLen bounds the claims parameter: it is kept with a parked
@@ -81,12 +82,16 @@ func claimsACR(raw string) (values []string, essential bool, err error) {
 // never redirect. When it is true, pass it to WriteAuthorizeError (with a nil
 // *AuthorizeRequest) to send the error back to the client.
 func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*AuthorizeRequest, error) {
-	// Request objects (RFC 9101) and pushed requests (RFC 9126) are not
-	// supported. fosite would try to load a PAR urn from a storage we do not
-	// have (a server error) and refuse a request object before it knows the
+	// A pushed request (RFC 9126) is resolved first: its parameters replace
+	// the query. Request objects (RFC 9101) and any other request_uri are not
+	// supported; fosite would refuse a request object before it knows the
 	// client (an error with no redirect URI): take both parameters out, let
 	// fosite validate the rest, and send the RFC's error to the client.
+	pushed := false
 	if err := r.ParseForm(); err == nil {
+		if pushed, err = p.resolvePushed(ctx, r); err != nil {
+			return nil, p.authorizeError(ctx, nil, err)
+		}
 		if err := resourcesAsAudience(r.Form); err != nil {
 			return nil, p.authorizeError(ctx, nil, err)
 		}
@@ -104,9 +109,20 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (*Author
 	if err != nil {
 		return nil, p.authorizeError(ctx, far, err)
 	}
+	return p.checkAuthorize(ctx, far, pushed)
+}
+
+// checkAuthorize applies Gatehouse's rules to an authorization request
+// fosite has validated (at /auth/authorize, and at the PAR endpoint when it
+// is pushed) and returns it typed. pushed says whether its parameters came
+// from a pushed request.
+func (p *Provider) checkAuthorize(ctx context.Context, far fosite.AuthorizeRequester, pushed bool) (*AuthorizeRequest, error) {
 	c, ok := far.GetClient().(*client)
 	if !ok {
 		return nil, p.authorizeError(ctx, nil, fosite.ErrServerError.WithDebug("unexpected client type"))
+	}
+	if c.res.RequirePushedAuthorizationRequests && !pushed {
+		return nil, p.authorizeError(ctx, far, fosite.ErrInvalidRequest.WithHint("This client must push its authorization requests (RFC 9126): send them to the pushed authorization request endpoint and bring the request_uri here."))
 	}
 	// fosite checks the scheme only when it issues the code; refuse earlier,
 	// and never send anything to a plain-http non-loopback URI.

@@ -10,6 +10,7 @@ import (
 // the methods its preflight may ask for.
 var corsEndpoints = map[string]string{
 	PathToken:      "POST, OPTIONS",
+	PathPAR:        "POST, OPTIONS",
 	PathRevoke:     "POST, OPTIONS",
 	PathIntrospect: "POST, OPTIONS",
 	PathUserinfo:   "GET, POST, OPTIONS",

@@ -51,6 +51,9 @@ func (p *Provider) buildDiscovery() error {
 		"request_uri_parameter_supported":                false,
 		"frontchannel_logout_supported":                  false,
 		"authorization_response_iss_parameter_supported": true,
+		"pushed_authorization_request_endpoint":          iss + PathPAR,
+		// Per client (require_pushed_authorization_requests on the Client).
+		"require_pushed_authorization_requests": false,
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {

@@ -229,19 +229,19 @@ func TestAuthorizeRequestChecks(t *testing.T) {
 			{"an unknown prompt", func(q url.Values) { q.Set("prompt", "dance") }, "invalid_request", true},
 			{"a negative max_age", func(q url.Values) { q.Set("max_age", "-5") }, "invalid_request", true},
 			{"a request object", func(q url.Values) { q.Set("request", "eyJhbGciOiJub25lIn0.eyJzdGF0ZSI6IngifQ.") }, "request_not_supported", true},
-			{"a pushed request's urn", func(q url.Values) { q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc") }, "request_uri_not_supported", true},
+			{"an unknown pushed request's urn", func(q url.Values) { q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc") }, "invalid_request_uri", false},
 			{"a request_uri by https", func(q url.Values) { q.Set("request_uri", "https://app.example.test/req.jwt") }, "request_uri_not_supported", true},
-			{"a request_uri without openid", func(q url.Values) {
+			{"an unknown pushed request's urn without openid", func(q url.Values) {
 				q.Set("scope", "patient.read")
 				q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc")
-			}, "request_uri_not_supported", true},
-			{"a request_uri with a redirect URI the client does not have", func(q url.Values) {
-				q.Set("redirect_uri", "https://evil.example.test/cb")
-				q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc")
-			}, "request_uri_not_supported", false},
-			{"a request_uri for an unknown client", func(q url.Values) {
+			}, "invalid_request_uri", false},
+			{"an unknown pushed request's urn for an unknown client", func(q url.Values) {
 				q.Set("client_id", "nobody")
 				q.Set("request_uri", "urn:ietf:params:oauth:request_uri:abc")
+			}, "invalid_request_uri", false},
+			{"a request_uri by https for an unknown client", func(q url.Values) {
+				q.Set("client_id", "nobody")
+				q.Set("request_uri", "https://app.example.test/req.jwt")
 			}, "invalid_client", false},
 		}
 		for _, tc := range tests {
@@ -255,22 +255,6 @@ func TestAuthorizeRequestChecks(t *testing.T) {
 				}
 			})
 		}
-		t.Run("a pushed-request style call (client_id and request_uri only) gets request_uri_not_supported at the redirect URI", func(t *testing.T) {
-			// As oauth4webapi sends it after PAR: nothing but client_id and
-			// request_uri. The spa client has exactly one redirect URI.
-			q := url.Values{"client_id": {"spa"}, "request_uri": {"urn:ietf:params:oauth:request_uri:6esc_11ACC5bwc014ltc14eY22c"}}
-			_, err := e.parse(q)
-			ae, ok := err.(*AuthorizeError)
-			if !ok || ae.Code != "request_uri_not_supported" || !ae.Redirectable {
-				t.Fatalf("err = %#v", err)
-			}
-			rec := httptest.NewRecorder()
-			e.p.WriteAuthorizeError(rec, httptest.NewRequest(http.MethodGet, "/", nil), nil, err)
-			loc, _ := url.Parse(rec.Header().Get("Location"))
-			if rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc.String(), spaRedirect+"?") || loc.Query().Get("error") != "request_uri_not_supported" {
-				t.Fatalf("%d %s", rec.Code, loc)
-			}
-		})
 		t.Run("state and nonce of any length are accepted by default, and state may be absent", func(t *testing.T) {
 			for _, state := range []string{"abc", "x", ""} {
 				q := base()

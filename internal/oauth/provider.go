@@ -15,6 +15,7 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/par"
 	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/token/jwt"
 
@@ -37,8 +38,10 @@ type Provider struct {
 	keys     *keyManager
 	secrets  *secretHasher
 	idSigner *joseSigner
-	clients  *clientCache
-	sealer   *secret.Sealer // at-rest encryption: signing keys, the pairs kept for a refresh grace period
+	// pushedKey MACs the parameters of resumed pushed requests (par.go).
+	pushedKey []byte
+	clients   *clientCache
+	sealer    *secret.Sealer // at-rest encryption: signing keys, the pairs kept for a refresh grace period
 
 	openIDConfig []byte // precomputed discovery documents
 	oauthConfig  []byte
@@ -82,30 +85,33 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	p.secrets = newSecretHasher(cfg.Hasher, secret.Derive(cfg.MasterKey, secret.PurposeSecretsCache), cfg.Now)
 	p.idSigner = &joseSigner{keys: p.keys}
+	p.pushedKey = secret.Derive(cfg.MasterKey, secret.PurposePushedMark)
 
 	p.fcfg = &fosite.Config{
-		AccessTokenLifespan:            cfg.AccessTokenLifespan,
-		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
-		AuthorizeCodeLifespan:          cfg.AuthCodeLifespan,
-		IDTokenLifespan:                cfg.IDTokenLifespan,
-		IDTokenIssuer:                  cfg.Issuer,
-		AccessTokenIssuer:              cfg.Issuer,
-		TokenURL:                       cfg.Issuer + PathToken,
-		GlobalSecret:                   secret.Derive(cfg.MasterKey, secret.PurposeFosite),
-		SendDebugMessagesToClients:     false,
-		ScopeStrategy:                  fosite.ExactScopeStrategy,
-		AudienceMatchingStrategy:       audienceStrategy,
-		EnforcePKCE:                    false, // per client: see pkceGuard
-		EnforcePKCEForPublicClients:    true,
-		EnablePKCEPlainChallengeMethod: false,
-		AllowedPromptValues:            []string{"login", "none", "consent", "select_account"},
-		RefreshTokenScopes:             []string{scopeOffline, scopeOfflineAccess},
-		JWTScopeClaimKey:               jwt.JWTScopeFieldString,
-		ClientAuthenticationStrategy:   p.authenticateClient,
-		ClientSecretsHasher:            p.secrets,
-		MinParameterEntropy:            fositeEntropy(cfg.MinParameterLength),
-		FormPostHTMLTemplate:           formPostTemplate,
-		ResponseModeHandlerExtension:   &issResponseModes{issuer: cfg.Issuer},
+		AccessTokenLifespan:             cfg.AccessTokenLifespan,
+		RefreshTokenLifespan:            cfg.RefreshTokenLifespan,
+		AuthorizeCodeLifespan:           cfg.AuthCodeLifespan,
+		IDTokenLifespan:                 cfg.IDTokenLifespan,
+		IDTokenIssuer:                   cfg.Issuer,
+		AccessTokenIssuer:               cfg.Issuer,
+		TokenURL:                        cfg.Issuer + PathToken,
+		GlobalSecret:                    secret.Derive(cfg.MasterKey, secret.PurposeFosite),
+		SendDebugMessagesToClients:      false,
+		ScopeStrategy:                   fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:        audienceStrategy,
+		EnforcePKCE:                     false, // per client: see pkceGuard
+		EnforcePKCEForPublicClients:     true,
+		EnablePKCEPlainChallengeMethod:  false,
+		AllowedPromptValues:             []string{"login", "none", "consent", "select_account"},
+		RefreshTokenScopes:              []string{scopeOffline, scopeOfflineAccess},
+		JWTScopeClaimKey:                jwt.JWTScopeFieldString,
+		ClientAuthenticationStrategy:    p.authenticateClient,
+		ClientSecretsHasher:             p.secrets,
+		MinParameterEntropy:             fositeEntropy(cfg.MinParameterLength),
+		FormPostHTMLTemplate:            formPostTemplate,
+		ResponseModeHandlerExtension:    &issResponseModes{issuer: cfg.Issuer},
+		PushedAuthorizeRequestURIPrefix: requestURIPrefix,
+		PushedAuthorizeContextLifespan:  PushedRequestLifespan,
 	}
 	p.storage = &fositeStore{p: p}
 	p.strategy = &tokenStrategy{
@@ -243,6 +249,7 @@ func (p *Provider) compose() *fosite.Fosite {
 	for _, h := range []fosite.TokenEndpointHandler{codeAudience{explicit}, pk, refresh, clientCredentials, password, mfaOTP, oidcExplicit, oidcRefresh, userIDs} {
 		cfg.TokenEndpointHandlers.Append(h)
 	}
+	cfg.PushedAuthorizeEndpointHandlers.Append(&par.PushedAuthorizeHandler{Storage: st, Config: cfg})
 	cfg.TokenIntrospectionHandlers.Append(introspect)
 	cfg.RevocationHandlers.Append(revoke)
 	return fosite.NewOAuth2Provider(st, cfg)
@@ -251,6 +258,7 @@ func (p *Provider) compose() *fosite.Fosite {
 // Register mounts the protocol endpoints on mux.
 func (p *Provider) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+PathToken, limitBody(p.requestClientCORS(p.handleToken)))
+	mux.Handle("POST "+PathPAR, limitBody(p.requestClientCORS(p.handlePAR)))
 	mux.Handle("POST "+PathIntrospect, limitBody(p.requestClientCORS(p.handleIntrospect)))
 	mux.Handle("POST "+PathRevoke, limitBody(p.requestClientCORS(p.handleRevoke)))
 	mux.Handle("GET "+PathUserinfo, limitBody(p.handleUserinfo))

@@ -89,6 +89,9 @@ type Client struct {
 	// (OIDC Dynamic Client Registration's name): RS256, the default every
 	// relying party supports, or ES256.
 	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty" yaml:"id_token_signed_response_alg,omitempty"`
+	// RequirePushedAuthorizationRequests refuses authorization requests
+	// that were not pushed to the PAR endpoint first (RFC 9126 §6).
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests,omitempty" yaml:"require_pushed_authorization_requests,omitempty"`
 	// RefreshTokenGraceSeconds is how long a just-rotated refresh token
 	// still answers with the pair its rotation issued (parallel tabs, a
 	// lost response); absent means DefaultRefreshTokenGrace, 0 strict

@@ -25,6 +25,7 @@ const (
 	PurposeFosite       = "gatehouse fosite global secret v1"
 	PurposeCodeMAC      = "gatehouse code mac v1"
 	PurposeSecretsCache = "gatehouse client secret cache v1"
+	PurposePushedMark   = "gatehouse pushed request mark v1"
 )
 
 // Derive returns a 32-byte key for purpose from the master secret (HKDF-SHA256).

@@ -144,8 +144,12 @@ func TestInteropWithOpenIDClient(t *testing.T) {
 	dir := interopDir(t)
 	app := startApp(t, gormstoretest.Open(t))
 	app.mustPut("/User/alice", userYAML)
-	for id, alg := range map[string]string{"rp-web": "", "rp-web-es256": "ES256"} {
-		app.mustPut("/Client/"+id, `id_token_signed_response_alg: '`+alg+`'`+`
+	for id, extra := range map[string]string{
+		"rp-web":       "",
+		"rp-web-es256": "id_token_signed_response_alg: ES256",
+		"rp-web-par":   "require_pushed_authorization_requests: true",
+	} {
+		app.mustPut("/Client/"+id, extra+`
 secret: rp-web-secret-0123456789
 first_party: true
 grant_types: [code, refresh_token]
@@ -198,6 +202,9 @@ audience: ['`+interopResource+`']
 	})
 	t.Run("an app registered for ES256 ID tokens validates them", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_CLIENT_ID", "rp-web-es256", "RP_EXPECT_ALG", "ES256"))
+	})
+	t.Run("an app that must push its authorization requests signs in through PAR", func(t *testing.T) {
+		rp(t).run("confidential", with(web, "RP_CLIENT_ID", "rp-web-par", "RP_PAR", "1"))
 	})
 	t.Run("the same app logs out by POST", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_LOGOUT_BY_POST", "1"))

@@ -98,6 +98,11 @@ const (
 	// with the same request id: the pair its rotation issued (sealed by the
 	// oauth package), kept until ExpiresAt, the end of the grace period.
 	KindRefreshGrace OAuthKind = "refresh_grace"
+	// KindPushed is a pushed authorization request (RFC 9126) under the
+	// SHA-256 of its request_uri; Form holds its authorization parameters.
+	// It is used once (deleted when an authorization request names it) and
+	// refused after ExpiresAt.
+	KindPushed OAuthKind = "par"
 )
 
 // OAuthRequest is a persisted fosite request, keyed by (Kind, Signature). The
