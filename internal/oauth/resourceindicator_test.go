@@ -92,6 +92,21 @@ func TestResourceIndicators(t *testing.T) {
 		})
 	}
 
+	t.Run("a code flow resource survives the query the hosted pages park during sign-in", func(t *testing.T) {
+		q := authorizeQuery("web-aud", webRedirect, challenge(verifier(64)), "openid")
+		q.Add("resource", ordersAPI)
+		ar, err := e.parse(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resumed, err := e.parse(ar.Query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resumed.ar.GetRequestedAudience(); !slices.Equal(got, []string{ordersAPI}) {
+			t.Fatalf("resumed request's audience = %v (query %s)", got, ar.Query.Encode())
+		}
+	})
 	t.Run("a code flow resource becomes the access token's audience", func(t *testing.T) {
 		v := verifier(64)
 		q := authorizeQuery("web-aud", webRedirect, challenge(v), "openid", "offline_access")
