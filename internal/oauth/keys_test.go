@@ -267,8 +267,7 @@ func TestProcessesRacingToCreateTheFirstKey(t *testing.T) {
 		fresh := newEnvWithoutKey(t, e)
 		// Two processes that both found no key and created one leave two
 		// active keys behind (same second, so the kid breaks the tie).
-		sealer, _ := secret.NewSealer(secret.Derive(fresh.master, secret.PurposeAtRest))
-		km := &keyManager{store: fresh.st, sealer: sealer, now: fresh.clock.Now}
+		km := fresh.keyGenerator()
 		created := time.Now().UTC().Truncate(time.Second)
 		var kids []string
 		for range 2 {
@@ -365,8 +364,7 @@ func TestUpgradeFromOnlyES256AddsAnRS256KeyThatSignsAtOnce(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		fresh := newEnvWithoutKey(t, e)
-		sealer, _ := secret.NewSealer(secret.Derive(fresh.master, secret.PurposeAtRest))
-		km := &keyManager{store: fresh.st, sealer: sealer, now: fresh.clock.Now}
+		km := fresh.keyGenerator()
 		_, old, err := km.generate(algES256)
 		if err != nil {
 			t.Fatal(err)
@@ -420,6 +418,13 @@ func TestRotatingOneAlgorithmLeavesTheOtherAlone(t *testing.T) {
 	if _, _, err := e.p.RotateKey(ctx, "HS256"); err == nil {
 		t.Fatal("RotateKey accepted HS256")
 	}
+}
+
+// keyGenerator is a key manager on e's store and master key, for tests that
+// write key records themselves before a provider starts.
+func (e *env) keyGenerator() *keyManager {
+	sealer, _ := secret.NewSealer(secret.Derive(e.master, secret.PurposeAtRest))
+	return &keyManager{store: e.st, sealer: sealer, now: e.clock.Now}
 }
 
 // newEnvWithoutKey is a second env on a fresh store of the same backend.

@@ -124,7 +124,9 @@ func (s *fositeStore) CreatePARSession(ctx context.Context, requestURI string, a
 }
 
 // GetPARSession returns the pushed request under requestURI while it is
-// valid (fosite.PARStorage; ParseAuthorize uses consumePushed instead).
+// valid (fosite.PARStorage, which fosite's PAR handler requires whole;
+// ParseAuthorize resolves pushed requests itself, see resolvePushed, so
+// that their single use is atomic).
 func (s *fositeStore) GetPARSession(ctx context.Context, requestURI string) (fosite.AuthorizeRequester, error) {
 	rec, err := s.p.readPushed(ctx, requestURI)
 	if err != nil {
