@@ -80,6 +80,13 @@ async function codeFlow(config, redirectURI, extra = {}) {
   return tokens
 }
 
+// privateKeyJwt is the library's private_key_jwt from a P-256 private JWK.
+async function privateKeyJwt(jwkJSON) {
+  const jwk = JSON.parse(jwkJSON)
+  const key = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
+  return client.PrivateKeyJwt({ key, kid: jwk.kid })
+}
+
 function idTokenAlg(idToken) {
   return JSON.parse(Buffer.from(idToken.split('.')[0], 'base64url')).alg
 }
@@ -100,6 +107,8 @@ const scenarios = {
     check(algs.includes('RS256') && algs.includes('ES256'), `JWKS key algorithms ${algs}`)
     check(jwks.keys.every((k) => !('d' in k) && k.use === 'sig' && k.kid), 'JWKS holds public signing keys with kids')
     check(m.pushed_authorization_request_endpoint === `${m.issuer}/auth/par`, 'PAR endpoint advertised')
+    check(m.token_endpoint_auth_methods_supported.includes('private_key_jwt'), 'private_key_jwt advertised')
+    check(m.token_endpoint_auth_signing_alg_values_supported.includes('ES256'), 'ES256 assertions advertised')
     return { metadata: Object.keys(m).length }
   },
 
@@ -109,7 +118,11 @@ const scenarios = {
     // An RP registered for ES256 tells the library so: it then refuses any
     // other alg, as it refuses anything but RS256 for the others.
     const expectAlg = process.env.RP_EXPECT_ALG ?? 'RS256'
-    const config = await discover(env('RP_CLIENT_ID'), env('RP_CLIENT_SECRET'), { id_token_signed_response_alg: expectAlg })
+    // RP_PRIVATE_JWK: authenticate with private_key_jwt (RFC 7523) instead
+    // of the secret, at the token, introspection and revocation endpoints.
+    const config = process.env.RP_PRIVATE_JWK
+      ? await discover(env('RP_CLIENT_ID'), undefined, { id_token_signed_response_alg: expectAlg }, await privateKeyJwt(env('RP_PRIVATE_JWK')))
+      : await discover(env('RP_CLIENT_ID'), env('RP_CLIENT_SECRET'), { id_token_signed_response_alg: expectAlg })
     // RP_PAR: push the authorization request first (RFC 9126).
     const tokens = await codeFlow(config, env('RP_REDIRECT_URI'), { par: !!process.env.RP_PAR })
     const claims = tokens.claims()

@@ -3,6 +3,7 @@ package oauth
 import (
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -49,6 +50,14 @@ type Config struct {
 	// the JWKS before it signs (default and minimum: see
 	// DefaultKeyPublicationPeriod and MinKeyPublicationPeriod).
 	KeyPublicationPeriod time.Duration
+
+	// HTTPClient makes the outbound calls: clients' jwks_uri. nil: the
+	// webhook client (notify.NewClient), which refuses non-public
+	// addresses unless AllowPrivate.
+	HTTPClient *http.Client
+	// AllowPrivate lets those calls use http and reach private addresses
+	// (--dev, GATEHOUSE_WEBHOOK_ALLOW_PRIVATE), like webhooks.
+	AllowPrivate bool
 }
 
 // AuthorizeRequest is a validated authorization request, handed to the

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 
 	"github.com/gatehouse/gatehouse/internal/resource"
@@ -52,6 +53,7 @@ var (
 	_ fosite.Client                         = (*client)(nil)
 	_ fosite.ClientWithCustomTokenLifespans = (*client)(nil)
 	_ fosite.ResponseModeClient             = (*client)(nil)
+	_ fosite.OpenIDConnectClient            = (*client)(nil)
 )
 
 // decodeClient turns a stored client into its typed resource, without the
@@ -122,7 +124,11 @@ func (c *client) anyRefresh() bool {
 }
 
 // secretOptional reports whether grant may be used without a secret.
+// A private_key_jwt client always authenticates, with its assertion.
 func (c *client) secretOptional(grant string) bool {
+	if c.usesAssertions() {
+		return false
+	}
 	if c.secretHash == "" {
 		return true
 	}
@@ -229,6 +235,52 @@ func (c *client) IsPublic() bool {
 	}
 	return c.secretOptional(c.view)
 }
+
+// usesAssertions: the client authenticates with private_key_jwt only.
+func (c *client) usesAssertions() bool {
+	return c.res.TokenEndpointAuthMethod == resource.AuthMethodPrivateKeyJWT
+}
+
+// The OpenID Connect client metadata fosite's assertion check reads
+// (fosite.OpenIDConnectClient). Request objects stay unsupported: no
+// request URIs and no request object algorithm.
+
+func (c *client) GetTokenEndpointAuthMethod() string {
+	switch {
+	case c.usesAssertions():
+		return resource.AuthMethodPrivateKeyJWT
+	case c.secretHash == "":
+		return "none"
+	}
+	return "client_secret_basic"
+}
+
+func (c *client) GetTokenEndpointAuthSigningAlgorithm() string {
+	if a := c.res.TokenEndpointAuthSigningAlg; a != "" {
+		return a
+	}
+	return algRS256
+}
+
+// GetJSONWebKeys parses the registered set on each call: only assertion
+// checks ask, and the client cache keeps the bytes.
+func (c *client) GetJSONWebKeys() *jose.JSONWebKeySet {
+	if len(c.res.JWKS) == 0 {
+		return nil
+	}
+	set, err := resource.ParseClientJWKS(c.res.JWKS)
+	if err != nil {
+		// Validated when saved; an empty set refuses every assertion.
+		return &jose.JSONWebKeySet{}
+	}
+	return set
+}
+
+func (c *client) GetJSONWebKeysURI() string { return c.res.JWKSURI }
+
+func (c *client) GetRequestObjectSigningAlgorithm() string { return "" }
+
+func (c *client) GetRequestURIs() []string { return nil }
 
 // idTokenAlg is the algorithm that signs the client's ID tokens.
 func (c *client) idTokenAlg() string {

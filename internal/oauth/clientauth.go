@@ -173,14 +173,28 @@ func credentials(r *http.Request, form url.Values) (id, sec string, basic bool, 
 	return form.Get("client_id"), form.Get("client_secret"), false, nil
 }
 
-// authenticateClient is fosite's ClientAuthenticationStrategy for the token
-// and revocation endpoints: client_secret_basic, client_secret_post, or none
-// when the grant in use does not require a secret. client_assertion is not
-// supported. Unknown client and wrong secret are the same invalid_client and
-// cost the same argon2 verification.
+// authenticateClient is fosite's ClientAuthenticationStrategy for the token,
+// PAR and revocation endpoints: client_secret_basic, client_secret_post,
+// private_key_jwt (assertion.go), or none when the grant in use does not
+// require a secret. Unknown client and wrong secret are the same
+// invalid_client and cost the same argon2 verification.
 func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
-	if form.Get("client_assertion_type") != "" || form.Get("client_assertion") != "" {
-		return nil, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("Client assertions are not supported; use client_secret_basic or client_secret_post."))
+	view := grantAuthorizationCode
+	if gt := form.Get("grant_type"); gt == grantMFAOTP {
+		// The mfa-otp grant finishes a password grant: same secret rules.
+		view = grantPassword
+	} else if gt != "" {
+		view = gt
+	}
+	return p.authenticate(ctx, r, form, view, false)
+}
+
+// authenticate checks the client of a request by assertion or secret and
+// returns it in the view of grant; confidential refuses a client that
+// presents neither (introspection).
+func (p *Provider) authenticate(ctx context.Context, r *http.Request, form url.Values, view string, confidential bool) (*client, error) {
+	if usesAssertion(form) {
+		return p.assertedClient(ctx, r, form, view)
 	}
 	id, sec, _, err := credentials(r, form)
 	if err != nil {
@@ -189,14 +203,7 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 	if id == "" {
 		return nil, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("Client credentials are missing."))
 	}
-	view := grantAuthorizationCode
-	if gt := form.Get("grant_type"); gt == grantMFAOTP {
-		// The mfa-otp grant finishes a password grant: same secret rules.
-		view = grantPassword
-	} else if gt != "" {
-		view = gt
-	}
-	return p.checkClient(ctx, id, sec, view, false)
+	return p.checkClient(ctx, id, sec, view, confidential)
 }
 
 // checkClient loads client id in the given view and checks the secret.
@@ -211,6 +218,14 @@ func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confid
 	}
 	if err != nil {
 		return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
+	}
+	if c.usesAssertions() {
+		// Its keys authenticate it, not a secret (nor nothing).
+		if sec != "" {
+			_ = p.secrets.verify(ctx, "", 0, "", sec)
+			p.auditClientFailure(ctx, id, "wrong_method")
+		}
+		return nil, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("This client authenticates with private_key_jwt: send a client_assertion."))
 	}
 	if !confidential && c.IsPublic() && (sec == "" || c.secretHash == "") {
 		if sec != "" {

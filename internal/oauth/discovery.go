@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/signin"
 )
 
@@ -36,12 +37,16 @@ func (p *Provider) buildDiscovery() error {
 		"response_modes_supported":                      []string{"query", "form_post"},
 		"grant_types_supported":                         grants,
 		"code_challenge_methods_supported":              []string{"S256"},
-		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
-		"id_token_signing_alg_values_supported":         signingAlgs,
-		"subject_types_supported":                       []string{"public"},
-		"scopes_supported":                              []string{scopeOpenID, scopeProfile, scopeEmail, scopePhone, scopeOfflineAccess, ScopeAdmin},
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		// private_key_jwt assertions: the Client's token_endpoint_auth_signing_alg.
+		"token_endpoint_auth_signing_alg_values_supported":         resource.AssertionAlgs,
+		"introspection_endpoint_auth_signing_alg_values_supported": resource.AssertionAlgs,
+		"revocation_endpoint_auth_signing_alg_values_supported":    resource.AssertionAlgs,
+		"id_token_signing_alg_values_supported":                    signingAlgs,
+		"subject_types_supported":                                  []string{"public"},
+		"scopes_supported":                                         []string{scopeOpenID, scopeProfile, scopeEmail, scopePhone, scopeOfflineAccess, ScopeAdmin},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash",
 			"email", "email_verified", "phone_number", "phone_number_verified", "name", "given_name", "family_name"},
 		"prompt_values_supported":                        []string{"login", "none", "consent"},

@@ -538,13 +538,14 @@ func TestDiscovery(t *testing.T) {
 			}
 		}
 		lists := map[string]string{
-			"response_types_supported":              `["code"]`,
-			"code_challenge_methods_supported":      `["S256"]`,
-			"token_endpoint_auth_methods_supported": `["client_secret_basic","client_secret_post","none"]`,
-			"id_token_signing_alg_values_supported": `["RS256","ES256"]`,
-			"subject_types_supported":               `["public"]`,
-			"grant_types_supported":                 `["authorization_code","refresh_token","client_credentials","password"]`,
-			"acr_values_supported":                  `["urn:gatehouse:acr:pwd","urn:gatehouse:acr:mfa","urn:gatehouse:acr:phr"]`,
+			"response_types_supported":                         `["code"]`,
+			"code_challenge_methods_supported":                 `["S256"]`,
+			"token_endpoint_auth_methods_supported":            `["client_secret_basic","client_secret_post","private_key_jwt","none"]`,
+			"token_endpoint_auth_signing_alg_values_supported": `["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512"]`,
+			"id_token_signing_alg_values_supported":            `["RS256","ES256"]`,
+			"subject_types_supported":                          `["public"]`,
+			"grant_types_supported":                            `["authorization_code","refresh_token","client_credentials","password"]`,
+			"acr_values_supported":                             `["urn:gatehouse:acr:pwd","urn:gatehouse:acr:mfa","urn:gatehouse:acr:phr"]`,
 		}
 		for k, v := range lists {
 			b, _ := json.Marshal(r.body[k])

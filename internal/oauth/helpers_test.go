@@ -57,6 +57,8 @@ type env struct {
 	// twoFactor, when set before the provider is built (newEnvWith), is
 	// Config.TwoFactor.
 	twoFactor *twofactor.Service
+	// allowPrivate is Config.AllowPrivate (outbound calls to loopback test servers).
+	allowPrivate bool
 }
 
 // forEachBackend runs fn against every store backend (SQLite always,
@@ -113,6 +115,8 @@ func (e *env) config() Config {
 		Audit:     rec,
 		Logger:    logger,
 		Now:       e.clock.Now,
+
+		AllowPrivate: e.allowPrivate,
 	}
 }
 

@@ -25,13 +25,12 @@ func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The body is not a form.")
 		return
 	}
-	id, sec, _, err := credentials(r, r.PostForm)
-	if err != nil || id == "" {
+	if id, _, _, err := credentials(r, r.PostForm); !usesAssertion(r.PostForm) && (err != nil || id == "") {
 		w.Header().Set("WWW-Authenticate", `Basic realm="gatehouse", charset="UTF-8"`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication is required.")
 		return
 	}
-	if _, err := p.checkClient(ctx, id, sec, grantClientCredentials, true); err != nil {
+	if _, err := p.authenticate(ctx, r, r.PostForm, grantClientCredentials, true); err != nil {
 		if errors.Is(err, fosite.ErrTemporarilyUnavailable) {
 			p.cfg.Logger.ErrorContext(ctx, "introspection client check failed", "err", err)
 			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "Try again later.")

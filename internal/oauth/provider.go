@@ -20,6 +20,7 @@ import (
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -42,6 +43,8 @@ type Provider struct {
 	pushedKey []byte
 	clients   *clientCache
 	sealer    *secret.Sealer // at-rest encryption: signing keys, the pairs kept for a refresh grace period
+	// assertions verifies private_key_jwt client assertions (assertion.go).
+	assertions *fosite.Fosite
 
 	openIDConfig []byte // precomputed discovery documents
 	oauthConfig  []byte
@@ -122,6 +125,11 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		cfg:    p.fcfg,
 	}
 	p.fosite = p.compose()
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = notify.NewClient(cfg.AllowPrivate)
+	}
+	p.assertions = p.newAssertionVerifier(hc)
 	if err := p.buildDiscovery(); err != nil {
 		return nil, err
 	}

@@ -64,16 +64,6 @@ func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	return s.p.getClient(ctx, id, "")
 }
 
-// Client assertions (private_key_jwt) are not supported: the client
-// authentication strategy refuses them before fosite would get here.
-func (s *fositeStore) ClientAssertionJWTValid(context.Context, string) error {
-	return fosite.ErrJTIKnown.WithHint("Client assertions are not supported.")
-}
-
-func (s *fositeStore) SetClientAssertionJWT(context.Context, string, time.Time) error {
-	return errors.New("client assertions are not supported")
-}
-
 // Transactions: fosite's code exchange and refresh run in one. The records
 // they create are queued and stored together at the commit.
 

@@ -119,7 +119,9 @@ func UserFromStore(rec store.User) (User, error) {
 // grant_types are stored as written (`code` stays `code`).
 func ToStoreClient(c Client, secretHash string, existing *store.Client) (store.Client, error) {
 	rec := store.Client{ID: c.ID, SecretHash: secretHash}
-	if rec.SecretHash == "" && existing != nil {
+	// An omitted secret keeps the stored one, unless the client now
+	// authenticates with private_key_jwt: then the old secret is dropped.
+	if rec.SecretHash == "" && existing != nil && c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
 		rec.SecretHash = existing.SecretHash
 	}
 	c.SecretHash = rec.SecretHash
@@ -140,6 +142,14 @@ func ToStoreClient(c Client, secretHash string, existing *store.Client) (store.C
 
 func checkClientSecret(c Client) error {
 	var p problems
+	if c.TokenEndpointAuthMethod == AuthMethodPrivateKeyJWT {
+		// Its keys authenticate it for every grant; a secret would be a
+		// second, weaker credential.
+		if c.hasSecret() {
+			p.add("secret", CodeInvalid, "a private_key_jwt client authenticates with its keys and has no secret")
+		}
+		return p.err()
+	}
 	if !c.hasSecret() {
 		if a := c.Auth; a != nil {
 			for _, g := range []struct {

@@ -424,6 +424,7 @@ func DecodeAs(typ string, tree map[string]any) (any, error) {
 var (
 	timeType       = reflect.TypeFor[time.Time]()
 	stringListType = reflect.TypeFor[StringList]()
+	rawJSONType    = reflect.TypeFor[json.RawMessage]()
 )
 
 // checkValue reports where v does not fit t. inList is true for elements of
@@ -439,6 +440,12 @@ func checkValue(v any, t reflect.Type, path string, p *problems, inList bool) {
 		return
 	}
 	switch t {
+	case rawJSONType:
+		// A document of its own (a client's jwks), checked where it is used.
+		if _, ok := v.(map[string]any); !ok {
+			p.add(path, CodeStructure, "expected an object, got "+describe(v))
+		}
+		return
 	case timeType:
 		s, ok := v.(string)
 		if !ok {

@@ -1,6 +1,9 @@
 package resource
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Resource type names as they appear in URLs and in resourceType.
 const (
@@ -96,9 +99,21 @@ type Client struct {
 	// still answers with the pair its rotation issued (parallel tabs, a
 	// lost response); absent means DefaultRefreshTokenGrace, 0 strict
 	// rotation (every reuse revokes the family).
-	RefreshTokenGraceSeconds *int   `json:"refresh_token_grace_seconds,omitempty" yaml:"refresh_token_grace_seconds,omitempty"`
-	Name                     string `json:"name,omitempty" yaml:"name,omitempty"`
-	Meta                     *Meta  `json:"meta,omitempty" yaml:"meta,omitempty"`
+	RefreshTokenGraceSeconds *int `json:"refresh_token_grace_seconds,omitempty" yaml:"refresh_token_grace_seconds,omitempty"`
+	// TokenEndpointAuthMethod is private_key_jwt for a client that
+	// authenticates with a signed assertion (RFC 7523 §2.2, OIDC Core §9)
+	// instead of a secret; absent means client_secret_basic,
+	// client_secret_post or none, as the client's secret and grants allow.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty" yaml:"token_endpoint_auth_method,omitempty"`
+	// TokenEndpointAuthSigningAlg is the algorithm its assertions are
+	// signed with (default RS256).
+	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty" yaml:"token_endpoint_auth_signing_alg,omitempty"`
+	// JWKS (a JWK Set of public keys) or JWKSURI (where the client
+	// publishes one) holds the keys that verify its assertions.
+	JWKS    json.RawMessage `json:"jwks,omitempty" yaml:"jwks,omitempty"`
+	JWKSURI string          `json:"jwks_uri,omitempty" yaml:"jwks_uri,omitempty"`
+	Name    string          `json:"name,omitempty" yaml:"name,omitempty"`
+	Meta    *Meta           `json:"meta,omitempty" yaml:"meta,omitempty"`
 }
 
 // ClientAuth holds per-grant settings.

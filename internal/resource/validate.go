@@ -2,6 +2,7 @@ package resource
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"net/textproto"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/go-jose/go-jose/v3"
 
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -257,7 +260,89 @@ func (c Client) Validate(ctx context.Context, opts Options) error {
 	default:
 		p.add("id_token_signed_response_alg", CodeValue, "must be RS256 or ES256")
 	}
+	checkClientKeys(ctx, &p, c, opts)
 	return p.err()
+}
+
+// AuthMethodPrivateKeyJWT is the one token_endpoint_auth_method a Client
+// names; without it a client uses its secret (or none).
+const AuthMethodPrivateKeyJWT = "private_key_jwt"
+
+// AssertionAlgs are the algorithms a client's assertions may use: the
+// asymmetric ones, so the server never holds a key that could sign one.
+var AssertionAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+
+const (
+	maxClientKeys     = 20
+	maxClientJWKSSize = 64 << 10
+)
+
+// checkClientKeys checks private_key_jwt and the keys behind it: jwks (a
+// set of public signing keys) or jwks_uri (reached like a webhook), one
+// of them, and only for such a client.
+func checkClientKeys(ctx context.Context, p *problems, c Client, opts Options) {
+	switch c.TokenEndpointAuthMethod {
+	case "":
+		if c.TokenEndpointAuthSigningAlg != "" {
+			p.add("token_endpoint_auth_signing_alg", CodeValue, "applies to token_endpoint_auth_method private_key_jwt only")
+		}
+		if len(c.JWKS) > 0 || c.JWKSURI != "" {
+			p.add("token_endpoint_auth_method", CodeRequired, "a client with jwks or jwks_uri must set token_endpoint_auth_method to private_key_jwt")
+		}
+		return
+	case AuthMethodPrivateKeyJWT:
+	default:
+		p.add("token_endpoint_auth_method", CodeValue, "must be private_key_jwt; leave it out for client_secret_basic, client_secret_post or none")
+		return
+	}
+	if a := c.TokenEndpointAuthSigningAlg; a != "" && !slices.Contains(AssertionAlgs, a) {
+		p.add("token_endpoint_auth_signing_alg", CodeValue, "must be one of "+strings.Join(AssertionAlgs, ", "))
+	}
+	switch {
+	case len(c.JWKS) > 0 && c.JWKSURI != "":
+		p.add("jwks", CodeInvalid, "give jwks or jwks_uri, not both")
+	case len(c.JWKS) > 0:
+		if _, err := ParseClientJWKS(c.JWKS); err != nil {
+			p.add("jwks", CodeInvalid, err.Error())
+		}
+	case c.JWKSURI != "":
+		if err := validateWebhookEndpoint(ctx, c.JWKSURI, opts); err != nil {
+			code := CodeInvalid
+			if ve, ok := err.(*endpointError); ok {
+				code = ve.code
+			}
+			p.add("jwks_uri", code, strings.Replace(err.Error(), "the endpoint", "jwks_uri", 1))
+		}
+	default:
+		p.add("jwks", CodeRequired, "a private_key_jwt client needs jwks or jwks_uri")
+	}
+}
+
+// ParseClientJWKS reads a client's JWK Set: public signing keys only (a
+// key without "use" is taken as a signing key).
+func ParseClientJWKS(raw []byte) (*jose.JSONWebKeySet, error) {
+	if len(raw) > maxClientJWKSSize {
+		return nil, fmt.Errorf("at most %d bytes", maxClientJWKSSize)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("not a JWK Set ({\"keys\": [...]}) of valid keys: %v", err)
+	}
+	if len(set.Keys) == 0 || len(set.Keys) > maxClientKeys {
+		return nil, fmt.Errorf("must hold between 1 and %d keys", maxClientKeys)
+	}
+	for i, k := range set.Keys {
+		switch {
+		case !k.Valid():
+			return nil, fmt.Errorf("key %d is not a valid key", i)
+		case !k.IsPublic():
+			return nil, fmt.Errorf("key %d is a private or symmetric key; register the public key only", i)
+		case k.Use != "" && k.Use != "sig":
+			return nil, fmt.Errorf("key %d is not a signing key (use %q)", i, k.Use)
+		}
+		set.Keys[i].Use = "sig"
+	}
+	return &set, nil
 }
 
 func checkGrant(p *problems, path string, g *GrantSettings, opts Options) {

@@ -2,6 +2,7 @@ package resource
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"strings"
@@ -150,6 +151,27 @@ func TestValidateClient(t *testing.T) {
 			Options{Strategies: []string{"face"}}, ""},
 		{"a method listed twice is refused", Client{ID: "c", TwoFactor: &ClientTwoFactor{Methods: []string{"totp", "totp"}}},
 			Options{}, "twoFactor.methods[1]"},
+		{"a private_key_jwt client with a public key set is valid", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			TokenEndpointAuthSigningAlg: "ES256", JWKS: json.RawMessage(publicJWKS)}, Options{}, ""},
+		{"a private_key_jwt client with an https jwks_uri is valid", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			JWKSURI: "https://8.8.8.8/jwks.json"}, Options{}, ""},
+		{"a private_key_jwt client without keys is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt"}, Options{}, "jwks"},
+		{"jwks and jwks_uri together are refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			JWKS: json.RawMessage(publicJWKS), JWKSURI: "https://8.8.8.8/jwks.json"}, Options{}, "jwks"},
+		{"a private key in jwks is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt", JWKS: json.RawMessage(privateJWKS)}, Options{}, "jwks"},
+		{"a symmetric key in jwks is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			JWKS: json.RawMessage(`{"keys":[{"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ"}]}`)}, Options{}, "jwks"},
+		{"an encryption key in jwks is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			JWKS: json.RawMessage(strings.Replace(publicJWKS, `"use":"sig"`, `"use":"enc"`, 1))}, Options{}, "jwks"},
+		{"jwks that is not a key set is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt", JWKS: json.RawMessage(`{"keys":"no"}`)}, Options{}, "jwks"},
+		{"a jwks_uri on a loopback address is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			JWKSURI: "https://127.0.0.1/jwks.json"}, Options{}, "jwks_uri"},
+		{"a plain-http jwks_uri is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			JWKSURI: "http://8.8.8.8/jwks.json"}, Options{}, "jwks_uri"},
+		{"an HMAC assertion algorithm is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
+			TokenEndpointAuthSigningAlg: "HS256", JWKS: json.RawMessage(publicJWKS)}, Options{}, "token_endpoint_auth_signing_alg"},
+		{"client_secret_jwt is refused", Client{ID: "c", TokenEndpointAuthMethod: "client_secret_jwt"}, Options{}, "token_endpoint_auth_method"},
+		{"keys without private_key_jwt are refused", Client{ID: "c", JWKS: json.RawMessage(publicJWKS)}, Options{}, "token_endpoint_auth_method"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,3 +398,9 @@ func TestClientRefreshTokenGrace(t *testing.T) {
 func smtpOn(host, from string) *Email {
 	return &Email{From: from, SMTP: &SMTPServer{Host: host, Port: 587, TLS: "starttls"}}
 }
+
+// A P-256 key pair as JWK Sets (from RFC 7517 appendix A).
+const (
+	publicJWKS  = `{"keys":[{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","use":"sig","kid":"1"}]}`
+	privateJWKS = `{"keys":[{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","d":"870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE","use":"sig","kid":"1"}]}`
+)

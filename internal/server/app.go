@@ -164,6 +164,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		IDTokenLifespan:      cfg.Tokens.IDTokenLifespan,
 		MinParameterLength:   cfg.OAuth.MinParameterLength,
 		KeyPublicationPeriod: cfg.OAuth.KeyPublicationPeriod,
+		AllowPrivate:         cfg.Dev || cfg.Webhook.AllowPrivate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)

@@ -4,6 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -15,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v3"
 
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
@@ -162,6 +168,27 @@ auth:
     refresh_token: true
 `)
 	}
+	// A web app that authenticates with private_key_jwt: its key pair is
+	// made here, the public half registered, the private half given to the RP.
+	assertionKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publicJWKS, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: assertionKey.Public(), KeyID: "rp-key-1", Use: "sig"}}})
+	privateJWK, _ := json.Marshal(jose.JSONWebKey{Key: assertionKey, KeyID: "rp-key-1", Algorithm: "ES256"})
+	app.mustPut("/Client/rp-web-pkjwt", `
+first_party: true
+grant_types: [code, refresh_token]
+scope: [openid, email, offline_access]
+token_endpoint_auth_method: private_key_jwt
+token_endpoint_auth_signing_alg: ES256
+jwks: `+string(publicJWKS)+`
+post_logout_redirect_uri: '`+interopPostLogout+`'
+auth:
+  authorization_code:
+    redirect_uri: '`+interopRedirect+`'
+    refresh_token: true
+`)
 	app.mustPut("/Client/rp-spa", `
 first_party: true
 grant_types: [authorization_code]
@@ -205,6 +232,9 @@ audience: ['`+interopResource+`']
 	})
 	t.Run("an app that must push its authorization requests signs in through PAR", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_CLIENT_ID", "rp-web-par", "RP_PAR", "1"))
+	})
+	t.Run("an app that authenticates with private_key_jwt signs in, refreshes, introspects and revokes", func(t *testing.T) {
+		rp(t).run("confidential", with(web, "RP_CLIENT_ID", "rp-web-pkjwt", "RP_PRIVATE_JWK", string(privateJWK)))
 	})
 	t.Run("the same app logs out by POST", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_LOGOUT_BY_POST", "1"))

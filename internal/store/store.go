@@ -103,6 +103,10 @@ const (
 	// It is used once (deleted when an authorization request names it) and
 	// refused after ExpiresAt.
 	KindPushed OAuthKind = "par"
+	// KindClientAssertion is a used client assertion (private_key_jwt)
+	// under the SHA-256 of its jti, kept until the assertion's exp so it
+	// cannot be replayed.
+	KindClientAssertion OAuthKind = "jti"
 )
 
 // OAuthRequest is a persisted fosite request, keyed by (Kind, Signature). The
