@@ -147,6 +147,26 @@ const scenarios = {
     return { alg, sub: claims.sub }
   },
 
+  // DPoP (RFC 9449): tokens bound to the app's key, the nonce round trip,
+  // userinfo with a proof, refresh with the same key only.
+  async dpop() {
+    const config = await discover(env('RP_CLIENT_ID'), env('RP_CLIENT_SECRET'))
+    check(config.serverMetadata().dpop_signing_alg_values_supported.includes('ES256'), 'ES256 DPoP proofs advertised')
+    const DPoP = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'))
+    const tokens = await codeFlow(config, env('RP_REDIRECT_URI'), { grantOptions: { DPoP } })
+    check(tokens.token_type.toLowerCase() === 'dpop', `token_type ${tokens.token_type}`)
+    const info = await client.fetchUserInfo(config, tokens.access_token, tokens.claims().sub, { DPoP })
+    check(info.sub === env('RP_EXPECT_SUB'), `userinfo sub ${info.sub}`)
+    const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token, undefined, { DPoP })
+    check(refreshed.token_type.toLowerCase() === 'dpop', `refreshed token_type ${refreshed.token_type}`)
+    const intro = await client.tokenIntrospection(config, refreshed.access_token)
+    check(intro.active && intro.token_type === 'DPoP' && intro.cnf?.jkt, `introspection ${JSON.stringify(intro)}`)
+    const other = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'))
+    const code = await rejects(() => client.refreshTokenGrant(config, refreshed.refresh_token, undefined, { DPoP: other }))
+    check(code === 'invalid_dpop_proof', `refresh with another key: ${code}`)
+    return { jkt: intro.cnf.jkt }
+  },
+
   // A public single-page app: PKCE with no secret, form_post callback.
   async formPost() {
     const config = await discover(env('RP_CLIENT_ID'))

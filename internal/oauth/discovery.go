@@ -44,6 +44,7 @@ func (p *Provider) buildDiscovery() error {
 		"token_endpoint_auth_signing_alg_values_supported":         resource.AssertionAlgs,
 		"introspection_endpoint_auth_signing_alg_values_supported": resource.AssertionAlgs,
 		"revocation_endpoint_auth_signing_alg_values_supported":    resource.AssertionAlgs,
+		"dpop_signing_alg_values_supported":                        resource.AssertionAlgs,
 		"id_token_signing_alg_values_supported":                    signingAlgs,
 		"subject_types_supported":                                  []string{"public"},
 		"scopes_supported":                                         []string{scopeOpenID, scopeProfile, scopeEmail, scopePhone, scopeOfflineAccess, ScopeAdmin},

@@ -84,8 +84,14 @@ func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	if aud := ar.GetGrantedAudience(); len(aud) > 0 {
 		out["aud"] = []string(aud)
 	}
+	if sess.DPoPJKT != "" {
+		out["cnf"] = map[string]string{"jkt": sess.DPoPJKT}
+	}
 	if tu == fosite.AccessToken {
 		out["token_type"] = "Bearer"
+		if sess.DPoPJKT != "" {
+			out["token_type"] = schemeDPoP
+		}
 		if exp := sess.GetExpiresAt(fosite.AccessToken); !exp.IsZero() {
 			out["exp"] = exp.Unix()
 		}
@@ -151,7 +157,7 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Send the access token in the Authorization header (or a POST form body), not in the URL.")
 		return
 	}
-	token := fosite.AccessTokenFromRequest(r)
+	token, dpopScheme := tokenFromRequest(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "A Bearer access token is required.")
@@ -171,6 +177,13 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Add("Vary", "Origin")
 	p.allowOrigin(w, r, ar.GetClient().GetID())
 	sess := sessionOf(ar)
+	if err := p.checkResourceDPoP(ctx, r, p.cfg.Issuer+PathUserinfo, token, dpopScheme, sess.DPoPJKT); err != nil {
+		if unavailable(err) {
+			p.cfg.Logger.ErrorContext(ctx, "userinfo dpop check failed", "err", err)
+		}
+		p.writeResourceDPoPError(w, err)
+		return
+	}
 	scopes := ar.GetGrantedScopes()
 	if sess.UserID == "" || !scopes.Has(scopeOpenID) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="insufficient_scope", scope="openid"`)
@@ -234,6 +247,11 @@ func (p *Provider) VerifyAdminToken(ctx context.Context, token string) (string, 
 	sess := sessionOf(ar)
 	if tu != fosite.AccessToken || sess.GrantType != grantClientCredentials || sess.UserID != "" {
 		return "", nil, errors.New("verify admin token: not a client_credentials access token")
+	}
+	if sess.DPoPJKT != "" {
+		// The admin API takes Bearer tokens only: a bound token without
+		// its proof is not its holder's.
+		return "", nil, errors.New("verify admin token: a DPoP-bound token is not a Bearer token")
 	}
 	c, err := p.getClient(ctx, ar.GetClient().GetID(), grantClientCredentials)
 	if err != nil {

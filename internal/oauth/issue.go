@@ -124,7 +124,8 @@ func (p *Provider) VerifyUserToken(ctx context.Context, token string) (UserToken
 		return UserToken{}, ErrInvalidToken
 	}
 	sess := sessionOf(ar)
-	if tu != fosite.AccessToken || sess.UserID == "" || sess.GrantType == grantClientCredentials {
+	// A DPoP-bound token is refused here: these callers take Bearer tokens.
+	if tu != fosite.AccessToken || sess.UserID == "" || sess.GrantType == grantClientCredentials || sess.DPoPJKT != "" {
 		return UserToken{}, ErrInvalidToken
 	}
 	claims := sess.IDTokenClaims()

@@ -41,6 +41,8 @@ type Provider struct {
 	idSigner *joseSigner
 	// pushedKey MACs the parameters of resumed pushed requests (par.go).
 	pushedKey []byte
+	// dpopKey MACs DPoP nonces (dpop.go).
+	dpopKey []byte
 	clients   *clientCache
 	sealer    *secret.Sealer // at-rest encryption: signing keys, the pairs kept for a refresh grace period
 	// assertions verifies private_key_jwt client assertions (assertion.go).
@@ -89,6 +91,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	p.secrets = newSecretHasher(cfg.Hasher, secret.Derive(cfg.MasterKey, secret.PurposeSecretsCache), cfg.Now)
 	p.idSigner = &joseSigner{keys: p.keys}
 	p.pushedKey = secret.Derive(cfg.MasterKey, secret.PurposePushedMark)
+	p.dpopKey = secret.Derive(cfg.MasterKey, secret.PurposeDPoPNonce)
 
 	p.fcfg = &fosite.Config{
 		AccessTokenLifespan:             cfg.AccessTokenLifespan,

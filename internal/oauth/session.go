@@ -29,6 +29,9 @@ type session struct {
 	// RefreshScopes, set by a refresh that narrowed the scope, is the grant
 	// the new refresh token keeps (the access token has the narrower one).
 	RefreshScopes []string `json:"refresh_scopes,omitempty"`
+	// DPoPJKT is the thumbprint of the key the family's tokens are bound
+	// to (RFC 9449 cnf.jkt); "" for Bearer tokens.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 var (

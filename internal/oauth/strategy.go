@@ -108,6 +108,9 @@ func (s *tokenStrategy) jwtAccessToken(ctx context.Context, r fosite.Requester, 
 	if sess.SessionID != "" {
 		claims["sid"] = sess.SessionID
 	}
+	if sess.DPoPJKT != "" {
+		claims["cnf"] = map[string]string{"jkt": sess.DPoPJKT}
+	}
 	return s.keys.sign(ctx, algES256, claims, typAccessToken, nil)
 }
 

@@ -33,6 +33,11 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	proof, err := p.checkDPoP(ctx, r, p.cfg.Issuer+PathToken, "")
+	if err != nil {
+		p.writeTokenError(ctx, w, r, nil, err)
+		return
+	}
 	ar, err := p.fosite.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(supportedGrants, gt) {
@@ -50,6 +55,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		p.writeTokenError(ctx, w, r, ar, err)
 		return
 	}
+	if err := bindDPoP(ar, c, proof); err != nil {
+		p.writeTokenError(ctx, w, r, ar, err)
+		return
+	}
 	if err := p.prepareGrant(ctx, ar, c); err != nil {
 		p.writeTokenError(ctx, w, r, ar, err)
 		return
@@ -60,6 +69,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp.SetTokenType("Bearer")
+	if proof != nil {
+		resp.SetTokenType(schemeDPoP)
+		w.Header().Set(dpopNonceHeader, p.dpopNonce(p.now()))
+	}
 	p.fosite.WriteAccessResponse(ctx, w, ar, resp)
 }
 
@@ -168,7 +181,13 @@ func (p *Provider) checkUser(ctx context.Context, userID string) error {
 // only.
 func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
 	grant := r.PostForm.Get("grant_type")
+	var de *dpopError
 	switch {
+	case errors.As(err, &de):
+		if de.code == errDPoPNonce || r.Header.Get(dpopHeader) != "" {
+			w.Header().Set(dpopNonceHeader, p.dpopNonce(p.now()))
+		}
+		err = de.rfcError()
 	case errors.Is(err, errMFARequired):
 		writeJSON(w, http.StatusForbidden, mfaRequiredBody(err))
 		return

@@ -110,10 +110,13 @@ type Client struct {
 	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty" yaml:"token_endpoint_auth_signing_alg,omitempty"`
 	// JWKS (a JWK Set of public keys) or JWKSURI (where the client
 	// publishes one) holds the keys that verify its assertions.
-	JWKS    json.RawMessage `json:"jwks,omitempty" yaml:"jwks,omitempty"`
-	JWKSURI string          `json:"jwks_uri,omitempty" yaml:"jwks_uri,omitempty"`
-	Name    string          `json:"name,omitempty" yaml:"name,omitempty"`
-	Meta    *Meta           `json:"meta,omitempty" yaml:"meta,omitempty"`
+	// DPoPBoundAccessTokens refuses token requests without a DPoP proof
+	// (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool            `json:"dpop_bound_access_tokens,omitempty" yaml:"dpop_bound_access_tokens,omitempty"`
+	JWKS                  json.RawMessage `json:"jwks,omitempty" yaml:"jwks,omitempty"`
+	JWKSURI               string          `json:"jwks_uri,omitempty" yaml:"jwks_uri,omitempty"`
+	Name                  string          `json:"name,omitempty" yaml:"name,omitempty"`
+	Meta                  *Meta           `json:"meta,omitempty" yaml:"meta,omitempty"`
 }
 
 // ClientAuth holds per-grant settings.

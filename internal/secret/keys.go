@@ -26,6 +26,7 @@ const (
 	PurposeCodeMAC      = "gatehouse code mac v1"
 	PurposeSecretsCache = "gatehouse client secret cache v1"
 	PurposePushedMark   = "gatehouse pushed request mark v1"
+	PurposeDPoPNonce    = "gatehouse dpop nonce v1"
 )
 
 // Derive returns a 32-byte key for purpose from the master secret (HKDF-SHA256).

@@ -236,6 +236,9 @@ audience: ['`+interopResource+`']
 	t.Run("an app that authenticates with private_key_jwt signs in, refreshes, introspects and revokes", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_CLIENT_ID", "rp-web-pkjwt", "RP_PRIVATE_JWK", string(privateJWK)))
 	})
+	t.Run("an app binds its tokens to a DPoP key, calls userinfo with proofs and refreshes with that key only", func(t *testing.T) {
+		rp(t).run("dpop", web)
+	})
 	t.Run("the same app logs out by POST", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_LOGOUT_BY_POST", "1"))
 	})

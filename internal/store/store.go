@@ -107,6 +107,9 @@ const (
 	// under the SHA-256 of its jti, kept until the assertion's exp so it
 	// cannot be replayed.
 	KindClientAssertion OAuthKind = "jti"
+	// KindDPoPProof is a used DPoP proof under the SHA-256 of its key's
+	// thumbprint and jti, kept while its iat would still be accepted.
+	KindDPoPProof OAuthKind = "dpop"
 )
 
 // OAuthRequest is a persisted fosite request, keyed by (Kind, Signature). The
