@@ -48,13 +48,13 @@ const (
 	// A nonce lives for the window it was made in and the next one.
 	dpopNonceWindow = 5 * time.Minute
 	// iat may be this old or this far ahead (clock skew).
-	dpopMaxAge     = 5 * time.Minute
-	dpopMaxSkew    = time.Minute
-	dpopMaxProof   = 8 << 10
-	dpopMaxJTI     = 256
-	errDPoPProof   = "invalid_dpop_proof"
-	errDPoPNonce   = "use_dpop_nonce"
-	schemeDPoP     = "DPoP"
+	dpopMaxAge   = 5 * time.Minute
+	dpopMaxSkew  = time.Minute
+	dpopMaxProof = 8 << 10
+	dpopMaxJTI   = 256
+	errDPoPProof = "invalid_dpop_proof"
+	errDPoPNonce = "use_dpop_nonce"
+	schemeDPoP   = "DPoP"
 )
 
 // dpopProof is a checked proof: the key's thumbprint.

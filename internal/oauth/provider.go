@@ -43,8 +43,8 @@ type Provider struct {
 	pushedKey []byte
 	// dpopKey MACs DPoP nonces (dpop.go).
 	dpopKey []byte
-	clients   *clientCache
-	sealer    *secret.Sealer // at-rest encryption: signing keys, the pairs kept for a refresh grace period
+	clients *clientCache
+	sealer  *secret.Sealer // at-rest encryption: signing keys, the pairs kept for a refresh grace period
 	// assertions verifies private_key_jwt client assertions (assertion.go).
 	assertions *fosite.Fosite
 
