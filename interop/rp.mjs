@@ -108,6 +108,8 @@ const scenarios = {
     check(jwks.keys.every((k) => !('d' in k) && k.use === 'sig' && k.kid), 'JWKS holds public signing keys with kids')
     check(m.pushed_authorization_request_endpoint === `${m.issuer}/auth/par`, 'PAR endpoint advertised')
     check(m.token_endpoint_auth_methods_supported.includes('private_key_jwt'), 'private_key_jwt advertised')
+    check(m.backchannel_logout_supported === true && m.backchannel_logout_session_supported === true, 'back-channel logout advertised')
+    check(m.dpop_signing_alg_values_supported.includes('ES256'), 'DPoP advertised')
     check(m.token_endpoint_auth_signing_alg_values_supported.includes('ES256'), 'ES256 assertions advertised')
     return { metadata: Object.keys(m).length }
   },

@@ -50,6 +50,9 @@ type Handler struct {
 	// ClientChanged, when set, is told the id of every client this handler
 	// has just changed or deleted (the token endpoint caches clients).
 	ClientChanged func(id string)
+	// SessionsEnded, when set, is told of the browser sessions a write or
+	// delete of a User ended, after it committed (back-channel logout).
+	SessionsEnded func(ctx context.Context, userID string, ended []store.BrowserSession)
 	// PolicyChanged, when set, is told of every write or delete of a Client
 	// or an AuthConfig (the sign-in policy cache forgets what it holds).
 	PolicyChanged func()

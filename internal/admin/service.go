@@ -102,6 +102,7 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 		defaults defaultFactor
 		// devicesForgotten counts the remembered browsers new credentials ended.
 		devicesForgotten int64
+		ended            []store.BrowserSession
 	)
 	err = h.writeTx(ctx, conds, func(ctx context.Context) error {
 		factor, defaults, devicesForgotten = factorChange{}, defaultFactor{}, 0
@@ -160,6 +161,9 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 		// what the old ones gave: browser sessions and every access and
 		// refresh token (OAuth 2.0 Security BCP §4.14).
 		if hash != "" || rec.Inactive || factor.changed() {
+			if ended, err = h.endingSessions(ctx, u.ID); err != nil {
+				return err
+			}
 			if err := h.Store.DeleteBrowserSessionsByUser(ctx, u.ID, ""); err != nil {
 				return fmt.Errorf("end sessions of %q: %w", u.ID, err)
 			}
@@ -178,6 +182,7 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 	if err != nil {
 		return view{}, false, err
 	}
+	h.sessionsEnded(ctx, u.ID, ended)
 	detail := map[string]string{}
 	if hash != "" {
 		detail["passwordChanged"] = "true"
@@ -426,6 +431,7 @@ func (h *Handler) remove(ctx context.Context, typ, id string, conds conditions, 
 		return view{}, errNotFound
 	}
 	var v view
+	var ended []store.BrowserSession
 	err := h.Store.InTx(ctx, func(ctx context.Context) error {
 		switch typ {
 		case resource.TypeUser:
@@ -434,6 +440,9 @@ func (h *Handler) remove(ctx context.Context, typ, id string, conds conditions, 
 				return notFound(err, "get user %q", id)
 			}
 			if err := conds.check(true, rec.Version); err != nil {
+				return err
+			}
+			if ended, err = h.endingSessions(ctx, id); err != nil {
 				return err
 			}
 			if v, _, err = h.userView(ctx, rec); err != nil {
@@ -487,11 +496,37 @@ func (h *Handler) remove(ctx context.Context, typ, id string, conds conditions, 
 	if typ == resource.TypeClient {
 		h.clientChanged(id)
 	}
+	if typ == resource.TypeUser {
+		h.sessionsEnded(ctx, id, ended)
+	}
 	if typ == resource.TypeAuthConfig {
 		h.policyChanged()
 	}
 	h.record(ctx, audit.AdminDelete, who, typ, id, v.version, false, nil)
 	return v, nil
+}
+
+// maxEndedSessions bounds the sessions whose clients are told of one
+// write's logout: a user with more has the rest end silently.
+const maxEndedSessions = 100
+
+// endingSessions reads the sessions a write is about to end, when someone
+// listens for them.
+func (h *Handler) endingSessions(ctx context.Context, userID string) ([]store.BrowserSession, error) {
+	if h.SessionsEnded == nil {
+		return nil, nil
+	}
+	ss, err := h.Store.ListBrowserSessionsByUser(ctx, userID, maxEndedSessions)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions of %q: %w", userID, err)
+	}
+	return ss, nil
+}
+
+func (h *Handler) sessionsEnded(ctx context.Context, userID string, ended []store.BrowserSession) {
+	if h.SessionsEnded != nil && len(ended) > 0 {
+		h.SessionsEnded(ctx, userID, ended)
+	}
 }
 
 func (h *Handler) clientChanged(id string) {

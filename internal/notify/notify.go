@@ -449,6 +449,61 @@ func redact(u *url.URL) string {
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
+// PostForm delivers form to endpoint in the background (what names it in
+// logs), with the webhook's guards, timeout, retries and bound: the caller
+// never waits for the receiver. False when it could not even be queued
+// (refused endpoint, closed, queue full); that is logged.
+func (n *Notifier) PostForm(ctx context.Context, endpoint string, form url.Values, what string) bool {
+	n.init()
+	u, err := parseEndpoint(endpoint, n.AllowPrivate)
+	if err != nil {
+		n.logger().WarnContext(ctx, what+" refused", "err", err.Error())
+		return false
+	}
+	body := []byte(form.Encode())
+	post := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("build request: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("User-Agent", "Gatehouse/1")
+		resp, err := n.client.Do(req)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return &StatusError{Code: resp.StatusCode}
+		}
+		return nil
+	}
+	started, full := n.bg.start(ctx, retryPlan{
+		immediate: true,
+		retries:   retryCount(n.Retries),
+		backoff:   n.Backoff,
+		attempt:   post,
+		retryable: retryable,
+		failed: func(ctx context.Context, attempt int, err error, more bool) {
+			n.logger().WarnContext(ctx, what+" delivery failed", "endpoint", redact(u), "attempt", attempt, "will_retry", more, "err", err.Error())
+		},
+		delivered: func(ctx context.Context, attempt int) {
+			n.logger().DebugContext(ctx, what+" delivered", "endpoint", redact(u), "attempt", attempt)
+		},
+	})
+	if full {
+		n.logger().WarnContext(ctx, what+" queue full; not sent", "endpoint", redact(u))
+	}
+	return started
+}
+
 // Close stops scheduling retries and waits for the running ones until ctx
 // ends; then it cancels them and waits for them to stop.
 func (n *Notifier) Close(ctx context.Context) error {

@@ -33,6 +33,9 @@ type retryPlan struct {
 	failed func(ctx context.Context, n int, err error, more bool)
 	// delivered reports that attempt n succeeded.
 	delivered func(ctx context.Context, n int)
+	// immediate makes the first attempt in the background too, at once
+	// (the caller does not wait for it); retries follows it.
+	immediate bool
 }
 
 func (r *retrier) init(maxInFlight int) {
@@ -62,7 +65,7 @@ func retryCount(setting int) int {
 // runs maxInFlight sequences (full: the caller logs it; the failure is then
 // final, which beats an unbounded pile of goroutines behind a dead receiver).
 func (r *retrier) start(ctx context.Context, plan retryPlan) (started, full bool) {
-	if plan.retries <= 0 {
+	if plan.retries <= 0 && !plan.immediate {
 		return false, false
 	}
 	r.mu.Lock()
@@ -90,6 +93,18 @@ func (r *retrier) run(ctx context.Context, plan retryPlan) {
 	if delay <= 0 {
 		delay = DefaultBackoff
 	}
+	if plan.immediate {
+		err := r.attempt(ctx, plan)
+		if err == nil {
+			plan.delivered(ctx, 1)
+			return
+		}
+		more := plan.retries > 0 && plan.retryable(err) && r.stop.Err() == nil
+		plan.failed(ctx, 1, err, more)
+		if !more {
+			return
+		}
+	}
 	for i := 1; i <= plan.retries; i++ {
 		timer := time.NewTimer(delay)
 		select {
@@ -99,11 +114,7 @@ func (r *retrier) run(ctx context.Context, plan retryPlan) {
 			return
 		case <-timer.C:
 		}
-		actx, cancel := context.WithCancel(ctx)
-		stopAttempt := context.AfterFunc(r.stop, cancel)
-		err := plan.attempt(actx)
-		stopAttempt()
-		cancel()
+		err := r.attempt(ctx, plan)
 		if err == nil {
 			plan.delivered(ctx, i+1)
 			return
@@ -115,6 +126,15 @@ func (r *retrier) run(ctx context.Context, plan retryPlan) {
 		}
 		delay *= 2
 	}
+}
+
+// attempt makes one try, cancelled when the retrier closes.
+func (r *retrier) attempt(ctx context.Context, plan retryPlan) error {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopAttempt := context.AfterFunc(r.stop, cancel)
+	defer stopAttempt()
+	return plan.attempt(actx)
 }
 
 // close stops scheduling retries and waits for the running ones until ctx

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/signin"
@@ -55,6 +56,8 @@ type Config struct {
 	// webhook client (notify.NewClient), which refuses non-public
 	// addresses unless AllowPrivate.
 	HTTPClient *http.Client
+	// Notifier delivers back-channel logout tokens (nil: none are sent).
+	Notifier *notify.Notifier
 	// AllowPrivate lets those calls use http and reach private addresses
 	// (--dev, GATEHOUSE_WEBHOOK_ALLOW_PRIVATE), like webhooks.
 	AllowPrivate bool

@@ -56,6 +56,8 @@ func (p *Provider) buildDiscovery() error {
 		"request_parameter_supported":                    false,
 		"request_uri_parameter_supported":                false,
 		"frontchannel_logout_supported":                  false,
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
 		"authorization_response_iss_parameter_supported": true,
 		"pushed_authorization_request_endpoint":          iss + PathPAR,
 		// Per client (require_pushed_authorization_requests on the Client).

@@ -110,6 +110,12 @@ type Client struct {
 	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty" yaml:"token_endpoint_auth_signing_alg,omitempty"`
 	// JWKS (a JWK Set of public keys) or JWKSURI (where the client
 	// publishes one) holds the keys that verify its assertions.
+	// BackchannelLogoutURI receives a logout token when a browser session
+	// that signed in to this client ends (OpenID Connect Back-Channel
+	// Logout 1.0); it is reached like a webhook. Gatehouse always puts the
+	// sid in it, so BackchannelLogoutSessionRequired is always met.
+	BackchannelLogoutURI             string `json:"backchannel_logout_uri,omitempty" yaml:"backchannel_logout_uri,omitempty"`
+	BackchannelLogoutSessionRequired bool   `json:"backchannel_logout_session_required,omitempty" yaml:"backchannel_logout_session_required,omitempty"`
 	// DPoPBoundAccessTokens refuses token requests without a DPoP proof
 	// (RFC 9449 §5.2).
 	DPoPBoundAccessTokens bool            `json:"dpop_bound_access_tokens,omitempty" yaml:"dpop_bound_access_tokens,omitempty"`

@@ -261,6 +261,9 @@ func (c Client) Validate(ctx context.Context, opts Options) error {
 		p.add("id_token_signed_response_alg", CodeValue, "must be RS256 or ES256")
 	}
 	checkClientKeys(ctx, &p, c, opts)
+	if c.BackchannelLogoutURI != "" {
+		checkEndpoint(ctx, &p, "backchannel_logout_uri", c.BackchannelLogoutURI, opts)
+	}
 	return p.err()
 }
 
@@ -306,13 +309,7 @@ func checkClientKeys(ctx context.Context, p *problems, c Client, opts Options) {
 			p.add("jwks", CodeInvalid, err.Error())
 		}
 	case c.JWKSURI != "":
-		if err := validateWebhookEndpoint(ctx, c.JWKSURI, opts); err != nil {
-			code := CodeInvalid
-			if ve, ok := err.(*endpointError); ok {
-				code = ve.code
-			}
-			p.add("jwks_uri", code, strings.Replace(err.Error(), "the endpoint", "jwks_uri", 1))
-		}
+		checkEndpoint(ctx, p, "jwks_uri", c.JWKSURI, opts)
 	default:
 		p.add("jwks", CodeRequired, "a private_key_jwt client needs jwks or jwks_uri")
 	}
@@ -454,14 +451,20 @@ var forbiddenHeaders = []string{
 	"Upgrade", "Te", "Trailer", "Proxy-Authorization", "Proxy-Connection", "Gatehouse-Signature",
 }
 
-func checkWebhook(ctx context.Context, p *problems, path string, w *Webhook, opts Options) {
-	if err := validateWebhookEndpoint(ctx, w.Endpoint, opts); err != nil {
+// checkEndpoint checks a URL Gatehouse calls out to (a webhook, a client's
+// jwks_uri or back-channel logout URI) under the webhook's rules.
+func checkEndpoint(ctx context.Context, p *problems, path, raw string, opts Options) {
+	if err := validateWebhookEndpoint(ctx, raw, opts); err != nil {
 		code := CodeInvalid
 		if ve, ok := err.(*endpointError); ok {
 			code = ve.code
 		}
-		p.add(path+".endpoint", code, err.Error())
+		p.add(path, code, err.Error())
 	}
+}
+
+func checkWebhook(ctx context.Context, p *problems, path string, w *Webhook, opts Options) {
+	checkEndpoint(ctx, p, path+".endpoint", w.Endpoint, opts)
 	if (w.timeoutSet && w.Timeout <= 0) || w.Timeout < 0 {
 		p.add(path+".timeout", CodeInvalid, fmt.Sprintf("must be between 1 and %d milliseconds", MaxWebhookTimeout))
 	} else if w.Timeout > MaxWebhookTimeout {

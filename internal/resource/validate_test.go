@@ -171,6 +171,9 @@ func TestValidateClient(t *testing.T) {
 		{"an HMAC assertion algorithm is refused", Client{ID: "c", TokenEndpointAuthMethod: "private_key_jwt",
 			TokenEndpointAuthSigningAlg: "HS256", JWKS: json.RawMessage(publicJWKS)}, Options{}, "token_endpoint_auth_signing_alg"},
 		{"client_secret_jwt is refused", Client{ID: "c", TokenEndpointAuthMethod: "client_secret_jwt"}, Options{}, "token_endpoint_auth_method"},
+		{"an https back-channel logout URI is valid", Client{ID: "c", BackchannelLogoutURI: "https://8.8.8.8/logout"}, Options{}, ""},
+		{"a back-channel logout URI on a private address is refused", Client{ID: "c", BackchannelLogoutURI: "https://10.0.0.1/logout"}, Options{}, "backchannel_logout_uri"},
+		{"a back-channel logout URI on loopback is valid with AllowPrivate", Client{ID: "c", BackchannelLogoutURI: "http://127.0.0.1:9/logout"}, Options{AllowPrivate: true}, ""},
 		{"keys without private_key_jwt are refused", Client{ID: "c", JWKS: json.RawMessage(publicJWKS)}, Options{}, "token_endpoint_auth_method"},
 	}
 	for _, tc := range tests {

@@ -165,6 +165,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		MinParameterLength:   cfg.OAuth.MinParameterLength,
 		KeyPublicationPeriod: cfg.OAuth.KeyPublicationPeriod,
 		AllowPrivate:         cfg.Dev || cfg.Webhook.AllowPrivate,
+		Notifier:             a.Notifier,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)
@@ -193,8 +194,13 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		AdminPasswordHash: d.AdminPasswordHash,
 		VerifyBearer:      a.OAuth.VerifyAdminToken,
 		ClientChanged:     a.OAuth.ForgetClient,
-		PolicyChanged:     a.SignIn.Policy.Forget,
-		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate, Strategies: a.SignIn.Strategies()},
+		SessionsEnded: func(ctx context.Context, userID string, ended []store.BrowserSession) {
+			for _, s := range ended {
+				a.OAuth.BackchannelLogout(ctx, userID, s.ID, session.ClientsOf(s))
+			}
+		},
+		PolicyChanged: a.SignIn.Policy.Forget,
+		Options:       resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate, Strategies: a.SignIn.Strategies()},
 	}
 	a.Web = &web.Handler{
 		Store:     d.Store,

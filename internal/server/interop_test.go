@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
 
@@ -148,7 +149,9 @@ func (r *rpRun) authorize(authURL string) string {
 
 func TestInteropWithOpenIDClient(t *testing.T) {
 	dir := interopDir(t)
-	app := startApp(t, gormstoretest.Open(t))
+	// Private addresses: the back-channel logout receiver is on loopback.
+	app := startApp(t, gormstoretest.Open(t), func(c *config.Config) { c.Webhook.AllowPrivate = true })
+	logouts := newLogoutReceiver(t, 0)
 	app.mustPut("/User/alice", userYAML)
 	for id, extra := range map[string]string{
 		"rp-web":       "",
@@ -183,6 +186,7 @@ scope: [openid, email, offline_access]
 token_endpoint_auth_method: private_key_jwt
 token_endpoint_auth_signing_alg: ES256
 jwks: `+string(publicJWKS)+`
+backchannel_logout_uri: '`+logouts.URL+`/logout'
 post_logout_redirect_uri: '`+interopPostLogout+`'
 auth:
   authorization_code:
@@ -235,6 +239,12 @@ audience: ['`+interopResource+`']
 	})
 	t.Run("an app that authenticates with private_key_jwt signs in, refreshes, introspects and revokes", func(t *testing.T) {
 		rp(t).run("confidential", with(web, "RP_CLIENT_ID", "rp-web-pkjwt", "RP_PRIVATE_JWK", string(privateJWK)))
+		// Its logout by GET reached the app's back channel too.
+		var lc logoutClaims
+		verifyJWT(t, app, logouts.wait(t), &lc)
+		if lc.Audience != "rp-web-pkjwt" || lc.Subject != "alice" || lc.SID == "" {
+			t.Fatalf("logout token claims %+v", lc)
+		}
 	})
 	t.Run("an app binds its tokens to a DPoP key, calls userinfo with proofs and refreshes with that key only", func(t *testing.T) {
 		rp(t).run("dpop", web)

@@ -2,11 +2,13 @@ package session
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // Lifetimes of the steps a login parks in the session.
@@ -40,7 +42,13 @@ type State struct {
 	// ReturnTo is a local path to go to after a sign-in that no
 	// authorization request is waiting for.
 	ReturnTo string `json:"returnTo,omitempty"`
+	// Clients are the clients this session signed in to, told when it
+	// ends (OpenID Connect Back-Channel Logout).
+	Clients []string `json:"clients,omitempty"`
 }
+
+// maxSessionClients bounds State.Clients; the oldest is dropped.
+const maxSessionClients = 32
 
 // Consent decisions on a parked authorization request.
 const (
@@ -220,6 +228,33 @@ func (s *Session) SetPasswordAt(t time.Time) {
 	s.state.PasswordAt = t.UTC()
 	s.dirty = true
 }
+
+// AddClient records that the session signed in to client id; it reports
+// whether that is new (the session then needs saving).
+func (s *Session) AddClient(id string) bool {
+	if id == "" || slices.Contains(s.state.Clients, id) {
+		return false
+	}
+	s.state.Clients = append(s.state.Clients, id)
+	if len(s.state.Clients) > maxSessionClients {
+		s.state.Clients = s.state.Clients[1:]
+	}
+	s.dirty = true
+	return true
+}
+
+// ClientsOf reads the clients a stored session signed in to (nil when its
+// state does not decode: it is ending anyway).
+func ClientsOf(rec store.BrowserSession) []string {
+	var st State
+	if json.Unmarshal(rec.State, &st) != nil {
+		return nil
+	}
+	return st.Clients
+}
+
+// Clients are the clients the session signed in to, oldest first.
+func (s *Session) Clients() []string { return slices.Clone(s.state.Clients) }
 
 // ReturnTo returns the local path to continue at after sign-in, or "".
 func (s *Session) ReturnTo() string { return s.state.ReturnTo }

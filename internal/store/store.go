@@ -380,6 +380,10 @@ type Store interface {
 	// ErrConflict when s.ID is taken.
 	ReplaceBrowserSession(ctx context.Context, oldID string, s BrowserSession) error
 	DeleteBrowserSession(ctx context.Context, id string) error
+	// ListBrowserSessionsByUser returns the user's unexpired sessions, at
+	// most limit of them (the newest), so that their ending can be told to
+	// the clients they signed in to.
+	ListBrowserSessionsByUser(ctx context.Context, userID string, limit int) ([]BrowserSession, error)
 	// DeleteBrowserSessionsByUser ends every session of a user but exceptID ("" for none).
 	DeleteBrowserSessionsByUser(ctx context.Context, userID, exceptID string) error
 	DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (int64, error)

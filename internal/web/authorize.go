@@ -107,7 +107,9 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if sess.PendingAuthorize() != nil {
+	// One save for both: the parked request is done, and a client new to
+	// this session is remembered for back-channel logout.
+	if newClient := sess.AddClient(ar.ClientID); newClient || sess.PendingAuthorize() != nil {
 		sess.SetPendingAuthorize(nil)
 		if !h.saveSession(w, r, sess) {
 			return

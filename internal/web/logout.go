@@ -60,9 +60,13 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		h.confirmLogout(w, r, sess, q)
 		return
 	}
+	sid, clients := sess.ID(), sess.Clients()
 	if err := h.Sessions.Destroy(ctx, w, sess); err != nil {
 		h.unavailable(w, r, err)
 		return
+	}
+	if userID != "" && len(clients) > 0 {
+		h.OAuth.BackchannelLogout(ctx, userID, sid, clients)
 	}
 
 	if userID != "" {

@@ -118,6 +118,14 @@ func testBrowserSessions(t *testing.T, newStore func(t testing.TB) store.Store) 
 			bs.CreatedAt, bs.UpdatedAt, bs.ExpiresAt = now, now, exp
 			must(t, s.CreateBrowserSession(ctx, bs), "create "+bs.ID)
 		}
+		listed, err := s.ListBrowserSessionsByUser(ctx, "many", 10)
+		must(t, err, "list")
+		if len(listed) != 3 || listed[0].UserID != "many" {
+			t.Fatalf("listed %d sessions of many, want 3: %+v", len(listed), listed)
+		}
+		if two, err := s.ListBrowserSessionsByUser(ctx, "many", 2); err != nil || len(two) != 2 {
+			t.Fatalf("list with limit 2: %d, %v", len(two), err)
+		}
 		must(t, s.DeleteBrowserSessionsByUser(ctx, "many", "many-keep"), "delete all but one")
 		for id, alive := range map[string]bool{"many-1": false, "many-2": false, "many-keep": true, "other-1": true} {
 			_, err := s.GetBrowserSession(ctx, id)
@@ -128,7 +136,7 @@ func testBrowserSessions(t *testing.T, newStore func(t testing.TB) store.Store) 
 			}
 		}
 		must(t, s.DeleteBrowserSessionsByUser(ctx, "many", ""), "delete all")
-		_, err := s.GetBrowserSession(ctx, "many-keep")
+		_, err = s.GetBrowserSession(ctx, "many-keep")
 		wantErr(t, err, store.ErrNotFound, "the formerly kept session")
 	})
 

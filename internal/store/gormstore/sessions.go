@@ -142,6 +142,33 @@ func (s *Store) DeleteBrowserSessionsByUser(ctx context.Context, userID, exceptI
 	return nil
 }
 
+func (s *Store) ListBrowserSessionsByUser(ctx context.Context, userID string, limit int) ([]store.BrowserSession, error) {
+	rows, err := s.conn(ctx).Raw("SELECT "+sessionCols+" FROM browser_sessions WHERE user_id = ? AND expires_at > ? ORDER BY updated_at DESC LIMIT ?",
+		userID, s.now(), limit).Rows()
+	if err != nil {
+		return nil, errorf("list browser sessions of user %q: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []store.BrowserSession
+	for rows.Next() {
+		var bs store.BrowserSession
+		var uid, amr dbString
+		var at, ca, ua, ea dbTime
+		if err := rows.Scan(&bs.ID, &uid, &at, &amr, &bs.State, &ca, &ua, &ea); err != nil {
+			return nil, errorf("list browser sessions of user %q: %w", userID, err)
+		}
+		bs.UserID, bs.AuthTime, bs.CreatedAt, bs.UpdatedAt, bs.ExpiresAt = uid.S, at.T, ca.T, ua.T, ea.T
+		if bs.AMR, err = decodeStrings(amr.S); err != nil {
+			return nil, errorf("list browser sessions of user %q: decode amr: %w", userID, err)
+		}
+		out = append(out, bs)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, errorf("list browser sessions of user %q: %w", userID, err)
+	}
+	return out, nil
+}
+
 func (s *Store) DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (n int64, err error) {
 	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
 		res := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE expires_at < ?", utc(before))
