@@ -65,7 +65,12 @@ func assertionClaims(id string, now time.Time) map[string]any {
 
 func (k clientKey) sign(t testing.TB, claims map[string]any) string {
 	t.Helper()
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.kid))
+	return k.signWith(t, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.kid), claims)
+}
+
+func (k clientKey) signWith(t testing.TB, opts *jose.SignerOptions, claims map[string]any) string {
+	t.Helper()
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,15 +28,7 @@ func dpopClaims(method, path, nonce string, now time.Time) map[string]any {
 // proof signs claims with k, its public key in the header.
 func (k clientKey) proof(t testing.TB, claims map[string]any, typ string) string {
 	t.Helper()
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, (&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jwt.Signed(sig).Claims(claims).CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return k.signWith(t, (&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ)), claims)
 }
 
 func (k clientKey) thumbprint(t testing.TB) string {
@@ -46,23 +38,6 @@ func (k clientKey) thumbprint(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// postDPoP posts form to path with the given DPoP headers and Basic auth.
-func (e *env) postDPoP(path string, form url.Values, id, sec string, proofs ...string) response {
-	e.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if id != "" {
-		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(sec))
-	}
-	for _, p := range proofs {
-		req.Header.Add("DPoP", p)
-	}
-	return e.do(req)
 }
 
 func (e *env) userinfoDPoP(scheme, token string, proofs ...string) response {
@@ -91,14 +66,14 @@ func TestDPoP(t *testing.T) {
 		var nonce string
 
 		t.Run("a proof without a nonce is answered use_dpop_nonce with the nonce, and nothing is issued", func(t *testing.T) {
-			res := e.postDPoP(PathToken, cc, "svc-opaque", svcSecret, key.proof(t, dpopClaims("POST", PathToken, "", e.clock.Now()), dpopTyp))
+			res := e.post(PathToken, cc, "svc-opaque", svcSecret, key.proof(t, dpopClaims("POST", PathToken, "", e.clock.Now()), dpopTyp))
 			nonce = res.header.Get("DPoP-Nonce")
 			if res.status != http.StatusBadRequest || res.str("error") != "use_dpop_nonce" || nonce == "" || res.str("access_token") != "" {
 				t.Fatalf("got %d %s (nonce %q)", res.status, res.raw, nonce)
 			}
 		})
 		t.Run("with the nonce the token is DPoP-bound and introspection shows the key", func(t *testing.T) {
-			res := e.postDPoP(PathToken, cc, "svc-opaque", svcSecret, key.proof(t, dpopClaims("POST", PathToken, nonce, e.clock.Now()), dpopTyp))
+			res := e.post(PathToken, cc, "svc-opaque", svcSecret, key.proof(t, dpopClaims("POST", PathToken, nonce, e.clock.Now()), dpopTyp))
 			if res.status != http.StatusOK || res.str("token_type") != "DPoP" {
 				t.Fatalf("token: %d %s", res.status, res.raw)
 			}
@@ -109,7 +84,7 @@ func TestDPoP(t *testing.T) {
 			}
 		})
 		t.Run("a JWT access token carries cnf.jkt", func(t *testing.T) {
-			res := e.postDPoP(PathToken, cc, "svc", svcSecret, key.proof(t, dpopClaims("POST", PathToken, nonce, e.clock.Now()), dpopTyp))
+			res := e.post(PathToken, cc, "svc", svcSecret, key.proof(t, dpopClaims("POST", PathToken, nonce, e.clock.Now()), dpopTyp))
 			if res.status != http.StatusOK {
 				t.Fatalf("token: %d %s", res.status, res.raw)
 			}
@@ -126,7 +101,7 @@ func TestDPoP(t *testing.T) {
 		})
 
 		replayed := key.proof(t, dpopClaims("POST", PathToken, nonce, e.clock.Now()), dpopTyp)
-		if res := e.postDPoP(PathToken, cc, "svc-opaque", svcSecret, replayed); res.status != http.StatusOK {
+		if res := e.post(PathToken, cc, "svc-opaque", svcSecret, replayed); res.status != http.StatusOK {
 			t.Fatalf("first use of the proof: %d %s", res.status, res.raw)
 		}
 		good := func() map[string]any { return dpopClaims("POST", PathToken, nonce, e.clock.Now()) }
@@ -161,14 +136,14 @@ func TestDPoP(t *testing.T) {
 		}
 		for _, tc := range bad {
 			t.Run(tc.name+" is invalid_dpop_proof and issues nothing", func(t *testing.T) {
-				res := e.postDPoP(PathToken, cc, "svc-opaque", svcSecret, tc.proofs...)
+				res := e.post(PathToken, cc, "svc-opaque", svcSecret, tc.proofs...)
 				if res.status != http.StatusBadRequest || res.str("error") != "invalid_dpop_proof" || res.str("access_token") != "" {
 					t.Fatalf("got %d %s", res.status, res.raw)
 				}
 			})
 		}
 		t.Run("a wrong nonce is answered use_dpop_nonce", func(t *testing.T) {
-			res := e.postDPoP(PathToken, cc, "svc-opaque", svcSecret, key.proof(t, with("nonce", "made-up"), dpopTyp))
+			res := e.post(PathToken, cc, "svc-opaque", svcSecret, key.proof(t, with("nonce", "made-up"), dpopTyp))
 			if res.status != http.StatusBadRequest || res.str("error") != "use_dpop_nonce" || res.header.Get("DPoP-Nonce") == "" {
 				t.Fatalf("got %d %s", res.status, res.raw)
 			}
@@ -178,7 +153,7 @@ func TestDPoP(t *testing.T) {
 			v := verifier(64)
 			code := e.code(authorizeQuery("web", webRedirect, challenge(v), "openid", "offline_access"))
 			form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {webRedirect}, "code_verifier": {v}}
-			res := e.postDPoP(PathToken, form, "web", webSecret, key.proof(t, good(), dpopTyp))
+			res := e.post(PathToken, form, "web", webSecret, key.proof(t, good(), dpopTyp))
 			if res.status != http.StatusOK || res.str("token_type") != "DPoP" || res.str("refresh_token") == "" {
 				t.Fatalf("exchange: %d %s", res.status, res.raw)
 			}
@@ -219,11 +194,11 @@ func TestDPoP(t *testing.T) {
 				"without a proof":          nil,
 				"with another key's proof": {other.proof(t, good(), dpopTyp)},
 			} {
-				if r := e.postDPoP(PathToken, rf, "web", webSecret, proofs...); r.status != http.StatusBadRequest || r.str("error") != "invalid_dpop_proof" {
+				if r := e.post(PathToken, rf, "web", webSecret, proofs...); r.status != http.StatusBadRequest || r.str("error") != "invalid_dpop_proof" {
 					t.Errorf("refresh %s: %d %s", name, r.status, r.raw)
 				}
 			}
-			r := e.postDPoP(PathToken, rf, "web", webSecret, key.proof(t, good(), dpopTyp))
+			r := e.post(PathToken, rf, "web", webSecret, key.proof(t, good(), dpopTyp))
 			if r.status != http.StatusOK || r.str("token_type") != "DPoP" {
 				t.Fatalf("refresh with the key: %d %s", r.status, r.raw)
 			}
@@ -237,7 +212,7 @@ func TestDPoP(t *testing.T) {
 			if r := e.clientCredentials("dpop-only", svcSecret, "patient.read"); r.status != http.StatusBadRequest || r.str("error") != "invalid_dpop_proof" {
 				t.Fatalf("without proof: %d %s", r.status, r.raw)
 			}
-			if r := e.postDPoP(PathToken, cc, "dpop-only", svcSecret, key.proof(t, good(), dpopTyp)); r.status != http.StatusOK {
+			if r := e.post(PathToken, cc, "dpop-only", svcSecret, key.proof(t, good(), dpopTyp)); r.status != http.StatusOK {
 				t.Fatalf("with proof: %d %s", r.status, r.raw)
 			}
 		})

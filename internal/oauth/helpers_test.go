@@ -235,8 +235,9 @@ type response struct {
 
 func (r response) str(k string) string { s, _ := r.body[k].(string); return s }
 
-// post sends a form to path, with HTTP Basic when id != "".
-func (e *env) post(path string, form url.Values, id, sec string) response {
+// post sends a form to path, with HTTP Basic when id != "" and a DPoP
+// header for each proof.
+func (e *env) post(path string, form url.Values, id, sec string, proofs ...string) response {
 	e.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -245,6 +246,9 @@ func (e *env) post(path string, form url.Values, id, sec string) response {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if id != "" {
 		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(sec))
+	}
+	for _, p := range proofs {
+		req.Header.Add("DPoP", p)
 	}
 	return e.do(req)
 }
