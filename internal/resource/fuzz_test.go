@@ -3,6 +3,8 @@ package resource
 import (
 	"context"
 	"encoding/json"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -74,6 +76,40 @@ func FuzzDecode(f *testing.F) {
 			case *AuthConfig:
 				_ = r.Validate(ctx, opts)
 			}
+		}
+	})
+}
+
+// FuzzRedirectURI feeds arbitrary redirect and post-logout URIs to Client
+// validation: it never panics, and an accepted URI is absolute, has no
+// fragment or wildcard, no forbidden scheme, a host when it is http(s),
+// and plain http only on a loopback host.
+func FuzzRedirectURI(f *testing.F) {
+	for _, s := range []string{"https://app.example.com/cb", "http://localhost:3001/callback", "http://127.0.0.1:5555/cb", "com.example.app:/oauth",
+		"javascript:alert(1)", "https://a.example/cb#frag", "https://*.example.com/cb", "http://evil.example/cb", "https:///cb",
+		"HTTPS://APP.EXAMPLE.COM/cb", "data:text/html,x", "https://a.example/\u00e9", "//evil.example/cb", "https://a.example/cb?x=1&y"} {
+		f.Add(s)
+	}
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, raw string) {
+		c := Client{ID: "c", GrantTypes: []string{"code"}, PostLogoutRedirectURIs: StringList{raw},
+			Auth: &ClientAuth{AuthorizationCode: &GrantSettings{RedirectURI: StringList{raw}}}}
+		if c.Validate(ctx, Options{LookupIP: offline}) != nil {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || !u.IsAbs() || u.Fragment != "" || strings.ContainsAny(raw, "#*") {
+			t.Fatalf("accepted %q: not an absolute URL without fragment or wildcard", raw)
+		}
+		scheme := strings.ToLower(u.Scheme)
+		if slices.Contains(forbiddenSchemes, scheme) {
+			t.Fatalf("accepted %q with scheme %s", raw, scheme)
+		}
+		if (scheme == "http" || scheme == "https") && u.Hostname() == "" {
+			t.Fatalf("accepted %q without a host", raw)
+		}
+		if scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+			t.Fatalf("accepted plain-http %q on a non-loopback host", raw)
 		}
 	})
 }
