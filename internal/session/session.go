@@ -211,6 +211,11 @@ func (s *Session) BeginSecondFactor(userID string, p PendingSecondFactor) {
 
 // switchUser forgets what belonged to the previous user of the browser.
 func (s *Session) switchUser(userID string) {
+	if s.rec.UserID != userID && userID != "" {
+		// The clients signed in to were the previous user's: a later
+		// logout must not name this user to them.
+		s.state.Clients = nil
+	}
 	if s.rec.UserID != userID {
 		s.state.Enrolment = nil
 		s.state.PasswordAt = time.Time{}

@@ -633,3 +633,24 @@ func TestStatementsPerRequest(t *testing.T) {
 		}
 	})
 }
+
+func TestSessionClients(t *testing.T) {
+	t.Run("a client is remembered once, and another user's sign-in forgets the list", func(t *testing.T) {
+		var s session.Session
+		s.Authenticate("alice", time.Now(), []string{"pwd"})
+		if !s.AddClient("web") || s.AddClient("web") || !s.AddClient("spa") {
+			t.Fatal("AddClient did not report new clients once each")
+		}
+		if got := s.Clients(); len(got) != 2 || got[0] != "web" || got[1] != "spa" {
+			t.Fatalf("Clients = %v", got)
+		}
+		s.Authenticate("alice", time.Now(), []string{"pwd", "otp"})
+		if len(s.Clients()) != 2 {
+			t.Fatal("the same user's step-up forgot the clients")
+		}
+		s.Authenticate("bob", time.Now(), []string{"pwd"})
+		if got := s.Clients(); len(got) != 0 {
+			t.Fatalf("bob's session still names alice's clients: %v", got)
+		}
+	})
+}
