@@ -365,28 +365,34 @@ func (n *Notifier) startRetries(ctx context.Context, u *url.URL, hook Webhook, e
 
 // attempt makes one POST within the hook's timeout.
 func (n *Notifier) attempt(ctx context.Context, u *url.URL, hook Webhook, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, hook.timeout())
+	h := http.Header{}
+	for k, v := range hook.Headers {
+		h.Set(k, v)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "Gatehouse-Webhook/1")
+	if hook.Secret != "" {
+		h.Set(SignatureHeader, Sign(hook.Secret, n.now().Unix(), body))
+	}
+	if err := n.post(ctx, u, h, body, hook.timeout()); err != nil {
+		return fmt.Errorf("post webhook: %w", err)
+	}
+	return nil
+}
+
+// post makes one POST of body within timeout; a non-2xx answer is a
+// StatusError.
+func (n *Notifier) post(ctx context.Context, u *url.URL, h http.Header, body []byte, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("build webhook request: %w", err)
+		return fmt.Errorf("build request: %w", err)
 	}
-	for k, v := range hook.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "Gatehouse-Webhook/1")
-	if hook.Secret != "" {
-		req.Header.Set(SignatureHeader, Sign(hook.Secret, n.now().Unix(), body))
-	}
+	req.Header = h
 	resp, err := n.client.Do(req)
 	if err != nil {
-		// url.Error repeats the full URL, query string included: keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("post webhook: %w", err)
+		return StripURL(err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -394,6 +400,16 @@ func (n *Notifier) attempt(ctx context.Context, u *url.URL, hook Webhook, body [
 		return &StatusError{Code: resp.StatusCode}
 	}
 	return nil
+}
+
+// StripURL drops the *url.Error wrapper of an HTTP client error: it
+// repeats the full URL, query string included, which may carry credentials.
+func StripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // StatusError is a non-2xx answer. It matches ErrStatus.
@@ -461,35 +477,12 @@ func (n *Notifier) PostForm(ctx context.Context, endpoint string, form url.Value
 		return false
 	}
 	body := []byte(form.Encode())
-	post := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
-		if err != nil {
-			return fmt.Errorf("build request: %w", err)
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("User-Agent", "Gatehouse/1")
-		resp, err := n.client.Do(req)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			return err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			return &StatusError{Code: resp.StatusCode}
-		}
-		return nil
-	}
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "User-Agent": {"Gatehouse/1"}}
 	started, full := n.bg.start(ctx, retryPlan{
 		immediate: true,
 		retries:   retryCount(n.Retries),
 		backoff:   n.Backoff,
-		attempt:   post,
+		attempt:   func(ctx context.Context) error { return n.post(ctx, u, h.Clone(), body, DefaultTimeout) },
 		retryable: retryable,
 		failed: func(ctx context.Context, attempt int, err error, more bool) {
 			n.logger().WarnContext(ctx, what+" delivery failed", "endpoint", redact(u), "attempt", attempt, "will_retry", more, "err", err.Error())

@@ -133,17 +133,10 @@ func assertionSignature(jti string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// ClientAssertionJWTValid answers fosite's "was this jti used?". The
-// insert in SetClientAssertionJWT decides atomically; this read only lets
-// a replay fail before its signature is checked again, so a read failure
-// is not taken as a replay.
-func (s *fositeStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
-	rec, err := s.st().GetOAuthRequest(ctx, store.KindClientAssertion, assertionSignature(jti))
-	if err == nil && s.p.now().Before(rec.ExpiresAt) {
-		return errorsx.WithStack(fosite.ErrJTIKnown)
-	}
-	return nil
-}
+// ClientAssertionJWTValid answers fosite's "was this jti used?" with "not
+// yet": fosite asks just before SetClientAssertionJWT, whose insert
+// decides atomically, so a read here would only cost a query.
+func (s *fositeStore) ClientAssertionJWTValid(context.Context, string) error { return nil }
 
 // SetClientAssertionJWT records jti as used until exp. Two requests with
 // the same jti race on the insert: one wins, the other is a replay.
@@ -247,7 +240,7 @@ func (f *clientKeyFetcher) fetch(ctx context.Context, location string) (*jose.JS
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, notify.StripURL(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

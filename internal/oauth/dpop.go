@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -138,7 +139,7 @@ func (p *Provider) checkDPoP(ctx context.Context, r *http.Request, htu, accessTo
 		ATH   string      `json:"ath"`
 		Nonce string      `json:"nonce"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	if err := dec.Decode(&claims); err != nil {
 		return nil, proofError("The DPoP proof's claims are not a JSON object.")
