@@ -2,7 +2,8 @@ package templates
 
 import "embed"
 
-// FS holds every *.html template.
+// FS holds every *.html template and the pages' message catalogs
+// (locales/pages.<lang>.toml, read by internal/i18n).
 //
-//go:embed *.html
+//go:embed *.html locales/pages.*.toml
 var FS embed.FS

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/gatehouse/gatehouse/internal/i18n"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/signin"
 )
@@ -57,6 +58,7 @@ func (p *Provider) buildDiscovery() error {
 		"request_uri_parameter_supported":                false,
 		"frontchannel_logout_supported":                  false,
 		"backchannel_logout_supported":                   true,
+		"ui_locales_supported":                           i18n.Languages,
 		"backchannel_logout_session_supported":           true,
 		"authorization_response_iss_parameter_supported": true,
 		"pushed_authorization_request_endpoint":          iss + PathPAR,

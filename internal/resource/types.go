@@ -43,7 +43,10 @@ type User struct {
 	PhoneVerificationCode string `json:"phoneVerificationCode,omitempty" yaml:"phoneVerificationCode,omitempty"`
 	EmailVerificationCode string `json:"emailVerificationCode,omitempty" yaml:"emailVerificationCode,omitempty"`
 
-	Name      *HumanName     `json:"name,omitempty" yaml:"name,omitempty"`
+	Name *HumanName `json:"name,omitempty" yaml:"name,omitempty"`
+	// Locale is the user's language (BCP 47), the OIDC locale claim; the
+	// hosted pages use it after ui_locales.
+	Locale    string         `json:"locale,omitempty" yaml:"locale,omitempty"`
 	Inactive  bool           `json:"inactive,omitempty" yaml:"inactive,omitempty"`
 	TwoFactor *UserTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
 	Meta      *Meta          `json:"meta,omitempty" yaml:"meta,omitempty"`
@@ -173,7 +176,13 @@ type AuthConfig struct {
 	SignUp       *SignUp              `json:"signUp,omitempty" yaml:"signUp,omitempty"`
 	Email        *Email               `json:"email,omitempty" yaml:"email,omitempty"`
 	WebAuthn     *WebAuthn            `json:"webauthn,omitempty" yaml:"webauthn,omitempty"`
-	Meta         *Meta                `json:"meta,omitempty" yaml:"meta,omitempty"`
+	// DefaultLocale is the pages' language when neither ui_locales, the
+	// user's locale nor Accept-Language names a supported one.
+	DefaultLocale string `json:"defaultLocale,omitempty" yaml:"defaultLocale,omitempty"`
+	// Messages rewords page messages per language: language → message id
+	// (the English text, as in templates/locales/pages.en.toml) → text.
+	Messages map[string]map[string]string `json:"messages,omitempty" yaml:"messages,omitempty"`
+	Meta     *Meta                        `json:"meta,omitempty" yaml:"meta,omitempty"`
 }
 
 // WebAuthn is the passkey relying party of the clients that use the

@@ -4,16 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v3"
+	"golang.org/x/text/language"
 
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -33,7 +36,24 @@ type Options struct {
 	// Strategies are the deployment's own second-factor strategies, which
 	// twoFactor.methods may name beside the built-in ones.
 	Strategies []string
+	// Messages checks an AuthConfig's message override (nil: only its
+	// shape is checked).
+	Messages MessageChecker
 }
+
+// MessageChecker knows the hosted pages' messages (i18n.Catalog).
+type MessageChecker interface {
+	CheckOverride(id, text string) error
+}
+
+// Languages the hosted pages are written in (i18n.Languages).
+var PageLanguages = []string{"en", "de", "fr", "es", "pt-BR", "ru", "zh-Hans"}
+
+// Bounds of AuthConfig.messages.
+const (
+	MaxMessageOverrides = 500
+	maxMessageLen       = 2000
+)
 
 // Second-factor strategies twoFactor.methods may name without a factor of
 // the deployment's own (passkey is the hardware-key factor).
@@ -136,6 +156,11 @@ func (u User) Validate(ctx context.Context, opts Options) error {
 	}
 	checkVerificationCode(&p, "phoneVerificationCode", u.PhoneVerificationCode, "phoneNumber", u.PhoneNumber)
 	checkVerificationCode(&p, "emailVerificationCode", u.EmailVerificationCode, "email", u.Email)
+	if u.Locale != "" {
+		if _, err := language.Parse(u.Locale); err != nil || len(u.Locale) > 35 {
+			p.add("locale", CodeInvalid, "not a BCP 47 language tag such as de or pt-BR")
+		}
+	}
 	if u.Name != nil {
 		checkText(&p, "name.givenName", u.Name.GivenName)
 		checkText(&p, "name.familyName", u.Name.FamilyName)
@@ -426,6 +451,10 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 	if wa := a.WebAuthn; wa != nil {
 		checkWebAuthn(&p, wa, opts)
 	}
+	if a.DefaultLocale != "" && !slices.Contains(PageLanguages, a.DefaultLocale) {
+		p.add("defaultLocale", CodeInvalid, "must be one of "+strings.Join(PageLanguages, ", "))
+	}
+	checkMessages(&p, a.Messages, opts)
 	if th := a.Theme; th != nil {
 		checkText(&p, "theme.title", th.Title)
 		checkText(&p, "theme.brand", th.Brand)
@@ -436,6 +465,49 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 		}
 	}
 	return p.err()
+}
+
+// checkMessages checks AuthConfig.messages: known languages and ids,
+// bounded plain text.
+func checkMessages(p *problems, msgs map[string]map[string]string, opts Options) {
+	n := 0
+	for _, lang := range slices.Sorted(maps.Keys(msgs)) {
+		if !slices.Contains(PageLanguages, lang) {
+			p.add("messages."+lang, CodeInvalid, "must be one of "+strings.Join(PageLanguages, ", "))
+			continue
+		}
+		for _, id := range slices.Sorted(maps.Keys(msgs[lang])) {
+			n++
+			text := msgs[lang][id]
+			path := "messages." + lang + "[" + strconv.Quote(truncate(id, 64)) + "]"
+			if !utf8.ValidString(text) || strings.ContainsFunc(text, unicode.IsControl) {
+				p.add(path, CodeInvalid, "must not contain control characters")
+				continue
+			}
+			if utf8.RuneCountInString(text) > maxMessageLen {
+				p.add(path, CodeTooLong, fmt.Sprintf("at most %d characters", maxMessageLen))
+				continue
+			}
+			if opts.Messages != nil {
+				if err := opts.Messages.CheckOverride(id, text); err != nil {
+					p.add(path, CodeInvalid, err.Error())
+				}
+			}
+		}
+	}
+	if n > MaxMessageOverrides {
+		p.add("messages", CodeTooLong, fmt.Sprintf("at most %d messages", MaxMessageOverrides))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Token formats.

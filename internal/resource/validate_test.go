@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,12 @@ func TestValidateAuthConfig(t *testing.T) {
 		{"plain http is refused", AuthConfig{ID: "a", TwoFactor: hook("http://hooks.example.com/x", 0, false)}, Options{LookupIP: offline}, "twoFactor.webhook.endpoint"},
 		{"plain http to localhost is fine in dev mode", AuthConfig{ID: "a", TwoFactor: hook("http://localhost:9000/x", 0, false)}, Options{Dev: true}, ""},
 		{"a webhook without an endpoint is refused", AuthConfig{ID: "a", TwoFactor: hook("", 0, false)}, Options{}, "twoFactor.webhook.endpoint"},
+		{"a supported defaultLocale is fine", AuthConfig{ID: "a", DefaultLocale: "pt-BR"}, Options{}, ""},
+		{"an unsupported defaultLocale is refused", AuthConfig{ID: "a", DefaultLocale: "tlh"}, Options{}, "defaultLocale"},
+		{"messages for an unsupported language are refused", AuthConfig{ID: "a", Messages: map[string]map[string]string{"xx": {"Sign in": "x"}}}, Options{}, "messages.xx"},
+		{"a message the pages do not have is refused", AuthConfig{ID: "a", Messages: map[string]map[string]string{"de": {"Sing in": "x"}}}, Options{Messages: pageMessages{"Sign in"}}, `messages.de["Sing in"]`},
+		{"a known message is fine", AuthConfig{ID: "a", Messages: map[string]map[string]string{"de": {"Sign in": "Los"}}}, Options{Messages: pageMessages{"Sign in"}}, ""},
+		{"a message with control characters is refused", AuthConfig{ID: "a", Messages: map[string]map[string]string{"de": {"Sign in": "a\x00b"}}}, Options{}, `messages.de["Sign in"]`},
 		{"an explicit timeout of 0 is refused", AuthConfig{ID: "a", TwoFactor: hook("https://x.example.com", 0, true)}, Options{LookupIP: offline}, "twoFactor.webhook.timeout"},
 		{"a timeout of -1 is refused", AuthConfig{ID: "a", TwoFactor: hook("https://x.example.com", -1, true)}, Options{LookupIP: offline}, "twoFactor.webhook.timeout"},
 		{"a timeout over 30 s is refused", AuthConfig{ID: "a", TwoFactor: hook("https://x.example.com", 30001, true)}, Options{LookupIP: offline}, "twoFactor.webhook.timeout"},
@@ -407,3 +415,13 @@ const (
 	publicJWKS  = `{"keys":[{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","use":"sig","kid":"1"}]}`
 	privateJWKS = `{"keys":[{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","d":"870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE","use":"sig","kid":"1"}]}`
 )
+
+// pageMessages is a MessageChecker that knows the given ids.
+type pageMessages []string
+
+func (m pageMessages) CheckOverride(id, _ string) error {
+	if !slices.Contains(m, id) {
+		return fmt.Errorf("%q is not a message", id)
+	}
+	return nil
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/api"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/i18n"
 	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/passkey"
@@ -181,6 +182,10 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
+	catalog, err := i18n.Load(templates.FS)
+	if err != nil {
+		return nil, fmt.Errorf("page catalogs: %w", err)
+	}
 	a.Admin = &admin.Handler{
 		Store:             d.Store,
 		Hasher:            a.Hasher,
@@ -200,9 +205,10 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 			}
 		},
 		PolicyChanged: a.SignIn.Policy.Forget,
-		Options:       resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate, Strategies: a.SignIn.Strategies()},
+		Options:       resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate, Strategies: a.SignIn.Strategies(), Messages: catalog},
 	}
 	a.Web = &web.Handler{
+		Catalog:   catalog,
 		Store:     d.Store,
 		Sessions:  a.Sessions,
 		OAuth:     a.OAuth,

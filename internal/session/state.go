@@ -45,7 +45,13 @@ type State struct {
 	// Clients are the clients this session signed in to, told when it
 	// ends (OpenID Connect Back-Channel Logout).
 	Clients []string `json:"clients,omitempty"`
+	// UILocales is the ui_locales of the last authorization request or
+	// page that named one: the pages' first language preference.
+	UILocales string `json:"uiLocales,omitempty"`
 }
+
+// maxUILocalesLen bounds State.UILocales (a few tags are plenty).
+const maxUILocalesLen = 128
 
 // maxSessionClients bounds State.Clients; the oldest is dropped.
 const maxSessionClients = 32
@@ -255,6 +261,21 @@ func ClientsOf(rec store.BrowserSession) []string {
 
 // Clients are the clients the session signed in to, oldest first.
 func (s *Session) Clients() []string { return slices.Clone(s.state.Clients) }
+
+// UILocales is the remembered ui_locales ("" when none).
+func (s *Session) UILocales() string { return s.state.UILocales }
+
+// SetUILocales remembers a ui_locales value (cut to a bounded length).
+func (s *Session) SetUILocales(v string) {
+	if len(v) > maxUILocalesLen {
+		v = v[:maxUILocalesLen]
+	}
+	if v == s.state.UILocales {
+		return
+	}
+	s.state.UILocales = v
+	s.dirty = true
+}
 
 // ReturnTo returns the local path to continue at after sign-in, or "".
 func (s *Session) ReturnTo() string { return s.state.ReturnTo }

@@ -267,12 +267,15 @@ func (h *Handler) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *oa
 	theme := h.themeFor(r.Context(), client)
 	if ae.Code == "invalid_client" || ae.Code == "unauthorized_client" || client == nil {
 		h.renderErrorThemed(w, r, http.StatusBadRequest,
-			"The application that sent you here is not registered with this sign-in service.", nil, err, theme)
+			tr("The application that sent you here is not registered with this sign-in service."), nil, err, theme)
 		return
 	}
-	msg := "The sign-in link you followed is not valid. Go back to the application and try again."
+	msg := tr("The sign-in link you followed is not valid. Go back to the application and try again.")
 	if ae.Description != "" {
-		msg += " (" + ae.Code + ": " + ae.Description + ")"
+		// The protocol's own explanation, for the developer of the app,
+		// stays in English.
+		msg = tr("The sign-in link you followed is not valid. Go back to the application and try again. ({{.Code}}: {{.Description}})")
+		addMessageArgs(r, map[string]any{"Code": ae.Code, "Description": ae.Description})
 	}
 	h.renderErrorThemed(w, r, http.StatusBadRequest, msg, nil, err, theme)
 }

@@ -14,13 +14,13 @@ import (
 // scopeDescriptions explain the common scopes in words; others are shown
 // by name.
 var scopeDescriptions = map[string]string{
-	"openid":         "Confirm who you are",
-	"profile":        "See your basic profile",
-	"email":          "See your email address",
-	"phone":          "See your phone number",
-	"address":        "See your address",
-	"offline_access": "Stay signed in to the app when you are not using it",
-	"offline":        "Stay signed in to the app when you are not using it",
+	"openid":         tr("Confirm who you are"),
+	"profile":        tr("See your basic profile"),
+	"email":          tr("See your email address"),
+	"phone":          tr("See your phone number"),
+	"address":        tr("See your address"),
+	"offline_access": tr("Stay signed in to the app when you are not using it"),
+	"offline":        tr("Stay signed in to the app when you are not using it"),
 }
 
 func describeScopes(scopes []string) []scopeView {
@@ -66,7 +66,7 @@ func (h *Handler) consentTarget(w http.ResponseWriter, r *http.Request, sess *se
 	}
 	if f.pending == nil || f.client == nil {
 		h.renderErrorThemed(w, r, http.StatusBadRequest,
-			"No application is waiting for your answer. Go back to the application and start again.",
+			tr("No application is waiting for your answer. Go back to the application and start again."),
 			nil, nil, f.theme)
 		return store.User{}, flow{}, false
 	}
@@ -89,7 +89,7 @@ func (h *Handler) consentPage(w http.ResponseWriter, r *http.Request) {
 	}
 	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, pageConsent, pageData{
-		Heading:  "Allow access?",
+		Heading:  tr("Allow access?"),
 		Theme:    f.theme,
 		CSRF:     csrf,
 		Username: displayName(user),
@@ -135,7 +135,7 @@ func (h *Handler) consentSubmit(w http.ResponseWriter, r *http.Request) {
 	case session.ConsentDenied:
 		p.Consent = session.ConsentDenied
 	default:
-		h.renderErrorThemed(w, r, http.StatusBadRequest, "Choose Allow or Deny.", &link{Href: PathConsent, Text: "Back"}, nil, f.theme)
+		h.renderErrorThemed(w, r, http.StatusBadRequest, tr("Choose Allow or Deny."), &link{Href: PathConsent, Text: tr("Back")}, nil, f.theme)
 		return
 	}
 	sess.SetPendingAuthorize(p)

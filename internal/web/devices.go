@@ -103,6 +103,7 @@ func (h *Handler) rememberIfAsked(w http.ResponseWriter, r *http.Request, s *sig
 type deviceView struct {
 	ID       string
 	Label    string
+	Unknown  bool // no label: the page says "Unknown browser"
 	Created  string
 	LastUsed string
 	Expires  string
@@ -116,15 +117,12 @@ func (h *Handler) deviceViews(r *http.Request, userID string) ([]deviceView, err
 	if err != nil {
 		return nil, err
 	}
-	const layout = "2 January 2006, 15:04 UTC"
 	out := make([]deviceView, 0, len(ds))
 	for _, d := range ds {
-		v := deviceView{ID: d.ID, Label: d.Label, Created: d.CreatedAt.UTC().Format(layout), Expires: d.ExpiresAt.UTC().Format(layout)}
-		if v.Label == "" {
-			v.Label = "Unknown browser"
-		}
+		v := deviceView{ID: d.ID, Label: d.Label, Created: d.CreatedAt.UTC().Format(dateLayout), Expires: d.ExpiresAt.UTC().Format(dateLayout)}
+		v.Unknown = v.Label == ""
 		if !d.LastUsedAt.IsZero() {
-			v.LastUsed = d.LastUsedAt.UTC().Format(layout)
+			v.LastUsed = d.LastUsedAt.UTC().Format(dateLayout)
 		}
 		out = append(out, v)
 	}
@@ -152,7 +150,7 @@ func (h *Handler) devicesSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	err := h.SignIn.RevokeDevice(r.Context(), user.ID, r.PostForm.Get("device"), "user")
 	if errors.Is(err, store.ErrNotFound) {
-		h.renderSettings(w, r, sess, user, "That browser was already forgotten.")
+		h.renderSettings(w, r, sess, user, tr("That browser was already forgotten."))
 		return
 	}
 	if err != nil {

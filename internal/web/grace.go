@@ -7,7 +7,6 @@ package web
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/signin"
@@ -16,11 +15,11 @@ import (
 // PathLoginTwoFactorSkip takes the "Not now" of an in-login enrolment.
 const PathLoginTwoFactorSkip = "/auth/login/two-factor/skip"
 
-const msgGraceOver = "The time to set up two-step verification later is over. Set it up now to continue."
+var msgGraceOver = tr("The time to set up two-step verification later is over. Set it up now to continue.")
 
 // graceView is the enrolment's "you may skip this" line.
 type graceView struct {
-	Left  string // "3 days", "1 day"
+	Days  int // whole days left, rounded up
 	Until string
 }
 
@@ -33,11 +32,7 @@ func (h *Handler) graceView(r *http.Request, s *signin.SignIn) (*graceView, erro
 		return nil, err
 	}
 	days := int((ends.Sub(h.now()) + 24*time.Hour - 1) / (24 * time.Hour))
-	left := strconv.Itoa(days) + " days"
-	if days == 1 {
-		left = "1 day"
-	}
-	return &graceView{Left: left, Until: ends.Format("2 January 2006, 15:04 UTC")}, nil
+	return &graceView{Days: days, Until: ends.UTC().Format(dateLayout)}, nil
 }
 
 // skipEnrolmentSubmit finishes the sign-in without the required second

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/i18n"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/policy"
@@ -96,12 +97,23 @@ type Handler struct {
 	// Authorization header (the JSON API shares the path).
 	PasskeyAPI http.Handler
 
-	pages map[string]*template.Template
+	// Catalog holds the pages' messages (nil: the embedded catalogs).
+	Catalog *i18n.Catalog
+	// OnMissingMessage, if set, is told of every page message id that the
+	// catalogs lack (tests fail on it).
+	OnMissingMessage func(id string)
+
+	pages   map[string]*template.Template
+	catalog *i18n.Catalog
 }
 
 // Register mounts the hosted pages on mux and parses the templates.
 func (h *Handler) Register(mux *http.ServeMux) {
 	h.pages = mustParsePages()
+	h.catalog = h.Catalog
+	if h.catalog == nil {
+		h.catalog = mustLoadCatalog()
+	}
 	mux.Handle("GET "+PathAuthorize, h.wrap(h.authorize))
 	mux.Handle("POST "+PathAuthorize, h.wrap(h.authorize))
 	mux.Handle("GET "+PathLogin, h.wrap(h.loginPage))
@@ -153,8 +165,17 @@ func (h *Handler) wrap(fn http.HandlerFunc) http.Handler {
 	})
 }
 
-// sessionSlot holds the session a page loaded, for wrap to settle.
-type sessionSlot struct{ sess *session.Session }
+// sessionSlot holds the session a page loaded, for wrap to settle, and
+// what the page learnt that decides its language: the signed-in user and
+// the AuthConfig of its theme.
+type sessionSlot struct {
+	sess       *session.Session
+	user       *store.User
+	authConfig *resource.AuthConfig
+	// args fill placeholders of a message that a helper chose for the
+	// page before it renders (addMessageArgs).
+	args map[string]any
+}
 
 type sessionSlotKey struct{}
 
@@ -167,6 +188,9 @@ func (h *Handler) loadBrowserSession(r *http.Request) (*session.Session, error) 
 	}
 	if slot, ok := r.Context().Value(sessionSlotKey{}).(*sessionSlot); ok {
 		slot.sess = sess
+	}
+	if v := r.URL.Query().Get("ui_locales"); v != "" {
+		sess.SetUILocales(v)
 	}
 	return sess, nil
 }
@@ -211,7 +235,7 @@ func (h *Handler) loadSession(w http.ResponseWriter, r *http.Request) *session.S
 func (h *Handler) saveSession(w http.ResponseWriter, r *http.Request, sess *session.Session) bool {
 	err := h.Sessions.Save(r.Context(), w, sess)
 	if errors.Is(err, session.ErrGone) {
-		h.renderError(w, r, http.StatusBadRequest, "Your session has ended. Please sign in again.", &link{Href: PathLogin, Text: "Sign in"}, nil)
+		h.renderError(w, r, http.StatusBadRequest, tr("Your session has ended. Please sign in again."), &link{Href: PathLogin, Text: tr("Sign in")}, nil)
 		return false
 	}
 	if err != nil {
@@ -236,6 +260,9 @@ func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *
 			return store.User{}, false, err
 		}
 		return store.User{}, false, nil
+	}
+	if slot, ok := ctx.Value(sessionSlotKey{}).(*sessionSlot); ok {
+		slot.user = &u
 	}
 	return u, true, nil
 }

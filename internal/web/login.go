@@ -2,7 +2,6 @@ package web
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,7 +17,7 @@ import (
 
 // msgInvalidCredentials is the one answer to a failed password, whatever
 // the reason (unknown user, wrong password, inactive, throttled).
-const msgInvalidCredentials = "Invalid username or password"
+var msgInvalidCredentials = tr("Invalid username or password")
 
 const (
 	maxUsernameLen = 256
@@ -71,7 +70,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.render(w, r, http.StatusOK, pageSignedIn, pageData{
-			Heading:  "Signed in",
+			Heading:  tr("Signed in"),
 			Theme:    f.theme,
 			Username: displayName(user),
 		}, f.policy)
@@ -97,7 +96,7 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *sess
 	// Saving a new session replaces its token with the stored one.
 	csrf = sess.CSRFToken()
 	h.render(w, r, status, pageLogin, pageData{
-		Heading:      "Sign in",
+		Heading:      tr("Sign in"),
 		Theme:        f.theme,
 		CSRF:         csrf,
 		Error:        errMsg,
@@ -125,8 +124,8 @@ func (h *Handler) renderReauth(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, pageLogin, pageData{
-		Heading:  "Confirm your password",
-		Lead:     "For your security, enter your password again to continue.",
+		Heading:  tr("Confirm your password"),
+		Lead:     tr("For your security, enter your password again to continue."),
 		Theme:    f.theme,
 		CSRF:     csrf,
 		Error:    errMsg,
@@ -173,7 +172,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	password := r.PostForm.Get("password")
 	if username == "" || password == "" {
-		h.loginRefused(w, r, sess, f, username, "Enter your username and password.")
+		h.loginRefused(w, r, sess, f, username, tr("Enter your username and password."))
 		return
 	}
 	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
@@ -192,7 +191,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		RequestID:  audit.RequestID(ctx),
 	})
 	if errors.Is(err, account.ErrThrottled) {
-		h.loginRefused(w, r, sess, f, username, throttledMessage(err))
+		h.loginRefused(w, r, sess, f, username, throttledMessage(r, err))
 		return
 	}
 	if errors.Is(err, account.ErrInvalidCredentials) {
@@ -235,7 +234,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		DeviceToken: h.deviceToken(r), ACRValues: acrValues, MaxAge: maxAge})
 	if errors.Is(err, signin.ErrUnmetLevel) {
 		h.renderErrorThemed(w, r, http.StatusForbidden,
-			"This application accepts a kind of two-step verification your account does not have. Ask its administrator for help.",
+			tr("This application accepts a kind of two-step verification your account does not have. Ask its administrator for help."),
 			nil, err, f.theme)
 		return
 	}
@@ -297,11 +296,7 @@ func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, sess *se
 
 // throttledMessage tells the user plainly that sign-in is paused here, and
 // for how long.
-func throttledMessage(err error) string {
-	mins := (account.RetryAfterOf(err) + 59) / 60
-	unit := "minutes"
-	if mins == 1 {
-		unit = "minute"
-	}
-	return fmt.Sprintf("Too many failed sign-ins for this account from your network. Sign-in is paused here; try again in %d %s.", mins, unit)
+func throttledMessage(r *http.Request, err error) string {
+	addMessageArgs(r, map[string]any{"Minutes": (account.RetryAfterOf(err) + 59) / 60})
+	return tr("Too many failed sign-ins for this account from your network. Sign-in is paused here; try again in {{.Minutes}} min.")
 }

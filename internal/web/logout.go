@@ -92,7 +92,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		client = &c
 	}
 	h.render(w, r, http.StatusOK, pageLogout, pageData{
-		Heading: "Signed out",
+		Heading: tr("Signed out"),
 		Theme:   h.themeFor(ctx, client),
 	}, csp{})
 }
@@ -110,7 +110,7 @@ func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request, sess *se
 		client = &c
 	}
 	h.render(w, r, http.StatusOK, pageLogout, pageData{
-		Heading: "Sign out?",
+		Heading: tr("Sign out?"),
 		Theme:   h.themeFor(r.Context(), client),
 		CSRF:    sess.CSRFToken(),
 		Logout: &logoutView{

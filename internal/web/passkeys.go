@@ -32,9 +32,9 @@ const (
 	pathPasskeyDelete       = "/auth/passkeys/{id}/delete"
 )
 
-const (
-	msgPasskeyRefused  = "That passkey could not be used. Try again, or sign in with your password."
-	msgPasskeyNotSaved = "The passkey was not saved: the browser's answer could not be verified. Try again."
+var (
+	msgPasskeyRefused  = tr("That passkey could not be used. Try again, or sign in with your password.")
+	msgPasskeyNotSaved = tr("The passkey was not saved: the browser's answer could not be verified. Try again.")
 )
 
 func (h *Handler) registerPasskeyRoutes(mux *http.ServeMux) {
@@ -186,9 +186,9 @@ func (h *Handler) passkeysPage(w http.ResponseWriter, r *http.Request) {
 
 // Notices of the settings page, named in the query after a redirect.
 var passkeyNotices = map[string]string{
-	"added":   "Passkey added.",
-	"renamed": "Passkey renamed.",
-	"deleted": "Passkey deleted.",
+	"added":   tr("Passkey added."),
+	"renamed": tr("Passkey renamed."),
+	"deleted": tr("Passkey deleted."),
 }
 
 func (h *Handler) renderPasskeys(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, status int, notice, errMsg string) {
@@ -199,10 +199,10 @@ func (h *Handler) renderPasskeys(w http.ResponseWriter, r *http.Request, sess *s
 	}
 	view := &passkeysView{PasswordFresh: h.passwordFresh(sess)}
 	for _, c := range recs {
-		pv := passkeyView{ID: c.ID, Name: c.Name, Created: c.CreatedAt.Format(time.DateOnly), LastUsed: "never",
+		pv := passkeyView{ID: c.ID, Name: c.Name, Created: c.CreatedAt.Format(time.DateOnly),
 			Transports: strings.Join(c.Transports, ", "), Synced: c.BackupState}
 		if !c.LastUsedAt.IsZero() {
-			pv.LastUsed = c.LastUsedAt.Format("2006-01-02 15:04 UTC")
+			pv.LastUsed = c.LastUsedAt.UTC().Format(dateLayout)
 		}
 		view.List = append(view.List, pv)
 	}
@@ -212,7 +212,7 @@ func (h *Handler) renderPasskeys(w http.ResponseWriter, r *http.Request, sess *s
 	}
 	csrf = sess.CSRFToken()
 	h.render(w, r, status, pagePasskeys, pageData{
-		Heading:  "Passkeys",
+		Heading:  tr("Passkeys"),
 		Theme:    h.themeFor(r.Context(), nil),
 		CSRF:     csrf,
 		Error:    errMsg,
@@ -313,7 +313,7 @@ func (h *Handler) passkeyRenameSubmit(w http.ResponseWriter, r *http.Request) {
 		h.renderPasskeys(w, r, sess, user, http.StatusBadRequest, "", "A passkey name is 1 to 64 characters.")
 		return
 	case errors.Is(err, store.ErrNotFound):
-		h.renderPasskeys(w, r, sess, user, http.StatusNotFound, "", "No such passkey.")
+		h.renderPasskeys(w, r, sess, user, http.StatusNotFound, "", tr("No such passkey."))
 		return
 	case err != nil:
 		h.unavailable(w, r, err)
@@ -340,7 +340,7 @@ func (h *Handler) passkeyDeleteSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	err := h.Passkeys.Delete(r.Context(), user.ID, r.PathValue("id"), sess.ID(), "", twoFactorMeta(r, ""))
 	if errors.Is(err, store.ErrNotFound) {
-		h.renderPasskeys(w, r, sess, user, http.StatusNotFound, "", "No such passkey.")
+		h.renderPasskeys(w, r, sess, user, http.StatusNotFound, "", tr("No such passkey."))
 		return
 	}
 	if err != nil {

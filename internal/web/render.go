@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/i18n"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/templates"
 )
@@ -65,6 +66,9 @@ func parsePages(fsys fs.FS) (map[string]*template.Template, error) {
 // pages that do not use them.
 type pageData struct {
 	Page      string // template name; the body's class is page-<Page>
+	Lang, Dir string // <html lang dir>
+	// Args fill the {{.Name}} placeholders of the page's messages.
+	Args      map[string]any
 	Heading   string
 	Theme     themeView
 	CSRF      string
@@ -107,6 +111,8 @@ type pageData struct {
 	// PasskeyLogin: the login page offers passwordless sign-in (a button,
 	// and the browser's passkey autofill on the username field).
 	PasskeyLogin bool
+
+	loc *i18n.Localizer
 }
 
 // codeView is the code prompt of a sign-in: one strategy's input, the
@@ -199,6 +205,22 @@ type scopeView struct {
 
 type link struct {
 	Href, Text string
+	Args       map[string]any // placeholders of Text
+}
+
+// useInstead links to another way of proving the second factor.
+func useInstead(href, label string) link {
+	text, ok := map[string]string{
+		"Authenticator app": tr("Use your authenticator app instead"),
+		"Text message":      tr("Use a code by text message instead"),
+		"E-mail":            tr("Use a code by e-mail instead"),
+		"Recovery code":     tr("Use a recovery code instead"),
+		"Passkey":           tr("Use a passkey instead"),
+	}[label]
+	if !ok {
+		return link{Href: href, Text: tr("Use {{.Factor}} instead"), Args: map[string]any{"Factor": label}}
+	}
+	return link{Href: href, Text: text}
 }
 
 // csp holds the sources a page adds to the fixed policy: the theme's
@@ -286,8 +308,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if src := styleSource(data.Theme.StyleURL); src != "" {
 		policy.styleSrc = append(policy.styleSrc, src)
 	}
+	h.localize(r, &data)
 	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "base", data); err != nil {
+	if err := t.ExecuteTemplate(&buf, "base", &data); err != nil {
 		h.log().ErrorContext(r.Context(), "render page", "page", name, "err", err)
 		h.writePlainError(w, r)
 		return
@@ -332,13 +355,13 @@ func (h *Handler) renderErrorThemed(w http.ResponseWriter, r *http.Request, stat
 func errorHeading(status int) string {
 	switch {
 	case status == http.StatusForbidden:
-		return "Request refused"
+		return tr("Request refused")
 	case status == http.StatusServiceUnavailable:
-		return "Temporarily unavailable"
+		return tr("Temporarily unavailable")
 	case status >= 500:
-		return "Something went wrong"
+		return tr("Something went wrong")
 	default:
-		return "Something went wrong"
+		return tr("Something went wrong")
 	}
 }
 
@@ -350,19 +373,19 @@ func errorHeading(status int) string {
 // database that may just have failed.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	if !store.Unavailable(err) {
-		h.renderErrorThemed(w, r, http.StatusInternalServerError, "Something went wrong on our side. Please try again later.", nil, err, defaultTheme())
+		h.renderErrorThemed(w, r, http.StatusInternalServerError, tr("Something went wrong on our side. Please try again later."), nil, err, defaultTheme())
 		return
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter.Seconds())))
-	h.renderErrorThemed(w, r, http.StatusServiceUnavailable, "Sign-in is temporarily unavailable. Please try again in a moment.", nil, err, defaultTheme())
+	h.renderErrorThemed(w, r, http.StatusServiceUnavailable, tr("Sign-in is temporarily unavailable. Please try again in a moment."), nil, err, defaultTheme())
 }
 
 // csrfFailed answers a POST whose CSRF token is missing or wrong.
 func (h *Handler) csrfFailed(w http.ResponseWriter, r *http.Request) {
 	h.log().WarnContext(r.Context(), "csrf token rejected", "path", r.URL.Path, "request_id", audit.RequestID(r.Context()), "remote", clientIP(r))
 	h.renderError(w, r, http.StatusForbidden,
-		"This form has expired or did not come from this site. Go back, reload the page and try again.",
-		&link{Href: PathLogin, Text: "Back to sign-in"}, nil)
+		tr("This form has expired or did not come from this site. Go back, reload the page and try again."),
+		&link{Href: PathLogin, Text: tr("Back to sign-in")}, nil)
 }
 
 // parseForm reads a bounded form body and checks the CSRF token. It renders
@@ -375,7 +398,7 @@ func (h *Handler) parseForm(w http.ResponseWriter, r *http.Request, validCSRF fu
 func (h *Handler) parseFormLimit(w http.ResponseWriter, r *http.Request, validCSRF func(string) bool, limit int64) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if err := r.ParseForm(); err != nil {
-		h.renderError(w, r, http.StatusBadRequest, "The form could not be read. Go back and try again.", &link{Href: PathLogin, Text: "Back to sign-in"}, err)
+		h.renderError(w, r, http.StatusBadRequest, tr("The form could not be read. Go back and try again."), &link{Href: PathLogin, Text: tr("Back to sign-in")}, err)
 		return false
 	}
 	if !validCSRF(r.PostForm.Get("_csrf")) {

@@ -54,6 +54,9 @@ func (h *Handler) themeFor(ctx context.Context, client *resource.Client) themeVi
 		h.log().WarnContext(ctx, "theme unavailable, using the default", "err", err)
 		return t
 	}
+	if slot, ok := ctx.Value(sessionSlotKey{}).(*sessionSlot); ok {
+		slot.authConfig = &ac
+	}
 	th := ac.ThemeOrEmpty()
 	if th.Title != "" {
 		t.Title = th.Title

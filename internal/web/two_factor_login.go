@@ -25,9 +25,9 @@ import (
 // ErrInvalidCode is the one answer to a code that is not accepted.
 var ErrInvalidCode = signin.ErrInvalidCode
 
-const (
-	msgInvalidCode      = "Invalid code"
-	msgEnrolmentExpired = "This setup expired. Scan the new QR code and enter the code it shows."
+var (
+	msgInvalidCode      = tr("Invalid code")
+	msgEnrolmentExpired = tr("This setup expired. Scan the new QR code and enter the code it shows.")
 )
 
 // secondFactorStep gathers what both sides of the code step need: the
@@ -167,7 +167,7 @@ func (h *Handler) twoFactorPage(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) secondFactorUsable(w http.ResponseWriter, r *http.Request, p *session.PendingSecondFactor, f flow) bool {
 	if h.SignIn == nil || (!p.Enrolled && h.TwoFactor == nil) {
 		h.renderErrorThemed(w, r, http.StatusServiceUnavailable,
-			"Two-step verification is not available right now. Please try again later.",
+			tr("Two-step verification is not available right now. Please try again later."),
 			nil, errors.New("no second-factor service configured"), f.theme)
 		return false
 	}
@@ -175,9 +175,9 @@ func (h *Handler) secondFactorUsable(w http.ResponseWriter, r *http.Request, p *
 }
 
 // Notices of the code prompt when no new code went out.
-const (
-	noticeTooManySends = "Too many codes were sent. Use the last one you received or a recovery code, or try again later."
-	noticeNotSent      = "We could not send a new code just now. Use the last one you received or a recovery code, or send again in a moment."
+var (
+	noticeTooManySends = tr("Too many codes were sent. Use the last one you received or a recovery code, or try again later.")
+	noticeNotSent      = tr("We could not send a new code just now. Use the last one you received or a recovery code, or send again in a moment.")
 )
 
 // codePrompt is the code page for one strategy of a sign-in.
@@ -185,7 +185,8 @@ type codePrompt struct {
 	strategy     string // "" for the user's own built-in factor (recovery codes too)
 	desc         signin.Description
 	lead         string
-	send         bool // the page prepares the strategy (and offers to send again)
+	args         map[string]any // placeholders of lead
+	send         bool           // the page prepares the strategy (and offers to send again)
 	others       []link
 	notice       string
 	recovery     bool   // the box takes a recovery code too
@@ -216,6 +217,7 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 	if strategy == "" {
 		cp.desc = signin.Description{Input: signin.InputCode}
 		cp.lead, cp.send = h.promptText(s)
+		cp.args = destinationArgs(s.TwoFactor.Destination)
 	} else {
 		cp.desc, _ = h.SignIn.Describe(strategy)
 		cp.lead, cp.send = cp.desc.Prompt, cp.desc.NeedsSend
@@ -235,7 +237,7 @@ func (h *Handler) codePrompt(w http.ResponseWriter, r *http.Request, s *signin.S
 		if st != "" {
 			href += "?strategy=" + url.QueryEscape(st)
 		}
-		cp.others = append(cp.others, link{Href: href, Text: "Use " + strings.ToLower(d.Label[:1]) + d.Label[1:] + " instead"})
+		cp.others = append(cp.others, useInstead(href, d.Label))
 	}
 	return cp, true
 }
@@ -304,12 +306,13 @@ func (h *Handler) renderTwoFactorStatus(w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	h.render(w, r, status, pageTwoFactorCode, pageData{
-		Heading: "Two-step verification",
+		Heading: tr("Two-step verification"),
 		Theme:   f.theme,
 		CSRF:    csrf,
 		Error:   errMsg,
 		Client:  f.clientView(),
 		Lead:    cp.lead,
+		Args:    cp.args,
 		Notice:  cp.notice,
 		Code: &codeView{
 			Strategy:     cp.strategy,
@@ -330,15 +333,15 @@ func (h *Handler) promptText(s *signin.SignIn) (string, bool) {
 	// The webhook delivers every factor's code (TOTP pushes too); SMTP
 	// only e-mail codes.
 	webhook := s.Policy.CanDeliver(resource.MethodSMS)
-	lead := "Enter the 6-digit code from your authenticator app."
+	lead := tr("Enter the 6-digit code from your authenticator app.")
 	if webhook {
-		lead = "Enter the 6-digit code from your authenticator app, or the one we sent you."
+		lead = tr("Enter the 6-digit code from your authenticator app, or the one we sent you.")
 	}
 	switch s.TwoFactor.Method {
 	case twofactor.MethodSMS:
-		lead = "Enter the 6-digit code we sent by text message to " + twofactor.MaskDestination(s.TwoFactor.Destination) + "."
+		lead = tr("Enter the 6-digit code we sent by text message to {{.To}}.")
 	case twofactor.MethodEmail:
-		lead = "Enter the 6-digit code we sent by e-mail to " + twofactor.MaskDestination(s.TwoFactor.Destination) + "."
+		lead = tr("Enter the 6-digit code we sent by e-mail to {{.To}}.")
 		webhook = s.Policy.CanDeliverCodes()
 	}
 	return lead, webhook
@@ -431,12 +434,13 @@ func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, se
 		h.unavailable(w, r, err)
 		return
 	}
-	lead := "Two-step verification is required for your account. Set it up to continue."
+	lead := tr("Two-step verification is required for your account. Set it up to continue.")
 	if f.client != nil {
 		// The app's rule, when it has one; else the account's own (a TOTP
 		// enrolment due since it was created).
 		if s.Policy.SecondFactorRequired() || (s.RequiredACR != "" && !resource.TOTPEnrolmentDue(s.TwoFactor)) {
-			lead = f.clientView().Name + " requires two-step verification. Set it up to continue."
+			lead = tr("{{.App}} requires two-step verification. Set it up to continue.")
+			addMessageArgs(r, map[string]any{"App": f.clientView().Name})
 		}
 	}
 	grace, err := h.graceView(r, s)
@@ -445,13 +449,13 @@ func (h *Handler) renderFlowEnrolment(w http.ResponseWriter, r *http.Request, se
 		return
 	}
 	h.renderEnrolment(w, r, sess, en, pageData{
-		Heading: "Set up two-step verification",
+		Heading: tr("Set up two-step verification"),
 		Theme:   f.theme,
 		Client:  f.clientView(),
 		Lead:    lead,
 		Error:   errMsg,
 		Grace:   grace,
-	}, PathLoginTwoFactor, &link{Href: PathLogin, Text: "Start over"}, f.policy)
+	}, PathLoginTwoFactor, &link{Href: PathLogin, Text: tr("Start over")}, f.policy)
 }
 
 // confirmFlowEnrolment enables the factor set up inside a login, signs the
@@ -491,5 +495,5 @@ func (h *Handler) confirmFlowEnrolment(w http.ResponseWriter, r *http.Request, s
 		return
 	}
 	h.log().InfoContext(ctx, "second factor enrolled during sign-in", "user", user.ID, "client", p.ClientID, "request_id", audit.RequestID(ctx))
-	h.renderRecoveryCodes(w, r, codes, f.theme, &link{Href: next, Text: "Continue"}, f.policy)
+	h.renderRecoveryCodes(w, r, codes, f.theme, &link{Href: next, Text: tr("Continue")}, f.policy)
 }

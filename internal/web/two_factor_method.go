@@ -28,15 +28,15 @@ const (
 )
 
 // Messages of the method pages.
-const (
-	msgNoDelivery     = "Codes by text message or e-mail cannot be sent: no delivery is configured. Use an authenticator app instead."
-	msgBadPhone       = "Enter the phone number in international format, such as +14155550123."
-	msgBadEmail       = "Enter a valid e-mail address."
-	msgTaken          = "This phone number or e-mail address belongs to another account."
-	msgTooManySends   = "Too many codes were sent to this destination. Try again later."
-	msgTooManyLookups = "Too many phone numbers or e-mail addresses were tried in the last hour. Try again later."
-	msgUnverified     = "Verify the phone number or e-mail address first."
-	msgSwitchExpired  = "Something changed meanwhile. Start again."
+var (
+	msgNoDelivery     = tr("Codes by text message or e-mail cannot be sent: no delivery is configured. Use an authenticator app instead.")
+	msgBadPhone       = tr("Enter the phone number in international format, such as +14155550123.")
+	msgBadEmail       = tr("Enter a valid e-mail address.")
+	msgTaken          = tr("This phone number or e-mail address belongs to another account.")
+	msgTooManySends   = tr("Too many codes were sent to this destination. Try again later.")
+	msgTooManyLookups = tr("Too many phone numbers or e-mail addresses were tried in the last hour. Try again later.")
+	msgUnverified     = tr("Verify the phone number or e-mail address first.")
+	msgSwitchExpired  = tr("Something changed meanwhile. Start again.")
 )
 
 // methodTarget reads the method a switch is about; ok false for anything
@@ -65,24 +65,24 @@ func hasDelivery(ac resource.AuthConfig) bool {
 func switches(st twofactor.Status, delivery bool) []switchLink {
 	var out []switchLink
 	if st.Enabled {
-		text := "Use an authenticator app"
+		text := tr("Use an authenticator app")
 		if st.Method == twofactor.MethodTOTP {
-			text = "Move to a new authenticator app"
+			text = tr("Move to a new authenticator app")
 		}
 		out = append(out, switchLink{ID: "switch-totp", Href: methodPath(twofactor.MethodTOTP), Text: text})
 	}
 	if !delivery {
 		return out
 	}
-	sms, email := "Use text messages", "Use e-mail"
+	sms, email := tr("Use text messages"), tr("Use e-mail")
 	if !st.Enabled {
-		sms, email = "Turn on with text messages", "Turn on with e-mail"
+		sms, email = tr("Turn on with text messages"), tr("Turn on with e-mail")
 	}
 	switch {
 	case st.Enabled && st.Method == twofactor.MethodSMS:
-		sms = "Use another phone number"
+		sms = tr("Use another phone number")
 	case st.Enabled && st.Method == twofactor.MethodEmail:
-		email = "Use another e-mail address"
+		email = tr("Use another e-mail address")
 	}
 	return append(out,
 		switchLink{ID: "switch-sms", Href: methodPath(twofactor.MethodSMS), Text: sms},
@@ -124,21 +124,30 @@ func currentLabel(st twofactor.Status) string {
 	}
 	switch st.Method {
 	case twofactor.MethodSMS:
-		return "Code we sent by text message to " + twofactor.MaskDestination(st.Destination) + " (or a recovery code)"
+		return tr("Code we sent by text message to {{.To}} (or a recovery code)")
 	case twofactor.MethodEmail:
-		return "Code we sent by e-mail to " + twofactor.MaskDestination(st.Destination) + " (or a recovery code)"
+		return tr("Code we sent by e-mail to {{.To}} (or a recovery code)")
 	}
-	return "Current code from your authenticator app (or a recovery code)"
+	return tr("Current code from your authenticator app (or a recovery code)")
+}
+
+// destinationArgs fill the {{.To}} of the messages that name where the
+// factor that is on sends its codes.
+func destinationArgs(destination string) map[string]any {
+	if destination == "" {
+		return nil
+	}
+	return map[string]any{"To": twofactor.MaskDestination(destination)}
 }
 
 func methodHeading(method string) string {
 	switch method {
 	case twofactor.MethodSMS:
-		return "Codes by text message"
+		return tr("Codes by text message")
 	case twofactor.MethodEmail:
-		return "Codes by e-mail"
+		return tr("Codes by e-mail")
 	}
-	return "Set up an authenticator app"
+	return tr("Set up an authenticator app")
 }
 
 // methodSession is the signed-in user of a method page with a fresh
@@ -217,30 +226,30 @@ func (h *Handler) renderMethodDestination(w http.ResponseWriter, r *http.Request
 	v := &methodView{Method: method, Destination: dest}
 	if method == twofactor.MethodSMS {
 		v.InputType, v.Autocomplete = "tel", "tel"
-		v.Label = "Mobile phone number, in international format (+14155550123)"
+		v.Label = tr("Mobile phone number, in international format (+14155550123)")
 	} else {
 		v.InputType, v.Autocomplete = "email", "email"
-		v.Label = "E-mail address (it also becomes the address you sign in with)"
+		v.Label = tr("E-mail address (it also becomes the address you sign in with)")
 	}
-	h.renderMethod(w, r, sess, method, v, "", errMsg, "")
+	h.renderMethod(w, r, sess, method, v, twofactor.Status{}, errMsg, "")
 }
 
 func (h *Handler) renderMethodConfirm(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, st twofactor.Status, method, dest, errMsg, notice string) {
 	v := &methodView{
 		Method: method, Confirm: true, Destination: dest, Masked: twofactor.MaskDestination(dest),
-		Verified: verifiedOn(user, method, dest), Submit: "Turn on",
+		Verified: verifiedOn(user, method, dest), Submit: tr("Turn on"),
 	}
 	if st.Enabled {
-		v.Submit = "Switch"
+		v.Submit = tr("Switch")
 	}
-	v.Other = "Use another phone number"
+	v.Other = tr("Use another phone number")
 	if method == twofactor.MethodEmail {
-		v.Other = "Use another e-mail address"
+		v.Other = tr("Use another e-mail address")
 	}
-	h.renderMethod(w, r, sess, method, v, currentLabel(st), errMsg, notice)
+	h.renderMethod(w, r, sess, method, v, st, errMsg, notice)
 }
 
-func (h *Handler) renderMethod(w http.ResponseWriter, r *http.Request, sess *session.Session, method string, v *methodView, current, errMsg, notice string) {
+func (h *Handler) renderMethod(w http.ResponseWriter, r *http.Request, sess *session.Session, method string, v *methodView, st twofactor.Status, errMsg, notice string) {
 	csrf := sess.CSRFToken()
 	if !h.saveSession(w, r, sess) {
 		return
@@ -253,7 +262,8 @@ func (h *Handler) renderMethod(w http.ResponseWriter, r *http.Request, sess *ses
 		Error:   errMsg,
 		Notice:  notice,
 		Method:  v,
-		Current: current,
+		Current: currentLabel(st),
+		Args:    destinationArgs(st.Destination),
 	}, csp{})
 }
 
@@ -265,9 +275,12 @@ func (h *Handler) renderMethodTOTP(w http.ResponseWriter, r *http.Request, sess 
 		h.unavailable(w, r, err)
 		return
 	}
-	lead := "Set up the new app: it replaces " + strings.ToLower(methodName(st.Method)) + " codes."
-	if st.Method == twofactor.MethodTOTP {
-		lead = "Set up the new app: the old one stops working."
+	lead := tr("Set up the new app: the old one stops working.")
+	switch st.Method {
+	case twofactor.MethodSMS:
+		lead = tr("Set up the new app: it replaces codes by text message.")
+	case twofactor.MethodEmail:
+		lead = tr("Set up the new app: it replaces codes by e-mail.")
 	}
 	h.renderEnrolmentWith(w, r, sess, en, pageData{
 		Heading: methodHeading(twofactor.MethodTOTP),
@@ -275,10 +288,11 @@ func (h *Handler) renderMethodTOTP(w http.ResponseWriter, r *http.Request, sess 
 		Lead:    lead,
 		Error:   errMsg,
 		Notice:  notice,
-	}, PathTwoFactorMethod, &link{Href: PathTwoFactor, Text: "Cancel"}, csp{}, func(v *enrolView) {
+		Args:    destinationArgs(st.Destination),
+	}, PathTwoFactorMethod, &link{Href: PathTwoFactor, Text: tr("Cancel")}, csp{}, func(v *enrolView) {
 		v.Hidden = []hiddenField{{Name: "method", Value: twofactor.MethodTOTP}, {Name: "step", Value: "confirm"}}
 		v.Current = currentLabel(st)
-		v.Submit = "Switch"
+		v.Submit = tr("Switch")
 		if st.Method == twofactor.MethodSMS || st.Method == twofactor.MethodEmail {
 			v.Resend = methodPath(twofactor.MethodTOTP)
 		}
@@ -435,7 +449,7 @@ func (h *Handler) switchToCodes(w http.ResponseWriter, r *http.Request, sess *se
 		return
 	}
 	h.switched(r, user, st, method, dest)
-	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: "Continue"}, csp{})
+	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: tr("Continue")}, csp{})
 }
 
 // switchToTOTP confirms a new app in place of the factor that is on: the
@@ -485,7 +499,7 @@ func (h *Handler) switchToTOTP(w http.ResponseWriter, r *http.Request, sess *ses
 		return
 	}
 	h.switched(r, user, st, twofactor.MethodTOTP, "")
-	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: "Continue"}, csp{})
+	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: tr("Continue")}, csp{})
 }
 
 // proveCurrent checks the code of the factor that is on (field

@@ -35,7 +35,7 @@ func (h *Handler) settingsUser(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	if h.TwoFactor == nil {
 		h.renderError(w, r, http.StatusServiceUnavailable,
-			"Two-step verification settings are not available right now. Please try again later.",
+			tr("Two-step verification settings are not available right now. Please try again later."),
 			nil, errors.New("no second-factor service configured"))
 		return store.User{}, false
 	}
@@ -129,7 +129,7 @@ func (h *Handler) renderSettingsNotice(w http.ResponseWriter, r *http.Request, s
 		view.Destination = twofactor.MaskDestination(st.Destination)
 	}
 	if !st.EnrolledAt.IsZero() {
-		view.EnrolledAt = st.EnrolledAt.UTC().Format("2 January 2006, 15:04 UTC")
+		view.EnrolledAt = st.EnrolledAt.UTC().Format(dateLayout)
 	}
 	if !st.LockedUntil.IsZero() {
 		view.LockedUntil = st.LockedUntil.UTC().Format("15:04 UTC")
@@ -145,7 +145,7 @@ func (h *Handler) renderSettingsNotice(w http.ResponseWriter, r *http.Request, s
 	}
 	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, pageTwoFactor, pageData{
-		Heading:  "Two-step verification",
+		Heading:  tr("Two-step verification"),
 		Theme:    h.themeFor(ctx, nil),
 		CSRF:     csrf,
 		Error:    errMsg,
@@ -159,11 +159,11 @@ func (h *Handler) renderSettingsNotice(w http.ResponseWriter, r *http.Request, s
 func methodName(m string) string {
 	switch m {
 	case twofactor.MethodTOTP:
-		return "Authenticator app"
+		return tr("Authenticator app")
 	case twofactor.MethodSMS:
-		return "Text message"
+		return tr("Text message")
 	case twofactor.MethodEmail:
-		return "E-mail"
+		return tr("E-mail")
 	}
 	return m
 }
@@ -193,10 +193,10 @@ func (h *Handler) renderSettingsEnrolment(w http.ResponseWriter, r *http.Request
 		return
 	}
 	h.renderEnrolment(w, r, sess, en, pageData{
-		Heading: "Turn on two-step verification",
+		Heading: tr("Turn on two-step verification"),
 		Theme:   h.themeFor(r.Context(), nil),
 		Error:   errMsg,
-	}, PathTwoFactorEnable, &link{Href: PathTwoFactor, Text: "Cancel"}, csp{})
+	}, PathTwoFactorEnable, &link{Href: PathTwoFactor, Text: tr("Cancel")}, csp{})
 }
 
 // enableSubmit confirms the pending secret with a code from the app and
@@ -236,13 +236,13 @@ func (h *Handler) enableSubmit(w http.ResponseWriter, r *http.Request) {
 	if !h.saveSession(w, r, sess) {
 		return
 	}
-	h.renderRecoveryCodes(w, r, codes, h.themeFor(r.Context(), nil), &link{Href: PathTwoFactor, Text: "Continue"}, csp{})
+	h.renderRecoveryCodes(w, r, codes, h.themeFor(r.Context(), nil), &link{Href: PathTwoFactor, Text: tr("Continue")}, csp{})
 }
 
 // disablePage asks for a current code (or a recovery code) to turn the
 // second factor off.
 func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) {
-	h.factorCodePage(w, r, PathTwoFactorDisable, pageDisable, "Turn off two-step verification")
+	h.factorCodePage(w, r, PathTwoFactorDisable, pageDisable, tr("Turn off two-step verification"))
 }
 
 // factorCodePage is the GET side of a settings action that needs a fresh
@@ -365,7 +365,7 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 			h.unavailable(w, r, serr)
 			return
 		}
-		h.renderCodePageError(w, r, sess, user, st, pageDisable, "Turn off two-step verification", false, msgInvalidCode)
+		h.renderCodePageError(w, r, sess, user, st, pageDisable, tr("Turn off two-step verification"), false, msgInvalidCode)
 		return
 	case err != nil:
 		h.unavailable(w, r, err)
@@ -396,7 +396,7 @@ func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if st.Method == twofactor.MethodSMS || st.Method == twofactor.MethodEmail {
-			h.renderCodePageError(w, r, sess, user, st, pageRegenerate, "New recovery codes", false, msgInvalidCode)
+			h.renderCodePageError(w, r, sess, user, st, pageRegenerate, tr("New recovery codes"), false, msgInvalidCode)
 			return
 		}
 		h.renderSettings(w, r, sess, user, msgInvalidCode)
@@ -405,14 +405,14 @@ func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: "Continue"}, csp{})
+	h.renderRecoveryCodes(w, r, codes, h.themeFor(ctx, nil), &link{Href: PathTwoFactor, Text: tr("Continue")}, csp{})
 }
 
 // regeneratePage asks for a current code to replace the recovery codes;
 // the settings page links here for sms/e-mail factors, whose code must be
 // sent first (a TOTP user types one into the settings page's own form).
 func (h *Handler) regeneratePage(w http.ResponseWriter, r *http.Request) {
-	h.factorCodePage(w, r, PathTwoFactorRecoveryCodes, pageRegenerate, "New recovery codes")
+	h.factorCodePage(w, r, PathTwoFactorRecoveryCodes, pageRegenerate, tr("New recovery codes"))
 }
 
 // enrolment returns the TOTP enrolment pending in sess for user, or starts
@@ -502,7 +502,7 @@ func (h *Handler) renderEnrolmentWith(w http.ResponseWriter, r *http.Request, se
 // shown again.
 func (h *Handler) renderRecoveryCodes(w http.ResponseWriter, r *http.Request, codes []string, theme themeView, next *link, policy csp) {
 	h.render(w, r, http.StatusOK, pageRecoveryCodes, pageData{
-		Heading:       "Save your recovery codes",
+		Heading:       tr("Save your recovery codes"),
 		Theme:         theme,
 		RecoveryCodes: codes,
 		Link:          next,
