@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatehouse/gatehouse/internal/account"
 	"strconv"
 	"time"
 
@@ -164,16 +165,8 @@ func (h *Handler) putUser(ctx context.Context, u resource.User, conds conditions
 			if ended, err = h.endingSessions(ctx, u.ID); err != nil {
 				return err
 			}
-			if err := h.Store.DeleteBrowserSessionsByUser(ctx, u.ID, ""); err != nil {
-				return fmt.Errorf("end sessions of %q: %w", u.ID, err)
-			}
-			if err := h.Store.DeactivateOAuthRequestsBySubject(ctx, u.ID); err != nil {
-				return fmt.Errorf("deactivate tokens of %q: %w", u.ID, err)
-			}
-			// Remembered browsers skip a second factor after the password:
-			// new credentials mean proving the factor again.
-			if devicesForgotten, err = h.Store.DeleteRememberedDevices(ctx, u.ID); err != nil {
-				return fmt.Errorf("forget remembered devices of %q: %w", u.ID, err)
+			if devicesForgotten, err = account.EndCredentials(ctx, h.Store, u.ID, account.Keep{}); err != nil {
+				return err
 			}
 		}
 		return nil

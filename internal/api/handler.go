@@ -60,8 +60,8 @@ const (
 	SignUpSendsPerAddress = 20
 )
 
-// Handler serves the JSON API. Store, OAuth, TwoFactor, Accounts, Hasher
-// and Audit are required; Admin enables the admin equivalents under
+// Handler serves the JSON API. Store, OAuth, TwoFactor, Accounts,
+// Passwords, Hasher and Audit are required; Admin enables the admin equivalents under
 // /User/{id}/$…, guarded by that middleware (admin.Handler.RequireAdmin).
 type Handler struct {
 	Store     store.Store
@@ -76,6 +76,8 @@ type Handler struct {
 	// SignIn is the sign-in engine every surface shares; the deployment's
 	// own factors are registered there (signin.Engine.Factors).
 	SignIn *signin.Engine
+	// Passwords resets and changes passwords.
+	Passwords *account.Passwords
 	// Passkeys manages passkeys (nil: the passkey endpoints answer 404).
 	Passkeys *passkey.Service
 }
@@ -100,6 +102,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		{http.MethodPost, PathRecoveryVerify, h.recoveryVerify},
 		{http.MethodPost, PathSignUpCode, h.signUpCode},
 		{http.MethodPost, PathSignUp, h.signUp},
+		{http.MethodPost, PathPasswordReset, h.passwordReset},
+		{http.MethodPost, PathPasswordResetConfirm, h.passwordResetConfirm},
+		{http.MethodPost, PathPassword, h.changePassword},
 		{http.MethodGet, PathAuthenticators, h.listAuthenticators},
 		{http.MethodPost, PathTOTP, h.startTOTP},
 		{http.MethodPost, PathTOTPConfirm, h.confirmTOTP},
@@ -123,7 +128,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	}
 	// Preflights: these patterns cover every path above and name a method
 	// no other package routes on these paths, so they cannot clash.
-	for _, p := range []string{PathSignIn, PathSignIn + "/", "/auth/mfa/", PathVerificationCodes, PathVerifyDestination, PathSignUp, PathSignUp + "/", PathPasskeys, PathPasskeys + "/", PathDevices, PathDevices + "/"} {
+	for _, p := range []string{PathSignIn, PathSignIn + "/", "/auth/mfa/", PathVerificationCodes, PathVerifyDestination, PathSignUp, PathSignUp + "/", PathPasskeys, PathPasskeys + "/", PathDevices, PathDevices + "/", PathPasswordReset, PathPasswordReset + "/", PathPassword} {
 		mux.HandleFunc(http.MethodOptions+" "+p, h.preflight)
 	}
 	if h.Admin != nil {
@@ -132,6 +137,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		mux.Handle("DELETE "+pathAdminPasskey, h.Admin(h.adminEndpoint(h.adminDeletePasskey)))
 		mux.Handle("POST /User/{id}/$verification-codes", h.Admin(h.adminEndpoint(h.adminSendVerificationCode)))
 		mux.Handle("POST /User/{id}/$verify-destination", h.Admin(h.adminEndpoint(h.adminVerifyDestination)))
+		mux.Handle("POST "+pathAdminPasswordReset, h.Admin(h.adminEndpoint(h.adminSendPasswordReset)))
 	}
 }
 

@@ -19,9 +19,6 @@ import (
 // StatusCreated is the sign-up answer's status when it does not sign in.
 const StatusCreated = "created"
 
-// MinPasswordLen is the shortest password a sign-up accepts.
-const MinPasswordLen = 8
-
 var (
 	errSignUpDisabled = &apiError{Status: http.StatusForbidden, Code: "sign_up_disabled",
 		Desc: "Sign-up is not enabled for this application (AuthConfig signUp.enabled)."}
@@ -257,13 +254,11 @@ func (c *call) signUpInput(ac resource.AuthConfig) (signUpInput, error) {
 		return in, badRequest("username must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'.")
 	}
 	in.password = c.p.get("password")
-	switch {
-	case in.password == "":
+	if in.password == "" {
 		return in, missing("password")
-	case len([]rune(in.password)) < MinPasswordLen:
-		return in, badRequest(fmt.Sprintf("password must have at least %d characters.", MinPasswordLen))
-	case len(in.password) > maxPasswordLen:
-		return in, badRequest(fmt.Sprintf("password must have at most %d bytes.", maxPasswordLen))
+	}
+	if err := ac.CheckNewPassword(in.password); err != nil {
+		return in, badRequest(err.Error() + ".")
 	}
 	if strings.TrimSpace(c.p.get("verification_code")) == "" {
 		return in, missing("verification_code")

@@ -122,3 +122,24 @@ func LanguageFrom(ctx context.Context) string {
 	s, _ := ctx.Value(languageKey{}).(string)
 	return s
 }
+
+type uiLocalesKey struct{}
+
+// WithUILocales returns ctx carrying the OIDC ui_locales (space-separated
+// BCP 47 tags) of the sign-in that sends e-mails.
+func WithUILocales(ctx context.Context, uiLocales string) context.Context {
+	return context.WithValue(ctx, uiLocalesKey{}, uiLocales)
+}
+
+// MailLanguage is the language to write an e-mail in, for Render: the
+// sign-in's ui_locales, else the recipient's stored locale, else the
+// request's Accept-Language ("" when none: English).
+func MailLanguage(ctx context.Context, recipientLocale string) string {
+	if ui, _ := ctx.Value(uiLocalesKey{}).(string); strings.TrimSpace(ui) != "" && len(ui) <= 256 {
+		return strings.Join(strings.Fields(ui), ",")
+	}
+	if recipientLocale != "" && len(recipientLocale) <= 64 {
+		return recipientLocale
+	}
+	return LanguageFrom(ctx)
+}

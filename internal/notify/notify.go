@@ -35,6 +35,9 @@ const (
 	DefaultMaxInFlight = 32
 	// EventTwoFactorCode is the payload's "event".
 	EventTwoFactorCode = "two_factor.code"
+	// EventPasswordReset is the event of a forgotten password's code,
+	// whose payload also carries the "link" to set a new password.
+	EventPasswordReset = "password.reset"
 	// SignatureHeader carries "t=<unix>,v1=<hex HMAC-SHA256 of "t.body">".
 	SignatureHeader = "Gatehouse-Signature"
 )
@@ -72,6 +75,8 @@ type User struct {
 // CodeEvent is one code to deliver. ID identifies the event across retries so
 // a receiver can drop duplicates; it is generated when empty.
 type CodeEvent struct {
+	Event       string // "" is EventTwoFactorCode
+	Link        string // EventPasswordReset only
 	ID          string
 	User        User
 	Token       string
@@ -88,6 +93,7 @@ type payload struct {
 	Destination string `json:"destination"`
 	ExpiresAt   string `json:"expiresAt"`
 	ID          string `json:"id"`
+	Link        string `json:"link,omitempty"`
 }
 
 // Notifier posts code events to webhooks. The first attempt of a delivery
@@ -316,14 +322,19 @@ func (n *Notifier) Send(ctx context.Context, hook Webhook, ev CodeEvent) error {
 		n.failed(ctx, hook, ev, 1, err, false)
 		return err
 	}
+	event := ev.Event
+	if event == "" {
+		event = EventTwoFactorCode
+	}
 	body, err := json.Marshal(payload{
-		Event:       EventTwoFactorCode,
+		Event:       event,
 		User:        ev.User,
 		Token:       ev.Token,
 		Channel:     ev.Channel,
 		Destination: ev.Destination,
 		ExpiresAt:   ev.ExpiresAt.UTC().Format(time.RFC3339),
 		ID:          ev.ID,
+		Link:        ev.Link,
 	})
 	if err != nil {
 		return fmt.Errorf("encode webhook payload: %w", err)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -433,6 +434,10 @@ func (a AuthConfig) clone() AuthConfig {
 		th := *a.Theme
 		a.Theme = &th
 	}
+	if a.Password != nil {
+		pp := *a.Password
+		a.Password = &pp
+	}
 	if a.WebAuthn != nil {
 		wa := *a.WebAuthn
 		wa.Origins = slices.Clone(wa.Origins)
@@ -542,6 +547,49 @@ func (a AuthConfig) Issuer() string {
 // TwoFactorRequired reports whether users must have a second factor.
 func (a AuthConfig) TwoFactorRequired() bool {
 	return a.TwoFactor != nil && a.TwoFactor.Required
+}
+
+// Password rules: the bounds of AuthConfig password.minLength, and the
+// longest password any rule accepts (the hasher's input stays bounded).
+const (
+	DefaultPasswordMinLength = 8
+	MaxPasswordMinLength     = 128
+	MaxPasswordBytes         = 1024
+)
+
+// PasswordRuleError is a new password that breaks the AuthConfig's rules;
+// its message says which, for the user.
+type PasswordRuleError struct {
+	MinLength, MaxBytes int
+	TooLong             bool
+}
+
+func (e *PasswordRuleError) Error() string {
+	if e.TooLong {
+		return fmt.Sprintf("password must have at most %d bytes", e.MaxBytes)
+	}
+	return fmt.Sprintf("password must have at least %d characters", e.MinLength)
+}
+
+// PasswordMinLength is the fewest characters a new password may have.
+func (a AuthConfig) PasswordMinLength() int {
+	if a.Password == nil || a.Password.MinLength == 0 {
+		return DefaultPasswordMinLength
+	}
+	return a.Password.MinLength
+}
+
+// CheckNewPassword checks pw against the AuthConfig's password rules
+// (sign-up, reset and change alike); a refusal is a *PasswordRuleError.
+func (a AuthConfig) CheckNewPassword(pw string) error {
+	minLen := a.PasswordMinLength()
+	switch {
+	case len(pw) > MaxPasswordBytes:
+		return &PasswordRuleError{MinLength: minLen, MaxBytes: MaxPasswordBytes, TooLong: true}
+	case utf8.RuneCountInString(pw) < minLen:
+		return &PasswordRuleError{MinLength: minLen, MaxBytes: MaxPasswordBytes}
+	}
+	return nil
 }
 
 // RememberDeviceFor is how long a browser may skip the second factor after
@@ -748,4 +796,15 @@ func (a AuthConfig) TwoFactorMethods() []string {
 		return nil
 	}
 	return a.TwoFactor.Methods
+}
+
+// UserLocale is the locale of a stored user document ("" when none).
+func UserLocale(u store.User) string {
+	var doc struct {
+		Locale string `json:"locale"`
+	}
+	if len(u.Doc) == 0 || json.Unmarshal(u.Doc, &doc) != nil {
+		return ""
+	}
+	return doc.Locale
 }

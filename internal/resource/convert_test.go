@@ -286,3 +286,35 @@ func TestTwoFactorStatusNeverShowsTheSecret(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckNewPassword(t *testing.T) {
+	long := AuthConfig{Password: &PasswordPolicy{MinLength: 12}}
+	for _, tc := range []struct {
+		name    string
+		ac      AuthConfig
+		pw      string
+		wantErr bool
+		tooLong bool
+	}{
+		{"eight characters meet the default rule", AuthConfig{}, "12345678", false, false},
+		{"seven characters break the default rule", AuthConfig{}, "1234567", true, false},
+		{"characters are counted, not bytes", AuthConfig{}, "ééééééé", true, false},
+		{"the AuthConfig's minLength applies", long, "12345678901", true, false},
+		{"a password of exactly minLength is fine", long, "123456789012", false, false},
+		{"more than MaxPasswordBytes bytes is too long", AuthConfig{}, strings.Repeat("a", MaxPasswordBytes+1), true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.ac.CheckNewPassword(tc.pw)
+			var re *PasswordRuleError
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &re) || re.TooLong != tc.tooLong || re.MinLength != tc.ac.PasswordMinLength() {
+				t.Fatalf("got %#v (%v)", re, err)
+			}
+		})
+	}
+}

@@ -174,6 +174,7 @@ type AuthConfig struct {
 	TwoFactor    *AuthConfigTwoFactor `json:"twoFactor,omitempty" yaml:"twoFactor,omitempty"`
 	Theme        *Theme               `json:"theme,omitempty" yaml:"theme,omitempty"`
 	SignUp       *SignUp              `json:"signUp,omitempty" yaml:"signUp,omitempty"`
+	Password     *PasswordPolicy      `json:"password,omitempty" yaml:"password,omitempty"`
 	Email        *Email               `json:"email,omitempty" yaml:"email,omitempty"`
 	WebAuthn     *WebAuthn            `json:"webauthn,omitempty" yaml:"webauthn,omitempty"`
 	// DefaultLocale is the pages' language when neither ui_locales, the
@@ -280,6 +281,13 @@ type SMTPServer struct {
 // SignUp allows self-registration through the API.
 type SignUp struct {
 	Enabled bool `json:"enabled" yaml:"enabled"`
+}
+
+// PasswordPolicy is what a new password must be: at least MinLength
+// characters (Unicode code points; default DefaultPasswordMinLength), at
+// most MaxPasswordBytes bytes. It applies to sign-up, a reset and a change.
+type PasswordPolicy struct {
+	MinLength int `json:"minLength,omitempty" yaml:"minLength,omitempty"`
 }
 
 // StringList accepts a JSON/YAML string or a list of strings.

@@ -451,6 +451,9 @@ func (a AuthConfig) Validate(ctx context.Context, opts Options) error {
 	if wa := a.WebAuthn; wa != nil {
 		checkWebAuthn(&p, wa, opts)
 	}
+	if pp := a.Password; pp != nil && pp.MinLength != 0 && (pp.MinLength < DefaultPasswordMinLength || pp.MinLength > MaxPasswordMinLength) {
+		p.add("password.minLength", CodeInvalid, fmt.Sprintf("must be between %d and %d", DefaultPasswordMinLength, MaxPasswordMinLength))
+	}
 	if a.DefaultLocale != "" && !slices.Contains(PageLanguages, a.DefaultLocale) {
 		p.add("defaultLocale", CodeInvalid, "must be one of "+strings.Join(PageLanguages, ", "))
 	}

@@ -43,8 +43,10 @@ type App struct {
 	Hasher   *secret.PasswordHasher
 	Audit    *audit.Recorder
 	Accounts *account.Authenticator
-	OAuth    *oauth.Provider
-	Sessions *session.Manager
+	// Passwords resets and changes passwords (pages, JSON API, admin).
+	Passwords *account.Passwords
+	OAuth     *oauth.Provider
+	Sessions  *session.Manager
 	// Notifier delivers second-factor codes to AuthConfig webhooks; Serve
 	// closes it (waiting for background retries) on shutdown.
 	Notifier *notify.Notifier
@@ -186,6 +188,15 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("page catalogs: %w", err)
 	}
+	backchannel := func(ctx context.Context, userID string, ended []store.BrowserSession) {
+		for _, s := range ended {
+			a.OAuth.BackchannelLogout(ctx, userID, s.ID, session.ClientsOf(s))
+		}
+	}
+	a.Passwords = &account.Passwords{
+		Store: d.Store, Hasher: a.Hasher, Audit: a.Audit, TwoFactor: a.TwoFactor, Logger: d.Logger, Now: d.Now,
+		ResetPage: cfg.Issuer + web.PathResetPassword, SessionsEnded: backchannel,
+	}
 	a.Admin = &admin.Handler{
 		Store:             d.Store,
 		Hasher:            a.Hasher,
@@ -199,13 +210,9 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		AdminPasswordHash: d.AdminPasswordHash,
 		VerifyBearer:      a.OAuth.VerifyAdminToken,
 		ClientChanged:     a.OAuth.ForgetClient,
-		SessionsEnded: func(ctx context.Context, userID string, ended []store.BrowserSession) {
-			for _, s := range ended {
-				a.OAuth.BackchannelLogout(ctx, userID, s.ID, session.ClientsOf(s))
-			}
-		},
-		PolicyChanged: a.SignIn.Policy.Forget,
-		Options:       resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate, Strategies: a.SignIn.Strategies(), Messages: catalog},
+		SessionsEnded:     backchannel,
+		PolicyChanged:     a.SignIn.Policy.Forget,
+		Options:           resource.Options{Dev: cfg.Dev, AllowPrivate: cfg.Dev || cfg.Webhook.AllowPrivate, Strategies: a.SignIn.Strategies(), Messages: catalog},
 	}
 	a.Web = &web.Handler{
 		Catalog:   catalog,
@@ -213,6 +220,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Sessions:  a.Sessions,
 		OAuth:     a.OAuth,
 		Accounts:  a.Accounts,
+		Passwords: a.Passwords,
 		Audit:     a.Audit,
 		Logger:    d.Logger,
 		Now:       d.Now,
@@ -226,6 +234,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		OAuth:     a.OAuth,
 		TwoFactor: a.TwoFactor,
 		Accounts:  a.Accounts,
+		Passwords: a.Passwords,
 		Hasher:    a.Hasher,
 		Audit:     a.Audit,
 		Logger:    d.Logger,
@@ -299,6 +308,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 	if err := a.Notifier.Close(sctx); err != nil {
 		a.Logger.Warn("webhook retries cut short by shutdown", "err", err)
 	}
+	a.Passwords.WaitForSends()
 	if err := a.Mailer.Close(sctx); err != nil {
 		a.Logger.Warn("mail retries cut short by shutdown", "err", err)
 	}

@@ -491,7 +491,10 @@ type Store interface {
 	// ConsumeOneTimeCode marks the unexpired, unused code with that binding and
 	// hash used; ErrNotFound otherwise. Exactly one concurrent caller wins.
 	ConsumeOneTimeCode(ctx context.Context, bindingID, codeHash string, now time.Time) (OneTimeCode, error)
-	CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time) (int, error)
+	// CountOneTimeCodes counts the codes created at or after since for
+	// userID and destination ("" matches any), of the given purposes (none:
+	// any purpose).
+	CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time, purposes ...string) (int, error)
 	// TrimOneTimeCodes deletes the user's codes of purpose beyond the
 	// newest keep, used or not, and says how many went.
 	TrimOneTimeCodes(ctx context.Context, userID, purpose string, keep int) (int64, error)

@@ -19,7 +19,19 @@ import (
 const (
 	PurposeLogin  = "login"  // second factor of a login attempt or mfa token
 	PurposeVerify = "verify" // proving a phone number or e-mail address
+	// PurposeReset is a forgotten password's code. Its binding is random
+	// per request (no user can be named before the code proves the
+	// address), it lives ResetTTL, and its e-mail carries a link too.
+	PurposeReset = "reset"
 )
+
+// ttlOf is how long a code of purpose stays usable.
+func ttlOf(purpose string) time.Duration {
+	if purpose == PurposeReset {
+		return ResetTTL
+	}
+	return CodeTTL
+}
 
 // Sent describes a code that was issued. Delivered is false when the
 // webhook's first attempt failed; the notifier logs that and retries in the
@@ -35,25 +47,29 @@ type Sent struct {
 // SendInput asks for a one-time code.
 type SendInput struct {
 	User        store.User
-	Purpose     string // PurposeLogin | PurposeVerify
+	Purpose     string // PurposeLogin | PurposeVerify | PurposeReset
 	Channel     string // sms | email
 	Destination string // phone number (E.164) or e-mail address
 	// BindingID is what the code is for: the login attempt, mfa token or
 	// verification. Only a VerifyCode/Verify naming it can spend the code.
 	BindingID string
-	Webhook   notify.Webhook
+	// LinkFor, for a PurposeReset code, is the page the e-mail sends the
+	// user to, given the code (the link carries it); the webhook payload
+	// carries it as "link".
+	LinkFor func(code string) string
+	Webhook notify.Webhook
 	Meta
 }
 
 // SendCode issues 6 random digits for in.Purpose, stores their keyed hash
-// bound to in.BindingID with a 10-minute expiry, and delivers them through
+// bound to in.BindingID with a 10-minute expiry (ResetTTL for a reset), and delivers them through
 // the webhook. At most SendLimit codes go to one user and destination per
 // hour (ErrTooManySends beyond). ErrNoWebhook without a webhook endpoint.
 func (s *Service) SendCode(ctx context.Context, in SendInput) (Sent, error) {
 	if in.Channel != MethodSMS && in.Channel != MethodEmail {
 		return Sent{}, fmt.Errorf("%w %q for a one-time code", ErrBadMethod, in.Channel)
 	}
-	if in.Purpose != PurposeLogin && in.Purpose != PurposeVerify {
+	if in.Purpose != PurposeLogin && in.Purpose != PurposeVerify && in.Purpose != PurposeReset {
 		return Sent{}, fmt.Errorf("unknown one-time code purpose %q", in.Purpose)
 	}
 	if in.BindingID == "" || in.Destination == "" {
@@ -63,7 +79,13 @@ func (s *Service) SendCode(ctx context.Context, in SendInput) (Sent, error) {
 		return Sent{}, ErrNoWebhook
 	}
 	now := s.now()
-	n, err := s.Store.CountOneTimeCodes(ctx, in.User.ID, in.Destination, now.Add(-SendWindow))
+	// Reset codes count apart: anyone can ask for a reset e-mail, and
+	// that must not use up the user's sign-in codes.
+	purposes := []string{PurposeLogin, PurposeVerify}
+	if in.Purpose == PurposeReset {
+		purposes = []string{PurposeReset}
+	}
+	n, err := s.Store.CountOneTimeCodes(ctx, in.User.ID, in.Destination, now.Add(-SendWindow), purposes...)
 	if err != nil {
 		return Sent{}, fmt.Errorf("count codes sent to %q: %w", in.User.ID, err)
 	}
@@ -82,15 +104,22 @@ func (s *Service) SendCode(ctx context.Context, in SendInput) (Sent, error) {
 		BindingID:   in.BindingID,
 		CodeHash:    s.oneTimeHash(in.Purpose, in.BindingID, code),
 		CreatedAt:   now,
-		ExpiresAt:   now.Add(CodeTTL),
+		ExpiresAt:   now.Add(ttlOf(in.Purpose)),
 	}
 	if err := s.Store.CreateOneTimeCode(ctx, otc); err != nil {
 		return Sent{}, fmt.Errorf("store one-time code for %q: %w", in.User.ID, err)
 	}
 	sent := Sent{ID: otc.ID, Channel: in.Channel, Destination: in.Destination, ExpiresAt: otc.ExpiresAt}
-	sent.Delivered = s.deliver(ctx, in.User, in.Webhook, notify.CodeEvent{
+	ev := notify.CodeEvent{
 		ID: otc.ID, Token: code, Channel: in.Channel, Destination: in.Destination, ExpiresAt: otc.ExpiresAt,
-	}, in.Purpose, in.Meta)
+	}
+	if in.Purpose == PurposeReset {
+		ev.Event = notify.EventPasswordReset
+		if in.LinkFor != nil {
+			ev.Link = in.LinkFor(code)
+		}
+	}
+	sent.Delivered = s.deliver(ctx, in.User, in.Webhook, ev, in.Purpose, in.Meta)
 	return sent, nil
 }
 
@@ -150,15 +179,19 @@ func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, e
 		return err
 	}
 	srv.Password = pw
-	msg, err := s.Mail.Render("code", notify.LanguageFrom(ctx), map[string]any{
-		"Code": ev.Token, "Minutes": int(CodeTTL / time.Minute), "Brand": "Gatehouse",
+	name, kind, ttl := "code", "two_factor.code", CodeTTL
+	if ev.Event == notify.EventPasswordReset {
+		name, kind, ttl = "reset", notify.EventPasswordReset, ResetTTL
+	}
+	msg, err := s.Mail.Render(name, notify.MailLanguage(ctx, resource.UserLocale(u)), map[string]any{
+		"Code": ev.Token, "Link": ev.Link, "Minutes": int(ttl / time.Minute), "Brand": "Gatehouse",
 	})
 	if err != nil {
 		s.logger().ErrorContext(ctx, "code e-mail cannot be rendered; code not sent", "err", err)
 		return err
 	}
 	return s.Mailer.Send(ctx, srv, notify.Mail{
-		ID: ev.ID, Kind: "two_factor.code", UserID: u.ID, To: ev.Destination,
+		ID: ev.ID, Kind: kind, UserID: u.ID, To: ev.Destination,
 		Subject: msg.Subject, Text: msg.Text, HTML: msg.HTML,
 	})
 }
@@ -238,12 +271,23 @@ func (s *Service) pushTOTP(ctx context.Context, tf store.TwoFactor, in LoginCode
 
 func newEventID() string { return secret.RandomToken(16) }
 
-// VerifyCodeInput is a submitted code for a PurposeVerify binding.
+// VerifyCodeInput is a submitted code for a PurposeVerify binding, or a
+// PurposeReset one.
 type VerifyCodeInput struct {
 	UserID    string
 	BindingID string
 	Code      string
+	// Purpose is PurposeVerify ("") or PurposeReset. A reset's code names
+	// its user: UserID is not compared, and the record tells who it was.
+	Purpose string
 	Meta
+}
+
+func (in VerifyCodeInput) purpose() string {
+	if in.Purpose == "" {
+		return PurposeVerify
+	}
+	return in.Purpose
 }
 
 // VerifyCode spends a verification code (PurposeVerify) and returns the
@@ -282,7 +326,7 @@ type VerifyAttempt struct {
 // malformed code is ErrInvalidCode. Both refusals are audited at once. Call
 // it outside the transaction that spends the code.
 func (s *Service) BeginVerifyCode(ctx context.Context, in VerifyCodeInput) (*VerifyAttempt, error) {
-	n, err := s.Store.HitCounter(ctx, "2fa:verify-attempt:"+in.BindingID, CodeTTL, s.now())
+	n, err := s.Store.HitCounter(ctx, "2fa:verify-attempt:"+in.BindingID, ttlOf(in.purpose()), s.now())
 	if err != nil {
 		return nil, fmt.Errorf("count verification attempts: %w", err)
 	}
@@ -310,14 +354,14 @@ func (s *Service) BeginVerifyCode(ctx context.Context, in VerifyCodeInput) (*Ver
 func (a *VerifyAttempt) Spend(ctx context.Context) (store.OneTimeCode, error) {
 	a.reason, a.otc = "", store.OneTimeCode{}
 	s, in := a.s, a.in
-	otc, err := s.Store.ConsumeOneTimeCode(ctx, in.BindingID, s.oneTimeHash(PurposeVerify, in.BindingID, a.code), s.now())
+	otc, err := s.Store.ConsumeOneTimeCode(ctx, in.BindingID, s.oneTimeHash(in.purpose(), in.BindingID, a.code), s.now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		a.reason = reasonWrong
 		return store.OneTimeCode{}, ErrInvalidCode
 	case err != nil:
 		return store.OneTimeCode{}, fmt.Errorf("consume verification code: %w", err)
-	case otc.UserID != in.UserID:
+	case otc.UserID != in.UserID && in.purpose() != PurposeReset:
 		a.reason = reasonWrong
 		return store.OneTimeCode{}, ErrInvalidCode
 	}
@@ -335,11 +379,11 @@ func (a *VerifyAttempt) Finish(ctx context.Context, spent bool) {
 	switch {
 	case a.reason != "":
 		s.record(ctx, audit.TwoFactorFailure, in.UserID, in.Meta, map[string]string{
-			"reason": a.reason, "purpose": PurposeVerify, "attempts": strconv.Itoa(a.attempts),
+			"reason": a.reason, "purpose": in.purpose(), "attempts": strconv.Itoa(a.attempts),
 		})
 	case spent && a.otc.ID != "":
-		s.record(ctx, audit.TwoFactorSuccess, in.UserID, in.Meta, map[string]string{
-			"purpose": PurposeVerify, "channel": a.otc.Channel, "destination": MaskDestination(a.otc.Destination),
+		s.record(ctx, audit.TwoFactorSuccess, a.otc.UserID, in.Meta, map[string]string{
+			"purpose": in.purpose(), "channel": a.otc.Channel, "destination": MaskDestination(a.otc.Destination),
 		})
 	}
 }

@@ -28,6 +28,7 @@ const (
 	RecoveryCodeN    = 10               // recovery codes per issue
 	PendingTTL       = 15 * time.Minute // how long an unconfirmed TOTP secret stays usable
 	CodeTTL          = 10 * time.Minute // SMS/e-mail one-time codes
+	ResetTTL         = 30 * time.Minute // a forgotten password's code and link
 	SendLimit        = 5                // one-time code sends per user and destination per SendWindow
 	SendWindow       = time.Hour
 	TOTPSendLimit    = 20 // webhook pushes of the current TOTP code per user per SendWindow

@@ -96,6 +96,9 @@ type Handler struct {
 	// PasskeyAPI serves GET /auth/passkeys to requests with an
 	// Authorization header (the JSON API shares the path).
 	PasskeyAPI http.Handler
+	// Passwords resets forgotten passwords by e-mail and changes them
+	// (nil: neither page is offered).
+	Passwords *account.Passwords
 
 	// Catalog holds the pages' messages (nil: the embedded catalogs).
 	Catalog *i18n.Catalog
@@ -136,6 +139,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+PathTwoFactorDevices, h.wrap(h.devicesSubmit))
 	mux.Handle("POST "+PathLoginTwoFactorSkip, h.wrap(h.skipEnrolmentSubmit))
 	h.registerPasskeyRoutes(mux)
+	h.registerPasswordRoutes(mux)
 }
 
 // wrap gives every response of the hosted pages the strict headers, also

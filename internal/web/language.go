@@ -1,13 +1,13 @@
 package web
 
 import (
-	"encoding/json"
+	"context"
 	"maps"
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/internal/i18n"
+	"github.com/gatehouse/gatehouse/internal/notify"
 	"github.com/gatehouse/gatehouse/internal/resource"
-	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/templates"
 )
 
@@ -40,7 +40,7 @@ func (h *Handler) languageOf(r *http.Request) (string, map[string]string) {
 			ch.UILocales = slot.sess.UILocales()
 		}
 		if slot.user != nil {
-			ch.UserLocale = userLocale(*slot.user)
+			ch.UserLocale = resource.UserLocale(*slot.user)
 		}
 		ac = slot.authConfig
 	}
@@ -55,15 +55,18 @@ func (h *Handler) languageOf(r *http.Request) (string, map[string]string) {
 	return lang, overrides
 }
 
-// userLocale reads the locale of a stored user document ("" when none).
-func userLocale(u store.User) string {
-	var doc struct {
-		Locale string `json:"locale"`
+// mailContext is the request's context for sending e-mails: they follow
+// the ui_locales the sign-in asked for, as the page does (then the
+// recipient's locale, then Accept-Language; see notify.MailLanguage).
+func (h *Handler) mailContext(r *http.Request) context.Context {
+	ui := r.URL.Query().Get("ui_locales")
+	if slot, ok := r.Context().Value(sessionSlotKey{}).(*sessionSlot); ok && ui == "" && slot.sess != nil {
+		ui = slot.sess.UILocales()
 	}
-	if len(u.Doc) == 0 || json.Unmarshal(u.Doc, &doc) != nil {
-		return ""
+	if ui == "" {
+		return r.Context()
 	}
-	return doc.Locale
+	return notify.WithUILocales(r.Context(), ui)
 }
 
 // addMessageArgs adds placeholders for the page's messages to the request.

@@ -96,13 +96,14 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *sess
 	// Saving a new session replaces its token with the stored one.
 	csrf = sess.CSRFToken()
 	h.render(w, r, status, pageLogin, pageData{
-		Heading:      tr("Sign in"),
-		Theme:        f.theme,
-		CSRF:         csrf,
-		Error:        errMsg,
-		Username:     username,
-		Client:       f.clientView(),
-		PasskeyLogin: h.loginPasskeys(),
+		Heading:        tr("Sign in"),
+		Theme:          f.theme,
+		CSRF:           csrf,
+		Error:          errMsg,
+		Username:       username,
+		Client:         f.clientView(),
+		PasskeyLogin:   h.loginPasskeys(),
+		ForgotPassword: h.forgotOffered(r, f),
 	}, f.policy)
 }
 

@@ -111,6 +111,12 @@ type pageData struct {
 	// PasskeyLogin: the login page offers passwordless sign-in (a button,
 	// and the browser's passkey autofill on the username field).
 	PasskeyLogin bool
+	// ForgotPassword: the login page links to the forgotten-password page.
+	ForgotPassword bool
+	// Field names the form field that Error is about.
+	Field string
+	// Password is the form of the password pages (reset, change).
+	Password *passwordView
 
 	loc *i18n.Localizer
 }

@@ -264,7 +264,7 @@ func (h *Handler) prepareSecondFactorOptions(r *http.Request, s *signin.SignIn, 
 
 func (h *Handler) prepareSecondFactorNotice(r *http.Request, s *signin.SignIn, cp codePrompt) (string, signin.Prepared) {
 	ctx := r.Context()
-	prepared, err := h.SignIn.Prepare(ctx, s, cp.strategy, "")
+	prepared, err := h.SignIn.Prepare(h.mailContext(r), s, cp.strategy, "")
 	rid := audit.RequestID(ctx)
 	switch {
 	case err == nil:

@@ -362,7 +362,7 @@ func (h *Handler) sendVerification(w http.ResponseWriter, r *http.Request, sess 
 		return
 	}
 	if !verifiedOn(user, method, dest) {
-		_, err := h.TwoFactor.SendCode(ctx, twofactor.SendInput{
+		_, err := h.TwoFactor.SendCode(h.mailContext(r), twofactor.SendInput{
 			User: user, Purpose: twofactor.PurposeVerify, Channel: method, Destination: dest,
 			BindingID: resource.VerificationBinding(user.ID, method, dest),
 			Webhook:   webhookOf(ac), Meta: twoFactorMeta(r, ""),

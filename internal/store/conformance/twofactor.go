@@ -666,5 +666,23 @@ func testOneTimeCodes(t *testing.T, newStore func(t testing.TB) store.Store) {
 				t.Errorf("%s: %d, want %d", c.name, n, c.want)
 			}
 		}
+		must(t, s.CreateOneTimeCode(ctx, store.OneTimeCode{ID: "c6", UserID: "bob", Purpose: "reset", Channel: "email",
+			Destination: "bob@example.org", BindingID: "b6", CodeHash: "h", CreatedAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)}), "create c6")
+		for _, c := range []struct {
+			name     string
+			purposes []string
+			want     int
+		}{
+			{"every purpose when none is named", nil, 2},
+			{"only the purposes named", []string{"login", "verify"}, 1},
+			{"only resets", []string{"reset"}, 1},
+			{"a purpose never sent", []string{"verify"}, 0},
+		} {
+			n, err := s.CountOneTimeCodes(ctx, "bob", "bob@example.org", now.Add(-time.Hour), c.purposes...)
+			must(t, err, c.name)
+			if n != c.want {
+				t.Errorf("%s: %d, want %d", c.name, n, c.want)
+			}
+		}
 	})
 }

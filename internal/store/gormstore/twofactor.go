@@ -343,7 +343,7 @@ func (s *Store) TrimOneTimeCodes(ctx context.Context, userID, purpose string, ke
 
 // CountOneTimeCodes counts codes created at or after since, for throttling
 // sends. An empty userID or destination matches every value.
-func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time) (int, error) {
+func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination string, since time.Time, purposes ...string) (int, error) {
 	q := "SELECT COUNT(*) FROM one_time_codes WHERE created_at >= ?"
 	args := []any{utc(since)}
 	if userID != "" {
@@ -353,6 +353,10 @@ func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination strin
 	if destination != "" {
 		q += " AND destination = ?"
 		args = append(args, destination)
+	}
+	if len(purposes) > 0 {
+		q += " AND purpose IN ?"
+		args = append(args, purposes)
 	}
 	var n int64
 	if err := s.conn(ctx).Raw(q, args...).Row().Scan(&n); err != nil {
