@@ -55,9 +55,10 @@ const (
 	// else holds a phone or address.
 	BindableLimit = resource.DestinationLookups
 	// SignUpSendsPerAddress is how many sign-up codes one client address
-	// may ask for per hour, whatever the destinations: sign-up is open to
-	// anyone, and every code is an SMS or e-mail someone pays for.
-	SignUpSendsPerAddress = 20
+	// may ask for per hour, whatever the destinations, here and on the
+	// hosted page together: sign-up is open to anyone, and every code is
+	// an SMS or e-mail someone pays for.
+	SignUpSendsPerAddress = account.SignUpCodesPerAddress
 )
 
 // Handler serves the JSON API. Store, OAuth, TwoFactor, Accounts,
@@ -78,6 +79,8 @@ type Handler struct {
 	SignIn *signin.Engine
 	// Passwords resets and changes passwords.
 	Passwords *account.Passwords
+	// SignUps creates the accounts of POST /auth/sign-up.
+	SignUps *account.SignUps
 	// Passkeys manages passkeys (nil: the passkey endpoints answer 404).
 	Passkeys *passkey.Service
 }
@@ -166,7 +169,7 @@ func (h *Handler) record(ctx context.Context, e store.AuditEvent) {
 
 // Audit event types of this package.
 const (
-	EventSignUp              = "user.sign_up"
+	EventSignUp              = account.EventSignUp
 	EventDestinationVerified = audit.DestinationVerified
 )
 

@@ -81,6 +81,7 @@ type gateway struct {
 type codeEvent struct {
 	Event       string `json:"event"`
 	Token       string `json:"token"`
+	Link        string `json:"link"`
 	Channel     string `json:"channel"`
 	Destination string `json:"destination"`
 	User        struct {
@@ -119,6 +120,20 @@ func (g *gateway) last(t testing.TB, dest string) string {
 	}
 	t.Fatalf("no code was sent to %s", dest)
 	return ""
+}
+
+// lastEvent is the newest delivery to dest.
+func (g *gateway) lastEvent(t testing.TB, dest string) codeEvent {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := len(g.events) - 1; i >= 0; i-- {
+		if g.events[i].Destination == dest {
+			return g.events[i]
+		}
+	}
+	t.Fatalf("no delivery to %s", dest)
+	return codeEvent{}
 }
 
 func (g *gateway) count(dest string) int {
@@ -183,7 +198,10 @@ func newEnv(t testing.TB, st store.Store, opts ...option) *env {
 	h := &api.Handler{
 		Store: st, OAuth: prov, TwoFactor: tf, Accounts: accounts, Hasher: hasher,
 		Audit: rec, Logger: logger, Now: c.Now, Admin: adm.RequireAdmin,
-		SignIn: &signin.Engine{Store: st, TwoFactor: tf, Policy: &policy.Resolver{Store: st}, Logger: logger, Now: c.Now},
+		SignIn:  &signin.Engine{Store: st, TwoFactor: tf, Policy: &policy.Resolver{Store: st}, Logger: logger, Now: c.Now},
+		SignUps: &account.SignUps{Store: st, TwoFactor: tf, Audit: rec, Sealer: sealer, Now: c.Now},
+		Passwords: &account.Passwords{Store: st, Hasher: hasher, Audit: rec, TwoFactor: tf, Logger: logger, Now: c.Now,
+			ResetPage: "http://127.0.0.1:8080/auth/reset-password"},
 	}
 	for _, o := range opts {
 		o(h)

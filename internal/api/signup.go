@@ -1,15 +1,11 @@
 package api
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
+	"github.com/gatehouse/gatehouse/internal/account"
 	"github.com/gatehouse/gatehouse/internal/resource"
 	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -26,13 +22,6 @@ var (
 		Desc: "This username is taken."}
 )
 
-// signUpBinding binds a sign-up code to the destination it was sent to.
-// There is no user yet; whoever holds the code holds the destination.
-func signUpBinding(channel, dest string) string {
-	sum := sha256.Sum256([]byte("sign-up\x00" + channel + "\x00" + dest))
-	return "sign-up:" + hex.EncodeToString(sum[:])
-}
-
 // signUpClient authenticates the client and checks that its AuthConfig
 // lets people sign up.
 func (c *call) signUpClient() (resource.Client, resource.AuthConfig, error) {
@@ -44,7 +33,7 @@ func (c *call) signUpClient() (resource.Client, resource.AuthConfig, error) {
 	if err != nil {
 		return resource.Client{}, resource.AuthConfig{}, err
 	}
-	if ac.SignUp == nil || !ac.SignUp.Enabled {
+	if !ac.SignUpEnabled() {
 		return resource.Client{}, resource.AuthConfig{}, errSignUpDisabled
 	}
 	return cl, ac, nil
@@ -73,12 +62,10 @@ func (h *Handler) signUpCode(c *call) error {
 	if err != nil {
 		return err
 	}
-	n, err := h.Store.HitCounter(ctx, "api:sign-up-code:"+remoteAddr(c.r), time.Hour, h.now())
-	if err != nil {
-		return err
-	}
-	if n > SignUpSendsPerAddress {
+	if err := h.SignUps.SpendCodeSend(ctx, remoteAddr(c.r)); errors.Is(err, account.ErrThrottled) {
 		return errTooManySends
+	} else if err != nil {
+		return err
 	}
 	// No user yet: the payload names the destination only. An empty user
 	// id makes the send limit count every code to the destination.
@@ -90,7 +77,7 @@ func (h *Handler) signUpCode(c *call) error {
 	}
 	sent, err := h.TwoFactor.SendCode(ctx, twofactor.SendInput{
 		User: u, Purpose: twofactor.PurposeVerify, Channel: channel, Destination: dest,
-		BindingID: signUpBinding(channel, dest), Webhook: webhookOf(ac), Meta: c.meta(cl.ID),
+		BindingID: resource.SignUpBinding(channel, dest), Webhook: webhookOf(ac), Meta: c.meta(cl.ID),
 	})
 	if err != nil {
 		return sendCodeError(err)
@@ -117,70 +104,36 @@ func (h *Handler) signUp(c *call) error {
 		return err
 	}
 	m := c.meta(cl.ID)
-	// The code proves the destination before anything is told, the
-	// username included: the code is bound to the destination and its
-	// attempts are counted, so nobody probes usernames without one.
-	_, err = h.TwoFactor.VerifyCode(ctx, twofactor.VerifyCodeInput{
-		BindingID: signUpBinding(in.channel, in.dest), Code: c.p.get("verification_code"), Meta: m,
-	})
-	if errors.Is(err, twofactor.ErrInvalidCode) {
-		return errInvalidCode
-	}
-	if err != nil {
-		return err
-	}
-	switch _, err := h.Store.GetUser(ctx, in.user.ID); {
-	case err == nil:
-		return errUsernameTaken
-	case !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("get user %q: %w", in.user.ID, err)
-	}
-	if taken, err := h.takenByOther(ctx, in.channel, in.dest, ""); err != nil {
-		return err
-	} else if taken {
-		return errDestinationTaken
+	if in.verify {
+		// The code proves the destination before anything is told, the
+		// username included: the code is bound to the destination and its
+		// attempts are counted, so nobody probes usernames without one.
+		_, err = h.TwoFactor.VerifyCode(ctx, twofactor.VerifyCodeInput{
+			BindingID: resource.SignUpBinding(in.channel, in.dest), Code: c.p.get("verification_code"), Meta: m,
+		})
+		if errors.Is(err, twofactor.ErrInvalidCode) {
+			return errInvalidCode
+		}
+		if err != nil {
+			return err
+		}
 	}
 	hash, err := resource.HashWriteOnly(ctx, h.Hasher, in.password)
 	if err != nil {
 		return err
 	}
-	rec, err := resource.ToStoreUser(in.user, hash, nil)
-	if err != nil {
-		return err
-	}
-	method := defaultMethodOf(ac)
-	var codes []string
-	var created store.User
-	err = h.Store.InTx(ctx, func(ctx context.Context) error {
-		out, isNew, err := h.Store.PutUser(ctx, rec, 0)
-		switch {
-		case errors.Is(err, store.ErrConflict):
-			return errDestinationTaken // the e-mail address, taken meanwhile
-		case err != nil:
-			return fmt.Errorf("create user %q: %w", rec.ID, err)
-		case !isNew:
-			return errUsernameTaken // created meanwhile; the rollback keeps theirs
-		}
-		created = out
-		switch method {
-		case twofactor.MethodSMS, twofactor.MethodEmail:
-			codes, err = h.TwoFactor.EnableCodeMethod(ctx, twofactor.EnableCodeInput{
-				UserID: out.ID, Method: method, Webhook: webhookOf(ac), Meta: m,
-			})
-			return enableError(err)
-		case twofactor.MethodTOTP:
-			if err := h.Store.PutTwoFactor(ctx, resource.TOTPEnrolmentMarker(out.ID, h.now())); err != nil {
-				return fmt.Errorf("mark totp enrolment of %q: %w", out.ID, err)
-			}
-		}
-		return nil
+	created, codes, err := h.SignUps.Create(ctx, account.NewAccount{
+		User: in.user, PasswordHash: hash, Channel: in.channel, Destination: in.dest,
+		Method: defaultMethodOf(ac), Webhook: webhookOf(ac), Meta: m,
 	})
-	if err != nil {
-		return err
+	switch {
+	case errors.Is(err, account.ErrUsernameTaken):
+		return errUsernameTaken
+	case errors.Is(err, account.ErrDestinationTaken):
+		return errDestinationTaken
+	case err != nil:
+		return enableError(err)
 	}
-	h.record(ctx, store.AuditEvent{Type: EventSignUp, UserID: created.ID, ClientID: cl.ID,
-		RemoteAddr: m.RemoteAddr, RequestID: m.RequestID,
-		Detail: map[string]string{"channel": in.channel, "destination": twofactor.MaskDestination(in.dest), "two_factor": method}})
 
 	view, err := h.userView(ctx, created)
 	if err != nil {
@@ -241,6 +194,7 @@ type signUpInput struct {
 	password string
 	channel  string
 	dest     string
+	verify   bool // the destination is proven by verification_code
 }
 
 // signUpInput reads and checks the new account's fields.
@@ -260,12 +214,15 @@ func (c *call) signUpInput(ac resource.AuthConfig) (signUpInput, error) {
 	if err := ac.CheckNewPassword(in.password); err != nil {
 		return in, badRequest(err.Error() + ".")
 	}
-	if strings.TrimSpace(c.p.get("verification_code")) == "" {
-		return in, missing("verification_code")
-	}
 	channel, dest, err := destinationParam(c.p.get("phone_number"), c.p.get("email"))
 	if err != nil {
 		return in, badRequest("Give phone_number or email (one of them), as the verification code was sent to.")
+	}
+	// A phone number is always proven; an address unless the AuthConfig
+	// says signUp.verifyEmail: false.
+	in.verify = channel == twofactor.MethodSMS || ac.SignUpVerifiesEmail()
+	if in.verify && strings.TrimSpace(c.p.get("verification_code")) == "" {
+		return in, missing("verification_code")
 	}
 	switch m := defaultMethodOf(ac); {
 	case m == twofactor.MethodSMS && channel != twofactor.MethodSMS:
@@ -278,7 +235,7 @@ func (c *call) signUpInput(ac resource.AuthConfig) (signUpInput, error) {
 	if channel == twofactor.MethodSMS {
 		in.user.PhoneNumber, in.user.PhoneVerified = dest, true
 	} else {
-		in.user.Email, in.user.EmailVerified = dest, true
+		in.user.Email, in.user.EmailVerified = dest, in.verify
 	}
 	given, family := strings.TrimSpace(c.p.get("given_name")), strings.TrimSpace(c.p.get("family_name"))
 	if given != "" || family != "" {

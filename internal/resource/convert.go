@@ -438,6 +438,14 @@ func (a AuthConfig) clone() AuthConfig {
 		pp := *a.Password
 		a.Password = &pp
 	}
+	if a.SignUp != nil {
+		su := *a.SignUp
+		if su.VerifyEmail != nil {
+			v := *su.VerifyEmail
+			su.VerifyEmail = &v
+		}
+		a.SignUp = &su
+	}
 	if a.WebAuthn != nil {
 		wa := *a.WebAuthn
 		wa.Origins = slices.Clone(wa.Origins)

@@ -126,3 +126,11 @@ func SetVerifiedDestination(ctx context.Context, st store.Store, userID, channel
 	}
 	return store.User{}, fmt.Errorf("put user %q: %w", userID, store.ErrConflict)
 }
+
+// SignUpBinding binds a sign-up's code to the destination it was sent to.
+// There is no user yet: whoever holds the code holds the destination. The
+// JSON API and the hosted page bind alike.
+func SignUpBinding(channel, dest string) string {
+	sum := sha256.Sum256([]byte("sign-up\x00" + channel + "\x00" + dest))
+	return "sign-up:" + hex.EncodeToString(sum[:])
+}

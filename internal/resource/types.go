@@ -278,9 +278,26 @@ type SMTPServer struct {
 	Timeout  int    `json:"timeout,omitempty" yaml:"timeout,omitempty"` // milliseconds per attempt; 0: 5000
 }
 
-// SignUp allows self-registration through the API.
+// SignUp allows self-registration: the hosted /auth/sign-up page and the
+// JSON POST /auth/sign-up.
 type SignUp struct {
 	Enabled bool `json:"enabled" yaml:"enabled"`
+	// VerifyEmail (default true) makes an e-mail sign-up prove the address
+	// with a code before the account exists; false creates it at once, with
+	// the address unverified. Phone numbers are always proven.
+	VerifyEmail *bool `json:"verifyEmail,omitempty" yaml:"verifyEmail,omitempty"`
+}
+
+// SignUpEnabled reports whether people may sign themselves up.
+func (a AuthConfig) SignUpEnabled() bool { return a.SignUp != nil && a.SignUp.Enabled }
+
+// SignUpVerifiesEmail reports whether an e-mail sign-up must prove the
+// address first (the default).
+func (a AuthConfig) SignUpVerifiesEmail() bool {
+	if a.TwoFactor != nil && a.TwoFactor.DefaultMethod == MethodEmail {
+		return true // e-mail codes go only to a proven address
+	}
+	return a.SignUp == nil || a.SignUp.VerifyEmail == nil || *a.SignUp.VerifyEmail
 }
 
 // PasswordPolicy is what a new password must be: at least MinLength

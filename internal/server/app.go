@@ -45,8 +45,10 @@ type App struct {
 	Accounts *account.Authenticator
 	// Passwords resets and changes passwords (pages, JSON API, admin).
 	Passwords *account.Passwords
-	OAuth     *oauth.Provider
-	Sessions  *session.Manager
+	// SignUps creates self-service accounts (hosted page, JSON API).
+	SignUps  *account.SignUps
+	OAuth    *oauth.Provider
+	Sessions *session.Manager
 	// Notifier delivers second-factor codes to AuthConfig webhooks; Serve
 	// closes it (waiting for background retries) on shutdown.
 	Notifier *notify.Notifier
@@ -197,6 +199,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		Store: d.Store, Hasher: a.Hasher, Audit: a.Audit, TwoFactor: a.TwoFactor, Logger: d.Logger, Now: d.Now,
 		ResetPage: cfg.Issuer + web.PathResetPassword, SessionsEnded: backchannel,
 	}
+	a.SignUps = &account.SignUps{Store: d.Store, TwoFactor: a.TwoFactor, Audit: a.Audit, Sealer: atRest, Now: d.Now}
 	a.Admin = &admin.Handler{
 		Store:             d.Store,
 		Hasher:            a.Hasher,
@@ -221,6 +224,8 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		OAuth:     a.OAuth,
 		Accounts:  a.Accounts,
 		Passwords: a.Passwords,
+		SignUps:   a.SignUps,
+		Hasher:    a.Hasher,
 		Audit:     a.Audit,
 		Logger:    d.Logger,
 		Now:       d.Now,
@@ -235,6 +240,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		TwoFactor: a.TwoFactor,
 		Accounts:  a.Accounts,
 		Passwords: a.Passwords,
+		SignUps:   a.SignUps,
 		Hasher:    a.Hasher,
 		Audit:     a.Audit,
 		Logger:    d.Logger,

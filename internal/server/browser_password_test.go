@@ -149,6 +149,7 @@ func TestBrowserPagesAreAccessible(t *testing.T) {
 	axe := axeSource(t)
 	app, mail := startMailApp(t)
 	app.mustPut("/Client/thirdparty", strings.Replace(webClientYAML, "first_party: true", "first_party: false", 1))
+	app.mustPut("/AuthConfig/default", "signUp:\n  enabled: true\n")
 	a, _ := enrolUser(t, app, "ada", "")
 	putUser(t, app, "bob", "")
 
@@ -188,6 +189,15 @@ func TestBrowserPagesAreAccessible(t *testing.T) {
 					chromedp.SendKeys(chromedp.ID("new_password_repeat"), newPassword+"x"),
 					submit)
 			}, "#error"},
+			{"the sign-up page", navigate(app.URL + "/auth/sign-up"), "#email"},
+			{"the sign-up code form", func() {
+				browserStep(t, ctx, "fill in the sign-up form",
+					chromedp.SendKeys(chromedp.ID("email"), fmt.Sprintf("new%d@example.com", round)),
+					chromedp.SendKeys(chromedp.ID("new_password"), newPassword),
+					chromedp.SendKeys(chromedp.ID("new_password_repeat"), newPassword),
+					submit)
+				mailed++
+			}, "#notice"},
 			{"the code prompt of a two-step sign-in", func() {
 				navigate(newOAuthLogin(app, "thirdparty").URL)()
 				browserSignIn(t, ctx, "ada@example.com", tfPassword)

@@ -245,7 +245,8 @@ func browserSignIn(t *testing.T, ctx context.Context, username, password string)
 }
 
 // screenshotPNG captures the whole page as a PNG, checks that it decodes to a
-// non-empty image, and saves it under the test's temp dir.
+// non-empty image, and saves it under the test's temp dir, and under
+// $GATEHOUSE_TEST_ARTIFACTS when set (.ci/run keeps them there).
 func screenshotPNG(t *testing.T, ctx context.Context, name string) []byte {
 	t.Helper()
 	buf := browserValue(t, ctx, "take a screenshot", chromedp.FullScreenshot(100))
@@ -256,8 +257,17 @@ func screenshotPNG(t *testing.T, ctx context.Context, name string) []byte {
 	if cfg.Width == 0 || cfg.Height == 0 {
 		t.Fatalf("the screenshot is empty: %dx%d", cfg.Width, cfg.Height)
 	}
-	if err := os.WriteFile(filepath.Join(t.TempDir(), name), buf, 0o600); err != nil {
-		t.Fatal(err)
+	dirs := []string{t.TempDir()}
+	if d := os.Getenv("GATEHOUSE_TEST_ARTIFACTS"); d != "" {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, name), buf, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return buf
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/policy"
 	"github.com/gatehouse/gatehouse/internal/resource"
+	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/signin"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -99,6 +100,10 @@ type Handler struct {
 	// Passwords resets forgotten passwords by e-mail and changes them
 	// (nil: neither page is offered).
 	Passwords *account.Passwords
+	// SignUps creates the accounts of the hosted sign-up page, hashing
+	// their passwords with Hasher (nil: no sign-up page).
+	SignUps *account.SignUps
+	Hasher  *secret.PasswordHasher
 
 	// Catalog holds the pages' messages (nil: the embedded catalogs).
 	Catalog *i18n.Catalog
@@ -140,6 +145,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+PathLoginTwoFactorSkip, h.wrap(h.skipEnrolmentSubmit))
 	h.registerPasskeyRoutes(mux)
 	h.registerPasswordRoutes(mux)
+	h.registerSignUpRoutes(mux)
 }
 
 // wrap gives every response of the hosted pages the strict headers, also

@@ -95,6 +95,7 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *sess
 	}
 	// Saving a new session replaces its token with the stored one.
 	csrf = sess.CSRFToken()
+	forgot, signUp := h.loginLinks(r, f)
 	h.render(w, r, status, pageLogin, pageData{
 		Heading:        tr("Sign in"),
 		Theme:          f.theme,
@@ -103,7 +104,8 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *sess
 		Username:       username,
 		Client:         f.clientView(),
 		PasskeyLogin:   h.loginPasskeys(),
-		ForgotPassword: h.forgotOffered(r, f),
+		ForgotPassword: forgot,
+		SignUp:         signUp,
 	}, f.policy)
 }
 
@@ -222,6 +224,14 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
+	h.passwordAccepted(w, r, sess, f, user, now)
+}
+
+// passwordAccepted goes on from a right password (or a new account's)
+// checked at now: the engine decides whether a second factor or an
+// enrolment follows, else the sign-in completes.
+func (h *Handler) passwordAccepted(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, user store.User, now time.Time) {
+	ctx := r.Context()
 	if h.SignIn == nil {
 		h.unavailable(w, r, errors.New("no sign-in engine configured"))
 		return
@@ -230,6 +240,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if f.client != nil {
 		client = *f.client
 	}
+	clientID := client.ID
 	acrValues, maxAge := beginRequest(f)
 	_, step, err := h.SignIn.Begin(ctx, signin.BeginInput{User: user, Client: client, FirstFactorAt: now, Meta: twoFactorMeta(r, clientID),
 		DeviceToken: h.deviceToken(r), ACRValues: acrValues, MaxAge: maxAge})

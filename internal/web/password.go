@@ -58,6 +58,8 @@ type passwordView struct {
 	// second factor, labelled CodeLabel.
 	NeedsCode bool
 	CodeLabel string
+	// SignUp is a pending sign-up, sealed (account.SignUps.SealPending).
+	SignUp string
 }
 
 func (h *Handler) registerPasswordRoutes(mux *http.ServeMux) {
@@ -69,26 +71,26 @@ func (h *Handler) registerPasswordRoutes(mux *http.ServeMux) {
 	mux.Handle("POST "+PathChangePassword, h.wrap(h.changeSubmit))
 }
 
-// resetFlow is what a reset page works in: the app whose theme it wears
-// (a client_id from the link or form, else the session's sign-in) and
-// that app's policy, whose password rules and delivery apply.
-type resetFlow struct {
+// appFlow is what a reset or sign-up page works in: the app whose theme
+// it wears (a client_id from the link or form, else the session's
+// sign-in) and that app's policy, whose password rules and delivery apply.
+type appFlow struct {
 	flow
-	policy policy.Policy
+	pol policy.Policy
 }
 
-func (rf resetFlow) clientID() string { return rf.policy.Client.ID }
+func (af appFlow) clientID() string { return af.pol.Client.ID }
 
-func (h *Handler) resetFlowOf(r *http.Request, sess *session.Session, clientID string) (resetFlow, error) {
+func (h *Handler) appFlowOf(r *http.Request, sess *session.Session, clientID string) (appFlow, error) {
 	ctx := r.Context()
 	f, err := h.flowOf(r, sess)
 	if err != nil {
-		return resetFlow{}, err
+		return appFlow{}, err
 	}
 	if clientID != "" && len(clientID) <= maxResetField {
 		c, ok, err := h.loadClient(ctx, clientID)
 		if err != nil {
-			return resetFlow{}, err
+			return appFlow{}, err
 		}
 		if ok {
 			f.client = &c
@@ -101,34 +103,36 @@ func (h *Handler) resetFlowOf(r *http.Request, sess *session.Session, clientID s
 	}
 	pol, err := h.policy().For(ctx, cl)
 	if err != nil {
-		return resetFlow{}, err
+		return appFlow{}, err
 	}
-	return resetFlow{flow: f, policy: pol}, nil
+	return appFlow{flow: f, pol: pol}, nil
 }
 
-// forgotOffered reports whether the login page links to the forgotten
-// password page: only when the e-mail can be sent.
-func (h *Handler) forgotOffered(r *http.Request, f flow) bool {
-	if h.Passwords == nil {
-		return false
-	}
+// loginLinks says which pages the login page of f links to: the
+// forgotten-password page (when its e-mail can be sent) and sign-up.
+func (h *Handler) loginLinks(r *http.Request, f flow) (forgot, signUp bool) {
 	var cl resource.Client
 	if f.client != nil {
 		cl = *f.client
 	}
 	pol, err := h.policy().For(r.Context(), cl)
-	return err == nil && pol.CanDeliver(twofactor.MethodEmail)
+	if err != nil {
+		// The login page works without the links; the error shows on
+		// the pages themselves.
+		return false, false
+	}
+	return h.Passwords != nil && pol.CanDeliver(twofactor.MethodEmail), h.signUpOffered(appFlow{flow: f, pol: pol})
 }
 
 // resetUsable is the reset flow of a page, or false once the page has
 // answered (resets cannot be e-mailed here, or storage failed).
-func (h *Handler) resetUsable(w http.ResponseWriter, r *http.Request, sess *session.Session, clientID string) (resetFlow, bool) {
-	rf, err := h.resetFlowOf(r, sess, clientID)
+func (h *Handler) resetUsable(w http.ResponseWriter, r *http.Request, sess *session.Session, clientID string) (appFlow, bool) {
+	rf, err := h.appFlowOf(r, sess, clientID)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return rf, false
 	}
-	if h.Passwords == nil || !rf.policy.CanDeliver(twofactor.MethodEmail) {
+	if h.Passwords == nil || !rf.pol.CanDeliver(twofactor.MethodEmail) {
 		h.renderErrorThemed(w, r, http.StatusNotFound, msgResetUnavailable,
 			&link{Href: PathLogin, Text: tr("Back to sign-in")}, nil, rf.theme)
 		return rf, false
@@ -160,7 +164,7 @@ func (h *Handler) forgotPage(w http.ResponseWriter, r *http.Request) {
 	h.renderForgot(w, r, sess, rf, http.StatusOK, "", "")
 }
 
-func (h *Handler) renderForgot(w http.ResponseWriter, r *http.Request, sess *session.Session, rf resetFlow, status int, email, errMsg string) {
+func (h *Handler) renderForgot(w http.ResponseWriter, r *http.Request, sess *session.Session, rf appFlow, status int, email, errMsg string) {
 	csrf, ok := h.formToken(w, r, sess)
 	if !ok {
 		return
@@ -191,7 +195,7 @@ func (h *Handler) forgotSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
 	started, err := h.Passwords.RequestReset(h.mailContext(r), account.ResetRequest{
-		Login: email, Webhook: rf.policy.Webhook(), Meta: twoFactorMeta(r, rf.clientID()),
+		Login: email, Webhook: rf.pol.Webhook(), Meta: twoFactorMeta(r, rf.clientID()),
 	})
 	switch {
 	case errors.Is(err, account.ErrThrottled):
@@ -233,13 +237,13 @@ func (h *Handler) resetPage(w http.ResponseWriter, r *http.Request) {
 	h.renderReset(w, r, sess, rf, http.StatusOK, v, "", "", "")
 }
 
-func (h *Handler) renderReset(w http.ResponseWriter, r *http.Request, sess *session.Session, rf resetFlow, status int, v *passwordView, notice, errMsg, field string) {
+func (h *Handler) renderReset(w http.ResponseWriter, r *http.Request, sess *session.Session, rf appFlow, status int, v *passwordView, notice, errMsg, field string) {
 	csrf, ok := h.formToken(w, r, sess)
 	if !ok {
 		return
 	}
 	v.ClientID = rf.clientID()
-	v.MinLength = rf.policy.AuthConfig.PasswordMinLength()
+	v.MinLength = rf.pol.AuthConfig.PasswordMinLength()
 	v.Minutes = int(twofactor.ResetTTL / time.Minute)
 	h.render(w, r, status, pageResetPassword, pageData{
 		Heading:  tr("Reset your password"),
@@ -304,12 +308,12 @@ func (h *Handler) resetSubmit(w http.ResponseWriter, r *http.Request) {
 	if r.PostForm.Get("code_from_link") != "" && len(code) <= maxResetField {
 		v.Code, v.CodeFromLink = code, true
 	}
-	pw, errMsg, field := newPassword(r, rf.policy.AuthConfig)
+	pw, errMsg, field := newPassword(r, rf.pol.AuthConfig)
 	if errMsg != "" {
 		h.renderReset(w, r, sess, rf, http.StatusOK, v, "", errMsg, field)
 		return
 	}
-	_, err := h.Passwords.ConfirmReset(r.Context(), id, code, pw, rf.policy.AuthConfig, twoFactorMeta(r, rf.clientID()))
+	_, err := h.Passwords.ConfirmReset(r.Context(), id, code, pw, rf.pol.AuthConfig, twoFactorMeta(r, rf.clientID()))
 	switch {
 	case errors.Is(err, account.ErrInvalidResetCode):
 		h.renderReset(w, r, sess, rf, http.StatusOK, &passwordView{ResetID: id}, "", msgResetInvalid, "code")

@@ -113,6 +113,8 @@ type pageData struct {
 	PasskeyLogin bool
 	// ForgotPassword: the login page links to the forgotten-password page.
 	ForgotPassword bool
+	// SignUp: the login page links to the sign-up page.
+	SignUp bool
 	// Field names the form field that Error is about.
 	Field string
 	// Password is the form of the password pages (reset, change).
