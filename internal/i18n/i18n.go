@@ -25,6 +25,9 @@ type Catalog struct {
 	tags    []language.Tag
 	matcher language.Matcher
 	ids     map[string]bool
+	// mailIDs are the e-mails' message ids (locales/mail.en.toml): an
+	// AuthConfig may reword those too.
+	mailIDs map[string]bool
 	byLang  map[string]map[string]string
 }
 
@@ -59,6 +62,18 @@ func Load(fsys fs.FS) (*Catalog, error) {
 		}
 	}
 	c.matcher = language.NewMatcher(c.tags)
+	raw, err := fs.ReadFile(fsys, path.Join("locales", "mail."+Languages[0]+".toml"))
+	if err != nil {
+		return nil, fmt.Errorf("read mail catalog: %w", err)
+	}
+	mail := map[string]string{}
+	if err := toml.Unmarshal(raw, &mail); err != nil {
+		return nil, fmt.Errorf("parse mail catalog: %w", err)
+	}
+	c.mailIDs = map[string]bool{}
+	for id := range mail {
+		c.mailIDs[id] = true
+	}
 	return c, nil
 }
 
@@ -192,6 +207,10 @@ func (l *Localizer) T(id string, data map[string]any) string {
 var placeholder = regexp.MustCompile(`\{\{\s*\.([A-Za-z][A-Za-z0-9]*)\s*\}\}`)
 
 // execute fills the {{.Name}} placeholders of an override or an unknown id.
+// Fill replaces the {{.Name}} placeholders of s with data's values (an
+// override's text: no other template syntax is allowed in one).
+func Fill(s string, data map[string]any) string { return execute(s, data) }
+
 func execute(s string, data map[string]any) string {
 	if !strings.Contains(s, "{{") {
 		return s
@@ -208,8 +227,8 @@ func execute(s string, data map[string]any) string {
 // CheckOverride reports why text cannot replace message id: the id is not
 // a message, or the text has a {{…}} that is not a {{.Name}} placeholder.
 func (c *Catalog) CheckOverride(id, text string) error {
-	if !c.ids[id] {
-		return fmt.Errorf("%q is not a message of the hosted pages", id)
+	if !c.ids[id] && !c.mailIDs[id] {
+		return fmt.Errorf("%q is not a message of the hosted pages or e-mails", id)
 	}
 	if strings.Contains(placeholder.ReplaceAllString(text, ""), "{{") {
 		return fmt.Errorf("the text of %q may hold only {{.Name}} placeholders", id)

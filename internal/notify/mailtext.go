@@ -14,6 +14,8 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/nicksnyder/go-i18n/v2/i18n"
 	"golang.org/x/text/language"
+
+	pagei18n "github.com/gatehouse/gatehouse/internal/i18n"
 )
 
 // MailLanguages are the languages of the e-mail catalogs
@@ -56,6 +58,12 @@ func (mt *MailTemplates) load() error {
 // Accept-Language value; unknown ones fall back to English) with data,
 // to which it adds "Lang", the language used.
 func (mt *MailTemplates) Render(name, lang string, data map[string]any) (Rendered, error) {
+	return mt.RenderWith(name, lang, nil, data)
+}
+
+// RenderWith is Render with an AuthConfig's rewording of messages:
+// language → message id → text with {{.Name}} placeholders.
+func (mt *MailTemplates) RenderWith(name, lang string, overrides map[string]map[string]string, data map[string]any) (Rendered, error) {
 	if err := mt.load(); err != nil {
 		return Rendered{}, err
 	}
@@ -69,7 +77,17 @@ func (mt *MailTemplates) Render(name, lang string, data map[string]any) (Rendere
 		vars[k] = v
 	}
 	var terr error
+	reworded := overrides[tag.String()]
 	t := func(id string, args ...any) string {
+		if text, ok := reworded[id]; ok {
+			fill := vars
+			if len(args) > 0 {
+				if m, ok := args[0].(map[string]any); ok {
+					fill = m
+				}
+			}
+			return pagei18n.Fill(text, fill)
+		}
 		cfg := &i18n.LocalizeConfig{MessageID: id}
 		if len(args) > 0 {
 			cfg.TemplateData = args[0]

@@ -63,6 +63,9 @@ type Webhook struct {
 	// Mail, when configured, delivers e-mail codes over SMTP instead of
 	// the endpoint (see smtp.go); its password may be sealed.
 	Mail *SMTP
+	// Messages reword the e-mails (the AuthConfig's messages: language →
+	// message id → text).
+	Messages map[string]map[string]string
 }
 
 // User is the account a code is for, as the payload names it (Aidbox's shape).

@@ -86,6 +86,7 @@ func (p Policy) Webhook() notify.Webhook {
 	if m := p.Mail(); m.Configured() {
 		out.Mail = &m
 	}
+	out.Messages = p.AuthConfig.Messages
 	return out
 }
 

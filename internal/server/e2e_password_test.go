@@ -239,6 +239,25 @@ func TestPasswordResetAndChangeEndToEnd(t *testing.T) {
 				if got := subject(sent); got != "Passwort zurücksetzen" {
 					t.Errorf("subject %q, want the German one", got)
 				}
+
+				// An AuthConfig rewords e-mails per language, as it does pages.
+				putResource(t, app, "/AuthConfig/default", "messages:\n  fr:\n    mail.reset.subject: 'Acme : votre mot de passe'\n    mail.reset.intro: 'Bonjour <b>{{.Brand}}</b>'\n")
+				wantStatus(t, resetRequest(t, app, "lea@example.com"), http.StatusAccepted, "")
+				sent++
+				resetMail(t, app, mail, sent, "lea@example.com")
+				if got := subject(sent); got != "Acme : votre mot de passe" {
+					t.Errorf("subject %q, want the AuthConfig's", got)
+				}
+				msg, _ := mail.Wait(sent, time.Second)
+				parts, _ := msg.Parts()
+				if !strings.Contains(parts["text/plain"], "Bonjour <b>Gatehouse</b>") || !strings.Contains(parts["text/html"], "Bonjour &lt;b&gt;Gatehouse&lt;/b&gt;") {
+					t.Errorf("the reworded intro: %q", parts)
+				}
+				code, body := adminRequest(t, app, http.MethodPut, "/AuthConfig/default", "text/yaml", "messages:\n  fr:\n    mail.nope: 'x'\n")
+				if code != http.StatusUnprocessableEntity || !strings.Contains(body, "mail.nope") {
+					t.Errorf("an unknown mail message: %d %s", code, body)
+				}
+				putResource(t, app, "/AuthConfig/default", "{}\n")
 			})
 
 			t.Run("a sixth reset e-mail within the hour is refused with Retry-After", func(t *testing.T) {

@@ -131,7 +131,7 @@ func (s *Service) deliver(ctx context.Context, u store.User, hook notify.Webhook
 	var err error
 	if srv, ok := s.mailFor(ev.Channel, hook); ok {
 		via = "smtp"
-		err = s.mailCode(ctx, u, srv, ev)
+		err = s.mailCode(ctx, u, srv, hook.Messages, ev)
 	} else {
 		// The stored webhook secret is sealed at rest; open it for signing.
 		var sec string
@@ -172,7 +172,7 @@ func (s *Service) mailFor(channel string, hook notify.Webhook) (notify.SMTP, boo
 // mailCode renders the code e-mail and sends it. The first attempt is
 // bounded by the server's timeout; the mailer logs, counts and retries
 // failures.
-func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, ev notify.CodeEvent) error {
+func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, reworded map[string]map[string]string, ev notify.CodeEvent) error {
 	pw, err := resource.OpenSMTPPassword(s.Sealer, srv.Password)
 	if err != nil {
 		s.logger().ErrorContext(ctx, "smtp password cannot be opened; code not sent", "err", err)
@@ -183,7 +183,7 @@ func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, e
 	if ev.Event == notify.EventPasswordReset {
 		name, kind, ttl = "reset", notify.EventPasswordReset, ResetTTL
 	}
-	msg, err := s.Mail.Render(name, notify.MailLanguage(ctx, resource.UserLocale(u)), map[string]any{
+	msg, err := s.Mail.RenderWith(name, notify.MailLanguage(ctx, resource.UserLocale(u)), reworded, map[string]any{
 		"Code": ev.Token, "Link": ev.Link, "Minutes": int(ttl / time.Minute), "Brand": "Gatehouse",
 	})
 	if err != nil {
