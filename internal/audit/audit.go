@@ -47,6 +47,9 @@ type Recorder struct {
 	Store  store.Store
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Observe, when set, sees every event as it is recorded, stored or
+	// not (the server counts them as metrics). It must be quick.
+	Observe func(store.AuditEvent)
 }
 
 // Record stores e (filling ID and Time) and logs it. A storage failure is
@@ -81,6 +84,9 @@ func (r *Recorder) Record(ctx context.Context, e store.AuditEvent) error {
 		attrs = append(attrs, k, v)
 	}
 	r.Logger.InfoContext(ctx, "audit", attrs...)
+	if r.Observe != nil {
+		r.Observe(e)
+	}
 	if err := r.Store.AppendAudit(ctx, e); err != nil {
 		r.Logger.ErrorContext(ctx, "store audit event", "event", e.Type, "err", err)
 		return err

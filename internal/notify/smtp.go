@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/mail"
@@ -148,12 +147,18 @@ func (m *Mailer) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// WriteMetrics writes the mailer's counters in the Prometheus text format.
-func (m *Mailer) WriteMetrics(w io.Writer) {
-	fmt.Fprintf(w, "# HELP gatehouse_mail_sent_total E-mails accepted by the SMTP server.\n# TYPE gatehouse_mail_sent_total counter\ngatehouse_mail_sent_total %d\n", m.sent.Load())
-	fmt.Fprintf(w, "# HELP gatehouse_mail_failures_total Failed SMTP delivery attempts.\n# TYPE gatehouse_mail_failures_total counter\ngatehouse_mail_failures_total %d\n", m.failed.Load())
-	fmt.Fprintf(w, "# HELP gatehouse_mail_retries_total SMTP delivery attempts that were retries.\n# TYPE gatehouse_mail_retries_total counter\ngatehouse_mail_retries_total %d\n", m.retried.Load())
-	fmt.Fprintf(w, "# HELP gatehouse_mail_dropped_total E-mails given up on (retries exhausted, refused or queue full).\n# TYPE gatehouse_mail_dropped_total counter\ngatehouse_mail_dropped_total %d\n", m.dropped.Load())
+// MailStats are the mailer's counters since it started (the server
+// exports them as metrics).
+type MailStats struct {
+	Sent    uint64 // accepted by the SMTP server
+	Failed  uint64 // failed delivery attempts
+	Retried uint64 // attempts that were retries
+	Dropped uint64 // given up on: retries exhausted, refused or queue full
+}
+
+// Stats returns the mailer's counters.
+func (m *Mailer) Stats() MailStats {
+	return MailStats{Sent: m.sent.Load(), Failed: m.failed.Load(), Retried: m.retried.Load(), Dropped: m.dropped.Load()}
 }
 
 // Failures is the number of failed attempts so far (for tests and metrics).

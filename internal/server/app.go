@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -260,7 +261,13 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		proxies = append(proxies, n)
 	}
 	metrics := NewMetrics()
-	metrics.Extra = append(metrics.Extra, a.Mailer.WriteMetrics)
+	metrics.AddMailer(a.Mailer)
+	a.Audit.Observe = metrics.ObserveAudit
+	if db, ok := d.Store.(interface{ SQLDB() (*sql.DB, error) }); ok {
+		if sqlDB, err := db.SQLDB(); err == nil {
+			metrics.AddDB(sqlDB)
+		}
+	}
 	srv := &Server{
 		Logger:         d.Logger,
 		Store:          d.Store,

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestTheRequestBound covers the middleware's own answers, with handlers
@@ -85,8 +87,8 @@ func TestTheRequestBound(t *testing.T) {
 		}
 		close(release)
 		<-done
-		if got := s.Metrics.shed.Load(); got != 1 {
-			t.Errorf("shed counter %d, want 1", got)
+		if got := testutil.ToFloat64(s.Metrics.shed); got != 1 {
+			t.Errorf("shed counter %v, want 1", got)
 		}
 	})
 }

@@ -108,18 +108,36 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// routeSlot receives the ServeMux pattern that served a request (for the
+// metrics' route label; the pattern never holds ids or tokens).
+type routeSlot struct{ pattern string }
+
+type routeKey struct{}
+
+// withRoute tells the accessLog which pattern of mux served the request:
+// ServeMux sets it on the request it is given.
+func withRoute(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if slot, ok := r.Context().Value(routeKey{}).(*routeSlot); ok {
+			slot.pattern = r.Pattern
+		}
+	})
+}
+
 // accessLog logs one line per request. It logs the path only: query strings
 // carry codes, states and tokens.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
+		route := &routeSlot{}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey{}, route)))
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
 		if s.Metrics != nil {
-			s.Metrics.observe(sw.status, time.Since(start))
+			s.Metrics.observe(route.pattern, sw.status, time.Since(start))
 		}
 		level := slog.LevelInfo
 		if sw.status >= 500 {
@@ -213,7 +231,7 @@ func (s *Server) bounded(next http.Handler) http.Handler {
 				}
 			default:
 				if s.Metrics != nil {
-					s.Metrics.shed.Add(1)
+					s.Metrics.shed.Inc()
 				}
 				s.Logger.WarnContext(r.Context(), "request shed: too many in flight", "limit", s.MaxInFlight,
 					"path", r.URL.Path, "request_id", audit.RequestID(r.Context()))

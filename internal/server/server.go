@@ -67,7 +67,7 @@ func (s *Server) Handler() http.Handler {
 		pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.Handle("/debug/pprof/", s.AdminOnly(pp))
 	}
-	var h http.Handler = mux
+	h := withRoute(mux)
 	h = s.bounded(h)
 	h = securityHeaders(h, s.HSTS)
 	h = s.accessLog(h)

@@ -388,3 +388,7 @@ func (s *Store) now() time.Time {
 	}
 	return utc(s.Now())
 }
+
+// SQLDB is the connection pool under the store (the server exports its
+// figures as metrics).
+func (s *Store) SQLDB() (*sql.DB, error) { return s.db.DB() }
