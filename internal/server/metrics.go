@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +29,9 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	handler  http.Handler
 	requests *prometheus.CounterVec
+	byClass  [6]prometheus.Counter // requests' children by status / 100
 	duration *prometheus.HistogramVec
+	routes   sync.Map // route → prometheus.Observer: no label hashing per request
 	shed     prometheus.Counter
 	inFlight atomic.Int64
 	events   *prometheus.CounterVec
@@ -70,7 +73,7 @@ func NewMetrics() *Metrics {
 	)
 	// Every status class exists from the start, so rates read 0, not gaps.
 	for c := 1; c <= 5; c++ {
-		m.requests.WithLabelValues(strconv.Itoa(c) + "xx")
+		m.byClass[c] = m.requests.WithLabelValues(strconv.Itoa(c) + "xx")
 	}
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
@@ -80,14 +83,18 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.handler.
 
 // observe counts a served request.
 func (m *Metrics) observe(route string, status int, d time.Duration) {
-	c := status / 100
-	if c >= 1 && c <= 5 {
-		m.requests.WithLabelValues(strconv.Itoa(c) + "xx").Inc()
+	if c := status / 100; c >= 1 && c <= 5 {
+		m.byClass[c].Inc()
 	}
 	if route == "" {
 		route = "unmatched"
 	}
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	o, ok := m.routes.Load(route)
+	if !ok {
+		// Routes are the mux's patterns: a fixed, small set.
+		o, _ = m.routes.LoadOrStore(route, m.duration.WithLabelValues(route))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 }
 
 // ObserveAudit counts an audit event (audit.Recorder.Observe). The labels
