@@ -4,7 +4,7 @@
 // the cryptographic floor measured on the same machine.
 //
 //	go run ./cmd/gatehouse-bench --admin-password … [--pid N] [--scenarios token-cc,login,…]
-//	    [--duration 10s] [--concurrency 32] [--users 1000] [--json]
+//	    [--duration 10s] [--concurrency 32] [--users 1000] [--json] [--compare earlier.json]
 package main
 
 import (
@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "after seeding, wait at most this long for the machine to go quiet (0: do not wait)")
 	fs.IntVar(&cfg.SeedConcurrency, "seed-concurrency", cfg.SeedConcurrency, "concurrent requests while seeding")
 	asJSON := fs.Bool("json", false, "print JSON instead of the table")
+	compare := fs.String("compare", "", "a `file` of an earlier run's --json: print the change of each scenario after the table")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,6 +76,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	cfg.Argon.MemoryKiB, cfg.Argon.Iterations, cfg.Argon.Parallelism = uint32(*argonM), uint32(*argonT), uint8(*argonP)
 	cfg.Scenarios = strings.Split(*scenarios, ",")
+	var base *bench.Report
+	if *compare != "" {
+		f, err := os.Open(*compare)
+		if err != nil {
+			return fmt.Errorf("--compare: %w", err)
+		}
+		base, err = bench.ReadReport(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--compare %s: %w", *compare, err)
+		}
+	}
 	if !*quiet {
 		cfg.Progress = &stamped{w: stderr, start: time.Now()}
 	}
@@ -85,7 +98,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if *asJSON {
 		return rep.WriteJSON(stdout)
 	}
-	return rep.WriteTable(stdout)
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	if base != nil {
+		fmt.Fprintln(stdout)
+		return rep.WriteComparison(stdout, base)
+	}
+	return nil
 }
 
 func envOr(getenv func(string) string, name, def string) string {

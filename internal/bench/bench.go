@@ -107,9 +107,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.settle(ctx, cfg.Settle)
 	}
 
-	var probe memProbe = metricsProbe{url: cfg.URL + "/metrics", client: r.plain}
+	metrics := metricsProbe{url: cfg.URL + "/metrics", client: r.plain}
+	var probe memProbe = metrics
+	serverCPU := func() (time.Duration, error) {
+		m, err := metrics.read(ctx)
+		return m.cpu, err
+	}
 	if cfg.PID > 0 {
 		probe = procProbe{pid: cfg.PID}
+		serverCPU = func() (time.Duration, error) { return procCPUTime(cfg.PID) }
 	}
 	rep := &Report{
 		Server:      cfg.URL,
@@ -133,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r.progress("run: %s for %s at concurrency %d", name, cfg.Duration, cfg.Concurrency)
 		s := startSampling(ctx, probe, 100*time.Millisecond)
-		cpu := startCPU(cfg.PID)
+		cpu := startCPU(serverCPU)
 		l := drive(ctx, cfg.Concurrency, cfg.Duration, cfg.MaxRequests, fn)
 		serverCores, benchCores, machineCores := cpu.cores()
 		peak, procPeak, how, merr := s.finish(ctx)
@@ -142,6 +148,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		res := result(name, l, floor)
 		res.ServerCores, res.BenchCores, res.MachineCores = serverCores, benchCores, machineCores
+		if serverCores > 0 && l.ok > 0 {
+			res.ServerCPUPerOpMs = serverCores * l.elapsed.Seconds() * 1000 / float64(l.ok)
+		}
 		if merr == nil {
 			res.PeakRSSBytes, res.ProcessPeakRSSBytes, res.PeakRSSHow = peak, procPeak, how
 			resetOK = resetOK || how == "VmHWM"

@@ -287,9 +287,9 @@ func TestMemoryIsReadFromProcAndMetrics(t *testing.T) {
 	if err != nil || m.rss != 40960*1024 || m.peak != 81920*1024 {
 		t.Fatalf("proc status: %+v, %v", m, err)
 	}
-	metrics := "# HELP process_resident_memory_bytes Resident set size.\nprocess_resident_memory_bytes 4.2e+07\nprocess_resident_memory_peak_bytes 52428800\ngo_goroutines 9\n"
+	metrics := "# HELP process_resident_memory_bytes Resident set size.\nprocess_resident_memory_bytes 4.2e+07\nprocess_resident_memory_peak_bytes 52428800\ngo_goroutines 9\nprocess_cpu_seconds_total 12.5\n"
 	m, err = parseMetrics([]byte(metrics))
-	if err != nil || m.rss != 42_000_000 || m.peak != 52428800 {
+	if err != nil || m.rss != 42_000_000 || m.peak != 52428800 || m.cpu != 12500*time.Millisecond {
 		t.Fatalf("metrics: %+v, %v", m, err)
 	}
 	if _, err := parseMetrics([]byte("go_goroutines 9\n")); err == nil {
@@ -370,5 +370,44 @@ func TestTableShowsFloorsErrorsAndMemory(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestTheComparisonShowsBothRunsAndTheChange(t *testing.T) {
+	f := Floor{PasswordHashPerSec: 100, ES256PerSec: 40000}
+	row := func(name string, perSec, cpuMs float64) Result {
+		r := result(name, load{ok: int(perSec), elapsed: time.Second, latencies: []time.Duration{2 * time.Millisecond}}, f)
+		r.ServerCPUPerOpMs = cpuMs
+		return r
+	}
+	base := &Report{Server: "http://127.0.0.1:8080", Floor: f, Scenarios: []Result{row(ScenarioIntrospect, 8000, 0.2), row(ScenarioLogin, 80, 12)}}
+	now := &Report{Server: "http://127.0.0.1:8080", Floor: f, Scenarios: []Result{row(ScenarioIntrospect, 10000, 0.15), row(ScenarioJWKS, 20000, 0.05)}}
+	var b bytes.Buffer
+	if err := now.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "srv CPU/op") || !strings.Contains(b.String(), "150µs") {
+		t.Errorf("the table has no CPU per operation:\n%s", b.String())
+	}
+	b.Reset()
+	if err := now.WriteComparison(&b, base); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"8,000", "10,000", "+25.0%", "200µs", "150µs", "-25.0%", "floors before: argon2id 100/s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the comparison lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, ScenarioJWKS) || strings.Contains(out, ScenarioLogin) {
+		t.Errorf("a scenario only one run has is compared:\n%s", out)
+	}
+	var js bytes.Buffer
+	if err := base.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadReport(&js)
+	if err != nil || len(back.Scenarios) != 2 || back.Scenarios[0].ServerCPUPerOpMs != 0.2 {
+		t.Fatalf("the JSON did not read back: %+v, %v", back, err)
 	}
 }

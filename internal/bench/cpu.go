@@ -87,18 +87,18 @@ func parseMachineStat(s string) (time.Duration, error) {
 // cpuMeter measures the cores the server, the bench and the whole machine
 // used over a scenario.
 type cpuMeter struct {
-	pid                      int
+	server                   func() (time.Duration, error) // the server's CPU time so far
 	start                    time.Time
 	server0, self0, machine0 time.Duration
 	serverOK, machineOK      bool
 }
 
-func startCPU(pid int) *cpuMeter {
-	m := &cpuMeter{pid: pid, start: time.Now(), self0: selfCPUTime()}
-	if pid > 0 {
-		if t, err := procCPUTime(pid); err == nil {
-			m.server0, m.serverOK = t, true
-		}
+// startCPU starts measuring; server reads the server's CPU time (from
+// /proc with --pid, else from /metrics).
+func startCPU(server func() (time.Duration, error)) *cpuMeter {
+	m := &cpuMeter{server: server, start: time.Now(), self0: selfCPUTime()}
+	if t, err := server(); err == nil && t > 0 {
+		m.server0, m.serverOK = t, true
 	}
 	if t, err := machineBusyTime(); err == nil {
 		m.machine0, m.machineOK = t, true
@@ -116,7 +116,7 @@ func (m *cpuMeter) cores() (server, self, machine float64) {
 	}
 	self = (selfCPUTime() - m.self0).Seconds() / wall
 	if m.serverOK {
-		if t, err := procCPUTime(m.pid); err == nil {
+		if t, err := m.server(); err == nil {
 			server = (t - m.server0).Seconds() / wall
 		}
 	}

@@ -55,6 +55,10 @@ type Result struct {
 	// machine they share the cores the floor was measured on.
 	ServerCores float64 `json:"serverCores,omitempty"`
 	BenchCores  float64 `json:"benchCores"`
+	// ServerCPUPerOpMs is the server's CPU time per successful unit (a
+	// request, a login): comparable across machines and runs where req/s,
+	// which depends on the cores left over, is not.
+	ServerCPUPerOpMs float64 `json:"serverCpuPerOpMs,omitempty"`
 	// MachineCores is every process's CPU (Linux): beyond the server and
 	// the bench, the database's processes and anything else running.
 	MachineCores float64 `json:"machineCores,omitempty"`
@@ -126,7 +130,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		width = max(width, len(s.Name))
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\trequests\treq/s\tp50\tp90\tp99\tmax\terrors\tpeak RSS\tCPU srv/bench/all\t%% of floor\t\n", width, "scenario")
+	fmt.Fprintf(tw, "%-*s\trequests\treq/s\tp50\tp90\tp99\tmax\terrors\tpeak RSS\tCPU srv/bench/all\tsrv CPU/op\t%% of floor\t\n", width, "scenario")
 	for _, s := range r.Scenarios {
 		pct := "n/a"
 		if s.PercentOfFloor != nil {
@@ -146,8 +150,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		} else {
 			cpu += "-"
 		}
-		fmt.Fprintf(tw, "%-*s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", width, s.Name, s.Requests, rate(s.PerSec),
-			dur(s.P50Ms), dur(s.P90Ms), dur(s.P99Ms), dur(s.MaxMs), s.Errors, rss, cpu, pct)
+		perOp := "-"
+		if s.ServerCPUPerOpMs > 0 {
+			perOp = dur(s.ServerCPUPerOpMs)
+		}
+		fmt.Fprintf(tw, "%-*s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", width, s.Name, s.Requests, rate(s.PerSec),
+			dur(s.P50Ms), dur(s.P90Ms), dur(s.P99Ms), dur(s.MaxMs), s.Errors, rss, cpu, perOp, pct)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -171,7 +179,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Memory != "" {
 		notes = append(notes, "peak RSS: "+r.Memory)
 	}
-	notes = append(notes, "CPU srv/bench/all: average cores used by the server (with --pid), by this tool, and by the whole machine (the rest is the database and anything else running)")
+	notes = append(notes, "CPU srv/bench/all: average cores used by the server (/proc with --pid, else /metrics), by this tool, and by the whole machine (the rest is the database and anything else running); srv CPU/op: the server's CPU time per successful request or login")
 	if len(notes) > 0 {
 		b.WriteString("\n")
 		for _, n := range notes {
@@ -223,3 +231,60 @@ func dur(msec float64) string {
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// ReadReport reads a report written by WriteJSON (--json).
+func ReadReport(r io.Reader) (*Report, error) {
+	var rep Report
+	if err := json.NewDecoder(r).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	return &rep, nil
+}
+
+// WriteComparison writes, for every scenario of r that base ran too, the
+// figures of both runs and the change: req/s, p99, the server's CPU per
+// operation and the share of the floor; then both runs' floors, which say
+// how much of a change is the machine's.
+func (r *Report) WriteComparison(w io.Writer, base *Report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "compared with the run of %s (%s)\n", base.Date.UTC().Format("2006-01-02 15:04 UTC"), base.Server)
+	width := len("scenario")
+	for _, s := range r.Scenarios {
+		width = max(width, len(s.Name))
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\treq/s before\tafter\tchange\tp99 before\tafter\tsrv CPU/op before\tafter\tchange\t%% of floor before\tafter\t\n", width, "scenario")
+	for _, s := range r.Scenarios {
+		i := slices.IndexFunc(base.Scenarios, func(o Result) bool { return o.Name == s.Name })
+		if i < 0 {
+			continue
+		}
+		o := base.Scenarios[i]
+		floor := func(p *float64) string {
+			if p == nil {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.1f%%", *p)
+		}
+		fmt.Fprintf(tw, "%-*s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", width, s.Name,
+			rate(o.PerSec), rate(s.PerSec), change(o.PerSec, s.PerSec),
+			dur(o.P99Ms), dur(s.P99Ms),
+			dur(o.ServerCPUPerOpMs), dur(s.ServerCPUPerOpMs), change(o.ServerCPUPerOpMs, s.ServerCPUPerOpMs),
+			floor(o.PercentOfFloor), floor(s.PercentOfFloor))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(&b, "floors before: argon2id %s/s, ES256 %s/s; after: argon2id %s/s, ES256 %s/s\n",
+		rate(base.Floor.PasswordHashPerSec), rate(base.Floor.ES256PerSec), rate(r.Floor.PasswordHashPerSec), rate(r.Floor.ES256PerSec))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// change is the relative change from a to b, "-" when either is unknown.
+func change(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.1f%%", 100*(b-a)/a)
+}

@@ -16,6 +16,9 @@ import (
 // memory is one reading of the server's memory.
 type memory struct {
 	rss, peak uint64 // bytes; peak is VmHWM (since start, or since the last reset)
+	// cpu is the server's CPU time so far, from /metrics'
+	// process_cpu_seconds_total (0 from /proc status).
+	cpu time.Duration
 }
 
 // memProbe reads the server's resident memory.
@@ -103,6 +106,13 @@ func parseMetrics(b []byte) (memory, error) {
 		}
 		var dst *uint64
 		switch name {
+		case "process_cpu_seconds_total":
+			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			if err != nil {
+				return memory{}, fmt.Errorf("parse %s: %w", name, err)
+			}
+			m.cpu = time.Duration(f * float64(time.Second))
+			continue
 		case "process_resident_memory_bytes":
 			dst = &m.rss
 		case "process_resident_memory_peak_bytes":
