@@ -124,12 +124,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		f.GOMAXPROCS, f.Argon2.MemoryKiB, f.Argon2.Iterations, f.Argon2.Parallelism,
 		rate(f.PasswordHashPerSec), rate(f.SecretCheckUncachedPerSec), rate(f.SecretCheckCachedPerSec), rate(f.ES256PerSec))
 
-	// Numbers align right; the names are padded so they read left-aligned.
-	width := len("scenario")
-	for _, s := range r.Scenarios {
-		width = max(width, len(s.Name))
-	}
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	width, tw := r.nameWidth(), tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\trequests\treq/s\tp50\tp90\tp99\tmax\terrors\tpeak RSS\tCPU srv/bench/all\tsrv CPU/op\t%% of floor\t\n", width, "scenario")
 	for _, s := range r.Scenarios {
 		pct := "n/a"
@@ -248,11 +243,7 @@ func ReadReport(r io.Reader) (*Report, error) {
 func (r *Report) WriteComparison(w io.Writer, base *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "compared with the run of %s (%s)\n", base.Date.UTC().Format("2006-01-02 15:04 UTC"), base.Server)
-	width := len("scenario")
-	for _, s := range r.Scenarios {
-		width = max(width, len(s.Name))
-	}
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	width, tw := r.nameWidth(), tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\treq/s before\tafter\tchange\tp99 before\tafter\tsrv CPU/op before\tafter\tchange\t%% of floor before\tafter\t\n", width, "scenario")
 	for _, s := range r.Scenarios {
 		i := slices.IndexFunc(base.Scenarios, func(o Result) bool { return o.Name == s.Name })
@@ -287,4 +278,14 @@ func change(a, b float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%+.1f%%", 100*(b-a)/a)
+}
+
+// nameWidth is the width of the tables' first column. Numbers align
+// right; the names are padded to it so they read left-aligned.
+func (r *Report) nameWidth() int {
+	width := len("scenario")
+	for _, s := range r.Scenarios {
+		width = max(width, len(s.Name))
+	}
+	return width
 }
