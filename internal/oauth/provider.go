@@ -302,13 +302,7 @@ func (p *Provider) getClient(ctx context.Context, id, grant string) (*client, er
 	if id == "" {
 		return nil, fosite.ErrNotFound
 	}
-	sc, hit, gen := p.clients.get(id)
-	if hit {
-		return viewOf(sc, grant), nil
-	}
-	// The request memo, when the handler installed one, also keeps a
-	// missing client from being read again within the request.
-	sc, err := resource.FetchClient(ctx, p.cfg.Store, id)
+	sc, err := p.storedClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}
@@ -318,8 +312,40 @@ func (p *Provider) getClient(ctx context.Context, id, grant string) (*client, er
 	if err != nil {
 		return nil, storeErr("get client", err)
 	}
-	p.clients.put(id, sc, gen)
 	return viewOf(sc, grant), nil
+}
+
+// storedClient is client id from the client cache, else the store (the
+// request memo, when the handler installed one, also keeps a missing
+// client from being read again within the request).
+func (p *Provider) storedClient(ctx context.Context, id string) (resource.StoredClient, error) {
+	sc, hit, gen := p.clients.get(id)
+	if hit {
+		return sc, nil
+	}
+	sc, err := resource.FetchClient(ctx, p.cfg.Store, id)
+	if err != nil {
+		return resource.StoredClient{}, err
+	}
+	p.clients.put(id, sc, gen)
+	return sc, nil
+}
+
+// Client is client id as the token endpoint sees it, through the same
+// cache, for the hosted pages (theme, policy); ok is false when there is
+// none.
+func (p *Provider) Client(ctx context.Context, id string) (resource.Client, bool, error) {
+	if id == "" {
+		return resource.Client{}, false, nil
+	}
+	sc, err := p.storedClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return resource.Client{}, false, nil
+	}
+	if err != nil {
+		return resource.Client{}, false, err
+	}
+	return sc.Client, true, nil
 }
 
 // ForgetClient drops client id from the client cache: the admin API calls it

@@ -16,8 +16,13 @@ func defaultTheme() themeView {
 	return themeView{Title: "Gatehouse", Brand: "Gatehouse"}
 }
 
-// loadClient reads a client; ok is false when it does not exist.
+// loadClient reads a client, through the OAuth provider's client cache
+// when there is one (a change made on another process shows within its
+// TTL, as at the token endpoint); ok is false when it does not exist.
 func (h *Handler) loadClient(ctx context.Context, id string) (resource.Client, bool, error) {
+	if h.OAuth != nil {
+		return h.OAuth.Client(ctx, id)
+	}
 	return loadClient(ctx, h.Store, id)
 }
 
