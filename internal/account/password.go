@@ -151,7 +151,6 @@ type ResetRequest struct {
 	Login          string // the e-mail address (or username) typed
 	Webhook        notify.Webhook
 	twofactor.Meta // ClientID, when set, goes in the link: the page wears that app's theme
-
 }
 
 // ResetStarted is the answer to every accepted reset request, whether or
@@ -190,13 +189,16 @@ func (p *Passwords) RequestReset(ctx context.Context, in ResetRequest) (ResetSta
 	}
 	started := ResetStarted{ID: "pwreset:" + secret.RandomToken(16), ExpiresAt: now.Add(twofactor.ResetTTL)}
 	send := known && !u.Inactive && u.Email != ""
-	if !send {
-		p.record(ctx, EventPasswordResetRequested, "", in.Meta, map[string]string{"sent": "false"})
-		return started, nil
-	}
+	// Everything after the counter, the audit event included, happens in
+	// the background for every request: a write only unknown addresses
+	// made would time them apart.
 	p.sends.Add(1)
 	go func(ctx context.Context) {
 		defer p.sends.Done()
+		if !send {
+			p.record(ctx, EventPasswordResetRequested, "", in.Meta, map[string]string{"sent": "false"})
+			return
+		}
 		_, err := p.TwoFactor.SendCode(ctx, twofactor.SendInput{
 			User: u, Purpose: twofactor.PurposeReset, Channel: twofactor.MethodEmail, Destination: u.Email,
 			BindingID: started.ID, Webhook: in.Webhook, Meta: in.Meta,

@@ -83,11 +83,10 @@ func (h *Handler) consentPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, pageConsent, pageData{
 		Heading:  tr("Allow access?"),
 		Theme:    f.theme,

@@ -255,6 +255,17 @@ func (h *Handler) saveSession(w http.ResponseWriter, r *http.Request, sess *sess
 	return true
 }
 
+// formToken saves the session, so that its CSRF token holds on the next
+// POST, and returns the token.
+func (h *Handler) formToken(w http.ResponseWriter, r *http.Request, sess *session.Session) (string, bool) {
+	sess.CSRFToken()
+	if !h.saveSession(w, r, sess) {
+		return "", false
+	}
+	// Saving a new session replaces its token with the stored one.
+	return sess.CSRFToken(), true
+}
+
 // currentUser returns the signed-in user. A session whose user was deleted
 // or disabled is destroyed: it must not outlive the account.
 func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *session.Session) (store.User, bool, error) {

@@ -89,12 +89,10 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, status int, username, errMsg string) {
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	// Saving a new session replaces its token with the stored one.
-	csrf = sess.CSRFToken()
 	forgot, signUp := h.loginLinks(r, f)
 	h.render(w, r, status, pageLogin, pageData{
 		Heading:        tr("Sign in"),
@@ -121,11 +119,10 @@ func loginName(u store.User) string {
 // renderReauth asks the signed-in user for the password again before a
 // change to their second factor.
 func (h *Handler) renderReauth(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, user store.User, errMsg string) {
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, pageLogin, pageData{
 		Heading:  tr("Confirm your password"),
 		Lead:     tr("For your security, enter your password again to continue."),

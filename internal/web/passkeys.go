@@ -206,11 +206,10 @@ func (h *Handler) renderPasskeys(w http.ResponseWriter, r *http.Request, sess *s
 		}
 		view.List = append(view.List, pv)
 	}
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	csrf = sess.CSRFToken()
 	h.render(w, r, status, pagePasskeys, pageData{
 		Heading:  tr("Passkeys"),
 		Theme:    h.themeFor(r.Context(), nil),

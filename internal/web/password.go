@@ -140,17 +140,6 @@ func (h *Handler) resetUsable(w http.ResponseWriter, r *http.Request, sess *sess
 	return rf, true
 }
 
-// formToken saves the session, so that its CSRF token holds on the next
-// POST, and returns the token.
-func (h *Handler) formToken(w http.ResponseWriter, r *http.Request, sess *session.Session) (string, bool) {
-	sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
-		return "", false
-	}
-	// Saving a new session replaces its token with the stored one.
-	return sess.CSRFToken(), true
-}
-
 // forgotPage asks for the e-mail address of the account.
 func (h *Handler) forgotPage(w http.ResponseWriter, r *http.Request) {
 	sess := h.loadSession(w, r)

@@ -293,11 +293,10 @@ func (h *Handler) renderTwoFactor(w http.ResponseWriter, r *http.Request, sess *
 }
 
 func (h *Handler) renderTwoFactorStatus(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, cp codePrompt, errMsg string, status int) {
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	csrf = sess.CSRFToken()
 	resend := ""
 	if cp.send && cp.desc.Input != signin.InputPasskey {
 		resend = PathLoginTwoFactor

@@ -250,11 +250,10 @@ func (h *Handler) renderMethodConfirm(w http.ResponseWriter, r *http.Request, se
 }
 
 func (h *Handler) renderMethod(w http.ResponseWriter, r *http.Request, sess *session.Session, method string, v *methodView, st twofactor.Status, errMsg, notice string) {
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, pageMethod, pageData{
 		Heading: methodHeading(method),
 		Theme:   h.themeFor(r.Context(), nil),

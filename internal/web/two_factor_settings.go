@@ -139,11 +139,10 @@ func (h *Handler) renderSettingsNotice(w http.ResponseWriter, r *http.Request, s
 		h.unavailable(w, r, err)
 		return
 	}
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, pageTwoFactor, pageData{
 		Heading:  tr("Two-step verification"),
 		Theme:    h.themeFor(ctx, nil),
@@ -291,11 +290,10 @@ func (h *Handler) renderCodePageError(w http.ResponseWriter, r *http.Request, se
 		}
 		lead, resend = h.promptText(s)
 	}
-	csrf := sess.CSRFToken()
-	if !h.saveSession(w, r, sess) {
+	csrf, ok := h.formToken(w, r, sess)
+	if !ok {
 		return
 	}
-	csrf = sess.CSRFToken()
 	h.render(w, r, http.StatusOK, page, pageData{
 		Heading: heading,
 		Theme:   h.themeFor(r.Context(), nil),
