@@ -261,23 +261,16 @@ func (s *Store) ResetCounter(ctx context.Context, key string) error {
 // DeleteStaleCounters deletes per window length, so that the cut-off
 // (before minus the length) is a plain time comparison on both dialects.
 func (s *Store) DeleteStaleCounters(ctx context.Context, before time.Time) (n int64, err error) {
-	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
-		db := s.conn(ctx)
-		var windows []int64
-		if err := db.Raw("SELECT DISTINCT window_ns FROM counters").Scan(&windows).Error; err != nil {
-			return err
+	var windows []int64
+	if err := s.conn(ctx).Raw("SELECT DISTINCT window_ns FROM counters").Scan(&windows).Error; err != nil {
+		return 0, errorf("delete stale counters: %w", err)
+	}
+	for _, w := range windows {
+		m, err := s.deleteInBatches(ctx, "counters", "counter_key, window_ns", "window_ns = ? AND window_start < ?", w, utc(before.Add(-time.Duration(w))))
+		n += m
+		if err != nil {
+			return n, errorf("delete stale counters: %w", err)
 		}
-		for _, w := range windows {
-			res := db.Exec("DELETE FROM counters WHERE window_ns = ? AND window_start < ?", w, utc(before.Add(-time.Duration(w))))
-			if res.Error != nil {
-				return res.Error
-			}
-			n += res.RowsAffected
-		}
-		return nil
-	})
-	if err != nil {
-		return n, errorf("delete stale counters: %w", err)
 	}
 	return n, nil
 }

@@ -121,9 +121,9 @@ func (s *Store) DeleteRememberedDevices(ctx context.Context, userID string) (int
 }
 
 func (s *Store) DeleteExpiredRememberedDevices(ctx context.Context, before time.Time) (int64, error) {
-	res := s.conn(ctx).Exec("DELETE FROM remembered_devices WHERE expires_at < ?", utc(before))
-	if res.Error != nil {
-		return 0, errorf("delete expired remembered devices: %w", res.Error)
+	n, err := s.deleteInBatches(ctx, "remembered_devices", "id", "expires_at < ?", utc(before))
+	if err != nil {
+		return n, errorf("delete expired remembered devices: %w", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }

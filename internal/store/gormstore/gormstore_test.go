@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 }
 
 // openers give the concrete store per backend, for tests of gormstore's own API.
-func openers(t *testing.T) map[string]func(t testing.TB) *gormstore.Store {
+func openers(t testing.TB) map[string]func(t testing.TB) *gormstore.Store {
 	m := map[string]func(t testing.TB) *gormstore.Store{"sqlite": gormstoretest.OpenSQLite}
 	if os.Getenv(gormstoretest.PostgresEnv) != "" {
 		m["postgres"] = gormstoretest.OpenPostgres

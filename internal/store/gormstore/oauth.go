@@ -243,13 +243,9 @@ func (s *Store) DeactivateOtherOAuthRequests(ctx context.Context, subject, keepR
 // DeleteExpiredOAuthRequests purges records whose ExpiresAt is before
 // before; records stored without an expiry are kept.
 func (s *Store) DeleteExpiredOAuthRequests(ctx context.Context, before time.Time) (n int64, err error) {
-	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
-		res := s.conn(ctx).Exec("DELETE FROM oauth_requests WHERE expires_at < ?", utc(before))
-		n = res.RowsAffected
-		return res.Error
-	})
+	n, err = s.deleteInBatches(ctx, "oauth_requests", "kind, signature", "expires_at < ?", utc(before))
 	if err != nil {
-		return 0, errorf("delete expired oauth requests: %w", err)
+		return n, errorf("delete expired oauth requests: %w", err)
 	}
 	return n, nil
 }

@@ -55,6 +55,9 @@ type Store struct {
 	inserts insertBatcher
 	// Now is the clock for UpdatedAt stamps and session expiry checks.
 	Now func() time.Time
+	// PurgeBatch bounds the rows one statement of a DeleteExpired… or
+	// DeleteStaleCounters purge removes (0: defaultPurgeBatch).
+	PurgeBatch int
 }
 
 var _ store.Store = (*Store)(nil)
@@ -335,8 +338,8 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // withoutStatementTimeout runs fn in a transaction free of PostgreSQL's
-// statement timeout: for the purges, which may delete minutes of expired
-// rows in one statement and keep no request waiting. Elsewhere (SQLite, or
+// statement timeout: for the purges' batches, which keep no request waiting
+// and may wait on a lock held by maintenance work. Elsewhere (SQLite, or
 // inside a caller's transaction) it runs fn as it is.
 func (s *Store) withoutStatementTimeout(ctx context.Context, fn func(ctx context.Context) error) error {
 	if s.dialect != dialectPostgres || s.current(ctx) != nil {

@@ -170,13 +170,9 @@ func (s *Store) ListBrowserSessionsByUser(ctx context.Context, userID string, li
 }
 
 func (s *Store) DeleteExpiredBrowserSessions(ctx context.Context, before time.Time) (n int64, err error) {
-	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
-		res := s.conn(ctx).Exec("DELETE FROM browser_sessions WHERE expires_at < ?", utc(before))
-		n = res.RowsAffected
-		return res.Error
-	})
+	n, err = s.deleteInBatches(ctx, "browser_sessions", "id", "expires_at < ?", utc(before))
 	if err != nil {
-		return 0, errorf("delete expired browser sessions: %w", err)
+		return n, errorf("delete expired browser sessions: %w", err)
 	}
 	return n, nil
 }

@@ -367,13 +367,9 @@ func (s *Store) CountOneTimeCodes(ctx context.Context, userID, destination strin
 
 // DeleteExpiredOneTimeCodes uses the expires_at index; used codes go too.
 func (s *Store) DeleteExpiredOneTimeCodes(ctx context.Context, before time.Time) (n int64, err error) {
-	err = s.withoutStatementTimeout(ctx, func(ctx context.Context) error {
-		res := s.conn(ctx).Exec("DELETE FROM one_time_codes WHERE expires_at < ?", utc(before))
-		n = res.RowsAffected
-		return res.Error
-	})
+	n, err = s.deleteInBatches(ctx, "one_time_codes", "id", "expires_at < ?", utc(before))
 	if err != nil {
-		return 0, errorf("delete expired one-time codes: %w", err)
+		return n, errorf("delete expired one-time codes: %w", err)
 	}
 	return n, nil
 }

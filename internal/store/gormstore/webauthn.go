@@ -173,9 +173,9 @@ func (s *Store) ConsumeWebAuthnChallenge(ctx context.Context, challenge, binding
 }
 
 func (s *Store) DeleteExpiredWebAuthnChallenges(ctx context.Context, before time.Time) (int64, error) {
-	res := s.conn(ctx).Exec("DELETE FROM webauthn_challenges WHERE expires_at < ?", utc(before))
-	if res.Error != nil {
-		return 0, errorf("delete expired webauthn challenges: %w", res.Error)
+	n, err := s.deleteInBatches(ctx, "webauthn_challenges", "challenge", "expires_at < ?", utc(before))
+	if err != nil {
+		return n, errorf("delete expired webauthn challenges: %w", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }
