@@ -80,6 +80,9 @@ func BenchmarkTokenWritesDuringPurge(b *testing.B) {
 					if err != nil || n != backlog {
 						b.Fatalf("purged %d (%v), want %d", n, err, backlog)
 					}
+					if len(latencies) == 0 {
+						b.Fatalf("no write finished during the %v purge", purge)
+					}
 					slices.Sort(latencies)
 					b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 					b.ReportMetric(float64(latencies[len(latencies)-1].Microseconds())/1000, "max-ms")
