@@ -7,25 +7,27 @@ import (
 	"github.com/gatehouse/gatehouse/internal/resource"
 )
 
-// clientCacheTTL is how long a decoded client is used without reading it
-// again. Reading and decoding the client was a sixth of the token
-// endpoint's work and a quarter of introspection's. A change made through
-// this process's admin API takes effect at once (ForgetClient); one made
-// through another process sharing the database (a second server, `gatehouse
-// apply`) within this long — the same trade Keycloak's client cache makes,
-// shorter.
-const clientCacheTTL = time.Second
+// ClientCacheTTL is how long a decoded client is used without reading it
+// again, unless SetClientCacheTTL says otherwise. Reading and decoding the
+// client was a sixth of the token endpoint's work and a quarter of
+// introspection's. A change made through this process's admin API takes
+// effect at once (ForgetClient); one made through another process sharing
+// the database (a second server, `gatehouse apply`) within this long, or at
+// once where the store's change feed tells of it (PostgreSQL; see
+// server.App.WatchChanges).
+const ClientCacheTTL = time.Second
 
 // clientCacheMax bounds the cache; past it the cache starts over, which
 // costs one read per client.
 const clientCacheMax = 10_000
 
-// clientCache keeps decoded clients for clientCacheTTL. Absent clients are
-// not cached, so a client created anywhere is usable at once.
+// clientCache keeps decoded clients for ttl. Absent clients are not
+// cached, so a client created anywhere is usable at once.
 type clientCache struct {
 	now func() time.Time
 
 	mu      sync.Mutex
+	ttl     time.Duration
 	entries map[string]cachedClient
 	// gen counts ForgetClient calls: a read that began before one may not
 	// store what it read, which could be the version just replaced.
@@ -38,7 +40,7 @@ type cachedClient struct {
 }
 
 func newClientCache(now func() time.Time) *clientCache {
-	return &clientCache{now: now, entries: map[string]cachedClient{}}
+	return &clientCache{now: now, ttl: ClientCacheTTL, entries: map[string]cachedClient{}}
 }
 
 // get returns the cached client id and the generation to hand to put on a
@@ -62,7 +64,7 @@ func (c *clientCache) put(id string, sc resource.StoredClient, gen uint64) {
 	if len(c.entries) >= clientCacheMax {
 		clear(c.entries)
 	}
-	c.entries[id] = cachedClient{sc: sc, expires: c.now().Add(clientCacheTTL)}
+	c.entries[id] = cachedClient{sc: sc, expires: c.now().Add(c.ttl)}
 }
 
 func (c *clientCache) forget(id string) {
@@ -70,4 +72,13 @@ func (c *clientCache) forget(id string) {
 	defer c.mu.Unlock()
 	c.gen++
 	delete(c.entries, id)
+}
+
+// forgetAll drops every entry, and keeps entries from now on for ttl.
+func (c *clientCache) forgetAll(ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.ttl = ttl
+	clear(c.entries)
 }

@@ -353,6 +353,11 @@ func (p *Provider) Client(ctx context.Context, id string) (resource.Client, bool
 // request.
 func (p *Provider) ForgetClient(id string) { p.clients.forget(id) }
 
+// ForgetClientsAndKeep drops every cached client and keeps the clients read from
+// now on for ttl (ClientCacheTTL by default): a process that hears every
+// other process's client writes can keep them longer.
+func (p *Provider) ForgetClientsAndKeep(ttl time.Duration) { p.clients.forgetAll(ttl) }
+
 // keyRetention is how long a retired key stays in the JWKS: until every
 // token it may have signed has expired. Per-client access token lifespans can
 // exceed the defaults, so they count too.

@@ -169,7 +169,7 @@ func TestClientAuthentication(t *testing.T) {
 			}
 			// Within the second the cached client may still answer (how
 			// long exactly depends on this machine's speed, so unasserted).
-			e.clock.Advance(clientCacheTTL)
+			e.clock.Advance(ClientCacheTTL)
 			if r := e.clientCredentials("svc-opaque", svcSecret, "patient.read"); r.status != http.StatusUnauthorized {
 				t.Fatalf("old secret after the cache's second: %d %s", r.status, r.raw)
 			}

@@ -119,7 +119,8 @@ func (p Policy) CanDeliver(method string) bool {
 
 // Resolver resolves and caches policies. The zero TTL keeps nothing
 // between requests (the request memo of package resource still serves a
-// request once). A cached AuthConfig is used for at most TTL; Forget drops
+// request once). TTL is set before first use and changed only through
+// ForgetAndKeep. A cached AuthConfig is used for at most TTL; Forget drops
 // every entry at once, and a resolution that began before a Forget does not
 // store its (possibly old) result.
 type Resolver struct {
@@ -163,31 +164,39 @@ func (r *Resolver) AuthConfig(ctx context.Context, c resource.Client) (resource.
 	if c.AuthConfig != nil {
 		ref = c.AuthConfig.ID
 	}
-	var gen uint64
-	if r.TTL > 0 {
-		r.mu.Lock()
-		e, ok := r.cache[ref]
-		gen = r.gen
-		r.mu.Unlock()
-		if ok && r.now().Before(e.expires) {
-			return e.ac.Clone(), nil
-		}
+	r.mu.Lock()
+	e, ok := r.cache[ref]
+	gen, ttl := r.gen, r.TTL
+	r.mu.Unlock()
+	if ok && r.now().Before(e.expires) {
+		return e.ac.Clone(), nil
 	}
 	ac, err := resource.ResolveAuthConfig(ctx, r.Store, c)
 	if err != nil {
 		return resource.AuthConfig{}, fmt.Errorf("resolve auth config: %w", err)
 	}
-	if r.TTL > 0 {
+	if ttl > 0 {
 		r.mu.Lock()
 		if r.gen == gen {
 			if r.cache == nil {
 				r.cache = map[string]cached{}
 			}
-			r.cache[ref] = cached{ac: ac.Clone(), expires: r.now().Add(r.TTL)}
+			r.cache[ref] = cached{ac: ac.Clone(), expires: r.now().Add(ttl)}
 		}
 		r.mu.Unlock()
 	}
 	return ac, nil
+}
+
+// ForgetAndKeep is Forget, and keeps what is resolved from now on for ttl
+// (the Resolver's TTL until then): a process that hears every other
+// process's writes can keep policies longer.
+func (r *Resolver) ForgetAndKeep(ttl time.Duration) {
+	r.mu.Lock()
+	r.gen++
+	r.cache = nil
+	r.TTL = ttl
+	r.mu.Unlock()
 }
 
 // Forget drops every cached resolution. The admin API calls it after any

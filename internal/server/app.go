@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/account"
@@ -66,6 +67,8 @@ type App struct {
 	// API is the JSON API for apps that draw their own screens.
 	API     *api.Handler
 	Handler http.Handler
+	// changesHeard is true while WatchChanges hears every process's writes.
+	changesHeard atomic.Bool
 }
 
 // Deps are what Build needs beyond the configuration.
@@ -140,10 +143,11 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	a.SignIn = &signin.Engine{
 		Store:     d.Store,
 		TwoFactor: a.TwoFactor,
-		// One second, like the OAuth client cache: a change through this
-		// process's admin API applies at once (PolicyChanged), one made by
-		// another process within the second.
-		Policy: &policy.Resolver{Store: d.Store, SMTP: serverSMTP, TTL: time.Second, Now: d.Now},
+		// Like the OAuth client cache: a change through this process's
+		// admin API applies at once (PolicyChanged), one made by another
+		// process within the second, or at once while the change feed is
+		// heard (WatchChanges).
+		Policy: &policy.Resolver{Store: d.Store, SMTP: serverSMTP, TTL: oauth.ClientCacheTTL, Now: d.Now},
 		// The passkey factor comes after the deployment's own factors, so
 		// that a user whose only factor is a code keeps that as the default.
 		Factors: append(slices.Clone(d.Factors), passkey.Factor{Passkeys: a.Passkeys}),
@@ -262,6 +266,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	}
 	metrics := NewMetrics()
 	metrics.AddMailer(a.Mailer)
+	metrics.AddChangeFeed(a.changesHeard.Load)
 	a.Audit.Observe = metrics.ObserveAudit
 	if db, ok := d.Store.(interface{ SQLDB() (*sql.DB, error) }); ok {
 		if sqlDB, err := db.SQLDB(); err == nil {
@@ -307,6 +312,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go a.purgeExpired(ctx)
+	go a.WatchChanges(ctx)
 	select {
 	case err := <-errc:
 		return err
@@ -334,6 +340,52 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 // purgeExpired deletes what has expired every few minutes: browser
 // sessions, OAuth rows, one-time codes, throttling counters and passkey
 // challenges.
+// heardCacheTTL is how long cached clients and policies live while the
+// store's change feed hears every write of every process: the feed, not the
+// lifetime, keeps them current, and its loss shortens them again at once.
+const heardCacheTTL = 5 * time.Minute
+
+// WatchChanges keeps this process's caches of clients and policies in step
+// with the writes of every process sharing the database, until ctx ends. On
+// a store without a change feed (SQLite) it returns at once, and the caches
+// keep their one-second lifetime.
+func (a *App) WatchChanges(ctx context.Context) {
+	feed, ok := a.Store.(store.ChangeFeed)
+	if !ok {
+		return
+	}
+	ttl := oauth.ClientCacheTTL
+	forgetAll := func() {
+		a.OAuth.ForgetClientsAndKeep(ttl)
+		a.SignIn.Policy.ForgetAndKeep(ttl)
+	}
+	live := func(heard bool) {
+		ttl = oauth.ClientCacheTTL
+		if heard {
+			ttl = heardCacheTTL
+		}
+		forgetAll()
+		a.changesHeard.Store(heard)
+		a.Logger.Info("change feed", "heard", heard, "cache_ttl", ttl)
+	}
+	changed := func(c store.Change) {
+		switch c.Kind {
+		case store.ChangeClient:
+			a.OAuth.ForgetClient(c.ID)
+			// As the admin API does: the policy cache is keyed by
+			// AuthConfig, but a client's write may change which one it names.
+			a.SignIn.Policy.Forget()
+		case store.ChangeAuthConfig:
+			a.SignIn.Policy.Forget()
+		default:
+			forgetAll()
+		}
+	}
+	if err := feed.WatchChanges(ctx, live, changed); err != nil && !errors.Is(err, store.ErrNoChangeFeed) {
+		a.Logger.Warn("change feed stopped", "err", err)
+	}
+}
+
 func (a *App) purgeExpired(ctx context.Context) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()

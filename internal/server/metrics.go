@@ -147,6 +147,20 @@ func (m *Metrics) AddMailer(mailer *notify.Mailer) {
 	)
 }
 
+// AddChangeFeed exports whether the store's change feed hears every
+// process's writes (WatchChanges): while it does not, cached clients and
+// policies live one second.
+func (m *Metrics) AddChangeFeed(heard func() bool) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_change_feed_heard", Help: "1 while the database's change feed (PostgreSQL LISTEN/NOTIFY) is heard, else 0.",
+	}, func() float64 {
+		if heard() {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // AddDB exports the database pool's figures (open, in use, idle, waits).
 func (m *Metrics) AddDB(db *sql.DB) {
 	m.reg.MustRegister(collectors.NewDBStatsCollector(db, "gatehouse"))

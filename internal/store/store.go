@@ -20,7 +20,38 @@ var (
 	// statement timed out, or the caller's deadline passed first. Every
 	// surface answers it alike: 503 with Retry-After (RetryAfter).
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrNoChangeFeed: the store cannot tell of other processes' writes
+	// (ChangeFeed on SQLite).
+	ErrNoChangeFeed = errors.New("no change feed")
 )
+
+// The kinds of Change: the resources that servers cache.
+const (
+	ChangeClient     = "Client"
+	ChangeAuthConfig = "AuthConfig"
+)
+
+// Change is a committed write of a cached resource by any process sharing
+// the database. The zero Change means that any of them may have changed:
+// the feed was interrupted, and writes made meanwhile were not heard.
+type Change struct {
+	Kind string // ChangeClient or ChangeAuthConfig; "" for the zero Change
+	ID   string
+}
+
+// ChangeFeed is implemented by stores whose writes can be heard by every
+// process sharing the database (PostgreSQL's LISTEN/NOTIFY), so that caches
+// can live long and still follow a change made elsewhere at once.
+type ChangeFeed interface {
+	// WatchChanges calls fn with each change until ctx ends, reconnecting
+	// when the feed breaks. live(true) says changes are being heard from now
+	// on; live(false) that they may be missed until the next live(true). fn
+	// gets the zero Change each time the feed starts or stops, since writes
+	// before it started or after it stopped were not heard. It returns nil
+	// when ctx ends, and ErrNoChangeFeed at once when the store cannot.
+	// Calls of live and fn come from one goroutine.
+	WatchChanges(ctx context.Context, live func(bool), fn func(Change)) error
+}
 
 // RetryAfter is the wait every surface advises (the Retry-After header)
 // when it answers 503 because storage is unavailable or the server is

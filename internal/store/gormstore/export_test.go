@@ -3,6 +3,7 @@ package gormstore
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // OAuthInsertBatches is the number of group commits of token INSERTs so far.
@@ -35,4 +36,14 @@ func (s *Store) FillDisk(ctx context.Context) error {
 		return err
 	}
 	return s.db.WithContext(ctx).Exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Error
+}
+
+// ChangeListenerPID is the PostgreSQL server process of the change feed's
+// latest connection (0 before the first).
+func (s *Store) ChangeListenerPID() uint32 { return s.listenerPID.Load() }
+
+// SetChangeProbes paces the change feed's probes: one after every quiet
+// interval, to be heard within timeout.
+func (s *Store) SetChangeProbes(every, timeout time.Duration) {
+	s.pingEvery, s.pingTimeout = every, timeout
 }

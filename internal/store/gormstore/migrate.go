@@ -2,6 +2,7 @@ package gormstore
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -14,6 +15,8 @@ type migration struct {
 	Version    int
 	Name       string
 	Statements []string
+	// Postgres runs after Statements on PostgreSQL only.
+	Postgres []string
 }
 
 var migrationTypes = map[string]*strings.Replacer{
@@ -279,6 +282,29 @@ var migrations = []migration{
 			`CREATE INDEX oauth_requests_client_id ON oauth_requests (client_id)`,
 		},
 	},
+	{
+		Version: 8,
+		Name:    "change notifications",
+		// Every committed write of a client or an AuthConfig, by any
+		// process or by hand, is told to the listeners of changesChannel
+		// (see changes.go). The schema is in the payload because channels
+		// are per database, not per schema.
+		Postgres: []string{
+			`CREATE FUNCTION gatehouse_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN
+				PERFORM pg_notify('` + changesChannel + `', json_build_object(
+					'schema', TG_TABLE_SCHEMA,
+					'table', TG_TABLE_NAME,
+					'id', CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END)::text);
+				RETURN NULL;
+			END
+			$$`,
+			`CREATE TRIGGER clients_notify_change AFTER INSERT OR UPDATE OR DELETE ON clients
+				FOR EACH ROW EXECUTE FUNCTION gatehouse_notify_change()`,
+			`CREATE TRIGGER auth_configs_notify_change AFTER INSERT OR UPDATE OR DELETE ON auth_configs
+				FOR EACH ROW EXECUTE FUNCTION gatehouse_notify_change()`,
+		},
+	},
 }
 
 // migrationLockKey names Gatehouse's advisory lock (with the schema's hash as
@@ -341,7 +367,11 @@ func (s *Store) applyMigration(ctx context.Context, m migration) error {
 			return nil
 		}
 		rep := migrationTypes[s.dialect]
-		for i, stmt := range m.Statements {
+		stmts := m.Statements
+		if s.dialect == dialectPostgres {
+			stmts = append(slices.Clone(stmts), m.Postgres...)
+		}
+		for i, stmt := range stmts {
 			if err := tx.Exec(rep.Replace(stmt)).Error; err != nil {
 				return errorf("statement %d: %w", i+1, err)
 			}

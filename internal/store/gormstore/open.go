@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -58,6 +59,15 @@ type Store struct {
 	// PurgeBatch bounds the rows one statement of a DeleteExpired… or
 	// DeleteStaleCounters purge removes (0: defaultPurgeBatch).
 	PurgeBatch int
+	// listen configures the change feed's connection (see changes.go); nil
+	// on SQLite, which has no feed.
+	listen *pgx.ConnConfig
+	// listenerPID is the server process of the feed's latest connection,
+	// for tests that cut it.
+	listenerPID atomic.Uint32
+	// pingEvery and pingTimeout pace the feed's probes (changesPingEvery,
+	// changesPingTimeout; shorter in tests).
+	pingEvery, pingTimeout time.Duration
 }
 
 var _ store.Store = (*Store)(nil)
@@ -269,7 +279,8 @@ func OpenPostgresWith(dsn string, opts PostgresOptions, logger *slog.Logger) (*S
 	sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
 	sqlDB.SetConnMaxIdleTime(opts.ConnMaxIdleTime)
 	sqlDB.SetConnMaxLifetime(opts.ConnMaxLifetime)
-	s := &Store{db: db, dialect: dialectPostgres, logger: logger, Now: time.Now}
+	s := &Store{db: db, dialect: dialectPostgres, logger: logger, Now: time.Now,
+		listen: listenConfig(cfg), pingEvery: changesPingEvery, pingTimeout: changesPingTimeout}
 	ctx, cancel := context.WithTimeout(context.Background(), postgresConnectTimeout)
 	defer cancel()
 	if err := s.Ping(ctx); err != nil {
