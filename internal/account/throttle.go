@@ -67,25 +67,40 @@ type Reservation struct {
 // failed attempt keeps its reservation (it counts); a successful one calls
 // Release.
 func Reserve(ctx context.Context, st store.Store, window time.Duration, now time.Time, limits ...Limit) (Reservation, error) {
-	r := Reservation{st: st, window: window, now: now}
+	r := Reservation{st: st, window: window, now: now, Hits: make([]int, len(limits))}
+	var counted []store.CounterLimit
 	for _, l := range limits {
-		if l.Max <= 0 {
-			r.Hits = append(r.Hits, 0)
-			continue
+		if l.Max > 0 {
+			counted = append(counted, store.CounterLimit{Key: l.Key, Max: l.Max})
 		}
-		hits, ok, err := st.ReserveCounter(ctx, l.Key, window, now, l.Max)
-		if err != nil {
-			_ = r.Release(ctx)
-			return Reservation{}, fmt.Errorf("reserve attempt: %w", err)
+	}
+	if len(counted) == 0 {
+		return r, nil
+	}
+	got, err := st.ReserveCounters(ctx, counted, window, now)
+	if err != nil {
+		return Reservation{}, fmt.Errorf("reserve attempt: %w", err)
+	}
+	throttled := false
+	for i, c := range counted {
+		if got[i].Reserved {
+			r.keys = append(r.keys, c.Key)
+		} else {
+			throttled = true
 		}
-		if !ok {
-			if err := r.Release(ctx); err != nil {
-				return Reservation{}, err
-			}
-			return Reservation{}, &ThrottledError{Until: windowEnd(now, window), Now: now}
+	}
+	if throttled {
+		if err := r.Release(ctx); err != nil {
+			return Reservation{}, err
 		}
-		r.keys = append(r.keys, l.Key)
-		r.Hits = append(r.Hits, hits)
+		return Reservation{}, &ThrottledError{Until: windowEnd(now, window), Now: now}
+	}
+	j := 0
+	for i, l := range limits {
+		if l.Max > 0 {
+			r.Hits[i] = got[j].Hits
+			j++
+		}
 	}
 	return r, nil
 }

@@ -316,6 +316,19 @@ type WebAuthnChallenge struct {
 	ExpiresAt time.Time
 }
 
+// CounterLimit is one key of ReserveCounters and the most hits a window of
+// it may hold (at least 1).
+type CounterLimit struct {
+	Key string
+	Max int
+}
+
+// CounterReservation is what ReserveCounters did with one key.
+type CounterReservation struct {
+	Hits     int  // the count in the window, this attempt included when Reserved
+	Reserved bool // false: the key was at its limit and nothing was counted
+}
+
 // Store is everything Gatehouse persists. Every method honours a transaction
 // carried in ctx (see BeginTx / InTx). Times come back in UTC.
 type Store interface {
@@ -443,13 +456,13 @@ type Store interface {
 	// counts come back in the order of keys.
 	GetCounters(ctx context.Context, keys []string, window time.Duration, now time.Time) ([]int, error)
 	ResetCounter(ctx context.Context, key string) error
-	// ReserveCounter counts an attempt before it is made: when the window
-	// containing now holds fewer than limit hits, it adds one atomically and
-	// returns the new count with allowed true; otherwise it changes nothing
-	// and returns the current count with allowed false. At most limit
-	// reservations succeed per window, however many run at once, on every
-	// process sharing the store.
-	ReserveCounter(ctx context.Context, key string, window time.Duration, now time.Time, limit int) (hits int, allowed bool, err error)
+	// ReserveCounters counts an attempt on every key before it is made, in
+	// one statement: for each key whose window containing now holds fewer
+	// than its Max hits, it adds one atomically (Reserved, and Hits the new
+	// count); a key at its limit is left as it is (Hits its current count).
+	// At most Max reservations of a key succeed per window, however many
+	// run at once, on every process sharing the store. Keys may not repeat.
+	ReserveCounters(ctx context.Context, limits []CounterLimit, window time.Duration, now time.Time) ([]CounterReservation, error)
 	// ReleaseCounters gives one reservation of each key back, in the window
 	// containing now, in one statement (never below zero; nothing for a
 	// window that has passed or a key without a row).

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -199,15 +200,26 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	reserve := func(key string, at time.Time, limit int) (int, bool, error) {
+		got, err := s.ReserveCounters(ctx, []store.CounterLimit{{Key: key, Max: limit}}, w, at)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(got) != 1 {
+			return 0, false, fmt.Errorf("ReserveCounters answered %d results for one key", len(got))
+		}
+		return got[0].Hits, got[0].Reserved, nil
+	}
+
 	t.Run("a reservation is allowed below the limit and refused at it, without counting the refusal", func(t *testing.T) {
 		for i := 1; i <= 3; i++ {
-			n, ok, err := s.ReserveCounter(ctx, "resv", w, start.Add(time.Minute), 3)
+			n, ok, err := reserve("resv", start.Add(time.Minute), 3)
 			must(t, err, "reserve")
 			if !ok || n != i {
 				t.Fatalf("reservation %d = %d, %v; want %d, true", i, n, ok, i)
 			}
 		}
-		n, ok, err := s.ReserveCounter(ctx, "resv", w, start.Add(2*time.Minute), 3)
+		n, ok, err := reserve("resv", start.Add(2*time.Minute), 3)
 		must(t, err, "reserve at the limit")
 		if ok || n != 3 {
 			t.Fatalf("reservation at the limit = %d, %v; want 3, false", n, ok)
@@ -220,7 +232,7 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 		if n := get(t, "resv-other", start.Add(3*time.Minute)); n != 0 {
 			t.Fatalf("the other key after a release = %d, want 0", n)
 		}
-		if n, ok, err := s.ReserveCounter(ctx, "resv", w, start.Add(w), 3); err != nil || !ok || n != 1 {
+		if n, ok, err := reserve("resv", start.Add(w), 3); err != nil || !ok || n != 1 {
 			t.Fatalf("first reservation of the next window = %d, %v, %v; want 1, true", n, ok, err)
 		}
 		must(t, s.ReleaseCounters(ctx, []string{"resv"}, w, start.Add(w)), "release")
@@ -235,7 +247,7 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 	t.Run("a concurrent burst of reservations gets exactly the limit", func(t *testing.T) {
 		var allowed atomic.Int32
 		errs := race(40, func(i int) error {
-			_, ok, err := s.ReserveCounter(ctx, "resv-burst", w, start, 10)
+			_, ok, err := reserve("resv-burst", start, 10)
 			if ok {
 				allowed.Add(1)
 			}
@@ -246,6 +258,71 @@ func testCounters(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 		if allowed.Load() != 10 || get(t, "resv-burst", start) != 10 {
 			t.Errorf("40 concurrent reservations, limit 10: %d allowed, counter %d", allowed.Load(), get(t, "resv-burst", start))
+		}
+	})
+
+	t.Run("several keys are reserved in one call, each against its own limit", func(t *testing.T) {
+		at := start.Add(5 * time.Minute)
+		for i := 1; i <= 2; i++ {
+			got, err := s.ReserveCounters(ctx, []store.CounterLimit{{Key: "resv-a", Max: 2}, {Key: "resv-b", Max: 5}}, w, at)
+			must(t, err, "reserve two keys")
+			want := []store.CounterReservation{{Hits: i, Reserved: true}, {Hits: i, Reserved: true}}
+			if !slices.Equal(got, want) {
+				t.Fatalf("reservation %d = %+v, want %+v", i, got, want)
+			}
+		}
+		// resv-a is at its limit: it is refused and keeps its count, while
+		// resv-b and a new key are still counted.
+		got, err := s.ReserveCounters(ctx, []store.CounterLimit{{Key: "resv-b", Max: 5}, {Key: "resv-a", Max: 2}, {Key: "resv-c", Max: 1}}, w, at)
+		must(t, err, "reserve with one key at its limit")
+		want := []store.CounterReservation{{Hits: 3, Reserved: true}, {Hits: 2, Reserved: false}, {Hits: 1, Reserved: true}}
+		if !slices.Equal(got, want) {
+			t.Fatalf("reservation at resv-a's limit = %+v, want %+v", got, want)
+		}
+		if n := get(t, "resv-a", at); n != 2 {
+			t.Fatalf("the refused key counts %d, want 2", n)
+		}
+		if got, err := s.ReserveCounters(ctx, nil, w, at); err != nil || len(got) != 0 {
+			t.Fatalf("reserving no keys = %v, %v; want nothing", got, err)
+		}
+	})
+
+	t.Run("a reservation that names a key twice or a limit below one is refused and counts nothing", func(t *testing.T) {
+		at := start.Add(6 * time.Minute)
+		for _, limits := range [][]store.CounterLimit{
+			{{Key: "twice", Max: 3}, {Key: "twice", Max: 3}},
+			{{Key: "twice", Max: 3}, {Key: "zero", Max: 0}},
+		} {
+			if _, err := s.ReserveCounters(ctx, limits, w, at); err == nil {
+				t.Fatalf("ReserveCounters(%+v) succeeded", limits)
+			}
+		}
+		if n := get(t, "twice", at); n != 0 {
+			t.Fatalf("a refused call counted %d", n)
+		}
+	})
+
+	t.Run("a concurrent burst of two-key reservations gets exactly each key's limit", func(t *testing.T) {
+		var both, onlyWide atomic.Int32
+		errs := race(40, func(i int) error {
+			got, err := s.ReserveCounters(ctx, []store.CounterLimit{{Key: "burst-narrow", Max: 5}, {Key: "burst-wide", Max: 30}}, w, start)
+			if err != nil {
+				return err
+			}
+			switch {
+			case got[0].Reserved && got[1].Reserved:
+				both.Add(1)
+			case got[1].Reserved:
+				onlyWide.Add(1)
+			}
+			return nil
+		})
+		for i, err := range errs {
+			must(t, err, fmt.Sprint("reserve ", i))
+		}
+		if both.Load() != 5 || both.Load()+onlyWide.Load() != 30 || get(t, "burst-narrow", start) != 5 || get(t, "burst-wide", start) != 30 {
+			t.Errorf("40 concurrent reservations, limits 5 and 30: %d got both, %d only the wide one; counters %d and %d",
+				both.Load(), onlyWide.Load(), get(t, "burst-narrow", start), get(t, "burst-wide", start))
 		}
 	})
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,41 +188,83 @@ func (s *Store) GetCounters(ctx context.Context, keys []string, window time.Dura
 	return out, nil
 }
 
-// ReserveCounter is HitCounter with a guard in the same upsert: the update
-// runs only when the stored window is older or still below limit, so the
-// row lock (PostgreSQL) or the single writer (SQLite) makes check and count
-// one step.
-func (s *Store) ReserveCounter(ctx context.Context, key string, window time.Duration, now time.Time, limit int) (int, bool, error) {
+// ReserveCounters is HitCounter with a guard in the same upsert, for every
+// key in one statement: a key's row is updated only when its stored window
+// is older or still below the key's Max, so the row lock (PostgreSQL) or
+// the single writer (SQLite) makes check and count one step.
+func (s *Store) ReserveCounters(ctx context.Context, limits []store.CounterLimit, window time.Duration, now time.Time) ([]store.CounterReservation, error) {
 	if window < time.Microsecond {
-		return 0, false, errorf("reserve counter: window %s is too short", window)
+		return nil, errorf("reserve counters: window %s is too short", window)
 	}
-	if limit < 1 {
-		return 0, false, errorf("reserve counter: limit %d is below one", limit)
+	if len(limits) == 0 {
+		return nil, nil
 	}
 	start := windowStart(now, window)
+	values := make([]string, len(limits))
+	var args, guard []any
+	for i, l := range limits {
+		if l.Max < 1 {
+			return nil, errorf("reserve counters: limit %d of %q is below one", l.Max, l.Key)
+		}
+		// PostgreSQL refuses an upsert that reaches one row twice.
+		if slices.ContainsFunc(limits[:i], func(o store.CounterLimit) bool { return o.Key == l.Key }) {
+			return nil, errorf("reserve counters: key %q is given twice", l.Key)
+		}
+		values[i] = "(?, ?, ?, 1)"
+		args = append(args, l.Key, int64(window), tv(start))
+		guard = append(guard, l.Key, l.Max)
+	}
+	args = append(args, guard...)
 	ctx, unlock, err := s.lockedWrite(ctx)
 	if err != nil {
-		return 0, false, errorf("reserve counter: %w", err)
+		return nil, errorf("reserve counters: %w", err)
 	}
 	defer unlock()
-	var hits int64
-	err = s.conn(ctx).Raw(`INSERT INTO counters (counter_key, window_ns, window_start, hits) VALUES (?, ?, ?, 1)
+	rows, err := s.conn(ctx).Raw(`INSERT INTO counters (counter_key, window_ns, window_start, hits) VALUES `+strings.Join(values, ", ")+`
 		ON CONFLICT (counter_key, window_ns) DO UPDATE SET
 			hits = CASE WHEN excluded.window_start > counters.window_start THEN 1 ELSE counters.hits + 1 END,
 			window_start = CASE WHEN excluded.window_start > counters.window_start THEN excluded.window_start ELSE counters.window_start END
-		WHERE excluded.window_start > counters.window_start OR counters.hits < ?
-		RETURNING hits`, key, int64(window), tv(start), limit).Row().Scan(&hits)
-	if errors.Is(err, sql.ErrNoRows) {
-		n, err := s.GetCounter(ctx, key, window, now)
-		if err != nil {
-			return 0, false, errorf("reserve counter: %w", err)
-		}
-		return n, false, nil
-	}
+		WHERE excluded.window_start > counters.window_start
+			OR counters.hits < CASE excluded.counter_key`+strings.Repeat(" WHEN ? THEN CAST(? AS BIGINT)", len(limits))+` END
+		RETURNING counter_key, hits`, args...).Rows()
 	if err != nil {
-		return 0, false, errorf("reserve counter: %w", s.translate(err))
+		return nil, errorf("reserve counters: %w", s.translate(err))
 	}
-	return int(hits), true, nil
+	defer rows.Close()
+	taken := make(map[string]int, len(limits))
+	for rows.Next() {
+		var key string
+		var hits int64
+		if err := rows.Scan(&key, &hits); err != nil {
+			return nil, errorf("reserve counters: %w", s.translate(err))
+		}
+		taken[key] = int(hits)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, errorf("reserve counters: %w", s.translate(err))
+	}
+	out := make([]store.CounterReservation, len(limits))
+	var refused []string
+	for i, l := range limits {
+		hits, ok := taken[l.Key]
+		out[i] = store.CounterReservation{Hits: hits, Reserved: ok}
+		if !ok {
+			refused = append(refused, l.Key)
+		}
+	}
+	if len(refused) == 0 {
+		return out, nil
+	}
+	counts, err := s.GetCounters(ctx, refused, window, now)
+	if err != nil {
+		return nil, errorf("reserve counters: %w", err)
+	}
+	for i := range out {
+		if !out[i].Reserved {
+			out[i].Hits, counts = counts[0], counts[1:]
+		}
+	}
+	return out, nil
 }
 
 // ReleaseCounters decrements the current window's rows of keys that have hits.
