@@ -8,7 +8,7 @@ import (
 )
 
 // ClientCacheTTL is how long a decoded client is used without reading it
-// again, unless SetClientCacheTTL says otherwise. Reading and decoding the
+// again, unless ForgetClientsAndKeep says otherwise. Reading and decoding the
 // client was a sixth of the token endpoint's work and a quarter of
 // introspection's. A change made through this process's admin API takes
 // effect at once (ForgetClient); one made through another process sharing

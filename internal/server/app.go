@@ -337,9 +337,6 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 	return nil
 }
 
-// purgeExpired deletes what has expired every few minutes: browser
-// sessions, OAuth rows, one-time codes, throttling counters and passkey
-// challenges.
 // heardCacheTTL is how long cached clients and policies live while the
 // store's change feed hears every write of every process: the feed, not the
 // lifetime, keeps them current, and its loss shortens them again at once.
@@ -386,6 +383,9 @@ func (a *App) WatchChanges(ctx context.Context) {
 	}
 }
 
+// purgeExpired deletes what has expired every few minutes: browser
+// sessions, OAuth rows, one-time codes, throttling counters and passkey
+// challenges.
 func (a *App) purgeExpired(ctx context.Context) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()

@@ -39,27 +39,20 @@ func watch(t *testing.T, s *gormstore.Store) *feed {
 	return f
 }
 
-func (f *feed) wantLive(want bool) {
-	f.t.Helper()
-	select {
-	case l := <-f.live:
-		if l != want {
-			f.t.Fatalf("live(%v), want live(%v)", l, want)
-		}
-	case <-time.After(30 * time.Second):
-		f.t.Fatalf("no live(%v) within 30 s", want)
-	}
-}
+func (f *feed) wantLive(want bool) { f.t.Helper(); receive(f.t, f.live, want) }
 
-func (f *feed) wantChange(want store.Change) {
-	f.t.Helper()
+func (f *feed) wantChange(want store.Change) { f.t.Helper(); receive(f.t, f.changes, want) }
+
+// receive fails the test unless the next value on ch, within 30 s, is want.
+func receive[T comparable](t *testing.T, ch <-chan T, want T) {
+	t.Helper()
 	select {
-	case c := <-f.changes:
-		if c != want {
-			f.t.Fatalf("change %+v, want %+v", c, want)
+	case got := <-ch:
+		if got != want {
+			t.Fatalf("got %+v, want %+v", got, want)
 		}
 	case <-time.After(30 * time.Second):
-		f.t.Fatalf("no change %+v within 30 s", want)
+		t.Fatalf("no %+v within 30 s", want)
 	}
 }
 
