@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,17 +60,25 @@ func (s *Store) WatchChanges(ctx context.Context, live func(bool), fn func(store
 		return store.ErrNoChangeFeed
 	}
 	pause := 100 * time.Millisecond
+	// failing is true from a failure until the feed is heard again: a feed
+	// that never works (behind a pooler in transaction mode) warns once,
+	// not every few seconds.
+	failing := false
 	for {
-		began := time.Now()
-		err := s.listenOnce(ctx, live, fn)
+		heard, err := s.listenOnce(ctx, live, fn)
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.logger.WarnContext(ctx, "change feed interrupted: cached clients and policies live one second until it is back", "err", err)
-		if time.Since(began) > changesRetryMax {
-			// It ran for a while: a new failure, not the same one again.
+		if heard {
+			failing = false
 			pause = 100 * time.Millisecond
 		}
+		level := slog.LevelWarn
+		if failing {
+			level = slog.LevelDebug
+		}
+		failing = true
+		s.logger.Log(ctx, level, "change feed interrupted: cached clients and policies live one second until it is back", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -79,16 +88,16 @@ func (s *Store) WatchChanges(ctx context.Context, live func(bool), fn func(store
 	}
 }
 
-// listenOnce runs the feed on one connection until it fails or ctx ends.
-// The feed counts as heard only once a probe it sent itself has come back,
-// and again every changesPingEvery: a LISTEN that cannot hear (through a
-// connection pooler in transaction mode, say) or a connection cut without a
-// word never passes for a working feed for longer than changesPingEvery +
-// changesPingTimeout.
-func (s *Store) listenOnce(ctx context.Context, live func(bool), fn func(store.Change)) error {
+// listenOnce runs the feed on one connection until it fails or ctx ends,
+// and says whether it was heard at all. The feed counts as heard only once
+// a probe it sent itself has come back, and again every changesPingEvery: a
+// LISTEN that cannot hear (through a connection pooler in transaction mode,
+// say) or a connection cut without a word never passes for a working feed
+// for longer than changesPingEvery + changesPingTimeout.
+func (s *Store) listenOnce(ctx context.Context, live func(bool), fn func(store.Change)) (heard bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, s.listen)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return heard, fmt.Errorf("connect: %w", err)
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), changesPingTimeout)
@@ -97,13 +106,12 @@ func (s *Store) listenOnce(ctx context.Context, live func(bool), fn func(store.C
 	}()
 	var schema string
 	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		return fmt.Errorf("read the current schema: %w", err)
+		return heard, fmt.Errorf("read the current schema: %w", err)
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return heard, fmt.Errorf("listen: %w", err)
 	}
 	s.listenerPID.Store(conn.PgConn().PID())
-	heard := false
 	defer func() {
 		if heard {
 			live(false)
@@ -123,7 +131,7 @@ func (s *Store) listenOnce(ctx context.Context, live func(bool), fn func(store.C
 		return nil
 	}
 	if err := sendProbe(); err != nil {
-		return err
+		return heard, err
 	}
 	for {
 		wait := s.pingEvery
@@ -147,16 +155,16 @@ func (s *Store) listenOnce(ctx context.Context, live func(bool), fn func(store.C
 				fn(c)
 			}
 		case ctx.Err() != nil:
-			return nil
+			return heard, nil
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
 			if probe != "" {
-				return fmt.Errorf("the feed's own probe was not heard within %v", s.pingTimeout)
+				return heard, fmt.Errorf("the feed's own probe was not heard within %v", s.pingTimeout)
 			}
 			if err := sendProbe(); err != nil {
-				return err
+				return heard, err
 			}
 		default:
-			return fmt.Errorf("wait for a notification: %w", err)
+			return heard, fmt.Errorf("wait for a notification: %w", err)
 		}
 	}
 }
