@@ -69,9 +69,11 @@ type Reservation struct {
 func Reserve(ctx context.Context, st store.Store, window time.Duration, now time.Time, limits ...Limit) (Reservation, error) {
 	r := Reservation{st: st, window: window, now: now, Hits: make([]int, len(limits))}
 	var counted []store.CounterLimit
-	for _, l := range limits {
+	var at []int // the index in limits of each counted limit
+	for i, l := range limits {
 		if l.Max > 0 {
 			counted = append(counted, store.CounterLimit{Key: l.Key, Max: l.Max})
+			at = append(at, i)
 		}
 	}
 	if len(counted) == 0 {
@@ -85,6 +87,7 @@ func Reserve(ctx context.Context, st store.Store, window time.Duration, now time
 	for i, c := range counted {
 		if got[i].Reserved {
 			r.keys = append(r.keys, c.Key)
+			r.Hits[at[i]] = got[i].Hits
 		} else {
 			throttled = true
 		}
@@ -94,13 +97,6 @@ func Reserve(ctx context.Context, st store.Store, window time.Duration, now time
 			return Reservation{}, err
 		}
 		return Reservation{}, &ThrottledError{Until: windowEnd(now, window), Now: now}
-	}
-	j := 0
-	for i, l := range limits {
-		if l.Max > 0 {
-			r.Hits[i] = got[j].Hits
-			j++
-		}
 	}
 	return r, nil
 }

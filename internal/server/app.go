@@ -351,32 +351,25 @@ func (a *App) WatchChanges(ctx context.Context) {
 	if !ok {
 		return
 	}
-	ttl := oauth.ClientCacheTTL
-	forgetAll := func() {
-		a.OAuth.ForgetClientsAndKeep(ttl)
-		a.SignIn.Policy.ForgetAndKeep(ttl)
-	}
+	// Each start and stop of the feed empties the caches: writes before a
+	// start were not heard, and entries kept long must not outlive a stop.
 	live := func(heard bool) {
-		ttl = oauth.ClientCacheTTL
+		ttl := oauth.ClientCacheTTL
 		if heard {
 			ttl = heardCacheTTL
 		}
-		forgetAll()
+		a.OAuth.ForgetClientsAndKeep(ttl)
+		a.SignIn.Policy.ForgetAndKeep(ttl)
 		a.changesHeard.Store(heard)
 		a.Logger.Info("change feed", "heard", heard, "cache_ttl", ttl)
 	}
 	changed := func(c store.Change) {
-		switch c.Kind {
-		case store.ChangeClient:
+		if c.Kind == store.ChangeClient {
 			a.OAuth.ForgetClient(c.ID)
-			// As the admin API does: the policy cache is keyed by
-			// AuthConfig, but a client's write may change which one it names.
-			a.SignIn.Policy.Forget()
-		case store.ChangeAuthConfig:
-			a.SignIn.Policy.Forget()
-		default:
-			forgetAll()
 		}
+		// As the admin API does for a Client too: the policy cache is keyed
+		// by AuthConfig, but a client's write may change which one it names.
+		a.SignIn.Policy.Forget()
 	}
 	if err := feed.WatchChanges(ctx, live, changed); err != nil && !errors.Is(err, store.ErrNoChangeFeed) {
 		a.Logger.Warn("change feed stopped", "err", err)

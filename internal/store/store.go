@@ -32,10 +32,9 @@ const (
 )
 
 // Change is a committed write of a cached resource by any process sharing
-// the database. The zero Change means that any of them may have changed:
-// the feed was interrupted, and writes made meanwhile were not heard.
+// the database.
 type Change struct {
-	Kind string // ChangeClient or ChangeAuthConfig; "" for the zero Change
+	Kind string // ChangeClient or ChangeAuthConfig
 	ID   string
 }
 
@@ -44,12 +43,12 @@ type Change struct {
 // can live long and still follow a change made elsewhere at once.
 type ChangeFeed interface {
 	// WatchChanges calls fn with each change until ctx ends, reconnecting
-	// when the feed breaks. live(true) says changes are being heard from now
-	// on; live(false) that they may be missed until the next live(true). fn
-	// gets the zero Change each time the feed starts or stops, since writes
-	// before it started or after it stopped were not heard. It returns nil
-	// when ctx ends, and ErrNoChangeFeed at once when the store cannot.
-	// Calls of live and fn come from one goroutine.
+	// when the feed breaks. live(true) says every change is heard from now
+	// on; live(false) that changes may be missed until the next live(true).
+	// Writes made before a live(true) were not heard: what a caller cached
+	// before it may be old. It returns nil when ctx ends, and
+	// ErrNoChangeFeed at once when the store cannot. Calls of live and fn
+	// come from one goroutine.
 	WatchChanges(ctx context.Context, live func(bool), fn func(Change)) error
 }
 

@@ -115,7 +115,6 @@ func (s *Store) listenOnce(ctx context.Context, live func(bool), fn func(store.C
 	defer func() {
 		if heard {
 			live(false)
-			fn(store.Change{})
 		}
 	}()
 	var probe string // the payload of the probe awaited, if any
@@ -145,9 +144,7 @@ func (s *Store) listenOnce(ctx context.Context, live func(bool), fn func(store.C
 		case err == nil && probe != "" && n.Payload == probe:
 			probe = ""
 			if !heard {
-				// What was cached before the feed was heard may be old.
 				heard = true
-				fn(store.Change{})
 				live(true)
 			}
 		case err == nil:

@@ -75,7 +75,6 @@ func TestChangeFeed(t *testing.T) {
 	writer := gormstoretest.OpenPostgresAt(t, dsn)
 	reader := gormstoretest.OpenPostgresAt(t, dsn)
 	f := watch(t, reader)
-	f.wantChange(store.Change{})
 	f.wantLive(true)
 
 	putClient := func(s *gormstore.Store, ctx context.Context, id string) error {
@@ -140,8 +139,6 @@ func TestChangeFeed(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.wantLive(false)
-		f.wantChange(store.Change{})
-		f.wantChange(store.Change{})
 		f.wantLive(true)
 		if got := reader.ChangeListenerPID(); got == pid {
 			t.Fatalf("the feed still reports server process %d", pid)
@@ -222,35 +219,16 @@ func TestChangeFeedThatGoesSilent(t *testing.T) {
 	reader := gormstoretest.OpenPostgresAt(t, u.String())
 	reader.SetChangeProbes(50*time.Millisecond, 200*time.Millisecond)
 	f := watch(t, reader)
-	f.wantChange(store.Change{})
 	f.wantLive(true)
 
 	t.Run("a connection that stops answering without closing is given up within a probe", func(t *testing.T) {
 		proxy.frozen.Store(true)
 		f.wantLive(false)
-		f.wantChange(store.Change{})
 	})
 
 	t.Run("the feed comes back by itself when the route does", func(t *testing.T) {
 		proxy.frozen.Store(false)
-		// A connection attempt made while frozen may still be waiting:
-		// the changes it says meanwhile are all forget-everything ones.
-		for {
-			select {
-			case l := <-f.live:
-				if !l {
-					t.Fatal("live(false) before the feed came back")
-				}
-			case c := <-f.changes:
-				if c != (store.Change{}) {
-					t.Fatalf("change %+v before the feed came back", c)
-				}
-				continue
-			case <-time.After(30 * time.Second):
-				t.Fatal("the feed did not come back within 30 s")
-			}
-			break
-		}
+		f.wantLive(true)
 		if _, _, err := writer.PutClient(context.Background(), store.Client{ID: "back", Doc: []byte(`{}`)}, 0); err != nil {
 			t.Fatal(err)
 		}
