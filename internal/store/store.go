@@ -477,6 +477,11 @@ type Store interface {
 	GetTwoFactor(ctx context.Context, userID string) (TwoFactor, error)
 	// PutTwoFactor creates or replaces a user's factor (enrolment, method change).
 	PutTwoFactor(ctx context.Context, tf TwoFactor) error
+	// EnableTwoFactor writes an enabled factor like PutTwoFactor unless the
+	// user's stored factor is enabled already (ErrConflict, nothing written),
+	// decided in the write itself: of enrolments racing each other the
+	// first wins on any number of processes.
+	EnableTwoFactor(ctx context.Context, tf TwoFactor) error
 	// EnsureTwoFactor creates an empty, disabled record (Method "none") for
 	// a user who has none, so that the attempt counter and lockout have a
 	// row to count on for a factor of the deployment's own; an existing

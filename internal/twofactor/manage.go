@@ -81,12 +81,11 @@ func (s *Service) ConfirmTOTP(ctx context.Context, in ConfirmInput) ([]string, e
 // sessions, all or nothing.
 func (s *Service) enable(ctx context.Context, tf store.TwoFactor, codes []string, currentSessionID, currentTokenFamily string) error {
 	err := s.Store.InTx(ctx, func(ctx context.Context) error {
-		// Checked again inside the transaction so two confirmations racing
-		// each other cannot both replace the factor.
-		if cur, err := s.Store.GetTwoFactor(ctx, tf.UserID); err == nil && cur.Enabled {
+		// The write itself refuses to replace an enabled factor, so of two
+		// confirmations racing each other the first wins and its secret stays.
+		if err := s.Store.EnableTwoFactor(ctx, tf); errors.Is(err, store.ErrConflict) {
 			return ErrAlreadyEnabled
-		}
-		if err := s.Store.PutTwoFactor(ctx, tf); err != nil {
+		} else if err != nil {
 			return fmt.Errorf("store second factor: %w", err)
 		}
 		if err := s.Store.ReplaceRecoveryCodes(ctx, tf.UserID, s.recoveryHashes(tf.UserID, codes)); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -513,6 +514,66 @@ func TestLockout(t *testing.T) {
 	t.Run("the audit log records every lockout", func(t *testing.T) {
 		if n := len(f.audits(t, u.ID, "two_factor.lockout")); n < 7 {
 			t.Fatalf("%d lockout events, want at least 7", n)
+		}
+	})
+}
+
+// TestConfirmationsRacingEachOther: two tabs (or two devices) confirm an
+// enrolment of the same user at once, each with its own secret. Before, both
+// read "no factor yet" and both wrote theirs: the last write won silently,
+// and the first tab's authenticator app held a secret that no longer worked.
+func TestConfirmationsRacingEachOther(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		const racers = 8
+		for round := range 3 {
+			u := f.user(t, fmt.Sprintf("racer-%d", round))
+			secrets := make([]string, racers)
+			codes := make([]string, racers)
+			for i := range secrets {
+				en, err := f.svc.BeginTOTP(u, "Gatehouse")
+				if err != nil {
+					t.Fatal(err)
+				}
+				secrets[i], codes[i] = en.Secret, rfc6238(en.Secret, f.clock.Now())
+			}
+			errs := make([]error, racers)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range racers {
+				wg.Go(func() {
+					<-start
+					_, errs[i] = f.svc.ConfirmTOTP(ctx, twofactor.ConfirmInput{UserID: u.ID, Secret: secrets[i], Code: codes[i], PastSteps: 1})
+				})
+			}
+			close(start)
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Fatalf("round %d: confirmations %d and %d both succeeded", round, winner, i)
+				case err == nil:
+					winner = i
+				case !errors.Is(err, twofactor.ErrAlreadyEnabled):
+					t.Fatalf("round %d: confirmation %d: %v, want ErrAlreadyEnabled", round, i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("round %d: no confirmation succeeded: %v", round, errs)
+			}
+			// The stored secret is the winner's: its codes work, a loser's do not.
+			f.clock.Advance(30 * time.Second)
+			loser := (winner + 1) % racers
+			if _, err := f.verify(u.ID, rfc6238(secrets[loser], f.clock.Now()), 0); err == nil {
+				t.Fatalf("round %d: a losing confirmation's secret opens the account", round)
+			}
+			if _, err := f.verify(u.ID, rfc6238(secrets[winner], f.clock.Now()), 0); err != nil {
+				t.Fatalf("round %d: the winning confirmation's secret: %v", round, err)
+			}
+			if n := len(f.audits(t, u.ID, "two_factor.enabled")); n != 1 {
+				t.Fatalf("round %d: %d two_factor.enabled events, want 1", round, n)
+			}
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,56 @@ func testTwoFactor(t *testing.T, newStore func(t testing.TB) store.Store) {
 		wantErr(t, s.ClearFactorFailures(ctx, "nobody"), store.ErrNotFound, "clear")
 		wantErr(t, s.LockFactor(ctx, "nobody", now), store.ErrNotFound, "lock")
 		wantErr(t, s.DeleteTwoFactor(ctx, "nobody"), store.ErrNotFound, "delete")
+	})
+
+	t.Run("enabling writes over a disabled factor and never over an enabled one", func(t *testing.T) {
+		seedUser(t, s, "en")
+		must(t, s.PutTwoFactor(ctx, store.TwoFactor{UserID: "en", Method: "none", Enabled: false}), "marker")
+		must(t, s.EnableTwoFactor(ctx, store.TwoFactor{UserID: "en", Method: "totp", Enabled: true, Secret: []byte("first"), LastStep: 3}), "enable over the marker")
+		wantErr(t, s.EnableTwoFactor(ctx, store.TwoFactor{UserID: "en", Method: "sms", Enabled: true, Destination: "+15550002222"}), store.ErrConflict, "enable again")
+		got, err := s.GetTwoFactor(ctx, "en")
+		must(t, err, "get")
+		if got.Method != "totp" || !bytes.Equal(got.Secret, []byte("first")) || got.LastStep != 3 {
+			t.Errorf("after a refused enable = %+v, want the first factor", got)
+		}
+		seedUser(t, s, "en-new")
+		must(t, s.EnableTwoFactor(ctx, store.TwoFactor{UserID: "en-new", Method: "totp", Enabled: true, Secret: []byte("s")}), "enable without a record")
+		wantErr(t, s.EnableTwoFactor(ctx, store.TwoFactor{UserID: "nobody", Method: "totp", Enabled: true}), store.ErrNotFound, "enable for a missing user")
+	})
+
+	t.Run("of enables racing each other exactly one is written", func(t *testing.T) {
+		for round := range 3 {
+			uid := fmt.Sprintf("en-race-%d", round)
+			seedUser(t, s, uid)
+			const n = 8
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					errs[i] = s.EnableTwoFactor(ctx, store.TwoFactor{UserID: uid, Method: "totp", Enabled: true, Secret: []byte{byte(i)}})
+				})
+			}
+			close(start)
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Fatalf("round %d: enables %d and %d both succeeded", round, winner, i)
+				case err == nil:
+					winner = i
+				case !errors.Is(err, store.ErrConflict):
+					t.Fatalf("round %d: enable %d: %v, want ErrConflict", round, i, err)
+				}
+			}
+			got, err := s.GetTwoFactor(ctx, uid)
+			must(t, err, "get")
+			if winner < 0 || !bytes.Equal(got.Secret, []byte{byte(winner)}) {
+				t.Fatalf("round %d: stored secret %v, winner %d", round, got.Secret, winner)
+			}
+		}
 	})
 
 	t.Run("a factor round-trips and a put replaces it", func(t *testing.T) {

@@ -49,6 +49,31 @@ func (s *Store) PutTwoFactor(ctx context.Context, tf store.TwoFactor) error {
 	return nil
 }
 
+// EnableTwoFactor writes tf like PutTwoFactor, but only over a factor that
+// is not enabled: the condition is part of the upsert, so of two enrolments
+// racing each other, on any number of processes, the second finds the
+// first's row (waiting for its commit on PostgreSQL) and writes nothing.
+func (s *Store) EnableTwoFactor(ctx context.Context, tf store.TwoFactor) error {
+	if tf.UserID == "" || tf.Method == "" || !tf.Enabled {
+		return errors.New("enable second factor: empty user id or method, or not enabled")
+	}
+	res := s.conn(ctx).Exec(`INSERT INTO two_factors (`+twoFactorCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET method = excluded.method, enabled = excluded.enabled, secret = excluded.secret,
+			destination = excluded.destination, last_step = excluded.last_step, enrolled_at = excluded.enrolled_at,
+			failures = excluded.failures, locked_until = excluded.locked_until, lockouts = excluded.lockouts,
+			reserved_at = NULL, updated_at = excluded.updated_at
+		WHERE NOT two_factors.enabled`,
+		tf.UserID, tf.Method, tf.Enabled, tf.Secret, tf.Destination, tf.LastStep, tv(tf.EnrolledAt),
+		tf.Failures, tv(tf.LockedUntil), tf.Lockouts, s.now())
+	if res.Error != nil {
+		return errorf("enable second factor of user %q: %w", tf.UserID, keyErr(res.Error))
+	}
+	if res.RowsAffected == 0 {
+		return errorf("enable second factor of user %q: one is enabled already: %w", tf.UserID, store.ErrConflict)
+	}
+	return nil
+}
+
 // EnsureTwoFactor inserts an empty disabled record unless one exists.
 func (s *Store) EnsureTwoFactor(ctx context.Context, userID string) error {
 	err := s.conn(ctx).Exec(`INSERT INTO two_factors (`+twoFactorCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
