@@ -37,6 +37,9 @@ var (
 	msgTooManyLookups = tr("Too many phone numbers or e-mail addresses were tried in the last hour. Try again later.")
 	msgUnverified     = tr("Verify the phone number or e-mail address first.")
 	msgSwitchExpired  = tr("Something changed meanwhile. Start again.")
+	// A confirmation that lost the race to another window's: the secret
+	// its app holds was never stored.
+	msgEnabledMeanwhile = tr("Two-step verification was turned on meanwhile in another window, with another key. Remove the entry you just added from your authenticator app.")
 )
 
 // methodTarget reads the method a switch is about; ok false for anything

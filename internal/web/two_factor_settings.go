@@ -220,7 +220,7 @@ func (h *Handler) enableSubmit(w http.ResponseWriter, r *http.Request) {
 	codes, err := h.confirmEnrolment(r, sess, user, ac, "")
 	switch {
 	case errors.Is(err, twofactor.ErrAlreadyEnabled):
-		http.Redirect(w, r, PathTwoFactor, http.StatusSeeOther)
+		h.renderSettings(w, r, sess, user, msgEnabledMeanwhile)
 		return
 	case errors.Is(err, twofactor.ErrPendingExpired):
 		h.renderSettingsEnrolment(w, r, sess, user, ac, msgEnrolmentExpired)

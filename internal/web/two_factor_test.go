@@ -933,3 +933,88 @@ func TestTextMessageCodeThroughTheWebhook(t *testing.T) {
 		}
 	})
 }
+
+// TestEnrolmentsConfirmedAtOnceInSeveralWindows: the user set up an
+// authenticator in several windows and confirms them all at once. One wins
+// and shows the recovery codes; every other is told that another window won
+// (or, when it arrives after the winner ended the other sessions, is sent
+// back to sign in), and the winner's secret is the one stored.
+func TestEnrolmentsConfirmedAtOnceInSeveralWindows(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		const windows = 6
+		type pending struct {
+			b            *browser
+			secret, csrf string
+		}
+		var ps []pending
+		for range windows {
+			b := e.browser()
+			b.signIn()
+			p := b.get("/auth/two-factor/enable")
+			ps = append(ps, pending{b, find(t, secretRe, p, "#totp-secret"), csrfOf(t, p)})
+		}
+		type answer struct {
+			status         int
+			body, location string
+			err            error
+		}
+		answers := make([]answer, windows)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, p := range ps {
+			form := url.Values{"_csrf": {p.csrf}, "code": {e.totpCode(p.secret)}}
+			wg.Go(func() {
+				<-start
+				resp, err := p.b.c.PostForm(p.b.abs("/auth/two-factor/enable"), form)
+				if err != nil {
+					answers[i].err = err
+					return
+				}
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				answers[i] = answer{resp.StatusCode, string(body), resp.Header.Get("Location"), err}
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner, told := -1, 0
+		for i, a := range answers {
+			switch {
+			case a.err != nil:
+				t.Fatalf("window %d: %v", i, a.err)
+			case strings.Contains(a.body, `id="recovery-codes"`):
+				if winner >= 0 {
+					t.Fatalf("windows %d and %d both got recovery codes", winner, i)
+				}
+				winner = i
+			case a.status == http.StatusOK && strings.Contains(a.body, "turned on meanwhile in another window"):
+				told++
+			case a.status == http.StatusSeeOther && strings.HasPrefix(a.location, "/auth/login"),
+				a.status == http.StatusForbidden && strings.Contains(a.body, `href="/auth/login"`):
+				// The winner's commit ended this window's session first.
+			default:
+				t.Fatalf("window %d: %d %s\n%s", i, a.status, a.location, a.body)
+			}
+		}
+		if winner < 0 {
+			t.Fatal("no window enabled two-step verification")
+		}
+		t.Logf("%d of %d losing windows were told another one won", told, windows-1)
+		tf, err := e.st.GetTwoFactor(context.Background(), "alice")
+		if err != nil || !tf.Enabled {
+			t.Fatalf("stored factor %+v, %v", tf, err)
+		}
+		// The winner's window still shows the settings; its app's codes open
+		// the account, a loser's do not.
+		if p := ps[winner].b.get("/auth/two-factor"); p.status != http.StatusOK || !strings.Contains(p.body, `data-enabled="true"`) {
+			t.Fatalf("the winning window's settings: %d\n%s", p.status, p.body)
+		}
+		e.nextStep()
+		if _, err := e.tf.Verify(context.Background(), twofactor.VerifyInput{UserID: "alice", Code: e.totpCode(ps[(winner+1)%windows].secret)}); err == nil {
+			t.Fatal("a losing window's secret opens the account")
+		}
+		if _, err := e.tf.Verify(context.Background(), twofactor.VerifyInput{UserID: "alice", Code: e.totpCode(ps[winner].secret)}); err != nil {
+			t.Fatalf("the winning window's secret: %v", err)
+		}
+	})
+}
