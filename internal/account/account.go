@@ -76,21 +76,22 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 		limits = append(limits, Limit{addressKey(at.RemoteAddr), a.Throttle.PerAddress})
 	}
 	limits = append(limits, Limit{accountKey(subject, at.RemoteAddr), a.Throttle.PerAccount})
-	res, err := Reserve(ctx, a.Store, a.Throttle.Window, now, limits...)
-	if errors.Is(err, ErrThrottled) {
-		a.record(ctx, audit.LoginThrottled, at, userID, "throttled")
-		return store.User{}, err
-	}
-	if err != nil {
-		return store.User{}, err
-	}
-
-	// Always pay for one hash, so unknown and wrong look alike in time.
+	// Always pay for one hash, so unknown and wrong look alike in time. The
+	// attempt is reserved once it holds a hashing slot: the attempts queued
+	// for one do not count against the address's limit yet.
 	hash := ""
 	if known && !user.Inactive {
 		hash = user.PasswordHash
 	}
-	ok, err := a.Hasher.Verify(ctx, hash, at.Password)
+	var res Reservation
+	ok, err := a.Hasher.VerifyAdmitted(ctx, hash, at.Password, func() (err error) {
+		res, err = Reserve(ctx, a.Store, a.Throttle.Window, now, limits...)
+		return err
+	})
+	if errors.Is(err, ErrThrottled) {
+		a.record(ctx, audit.LoginThrottled, at, userID, "throttled")
+		return store.User{}, err
+	}
 	if err != nil && !errors.Is(err, secret.ErrMalformedHash) {
 		return store.User{}, fmt.Errorf("verify password: %w", err)
 	}

@@ -283,3 +283,59 @@ func TestThrottleHoldsUnderAConcurrentBurst(t *testing.T) {
 		})
 	}
 }
+
+// TestAnOfficeBehindOneAddressSignsInAtOnce: a hundred colleagues behind one
+// NAT sign in at nine o'clock, all with the right password. Before, every
+// attempt reserved its place on the per-address limit (50) on arrival and
+// then queued for a hashing slot, so the attempts waiting in line counted as
+// failures and correct passwords were refused with "too many failed
+// sign-ins". Now an attempt is reserved only once it holds a slot: at most
+// as many are counted at once as hash at once.
+func TestAnOfficeBehindOneAddressSignsInAtOnce(t *testing.T) {
+	for _, b := range gormstoretest.Backends(t) {
+		t.Run(b.Name+": 100 right passwords from one address all pass, and wrong ones are still limited", func(t *testing.T) {
+			f := newFixture(t, b.Open(t), account.DefaultThrottle)
+			f.auth.Hasher = secret.NewPasswordHasher(cheapArgon2, 2)
+			const staff = 100
+			for i := range staff {
+				f.user(t, fmt.Sprint("staff", i), "", fmt.Sprint("password of ", i), false)
+			}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			errs := make([]error, staff)
+			for i := range staff {
+				wg.Go(func() {
+					<-start
+					_, errs[i] = f.auth.CheckPassword(context.Background(), account.Attempt{Login: fmt.Sprint("staff", i), Password: fmt.Sprint("password of ", i), RemoteAddr: "203.0.113.9"})
+				})
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("staff%d: %v", i, err)
+				}
+			}
+			// The per-address limit still counts the wrong ones: 50 are checked,
+			// the rest of a burst of 80 is refused unchecked.
+			var wrong, refused atomic.Int32
+			for i := range 80 {
+				wg.Go(func() {
+					_, err := f.auth.CheckPassword(context.Background(), account.Attempt{Login: fmt.Sprint("staff", i%staff), Password: "guess", RemoteAddr: "203.0.113.9"})
+					switch {
+					case errors.Is(err, account.ErrThrottled):
+						refused.Add(1)
+					case errors.Is(err, account.ErrInvalidCredentials):
+						wrong.Add(1)
+					default:
+						t.Errorf("guess %d: %v", i, err)
+					}
+				})
+			}
+			wg.Wait()
+			if wrong.Load() != 50 || refused.Load() != 30 {
+				t.Fatalf("checked %d, throttled %d; want 50 and 30", wrong.Load(), refused.Load())
+			}
+		})
+	}
+}

@@ -1011,6 +1011,39 @@ func TestBasicAuthThrottleHoldsUnderABurst(t *testing.T) {
 	}
 }
 
+// TestAProvisioningScriptsParallelRequestsAllPass: a script sends 60 admin
+// requests at once with the right password. Before, each reserved its place
+// on the per-address failure limit (20) on arrival, so the ones queued for a
+// hashing slot counted as failures and most of the burst was refused.
+func TestAProvisioningScriptsParallelRequestsAllPass(t *testing.T) {
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name+": 60 concurrent requests with the right password are all served", func(t *testing.T) {
+			e := newEnv(t, be.Open(t))
+			codes := make([]int, 60)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range codes {
+				wg.Go(func() {
+					<-start
+					hr := httptest.NewRequest(http.MethodGet, "/User", nil)
+					hr.RemoteAddr = "192.0.2.1:1234"
+					hr.SetBasicAuth(adminUser, adminPassword)
+					rec := httptest.NewRecorder()
+					e.mux.ServeHTTP(rec, hr)
+					codes[i] = rec.Code
+				})
+			}
+			close(start)
+			wg.Wait()
+			for i, c := range codes {
+				if c != http.StatusOK {
+					t.Errorf("request %d: %d", i, c)
+				}
+			}
+		})
+	}
+}
+
 func TestShortClientSecretsAreRefused(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
 	tests := []struct {

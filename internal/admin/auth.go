@@ -129,9 +129,19 @@ func (h *Handler) checkBasic(r *http.Request, requestID, user, pass string) (act
 		return actor{name: "basic:" + user}, 0, ""
 	}
 	ip := remoteHost(r)
-	// Reserve the attempt before the hash (account.Reserve: one atomic
-	// statement), so a burst gets at most failPerIP checks per window.
-	res, err := account.Reserve(ctx, h.Store, failWindow, now, account.Limit{Key: failKey(ip), Max: failPerIP})
+	// Hash both names so the comparison takes the same time whatever their
+	// lengths; always verify the password so a wrong user costs the same.
+	a, b := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(h.AdminUser))
+	userOK := subtle.ConstantTimeCompare(a[:], b[:]) == 1 && h.AdminUser != ""
+	// The attempt is reserved (account.Reserve: one atomic statement) once
+	// it holds a hashing slot, before the hash: a burst gets at most
+	// failPerIP checks per window, and a script's parallel requests queued
+	// for a slot do not count as failures.
+	var res account.Reservation
+	passOK, err := h.Hasher.VerifyAdmitted(ctx, h.AdminPasswordHash, pass, func() (err error) {
+		res, err = account.Reserve(ctx, h.Store, failWindow, now, account.Limit{Key: failKey(ip), Max: failPerIP})
+		return err
+	})
 	if errors.Is(err, account.ErrThrottled) {
 		h.Logger.WarnContext(ctx, "admin authentication throttled", "remote", ip)
 		if h.Audit != nil {
@@ -140,15 +150,6 @@ func (h *Handler) checkBasic(r *http.Request, requestID, user, pass string) (act
 		}
 		return actor{}, http.StatusTooManyRequests, "too many failed attempts; try again later"
 	}
-	if err != nil {
-		h.Logger.ErrorContext(ctx, "reserve admin auth attempt", "err", err)
-		return actor{}, failureStatus(err), "internal error"
-	}
-	// Hash both names so the comparison takes the same time whatever their
-	// lengths; always verify the password so a wrong user costs the same.
-	a, b := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(h.AdminUser))
-	userOK := subtle.ConstantTimeCompare(a[:], b[:]) == 1 && h.AdminUser != ""
-	passOK, err := h.Hasher.Verify(ctx, h.AdminPasswordHash, pass)
 	if err != nil && !errors.Is(err, secret.ErrMalformedHash) {
 		h.Logger.ErrorContext(ctx, "verify admin password", "err", err)
 		return actor{}, failureStatus(err), "internal error"

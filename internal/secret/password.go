@@ -63,7 +63,7 @@ func NewPasswordHasher(p Argon2Params, limit int) *PasswordHasher {
 // larger memory cost than configured (imported, or from before a change of
 // parameters) gets a work area of its own that is not kept, so one odd row
 // cannot grow every slot for good.
-func (h *PasswordHasher) idKey(ctx context.Context, password, salt []byte, p Argon2Params, keyLen uint32) ([]byte, error) {
+func (h *PasswordHasher) idKey(ctx context.Context, password, salt []byte, p Argon2Params, keyLen uint32, admit func() error) ([]byte, error) {
 	var m *argon2id.Memory
 	select {
 	case m = <-h.slots:
@@ -71,6 +71,11 @@ func (h *PasswordHasher) idKey(ctx context.Context, password, salt []byte, p Arg
 		return nil, ctx.Err()
 	}
 	defer func() { h.slots <- m }()
+	if admit != nil {
+		if err := admit(); err != nil {
+			return nil, err
+		}
+	}
 	work := m
 	if p.MemoryKiB > h.Params.MemoryKiB {
 		work = nil
@@ -84,7 +89,7 @@ func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, err
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("read salt: %w", err)
 	}
-	key, err := h.idKey(ctx, []byte(password), salt, h.Params, h.Params.KeyLen)
+	key, err := h.idKey(ctx, []byte(password), salt, h.Params, h.Params.KeyLen, nil)
 	if err != nil {
 		return "", err
 	}
@@ -95,19 +100,31 @@ func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, err
 // (unknown user, no password set) is checked against a dummy hash so that the
 // answer takes as long as a real one, and is always false.
 func (h *PasswordHasher) Verify(ctx context.Context, phc, password string) (bool, error) {
+	return h.VerifyAdmitted(ctx, phc, password, nil)
+}
+
+// VerifyAdmitted is Verify that calls admit once it holds a hashing slot,
+// just before the hash, and answers admit's error without hashing. A
+// throttle that reserves its attempt in admit counts only the attempts
+// being hashed, never the ones still queued for a slot: a burst of right
+// passwords from one address is not mistaken for a burst of failures. A
+// malformed stored hash is checked against the dummy (admitted, and as slow
+// as a real one) and answers ErrMalformedHash.
+func (h *PasswordHasher) VerifyAdmitted(ctx context.Context, phc, password string, admit func() error) (bool, error) {
 	known := phc != ""
 	if !known {
 		phc = h.dummy
 	}
-	p, salt, want, err := decodePHC(phc)
+	p, salt, want, malformed := decodePHC(phc)
+	if malformed != nil {
+		known = false
+		p, salt, want, _ = decodePHC(h.dummy)
+	}
+	got, err := h.idKey(ctx, []byte(password), salt, p, uint32(len(want)), admit)
 	if err != nil {
 		return false, err
 	}
-	got, err := h.idKey(ctx, []byte(password), salt, p, uint32(len(want)))
-	if err != nil {
-		return false, err
-	}
-	return known && subtle.ConstantTimeCompare(got, want) == 1, nil
+	return known && subtle.ConstantTimeCompare(got, want) == 1, malformed
 }
 
 // IsPHC reports whether s looks like an argon2id PHC string.
