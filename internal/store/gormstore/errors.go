@@ -64,7 +64,9 @@ func unavailable(err error) bool {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
 		errors.Is(err, errWriterQueueTimeout), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, net.ErrClosed):
+		errors.Is(err, net.ErrClosed), errors.Is(err, pgconn.ErrConnClosed):
+		// ErrConnClosed: the connection died under a statement (the
+		// server crashed or was restarted) and pgx closed it.
 		return true
 	}
 	var pgErr *pgconn.PgError
