@@ -41,8 +41,9 @@ type secretHasher struct {
 	mu       sync.Mutex
 	cache    map[string]time.Time // key → expiry
 	inflight map[string]*secretCheck
-	// verifyHash is the argon2 verification (hasher.Verify; tests stub it).
-	verifyHash func(ctx context.Context, phc, presented string) (bool, error)
+	// verifyHash is the argon2 verification (hasher.VerifyAdmitted; tests
+	// stub it): admit, when not nil, runs once a hashing slot is held.
+	verifyHash func(ctx context.Context, phc, presented string, admit func() error) (bool, error)
 }
 
 // secretCheck is one running verification; err is set before done closes.
@@ -55,7 +56,7 @@ type secretCheck struct {
 var _ fosite.Hasher = (*secretHasher)(nil)
 
 func newSecretHasher(h *secret.PasswordHasher, key []byte, now func() time.Time) *secretHasher {
-	return &secretHasher{hasher: h, key: key, now: now, cache: map[string]time.Time{}, inflight: map[string]*secretCheck{}, verifyHash: h.Verify}
+	return &secretHasher{hasher: h, key: key, now: now, cache: map[string]time.Time{}, inflight: map[string]*secretCheck{}, verifyHash: h.VerifyAdmitted}
 }
 
 // Hash is not used by Gatehouse (the resource package hashes secrets) but
@@ -68,7 +69,7 @@ func (h *secretHasher) Hash(ctx context.Context, data []byte) ([]byte, error) {
 // Compare is fosite's entry point; it knows no client, so the id and
 // version parts of the key are empty (the stored hash still tells secrets apart).
 func (h *secretHasher) Compare(ctx context.Context, hash, data []byte) error {
-	return h.verify(ctx, "", 0, string(hash), string(data))
+	return h.verify(ctx, "", 0, string(hash), string(data), nil)
 }
 
 var errWrongSecret = errors.New("client secret does not match")
@@ -85,7 +86,10 @@ func (h *secretHasher) remembered(clientID string, version int64, phc, presented
 
 // verify checks secret against phc; phc "" (unknown client, no secret)
 // verifies a dummy hash so the answer takes as long and is always "no".
-func (h *secretHasher) verify(ctx context.Context, clientID string, version int64, phc, presented string) error {
+// Requests presenting the same secret at once share one check; only that
+// check calls admit (the throttle's reservation), once it holds a hashing
+// slot, and its error (a throttled one too) is everyone's answer.
+func (h *secretHasher) verify(ctx context.Context, clientID string, version int64, phc, presented string, admit func() error) error {
 	k := secret.MAC(h.key, clientID, strconv.FormatInt(version, 10), phc, presented)
 	for {
 		h.mu.Lock()
@@ -99,7 +103,7 @@ func (h *secretHasher) verify(ctx context.Context, clientID string, version int6
 			c := &secretCheck{done: make(chan struct{})}
 			h.inflight[k] = c
 			h.mu.Unlock()
-			c.err = h.check(ctx, k, phc, presented)
+			c.err = h.check(ctx, k, phc, presented, admit)
 			h.mu.Lock()
 			delete(h.inflight, k)
 			h.mu.Unlock()
@@ -123,8 +127,8 @@ func (h *secretHasher) verify(ctx context.Context, clientID string, version int6
 }
 
 // check runs the argon2 verification and caches a success under k.
-func (h *secretHasher) check(ctx context.Context, k, phc, presented string) error {
-	ok, err := h.verifyHash(ctx, phc, presented)
+func (h *secretHasher) check(ctx context.Context, k, phc, presented string, admit func() error) error {
+	ok, err := h.verifyHash(ctx, phc, presented, admit)
 	if err != nil && !errors.Is(err, secret.ErrMalformedHash) {
 		return err
 	}
@@ -222,7 +226,7 @@ func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confid
 	if c.usesAssertions() {
 		// Its keys authenticate it, not a secret (nor nothing).
 		if sec != "" {
-			_ = p.secrets.verify(ctx, "", 0, "", sec)
+			_ = p.secrets.verify(ctx, "", 0, "", sec, nil)
 			p.auditClientFailure(ctx, id, "wrong_method")
 		}
 		return nil, errorsx.WithStack(fosite.ErrInvalidClient.WithHint("This client authenticates with private_key_jwt: send a client_assertion."))
@@ -237,19 +241,28 @@ func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confid
 	if p.secrets.remembered(c.GetID(), c.version, c.secretHash, sec) {
 		return c, nil
 	}
-	res, err := p.reserveSecretCheck(ctx, c.GetID())
-	if err != nil {
-		return nil, err
-	}
-	if err := p.secrets.verify(ctx, c.GetID(), c.version, c.secretHash, sec); err != nil {
-		if !errors.Is(err, errWrongSecret) {
-			return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
-		}
+	// The check is reserved once it holds a hashing slot: the requests
+	// queued for one (a cold start under load) are not failures yet.
+	var res *account.Reservation
+	err = p.secrets.verify(ctx, c.GetID(), c.version, c.secretHash, sec, func() error {
+		r, err := p.reserveSecretCheck(ctx, c.GetID())
+		res = &r
+		return err
+	})
+	var fe *fosite.RFC6749Error
+	switch {
+	case errors.As(err, &fe):
+		return nil, err // the reservation's answer: throttled or unavailable
+	case errors.Is(err, errWrongSecret):
 		p.auditClientFailure(ctx, id, "wrong_secret")
 		return nil, errorsx.WithStack(fosite.ErrInvalidClient)
-	}
-	if err := res.Release(ctx); err != nil {
+	case err != nil:
 		return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
+	}
+	if res != nil {
+		if err := res.Release(ctx); err != nil {
+			return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
+		}
 	}
 	return c, nil
 }
@@ -288,12 +301,17 @@ func (e *clientThrottled) Unwrap() error { return e.ThrottledError }
 // refuseSecret answers a secret for an unknown client or one without a
 // secret: the same dummy hash as a real check, counted on the address.
 func (p *Provider) refuseSecret(ctx context.Context, id, sec, reason string) error {
+	var admit func() error
 	if sec != "" {
-		if _, err := p.reserveSecretCheck(ctx, ""); err != nil {
+		admit = func() error {
+			_, err := p.reserveSecretCheck(ctx, "")
 			return err
 		}
 	}
-	_ = p.secrets.verify(ctx, "", 0, "", sec)
+	var fe *fosite.RFC6749Error
+	if err := p.secrets.verify(ctx, "", 0, "", sec, admit); errors.As(err, &fe) {
+		return err // throttled, or the reservation could not be made
+	}
 	if sec != "" {
 		p.auditClientFailure(ctx, id, reason)
 	}

@@ -211,10 +211,10 @@ func TestSecretCache(t *testing.T) {
 	if len(h.cache) != 1 {
 		t.Fatalf("a success should be cached, cache has %d entries", len(h.cache))
 	}
-	if err := h.verify(ctx, "c", 1, phc, "wrong"); err == nil {
+	if err := h.verify(ctx, "c", 1, phc, "wrong", nil); err == nil {
 		t.Fatal("wrong secret accepted")
 	}
-	if err := h.verify(ctx, "c", 2, phc, "wrong"); err == nil {
+	if err := h.verify(ctx, "c", 2, phc, "wrong", nil); err == nil {
 		t.Fatal("wrong secret accepted under a new version")
 	}
 	if len(h.cache) != 1 {
@@ -231,7 +231,7 @@ func TestSecretCache(t *testing.T) {
 	if err := h.verify(ctx, "c", 1, phc, "s3cret"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.verify(ctx, "c", 1, other, "s3cret"); err == nil {
+	if err := h.verify(ctx, "c", 1, other, "s3cret", nil); err == nil {
 		t.Fatal("a cached success leaked to another hash")
 	}
 }
@@ -251,14 +251,14 @@ func TestSecretChecksArrivingTogether(t *testing.T) {
 			h := newSecretHasher(e.hasher, []byte("k"), e.clock.Now)
 			release := make(chan struct{})
 			var hashes atomic.Int64
-			h.verifyHash = func(context.Context, string, string) (bool, error) {
+			h.verifyHash = func(context.Context, string, string, func() error) (bool, error) {
 				hashes.Add(1)
 				<-release
 				return tc.match, nil
 			}
 			errs := make(chan error, 32)
 			for range 32 {
-				go func() { errs <- h.verify(ctx, "c", 1, "$argon2id$stub", "presented") }()
+				go func() { errs <- h.verify(ctx, "c", 1, "$argon2id$stub", "presented", nil) }()
 			}
 			// Hold the first check until the other 31 wait for it.
 			deadline := time.Now().Add(10 * time.Second)
