@@ -101,11 +101,20 @@ func Reserve(ctx context.Context, st store.Store, window time.Duration, now time
 	return r, nil
 }
 
-// Release gives the reservations back (after a success).
+// releaseTimeout bounds a release, which outlives the request's deadline.
+const releaseTimeout = 2 * time.Second
+
+// Release gives the reservations back (after a success). It does so even
+// when the request's deadline has just passed (an overloaded server, a
+// hash that finished late): a right password whose reservation stayed
+// would count as a failure, and enough of them would pause sign-in for a
+// whole network.
 func (r Reservation) Release(ctx context.Context) error {
 	if len(r.keys) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
 	if err := r.st.ReleaseCounters(ctx, r.keys, r.window, r.now); err != nil {
 		return fmt.Errorf("release attempt: %w", err)
 	}

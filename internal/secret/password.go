@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret/argon2id"
 )
@@ -39,7 +41,19 @@ type PasswordHasher struct {
 	// one is the admission to hash.
 	slots chan *argon2id.Memory
 	dummy string
+	// waiting counts the hashes queued for a slot; hashNanos is a moving
+	// average of one hash's duration. Together they tell how long a new
+	// hash would take to finish.
+	waiting   atomic.Int64
+	hashNanos atomic.Int64
 }
+
+// ErrBusy is the answer to a hash that would not finish before its
+// context's deadline, given the hashes queued before it: refused at once
+// rather than after waiting in vain, so that the slots go to requests that
+// can still be answered. It matches context.DeadlineExceeded, which every
+// surface answers with 503 and Retry-After.
+var ErrBusy = fmt.Errorf("password hashing is busy: %w", context.DeadlineExceeded)
 
 // NewPasswordHasher returns a hasher that runs at most limit hashes at once
 // (GOMAXPROCS when limit <= 0).
@@ -55,8 +69,19 @@ func NewPasswordHasher(p Argon2Params, limit int) *PasswordHasher {
 	// A fixed hash to verify against for unknown users, so that "no such
 	// user" costs the same as "wrong password".
 	salt := make([]byte, p.SaltLen)
+	start := time.Now()
 	h.dummy = encodePHC(p, salt, argon2id.IDKey(nil, []byte("gatehouse-dummy"), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen))
+	h.hashNanos.Store(int64(time.Since(start)))
 	return h
+}
+
+// wouldFinishBy reports whether a hash queued now would finish before
+// deadline: the hashes running and queued go first, limit at a time.
+func (h *PasswordHasher) wouldFinishBy(deadline time.Time) bool {
+	limit := int64(cap(h.slots))
+	ahead := h.waiting.Load() + limit - int64(len(h.slots)) // queued + running
+	rounds := ahead/limit + 1
+	return time.Until(deadline) >= time.Duration(rounds*h.hashNanos.Load())
 }
 
 // idKey runs one argon2id hash when a slot is free. A stored hash with a
@@ -64,10 +89,16 @@ func NewPasswordHasher(p Argon2Params, limit int) *PasswordHasher {
 // parameters) gets a work area of its own that is not kept, so one odd row
 // cannot grow every slot for good.
 func (h *PasswordHasher) idKey(ctx context.Context, password, salt []byte, p Argon2Params, keyLen uint32, admit func() error) ([]byte, error) {
+	if deadline, ok := ctx.Deadline(); ok && !h.wouldFinishBy(deadline) {
+		return nil, ErrBusy
+	}
 	var m *argon2id.Memory
+	h.waiting.Add(1)
 	select {
 	case m = <-h.slots:
+		h.waiting.Add(-1)
 	case <-ctx.Done():
+		h.waiting.Add(-1)
 		return nil, ctx.Err()
 	}
 	defer func() { h.slots <- m }()
@@ -80,7 +111,15 @@ func (h *PasswordHasher) idKey(ctx context.Context, password, salt []byte, p Arg
 	if p.MemoryKiB > h.Params.MemoryKiB {
 		work = nil
 	}
-	return argon2id.IDKey(work, password, salt, p.Iterations, p.MemoryKiB, p.Parallelism, keyLen), nil
+	start := time.Now()
+	key := argon2id.IDKey(work, password, salt, p.Iterations, p.MemoryKiB, p.Parallelism, keyLen)
+	if p.MemoryKiB == h.Params.MemoryKiB && p.Iterations == h.Params.Iterations && p.Parallelism == h.Params.Parallelism {
+		// An exponential moving average (1/8 weight per hash); concurrent
+		// updates may lose one another's, which only slows it down.
+		avg := h.hashNanos.Load()
+		h.hashNanos.Store(avg + (int64(time.Since(start))-avg)/8)
+	}
+	return key, nil
 }
 
 // Hash returns an argon2id PHC string for password.

@@ -2,8 +2,10 @@ package secret
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 var fast = Argon2Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
@@ -79,4 +81,64 @@ func BenchmarkPasswordVerify(b *testing.B) {
 			b.Fatal("verify failed")
 		}
 	}
+}
+
+// TestAHashThatCannotFinishInTimeIsRefusedAtOnce: under a burst, a request
+// whose deadline will pass before the hashes queued ahead of it are done is
+// answered at once (ErrBusy, which is a DeadlineExceeded and so a 503 with
+// Retry-After) instead of holding its place in the queue and then failing
+// anyway; a request with time enough waits its turn.
+func TestAHashThatCannotFinishInTimeIsRefusedAtOnce(t *testing.T) {
+	h := NewPasswordHasher(fast, 1)
+	phc, err := h.Hash(context.Background(), "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.hashNanos.Store(int64(200 * time.Millisecond)) // as if each hash took 200 ms
+	// Hold the only slot, as a hash in progress does.
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.VerifyAdmitted(context.Background(), phc, "pw", func() error { close(holding); <-release; return nil })
+		done <- err
+	}()
+	<-holding
+
+	t.Run("a deadline shorter than the hash ahead of it is refused at once", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := h.Verify(ctx, phc, "pw")
+		if !errors.Is(err, ErrBusy) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err %v, want ErrBusy matching context.DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Fatalf("refused after %s, want at once", d)
+		}
+	})
+	t.Run("a deadline with room for the queue waits its turn and passes", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		got := make(chan error, 1)
+		go func() {
+			ok, err := h.Verify(ctx, phc, "pw")
+			if err == nil && !ok {
+				err = errors.New("the right password did not verify")
+			}
+			got <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		close(release)
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("without a deadline nothing is refused", func(t *testing.T) {
+		if ok, err := h.Verify(context.Background(), phc, "pw"); !ok || err != nil {
+			t.Fatalf("%v, %v", ok, err)
+		}
+	})
 }
