@@ -205,7 +205,7 @@ func TestSecretCache(t *testing.T) {
 	h := e.p.secrets
 	ctx := context.Background()
 	phc, _ := e.hasher.Hash(ctx, "s3cret")
-	if err := h.verify(ctx, "c", 1, phc, "s3cret"); err != nil {
+	if err := h.verify(ctx, "c", 1, phc, "s3cret", nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(h.cache) != 1 {
@@ -228,7 +228,7 @@ func TestSecretCache(t *testing.T) {
 	e.clock.Advance(secretCacheTTL + time.Second)
 	other, _ := e.hasher.Hash(ctx, "other")
 	// An expired entry no longer short-cuts: with the real hash it must still verify.
-	if err := h.verify(ctx, "c", 1, phc, "s3cret"); err != nil {
+	if err := h.verify(ctx, "c", 1, phc, "s3cret", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.verify(ctx, "c", 1, other, "s3cret", nil); err == nil {
