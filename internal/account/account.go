@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
@@ -37,7 +38,17 @@ type Authenticator struct {
 	Audit    *audit.Recorder
 	Throttle Throttle
 	Now      func() time.Time
+	// Paused, when set, is told (in the background) when an attempt's
+	// failure pauses sign-in to a known, active account from an address,
+	// once per account, address and window: the owner should hear of it
+	// from us, not from a locked door.
+	Paused func(ctx context.Context, u store.User, at Attempt, failures int, until time.Time)
+
+	notices sync.WaitGroup
 }
+
+// WaitForNotices waits for the Paused calls under way (tests, shutdown).
+func (a *Authenticator) WaitForNotices() { a.notices.Wait() }
 
 // Attempt describes one password attempt.
 type Attempt struct {
@@ -119,6 +130,16 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 		reason = "inactive"
 	}
 	a.record(ctx, audit.LoginFailure, at, userID, reason)
+	// This failure filled the account's limit from this address: the next
+	// attempt from there is paused. Only the failure that reaches the limit
+	// exactly says so, so the owner hears once per window.
+	if n := res.Hits[len(res.Hits)-1]; known && !user.Inactive && a.Paused != nil && a.Throttle.PerAccount > 0 && n == a.Throttle.PerAccount {
+		a.notices.Add(1)
+		go func(ctx context.Context) {
+			defer a.notices.Done()
+			a.Paused(ctx, user, at, n, windowEnd(now, a.Throttle.Window))
+		}(context.WithoutCancel(ctx))
+	}
 	return store.User{}, ErrInvalidCredentials
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -374,4 +375,47 @@ func TestARightPasswordCheckedPastItsDeadlineGivesItsReservationBack(t *testing.
 			}
 		})
 	}
+}
+
+// TestTheOwnerIsToldWhenSignInIsPaused: the wrong password that fills an
+// account's limit from one address tells the owner (once per window); an
+// unknown or inactive account, and the attempts refused after the pause,
+// tell nobody.
+func TestTheOwnerIsToldWhenSignInIsPaused(t *testing.T) {
+	type notice struct {
+		user, addr string
+		failures   int
+		until      time.Time
+	}
+	f := newFixture(t, gormstoretest.Open(t), account.DefaultThrottle)
+	var mu sync.Mutex
+	var got []notice
+	f.auth.Paused = func(_ context.Context, u store.User, at account.Attempt, failures int, until time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, notice{u.ID, at.RemoteAddr, failures, until})
+	}
+	f.user(t, "alice", "alice@example.com", "right password", false)
+	f.user(t, "gone", "gone@example.com", "right password", true)
+	limit := account.DefaultThrottle.PerAccount
+	for _, login := range []string{"alice", "gone", "nobody"} {
+		for range limit + 3 {
+			_, _ = f.check(login, "guess", "198.51.100.20")
+		}
+	}
+	f.auth.WaitForNotices()
+	want := []notice{{"alice", "198.51.100.20", limit, time.Date(2026, 11, 23, 12, 15, 0, 0, time.UTC)}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("notices %+v, want %+v", got, want)
+	}
+	t.Run("a new window pauses and tells again", func(t *testing.T) {
+		f.now = f.now.Add(account.DefaultThrottle.Window)
+		for range limit {
+			_, _ = f.check("alice", "guess", "198.51.100.20")
+		}
+		f.auth.WaitForNotices()
+		if len(got) != 2 {
+			t.Fatalf("%d notices, want 2", len(got))
+		}
+	})
 }

@@ -14,6 +14,9 @@ const (
 	LoginSuccess   = "login.success"
 	LoginFailure   = "login.failure"
 	LoginThrottled = "login.throttled"
+	// LoginPausedNotice: the owner was told that wrong passwords paused
+	// sign-in from an address (detail: address, via, delivered).
+	LoginPausedNotice = "login.paused_notice"
 	// LoginStepUp: a signed-in session proved one more factor (detail: amr).
 	LoginStepUp         = "login.step_up"
 	Logout              = "logout"

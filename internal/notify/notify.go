@@ -38,6 +38,10 @@ const (
 	// EventPasswordReset is the event of a forgotten password's code,
 	// whose payload also carries the "link" to set a new password.
 	EventPasswordReset = "password.reset"
+	// EventSignInPaused tells the owner that wrong passwords from one
+	// address paused sign-in there: no token; "address" is that address
+	// and "expiresAt" the end of the pause.
+	EventSignInPaused = "account.sign_in_paused"
 	// SignatureHeader carries "t=<unix>,v1=<hex HMAC-SHA256 of "t.body">".
 	SignatureHeader = "Gatehouse-Signature"
 )
@@ -80,6 +84,8 @@ type User struct {
 type CodeEvent struct {
 	Event       string // "" is EventTwoFactorCode
 	Link        string // EventPasswordReset only
+	Address     string // EventSignInPaused only
+	Failures    int    // EventSignInPaused only: the wrong passwords that paused it
 	ID          string
 	User        User
 	Token       string
@@ -97,6 +103,8 @@ type payload struct {
 	ExpiresAt   string `json:"expiresAt"`
 	ID          string `json:"id"`
 	Link        string `json:"link,omitempty"`
+	Address     string `json:"address,omitempty"`
+	Failures    int    `json:"failures,omitempty"`
 }
 
 // Notifier posts code events to webhooks. The first attempt of a delivery
@@ -338,6 +346,8 @@ func (n *Notifier) Send(ctx context.Context, hook Webhook, ev CodeEvent) error {
 		ExpiresAt:   ev.ExpiresAt.UTC().Format(time.RFC3339),
 		ID:          ev.ID,
 		Link:        ev.Link,
+		Address:     ev.Address,
+		Failures:    ev.Failures,
 	})
 	if err != nil {
 		return fmt.Errorf("encode webhook payload: %w", err)

@@ -157,6 +157,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 	if err := a.SignIn.Validate(); err != nil {
 		return nil, fmt.Errorf("sign-in factors: %w", err)
 	}
+	a.Accounts.Paused = a.tellOwnerSignInPaused
 	a.OAuth, err = oauth.New(ctx, oauth.Config{
 		TwoFactor:            a.TwoFactor,
 		SignIn:               a.SignIn,
@@ -328,6 +329,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 		a.Logger.Warn("webhook retries cut short by shutdown", "err", err)
 	}
 	a.Passwords.WaitForSends()
+	a.Accounts.WaitForNotices()
 	if err := a.Mailer.Close(sctx); err != nil {
 		a.Logger.Warn("mail retries cut short by shutdown", "err", err)
 	}
@@ -412,5 +414,29 @@ func (a *App) purgeExpired(ctx context.Context) {
 				a.Logger.Debug("purged expired "+p.what, "count", n)
 			}
 		}
+	}
+}
+
+// tellOwnerSignInPaused mails the owner of an account whose sign-in from
+// one address was just paused by wrong passwords, through the delivery of
+// the AuthConfig that applies to the attempt's client (the default one when
+// the client is unknown).
+func (a *App) tellOwnerSignInPaused(ctx context.Context, u store.User, at account.Attempt, failures int, until time.Time) {
+	var client resource.Client
+	if at.ClientID != "" {
+		if rec, err := a.Store.GetClient(ctx, at.ClientID); err == nil {
+			if c, err := resource.ClientFromStore(rec); err == nil {
+				client = c
+			}
+		}
+	}
+	pol, err := a.SignIn.Policy.For(ctx, client)
+	if err != nil {
+		a.Logger.WarnContext(ctx, "sign-in paused: owner not told, no policy", "user", u.ID, "err", err)
+		return
+	}
+	m := twofactor.Meta{ClientID: at.ClientID, RemoteAddr: at.RemoteAddr, RequestID: at.RequestID}
+	if !a.TwoFactor.NotifySignInPaused(ctx, u, pol.Webhook(), at.RemoteAddr, failures, until, m) {
+		a.Logger.InfoContext(ctx, "sign-in paused: owner not told (no e-mail address or no delivery)", "user", u.ID, "request_id", at.RequestID)
 	}
 }

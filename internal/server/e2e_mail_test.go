@@ -189,3 +189,61 @@ func TestHostedSignInWithAMailedCodeEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestTheOwnerIsMailedWhenWrongPasswordsPauseSignIn: someone tries wrong
+// passwords for mia's account through the password grant. The tenth pauses
+// sign-in from that address, and mia gets one e-mail that says so, with the
+// address and the end of the pause, and no code or link anyone could use;
+// the attempts refused during the pause send nothing more.
+func TestTheOwnerIsMailedWhenWrongPasswordsPauseSignIn(t *testing.T) {
+	const email = "mia@example.com"
+	for _, be := range gormstoretest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			mail := smtptest.Start(t)
+			app := startApp(t, be.Open(t), func(c *config.Config) { c.Webhook.AllowPrivate = true })
+			putResource(t, app, "/AuthConfig/default", "email:\n  from: 'Gatehouse <noreply@example.com>'\n  smtp:\n    host: 127.0.0.1\n    port: "+
+				strconv.Itoa(mail.Port)+"\n    tls: none\n    timeout: 800\n")
+			putResource(t, app, "/Client/mobile", passwordClientYAML)
+			wantStatus(t, adminJSON(t, app, http.MethodPut, "/User/mia", map[string]any{"password": i5Password, "email": email}), http.StatusCreated, "")
+			guess := url.Values{"grant_type": {"password"}, "username": {"mia"}, "password": {"not-the-password"}}
+			for i := range 10 {
+				wantStatus(t, tokenRequest(t, app, "mobile", i5Secret, guess), http.StatusBadRequest, "invalid_grant")
+				if i < 9 && len(mail.Messages()) > 0 {
+					t.Fatalf("a message after %d wrong passwords", i+1)
+				}
+			}
+			msg, ok := mail.Wait(1, 10*time.Second)
+			if !ok {
+				t.Fatal("the owner was not told")
+			}
+			if len(msg.To) != 1 || msg.To[0] != email {
+				t.Fatalf("message to %v", msg.To)
+			}
+			if subj, _ := new(mime.WordDecoder).DecodeHeader(msg.Header().Get("Subject")); subj != "Sign-in to your account was paused" {
+				t.Fatalf("subject %q", subj)
+			}
+			parts, err := msg.Parts()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, body := range []string{parts["text/plain"], parts["text/html"]} {
+				if !strings.Contains(body, "10 times from the address 127.0.0.1") || !strings.Contains(body, " UTC") {
+					t.Fatalf("the message does not say how often, from where and until when:\n%s", body)
+				}
+				if sixDigits.MatchString(body) || strings.Contains(body, "http") {
+					t.Fatalf("the message carries a code or a link:\n%s", body)
+				}
+			}
+			// Paused now: refused with 429, and nobody is told again.
+			wantStatus(t, tokenRequest(t, app, "mobile", i5Secret, guess), http.StatusTooManyRequests, "invalid_grant")
+			app.Accounts.WaitForNotices()
+			time.Sleep(100 * time.Millisecond)
+			if n := len(mail.Messages()); n != 1 {
+				t.Fatalf("%d messages, want 1", n)
+			}
+			if n := len(auditEvents(t, app, "mia", "login.paused_notice")); n != 1 {
+				t.Fatalf("%d login.paused_notice audit events, want 1", n)
+			}
+		})
+	}
+}

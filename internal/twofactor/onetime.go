@@ -143,14 +143,19 @@ func (s *Service) deliver(ctx context.Context, u store.User, hook notify.Webhook
 			err = s.Notifier.Send(ctx, hook, ev)
 		}
 	}
-	s.record(ctx, audit.CodeSent, u.ID, m, map[string]string{
+	kind, detail := audit.CodeSent, map[string]string{
 		"channel":     ev.Channel,
 		"purpose":     purpose,
 		"destination": MaskDestination(ev.Destination),
 		"event_id":    ev.ID,
 		"via":         via,
 		"delivered":   strconv.FormatBool(err == nil),
-	})
+	}
+	if ev.Event == notify.EventSignInPaused {
+		kind, detail["address"] = audit.LoginPausedNotice, ev.Address
+		delete(detail, "purpose")
+	}
+	s.record(ctx, kind, u.ID, m, detail)
 	return err == nil
 }
 
@@ -180,11 +185,15 @@ func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, r
 	}
 	srv.Password = pw
 	name, kind, ttl := "code", "two_factor.code", CodeTTL
-	if ev.Event == notify.EventPasswordReset {
+	switch ev.Event {
+	case notify.EventPasswordReset:
 		name, kind, ttl = "reset", notify.EventPasswordReset, ResetTTL
+	case notify.EventSignInPaused:
+		name, kind = "paused", notify.EventSignInPaused
 	}
 	msg, err := s.Mail.RenderWith(name, notify.MailLanguage(ctx, resource.UserLocale(u)), reworded, map[string]any{
 		"Code": ev.Token, "Link": ev.Link, "Minutes": int(ttl / time.Minute), "Brand": "Gatehouse",
+		"Address": ev.Address, "Count": ev.Failures, "Until": ev.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"),
 	})
 	if err != nil {
 		s.logger().ErrorContext(ctx, "code e-mail cannot be rendered; code not sent", "err", err)
@@ -194,6 +203,25 @@ func (s *Service) mailCode(ctx context.Context, u store.User, srv notify.SMTP, r
 		ID: ev.ID, Kind: kind, UserID: u.ID, To: ev.Destination,
 		Subject: msg.Subject, Text: msg.Text, HTML: msg.HTML,
 	})
+}
+
+// NotifySignInPaused tells u, by e-mail (the AuthConfig's or the server's
+// SMTP, else hook's webhook), that a number of wrong passwords (failures)
+// from addr paused sign-in from there until the time until. It carries no code and no link: a
+// message anyone could provoke must not be a way in. False when u has no
+// address or nothing can deliver it.
+func (s *Service) NotifySignInPaused(ctx context.Context, u store.User, hook notify.Webhook, addr string, failures int, until time.Time, m Meta) bool {
+	if u.Email == "" {
+		return false
+	}
+	if _, byMail := s.mailFor(MethodEmail, hook); !byMail && (hook.Endpoint == "" || s.Notifier == nil) {
+		return false
+	}
+	ev := notify.CodeEvent{
+		Event: notify.EventSignInPaused, ID: secret.RandomToken(16), Channel: MethodEmail, Destination: u.Email,
+		ExpiresAt: until, Address: addr, Failures: failures,
+	}
+	return s.deliver(ctx, u, hook, ev, "", m)
 }
 
 // LoginCodeInput asks for the code of a login's code prompt.
