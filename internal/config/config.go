@@ -117,8 +117,12 @@ type Config struct {
 		KeyPublicationPeriod time.Duration `yaml:"keyPublicationPeriod"`
 	} `yaml:"oauth"`
 
-	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the client address.
+	// TrustedProxies are CIDRs whose ClientIPHeader is believed for the client address.
 	TrustedProxies []string `yaml:"trustedProxies"`
+	// ClientIPHeader is the header in which those proxies name the client
+	// (X-Forwarded-For by default; X-Real-IP, CF-Connecting-IP, … hold one
+	// address and are read the same way).
+	ClientIPHeader string `yaml:"clientIPHeader"`
 	// Pprof serves net/http/pprof under /debug/pprof/ behind admin auth.
 	Pprof bool `yaml:"pprof"`
 
@@ -144,6 +148,7 @@ func Default() Config {
 	c.Database.StatementTimeout = 10 * time.Second
 	c.Server.RequestTimeout = 5 * time.Second
 	c.Server.MaxInFlight = 256
+	c.ClientIPHeader = "X-Forwarded-For"
 	c.Log.Format = "text"
 	c.Log.Level = "info"
 	c.Password.MemoryKiB = 19 * 1024
@@ -234,6 +239,7 @@ func applyEnv(c *Config, getenv func(string) string) error {
 	duration("GATEHOUSE_DATABASE_STATEMENT_TIMEOUT", &c.Database.StatementTimeout)
 	duration("GATEHOUSE_SERVER_REQUEST_TIMEOUT", &c.Server.RequestTimeout)
 	integer("GATEHOUSE_SERVER_MAX_IN_FLIGHT", &c.Server.MaxInFlight)
+	str("GATEHOUSE_CLIENT_IP_HEADER", &c.ClientIPHeader)
 	boolean("GATEHOUSE_DEV", &c.Dev)
 	boolean("GATEHOUSE_DEMO", &c.Demo)
 	boolean("GATEHOUSE_WEBHOOK_ALLOW_PRIVATE", &c.Webhook.AllowPrivate)
@@ -364,6 +370,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("trustedProxies: %q is not a CIDR", p))
 		}
 	}
+	if !validHeaderName(c.ClientIPHeader) {
+		errs = append(errs, fmt.Errorf("clientIPHeader: %q is not a header name", c.ClientIPHeader))
+	}
 	return errors.Join(errs...)
 }
 
@@ -374,4 +383,18 @@ func IsLoopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// validHeaderName reports whether s is an HTTP header name (an RFC 9110
+// token), so a typo in the configuration is refused at start.
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }

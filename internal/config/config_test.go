@@ -82,6 +82,20 @@ func TestLoad(t *testing.T) {
 			t.Errorf("from the environment: %+v %+v", c.Database, c.Server)
 		}
 	})
+	t.Run("the client address header defaults to X-Forwarded-For and comes from the file and the environment", func(t *testing.T) {
+		c, err := Load("", env(nil))
+		if err != nil || c.ClientIPHeader != "X-Forwarded-For" {
+			t.Fatalf("default %q, %v", c.ClientIPHeader, err)
+		}
+		file := filepath.Join(dir, "proxy.yaml")
+		os.WriteFile(file, []byte("trustedProxies: [10.0.0.0/8]\nclientIPHeader: X-Real-IP\n"), 0o600)
+		if c, err = Load(file, env(nil)); err != nil || c.ClientIPHeader != "X-Real-IP" {
+			t.Fatalf("from the file %q, %v", c.ClientIPHeader, err)
+		}
+		if c, err = Load(file, env(map[string]string{"GATEHOUSE_CLIENT_IP_HEADER": "CF-Connecting-IP"})); err != nil || c.ClientIPHeader != "CF-Connecting-IP" {
+			t.Fatalf("from the environment %q, %v", c.ClientIPHeader, err)
+		}
+	})
 	t.Run("the SMTP relay comes from GATEHOUSE_SMTP_* and is checked", func(t *testing.T) {
 		c, err := Load("", env(map[string]string{
 			"GATEHOUSE_SMTP_HOST": "mailpit", "GATEHOUSE_SMTP_PORT": "1025", "GATEHOUSE_SMTP_TLS": "none",
@@ -169,6 +183,8 @@ func TestValidate(t *testing.T) {
 		{"a bad log format is refused", func(c *Config) { c.Log.Format = "xml" }, "log.format"},
 		{"a zero token lifespan is refused", func(c *Config) { c.Tokens.AccessTokenLifespan = 0 }, "accessTokenLifespan"},
 		{"a bad proxy CIDR is refused", func(c *Config) { c.TrustedProxies = []string{"10.0.0.1"} }, "CIDR"},
+		{"a client address header that is no header name is refused", func(c *Config) { c.ClientIPHeader = "X-Real-IP: 1" }, "clientIPHeader"},
+		{"an empty client address header is refused", func(c *Config) { c.ClientIPHeader = "" }, "clientIPHeader"},
 		{"a negative memory limit is refused", func(c *Config) { c.MemoryLimitMiB = -1 }, "memoryLimitMiB"},
 		{"a pool without connections is refused", func(c *Config) { c.Database.MaxOpenConns = 0 }, "database.maxOpenConns"},
 		{"more idle connections than open ones are refused", func(c *Config) { c.Database.MaxIdleConns = 11 }, "database.maxIdleConns"},

@@ -281,6 +281,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (*App, error) {
 		HSTS:           strings.HasPrefix(cfg.Issuer, "https://"),
 		Static:         static.FS,
 		TrustedProxies: proxies,
+		ClientIPHeader: cfg.ClientIPHeader,
 		AdminOnly:      a.Admin.RequireAdmin,
 		Pprof:          cfg.Pprof,
 		Metrics:        metrics,

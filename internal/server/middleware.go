@@ -20,7 +20,7 @@ import (
 )
 
 // requestContext gives every request an id (echoed as X-Request-ID) and
-// resolves the client address, trusting X-Forwarded-For only from
+// resolves the client address, trusting ClientIPHeader only from
 // configured proxies.
 func (s *Server) requestContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,8 +61,13 @@ func (s *Server) clientAddr(r *http.Request) string {
 	if peer == nil || !s.trusted(peer) {
 		return host
 	}
-	// Walk X-Forwarded-For from the right, skipping our own proxies.
-	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	// Walk the header from the right, skipping our own proxies (a header
+	// of one address, such as X-Real-IP, is a list of one).
+	header := s.ClientIPHeader
+	if header == "" {
+		header = "X-Forwarded-For"
+	}
+	hops := strings.Split(r.Header.Get(header), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		ip := net.ParseIP(strings.TrimSpace(hops[i]))
 		if ip == nil {

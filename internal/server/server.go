@@ -27,8 +27,10 @@ type Server struct {
 	Store  store.Store
 	Routes []Registrar
 	Static fs.FS
-	// TrustedProxies: requests from these networks may name the client in X-Forwarded-For.
+	// TrustedProxies: requests from these networks may name the client in
+	// ClientIPHeader ("": X-Forwarded-For).
 	TrustedProxies []*net.IPNet
+	ClientIPHeader string
 	// AdminOnly guards operator endpoints (pprof); nil disables them.
 	AdminOnly func(http.Handler) http.Handler
 	Pprof     bool
