@@ -263,25 +263,26 @@ func testClients(t *testing.T, newStore func(t testing.TB) store.Store) {
 		must(t, err, "consent to the other client")
 	})
 
-	t.Run("deleting a client removes every token and code issued to it, also for a client re-created with its id", func(t *testing.T) {
+	t.Run("deleting a client removes every token, code and pushed request issued to it, also for a client re-created with its id", func(t *testing.T) {
 		seedClient(t, s, "gone")
 		seedClient(t, s, "stays")
 		recs := []store.OAuthRequest{
 			oauthRequest(store.KindAccessToken, "sig-gone-at", "req-gone", "u1", base.Add(time.Hour)),
 			oauthRequest(store.KindRefreshToken, "sig-gone-rt", "req-gone", "u1", base.Add(time.Hour)),
 			oauthRequest(store.KindAuthorizeCode, "sig-gone-code", "req-gone-2", "u1", base.Add(time.Hour)),
+			oauthRequest(store.KindPushed, "sig-gone-par", "req-gone-3", "", base.Add(time.Minute)),
 			oauthRequest(store.KindAccessToken, "sig-stays-at", "req-stays", "u1", base.Add(time.Hour)),
 		}
 		for i := range recs {
 			recs[i].ClientID = "gone"
 		}
-		recs[3].ClientID = "stays"
+		recs[4].ClientID = "stays"
 		for _, r := range recs {
 			must(t, s.CreateOAuthRequest(ctx, r), "create "+r.Signature)
 		}
 		must(t, s.DeleteClient(ctx, "gone"), "delete")
 		seedClient(t, s, "gone")
-		for _, r := range recs[:3] {
+		for _, r := range recs[:4] {
 			_, err := s.GetOAuthRequest(ctx, r.Kind, r.Signature)
 			wantErr(t, err, store.ErrNotFound, r.Signature+" of the deleted client")
 		}
