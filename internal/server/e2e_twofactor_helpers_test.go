@@ -891,24 +891,11 @@ func openInspectable(t *testing.T, backend string) inspectableStore {
 		if dsn == "" {
 			t.Fatalf("%s is not set", gormstoretest.PostgresEnv)
 		}
-		st := openPostgresOn(t, dsn)
+		st := gormstoretest.OpenPostgresAt(t, dsn)
 		return inspectableStore{store: st, dump: func(t *testing.T) []byte { return dumpPostgres(t, dsn) }}
 	}
 	t.Fatalf("unknown backend %q", backend)
 	return inspectableStore{}
-}
-
-func openPostgresOn(t *testing.T, dsn string) *gormstore.Store {
-	t.Helper()
-	st, err := gormstore.OpenPostgres(dsn, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // dumpPostgres is every row of every table of the DSN's schema as text

@@ -148,8 +148,8 @@ func TestTwoFactorOneCodeAcrossTwoServers(t *testing.T) {
 		t.Skipf("%s is not set: two servers need a shared PostgreSQL", gormstoretest.PostgresEnv)
 	}
 	key := secret.RandomBytes(32)
-	app1 := startAppWithKey(t, openPostgresOn(t, dsn), key)
-	app2 := startAppWithKey(t, openPostgresOn(t, dsn), key)
+	app1 := startAppWithKey(t, gormstoretest.OpenPostgresAt(t, dsn), key)
+	app2 := startAppWithKey(t, gormstoretest.OpenPostgresAt(t, dsn), key)
 	putResource(t, app1, "/Client/mywebapp", webClientYAML)
 	s := &tfSuite{app: app1}
 	invalid := s.invalidCodeMessage(t)

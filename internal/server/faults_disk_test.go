@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/gatehouse/gatehouse/internal/store/gormstore"
+	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
 
 // TestSQLiteOnAFullDisk puts the database on a file system of its own (a
@@ -32,15 +31,7 @@ func TestSQLiteOnAFullDisk(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
 	path := filepath.Join(dir, "gatehouse.db")
-	st, err := gormstore.OpenSQLite(path, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	app := startApp(t, st)
+	app := startApp(t, gormstoretest.OpenSQLiteAt(t, path))
 	app.mustPut("/Client/svc", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\n")
 	app.mustPut("/Client/spa", "grant_types: [password]\nallowed_origins: ['https://app.example']\n")
 	app.mustPut("/User/alice", "email: alice@example.com\npassword: alice-password-1\n")

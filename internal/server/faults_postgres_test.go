@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/internal/store/gormstore"
 	"github.com/gatehouse/gatehouse/internal/store/gormstore/gormstoretest"
 )
 
@@ -29,15 +27,7 @@ func TestAPostgreSQLThatGoesAwayAndComesBack(t *testing.T) {
 	}
 	const deadline = time.Second
 	pg := gormstoretest.StartCluster(t)
-	st, err := gormstore.OpenPostgresWith(pg.DSN(), gormstore.PostgresOptions{MaxOpenConns: 8}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	app := startApp(t, st, func(c *config.Config) { c.Server.RequestTimeout = deadline })
+	app := startApp(t, gormstoretest.OpenPostgresAt(t, pg.DSN()), func(c *config.Config) { c.Server.RequestTimeout = deadline })
 	app.mustPut("/Client/svc", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\n")
 	app.mustPut("/Client/spa", "grant_types: [password]\nallowed_origins: ['https://app.example']\n")
 	app.mustPut("/User/alice", "email: alice@example.com\npassword: alice-password-1\n")

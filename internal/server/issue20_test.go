@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -35,14 +34,7 @@ type faultBackend struct {
 func faultBackends(t *testing.T) []func(t *testing.T) faultBackend {
 	out := []func(t *testing.T) faultBackend{func(t *testing.T) faultBackend {
 		path := filepath.Join(t.TempDir(), "gatehouse.db")
-		st, err := gormstore.OpenSQLite(path, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		if err := st.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		st := gormstoretest.OpenSQLiteAt(t, path)
 		raw, err := sql.Open("sqlite", path)
 		if err != nil {
 			t.Fatal(err)

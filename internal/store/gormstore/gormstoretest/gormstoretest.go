@@ -45,7 +45,14 @@ func Open(t testing.TB) store.Store {
 // OpenSQLite is Open with the concrete type, for tests of gormstore itself.
 func OpenSQLite(t testing.TB) *gormstore.Store {
 	t.Helper()
-	s, err := gormstore.OpenSQLite(filepath.Join(t.TempDir(), "gatehouse.db"), quietLogger())
+	return OpenSQLiteAt(t, filepath.Join(t.TempDir(), "gatehouse.db"))
+}
+
+// OpenSQLiteAt is OpenSQLite on a file the test chose (one it also opens
+// another way, or on a file system of its own).
+func OpenSQLiteAt(t testing.TB, path string) *gormstore.Store {
+	t.Helper()
+	s, err := gormstore.OpenSQLite(path, quietLogger())
 	if err != nil {
 		t.Fatalf("open sqlite test store: %v", err)
 	}
