@@ -326,11 +326,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	// The background sends first (each bounded by its delivery's timeout),
+	// so that their retries still reach the queues the Closes then drain.
+	a.Passwords.WaitForSends()
+	a.Accounts.WaitForNotices()
 	if err := a.Notifier.Close(sctx); err != nil {
 		a.Logger.Warn("webhook retries cut short by shutdown", "err", err)
 	}
-	a.Passwords.WaitForSends()
-	a.Accounts.WaitForNotices()
 	if err := a.Mailer.Close(sctx); err != nil {
 		a.Logger.Warn("mail retries cut short by shutdown", "err", err)
 	}
