@@ -440,6 +440,6 @@ func (a *App) tellOwnerSignInPaused(ctx context.Context, u store.User, at accoun
 	}
 	m := twofactor.Meta{ClientID: at.ClientID, RemoteAddr: at.RemoteAddr, RequestID: at.RequestID}
 	if !a.TwoFactor.NotifySignInPaused(ctx, u, pol.Webhook(), at.RemoteAddr, failures, until, m) {
-		a.Logger.InfoContext(ctx, "sign-in paused: owner not told (no e-mail address or no delivery)", "user", u.ID, "request_id", at.RequestID)
+		a.Logger.InfoContext(ctx, "sign-in paused: owner not told (no e-mail address, no delivery configured, or it failed)", "user", u.ID, "request_id", at.RequestID)
 	}
 }
