@@ -13,10 +13,23 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
-// ErrInvalidCredentials is the one answer for an unknown user, a wrong
-// password and an inactive account, so a caller cannot tell them apart. A
-// throttled attempt is a *ThrottledError (which matches it too).
+// ErrInvalidCredentials is the one answer for an unknown user and a wrong
+// password (an inactive account's too), so a caller cannot tell them apart.
+// A throttled attempt is a *ThrottledError, and the right password of an
+// inactive account ErrAccountDisabled; both match it too.
 var ErrInvalidCredentials = errors.New("invalid username or password")
+
+// ErrAccountDisabled answers the right password of an inactive account, so
+// that its owner is told why they cannot sign in; a wrong password for it
+// is ErrInvalidCredentials like any other, so only someone who knows the
+// password learns that the account exists and is disabled. It matches
+// ErrInvalidCredentials: a caller that does not tell them apart refuses.
+var ErrAccountDisabled error = disabledError{}
+
+type disabledError struct{}
+
+func (disabledError) Error() string        { return "account disabled" }
+func (disabledError) Is(target error) bool { return target == ErrInvalidCredentials }
 
 // Throttle limits failed passwords in fixed windows. Failures count per
 // (account, address) and per address, never per account alone: whoever
@@ -91,7 +104,7 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 	// attempt is reserved once it holds a hashing slot: the attempts queued
 	// for one do not count against the address's limit yet.
 	hash := ""
-	if known && !user.Inactive {
+	if known {
 		hash = user.PasswordHash
 	}
 	var res Reservation
@@ -105,6 +118,11 @@ func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.Us
 	}
 	if err != nil && !errors.Is(err, secret.ErrMalformedHash) {
 		return store.User{}, fmt.Errorf("verify password: %w", err)
+	}
+	if ok && user.Inactive {
+		// Counted like a failure: knowing the password opens nothing.
+		a.record(ctx, audit.LoginFailure, at, userID, "inactive")
+		return store.User{}, ErrAccountDisabled
 	}
 	if ok {
 		if err := res.Release(ctx); err != nil {

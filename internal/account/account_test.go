@@ -86,13 +86,15 @@ func TestCheckPassword(t *testing.T) {
 				name, login, password string
 				wantUser              string
 				wantEvent, reason     string
+				disabled              bool // ErrAccountDisabled, not the plain ErrInvalidCredentials
 			}{
-				{"the right password signs in by id", "alice", "correct horse", "alice", audit.LoginSuccess, ""},
-				{"the right password signs in by email, in any case", "Alice@Example.COM", "correct horse", "alice", audit.LoginSuccess, ""},
-				{"a wrong password is refused", "alice", "wrong horse", "", audit.LoginFailure, "wrong_password"},
-				{"an unknown user is refused", "nobody", "correct horse", "", audit.LoginFailure, "unknown_user"},
-				{"an inactive user is refused even with the right password", "olga", "correct horse", "", audit.LoginFailure, "inactive"},
-				{"a user without a password cannot sign in with an empty one", "nopass", "", "", audit.LoginFailure, "wrong_password"},
+				{"the right password signs in by id", "alice", "correct horse", "alice", audit.LoginSuccess, "", false},
+				{"the right password signs in by email, in any case", "Alice@Example.COM", "correct horse", "alice", audit.LoginSuccess, "", false},
+				{"a wrong password is refused", "alice", "wrong horse", "", audit.LoginFailure, "wrong_password", false},
+				{"an unknown user is refused", "nobody", "correct horse", "", audit.LoginFailure, "unknown_user", false},
+				{"an inactive user with the right password is told the account is disabled", "olga", "correct horse", "", audit.LoginFailure, "inactive", true},
+				{"an inactive user with a wrong password is refused like anyone", "olga", "wrong horse", "", audit.LoginFailure, "inactive", false},
+				{"a user without a password cannot sign in with an empty one", "nopass", "", "", audit.LoginFailure, "wrong_password", false},
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +107,10 @@ func TestCheckPassword(t *testing.T) {
 						if !errors.Is(err, account.ErrInvalidCredentials) || u.ID != "" {
 							t.Fatalf("CheckPassword = %q, %v; want ErrInvalidCredentials", u.ID, err)
 						}
-						if err.Error() != account.ErrInvalidCredentials.Error() {
+						if errors.Is(err, account.ErrAccountDisabled) != tt.disabled {
+							t.Fatalf("CheckPassword = %v; disabled %v, want %v", err, !tt.disabled, tt.disabled)
+						}
+						if !tt.disabled && err.Error() != account.ErrInvalidCredentials.Error() {
 							t.Fatalf("error text %q gives the reason away", err)
 						}
 					}

@@ -32,6 +32,10 @@ const (
 var errInvalidCredentials = &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials",
 	Desc: "The username or password is incorrect."}
 
+// errAccountDisabled answers only the right password of an inactive account.
+var errAccountDisabled = &apiError{Status: http.StatusForbidden, Code: "account_disabled",
+	Desc: "This account is disabled. Contact your administrator."}
+
 // signIn is POST /auth/sign-in: {username, password, client_id,
 // client_secret?, scope?}.
 func (h *Handler) signIn(c *call) error {
@@ -57,6 +61,9 @@ func (h *Handler) signIn(c *call) error {
 	})
 	if errors.Is(err, account.ErrThrottled) {
 		return throttled(err)
+	}
+	if errors.Is(err, account.ErrAccountDisabled) {
+		return errAccountDisabled
 	}
 	if errors.Is(err, account.ErrInvalidCredentials) {
 		return errInvalidCredentials

@@ -63,6 +63,16 @@ func TestPasswordSignIn(t *testing.T) {
 			}
 		})
 
+		t.Run("the right password of a disabled account is told so; a wrong one is not", func(t *testing.T) {
+			e.user(resource.User{ID: "olga", Email: "olga@example.com", Inactive: true})
+			want(t, e.post(api.PathSignIn, map[string]any{"username": "olga", "password": userPassword, "client_id": spaClient}), http.StatusForbidden, "account_disabled")
+			wrong := e.post(api.PathSignIn, map[string]any{"username": "olga", "password": "nope", "client_id": spaClient})
+			want(t, wrong, http.StatusUnauthorized, "invalid_credentials")
+			if strings.Contains(wrong.raw, "disabled") {
+				t.Fatalf("a wrong password learns the account is disabled: %s", wrong.raw)
+			}
+		})
+
 		t.Run("a confidential client must send its secret", func(t *testing.T) {
 			base := map[string]any{"username": "pat", "password": userPassword, "client_id": backend}
 			want(t, e.post(api.PathSignIn, base), http.StatusUnauthorized, "invalid_client")

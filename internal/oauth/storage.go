@@ -508,6 +508,9 @@ func (s *fositeStore) Authenticate(ctx context.Context, name, password string) (
 	if errors.Is(err, account.ErrThrottled) {
 		return "", err // writeTokenError answers 429 with Retry-After
 	}
+	if errors.Is(err, account.ErrAccountDisabled) {
+		return "", err // writeTokenError says so
+	}
 	if errors.Is(err, account.ErrInvalidCredentials) {
 		return "", fosite.ErrNotFound
 	}

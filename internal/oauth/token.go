@@ -203,6 +203,9 @@ func (p *Provider) writeTokenError(ctx context.Context, w http.ResponseWriter, r
 		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": fosite.ErrInvalidGrant.ErrorField,
 			"error_description": "Too many failed sign-ins for this account from this address. Sign-in is paused here; try again after Retry-After seconds."})
 		return
+	case errors.Is(err, account.ErrAccountDisabled):
+		// Only the right password of an inactive account gets here.
+		err = fosite.ErrInvalidGrant.WithDescription("This account is disabled.").WithWrap(err)
 	case errors.Is(err, errInvalidOTP):
 		// One plain answer for a wrong, malformed, reused or locked-out code.
 		err = fosite.ErrInvalidGrant.WithDescription(errInvalidOTP.Error()).WithWrap(err)

@@ -378,6 +378,26 @@ func TestDisabledUser(t *testing.T) {
 	})
 }
 
+// TestPasswordGrantOfADisabledAccount: the right password of an inactive
+// user gets invalid_grant that says the account is disabled; a wrong one
+// gets the usual answer, so guessing tells nothing.
+func TestPasswordGrantOfADisabledAccount(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.putUser(resource.User{ID: "olga", Email: "olga@example.test", Inactive: true}, alicePass)
+		grant := func(pass string) response {
+			return e.post(PathToken, url.Values{"grant_type": {"password"}, "username": {"olga"}, "password": {pass}, "scope": {"openid"}}, "mobile", mobileSecret)
+		}
+		r := grant(alicePass)
+		if r.status != http.StatusBadRequest || r.str("error") != "invalid_grant" || r.str("error_description") != "This account is disabled." {
+			t.Fatalf("right password: %d %s", r.status, r.raw)
+		}
+		r = grant("not the password")
+		if r.status != http.StatusBadRequest || r.str("error") != "invalid_grant" || strings.Contains(r.raw, "disabled") {
+			t.Fatalf("wrong password: %d %s", r.status, r.raw)
+		}
+	})
+}
+
 func TestIDTokenSigningAlgorithmPerClient(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		for _, tc := range []struct {

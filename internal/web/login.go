@@ -19,6 +19,9 @@ import (
 // the reason (unknown user, wrong password, inactive, throttled).
 var msgInvalidCredentials = tr("Invalid username or password")
 
+// msgAccountDisabled answers only the right password of an inactive account.
+var msgAccountDisabled = tr("This account is disabled. Contact your administrator.")
+
 const (
 	maxUsernameLen = 256
 	maxPasswordLen = 1024
@@ -192,6 +195,10 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	})
 	if errors.Is(err, account.ErrThrottled) {
 		h.loginRefused(w, r, sess, f, username, throttledMessage(r, err))
+		return
+	}
+	if errors.Is(err, account.ErrAccountDisabled) {
+		h.loginRefused(w, r, sess, f, username, msgAccountDisabled)
 		return
 	}
 	if errors.Is(err, account.ErrInvalidCredentials) {

@@ -116,7 +116,7 @@ func TestFailedLoginsLookTheSame(t *testing.T) {
 		attempts := []struct{ name, username, password string }{
 			{"wrong password", "alice", "not the password"},
 			{"unknown user", "nobody@example.com", alicePassword},
-			{"inactive user", "olga", alicePassword},
+			{"inactive user with a wrong password", "olga", "not the password"},
 		}
 		var first page
 		for i, a := range attempts {
@@ -140,6 +140,24 @@ func TestFailedLoginsLookTheSame(t *testing.T) {
 		}
 		if c := b.get("/auth/login"); strings.Contains(c.body, `id="signed-in-user"`) {
 			t.Fatal("a failed login signed in")
+		}
+	})
+}
+
+// TestADisabledAccountsOwnerIsToldSo: the right password of an inactive
+// account gets a plain "disabled" message and signs nobody in; a wrong one
+// still looks like any other failure (TestFailedLoginsLookTheSame), so
+// only someone who knows the password learns the account is disabled.
+func TestADisabledAccountsOwnerIsToldSo(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		e.putUser("olga", "olga@example.com", alicePassword, true)
+		b := e.browser()
+		p := b.login(b.get("/auth/login"), "olga", alicePassword)
+		if p.status != http.StatusOK || !strings.Contains(p.body, `<p id="error" class="error" role="alert">This account is disabled. Contact your administrator.</p>`) {
+			t.Fatalf("status %d:\n%s", p.status, p.body)
+		}
+		if c := b.get("/auth/login"); strings.Contains(c.body, `id="signed-in-user"`) {
+			t.Fatal("the disabled account signed in")
 		}
 	})
 }
