@@ -242,11 +242,12 @@ func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confid
 		return c, nil
 	}
 	// The check is reserved once it holds a hashing slot: the requests
-	// queued for one (a cold start under load) are not failures yet.
-	var res *account.Reservation
-	err = p.secrets.verify(ctx, c.GetID(), c.version, c.secretHash, sec, func() error {
-		r, err := p.reserveSecretCheck(ctx, c.GetID())
-		res = &r
+	// queued for one (a cold start under load) are not failures yet. A
+	// request that shared another's check reserved nothing: its zero
+	// Reservation releases nothing.
+	var res account.Reservation
+	err = p.secrets.verify(ctx, c.GetID(), c.version, c.secretHash, sec, func() (err error) {
+		res, err = p.reserveSecretCheck(ctx, c.GetID())
 		return err
 	})
 	var fe *fosite.RFC6749Error
@@ -259,10 +260,8 @@ func (p *Provider) checkClient(ctx context.Context, id, sec, view string, confid
 	case err != nil:
 		return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
 	}
-	if res != nil {
-		if err := res.Release(ctx); err != nil {
-			return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
-		}
+	if err := res.Release(ctx); err != nil {
+		return nil, errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(err))
 	}
 	return c, nil
 }

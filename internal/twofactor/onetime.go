@@ -145,15 +145,16 @@ func (s *Service) deliver(ctx context.Context, u store.User, hook notify.Webhook
 	}
 	kind, detail := audit.CodeSent, map[string]string{
 		"channel":     ev.Channel,
-		"purpose":     purpose,
 		"destination": MaskDestination(ev.Destination),
 		"event_id":    ev.ID,
 		"via":         via,
 		"delivered":   strconv.FormatBool(err == nil),
 	}
 	if ev.Event == notify.EventSignInPaused {
+		// A notice, not a code: it has an address instead of a purpose.
 		kind, detail["address"] = audit.LoginPausedNotice, ev.Address
-		delete(detail, "purpose")
+	} else {
+		detail["purpose"] = purpose
 	}
 	s.record(ctx, kind, u.ID, m, detail)
 	return err == nil

@@ -36,15 +36,8 @@ func (s *Store) PutTwoFactor(ctx context.Context, tf store.TwoFactor) error {
 	if tf.UserID == "" || tf.Method == "" {
 		return errors.New("put second factor: empty user id or method")
 	}
-	err := s.conn(ctx).Exec(`INSERT INTO two_factors (`+twoFactorCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (user_id) DO UPDATE SET method = excluded.method, enabled = excluded.enabled, secret = excluded.secret,
-			destination = excluded.destination, last_step = excluded.last_step, enrolled_at = excluded.enrolled_at,
-			failures = excluded.failures, locked_until = excluded.locked_until, lockouts = excluded.lockouts,
-			reserved_at = NULL, updated_at = excluded.updated_at`,
-		tf.UserID, tf.Method, tf.Enabled, tf.Secret, tf.Destination, tf.LastStep, tv(tf.EnrolledAt),
-		tf.Failures, tv(tf.LockedUntil), tf.Lockouts, s.now()).Error
-	if err != nil {
-		return errorf("put second factor of user %q: %w", tf.UserID, keyErr(err))
+	if _, err := s.upsertTwoFactor(ctx, tf, ""); err != nil {
+		return errorf("put second factor of user %q: %w", tf.UserID, err)
 	}
 	return nil
 }
@@ -57,21 +50,31 @@ func (s *Store) EnableTwoFactor(ctx context.Context, tf store.TwoFactor) error {
 	if tf.UserID == "" || tf.Method == "" || !tf.Enabled {
 		return errors.New("enable second factor: empty user id or method, or not enabled")
 	}
+	n, err := s.upsertTwoFactor(ctx, tf, "WHERE NOT two_factors.enabled")
+	if err != nil {
+		return errorf("enable second factor of user %q: %w", tf.UserID, err)
+	}
+	if n == 0 {
+		return errorf("enable second factor of user %q: one is enabled already: %w", tf.UserID, store.ErrConflict)
+	}
+	return nil
+}
+
+// upsertTwoFactor writes tf over the user's record where the conflict
+// clause's condition (SQL, "" for none) holds, and says how many rows it
+// wrote.
+func (s *Store) upsertTwoFactor(ctx context.Context, tf store.TwoFactor, condition string) (int64, error) {
 	res := s.conn(ctx).Exec(`INSERT INTO two_factors (`+twoFactorCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (user_id) DO UPDATE SET method = excluded.method, enabled = excluded.enabled, secret = excluded.secret,
 			destination = excluded.destination, last_step = excluded.last_step, enrolled_at = excluded.enrolled_at,
 			failures = excluded.failures, locked_until = excluded.locked_until, lockouts = excluded.lockouts,
-			reserved_at = NULL, updated_at = excluded.updated_at
-		WHERE NOT two_factors.enabled`,
+			reserved_at = NULL, updated_at = excluded.updated_at `+condition,
 		tf.UserID, tf.Method, tf.Enabled, tf.Secret, tf.Destination, tf.LastStep, tv(tf.EnrolledAt),
 		tf.Failures, tv(tf.LockedUntil), tf.Lockouts, s.now())
 	if res.Error != nil {
-		return errorf("enable second factor of user %q: %w", tf.UserID, keyErr(res.Error))
+		return 0, keyErr(res.Error)
 	}
-	if res.RowsAffected == 0 {
-		return errorf("enable second factor of user %q: one is enabled already: %w", tf.UserID, store.ErrConflict)
-	}
-	return nil
+	return res.RowsAffected, nil
 }
 
 // EnsureTwoFactor inserts an empty disabled record unless one exists.
