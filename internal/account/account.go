@@ -84,7 +84,9 @@ func (a *Authenticator) now() time.Time { return a.Now().UTC() }
 // error, which callers show as "try again later".
 func (a *Authenticator) CheckPassword(ctx context.Context, at Attempt) (store.User, error) {
 	now := a.now()
-	user, err := a.Store.FindUser(ctx, at.Login)
+	// The factors come in the same statement: the sign-in that follows a
+	// right password decides from them.
+	user, err := a.Store.FindUserWithFactors(ctx, at.Login)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, fmt.Errorf("find user: %w", err)
 	}

@@ -31,9 +31,18 @@ func (Factor) Describe() signin.Description {
 }
 
 func (f Factor) Offers(ctx context.Context, s *signin.SignIn) ([]signin.Offer, error) {
-	ok, err := f.Passkeys.HasPasskeys(ctx, s.User.ID)
-	if err != nil || !ok {
-		return nil, err
+	ok := false
+	if known := s.User.Factors; known != nil {
+		// Counted when the user was read: no statement of its own.
+		ok = known.Passkeys > 0
+	} else {
+		var err error
+		if ok, err = f.Passkeys.HasPasskeys(ctx, s.User.ID); err != nil {
+			return nil, err
+		}
+	}
+	if !ok {
+		return nil, nil
 	}
 	return []signin.Offer{{Strategy: StrategyPasskey}}, nil
 }

@@ -35,6 +35,7 @@ func TestSQLiteOnAFullDisk(t *testing.T) {
 	app.mustPut("/Client/svc", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\n")
 	app.mustPut("/Client/spa", "grant_types: [password]\nallowed_origins: ['https://app.example']\n")
 	app.mustPut("/User/alice", "email: alice@example.com\npassword: alice-password-1\n")
+	reqs := stalledRequests(t, app)
 	// A few hundred acknowledged writes before the disk fills.
 	var acked []string
 	for i := range 200 {
@@ -88,8 +89,8 @@ func TestSQLiteOnAFullDisk(t *testing.T) {
 			t.Fatalf("5,000 PUTs on a full disk all succeeded")
 		}
 		t.Logf("%d writes fitted in the space SQLite had before the first refusal", len(acked)-200)
-		for _, q := range stalledRequests(app) {
-			a := call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic)
+		for _, q := range reqs {
+			a := q.do(t, app)
 			if a.status >= 500 && a.status != http.StatusServiceUnavailable {
 				t.Errorf("%s on a full disk: %d %.300s; want 503 or a success", q.name, a.status, a.body)
 			}
@@ -113,8 +114,8 @@ func TestSQLiteOnAFullDisk(t *testing.T) {
 		if r := call(t, http.MethodGet, app.URL+"/health/ready", "", "", [2]string{}); r.status != http.StatusOK {
 			t.Fatalf("ready %d %s after space was freed", r.status, r.body)
 		}
-		for _, q := range stalledRequests(app) {
-			if a := call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic); a.status >= 300 {
+		for _, q := range reqs {
+			if a := q.do(t, app); a.status >= 300 {
 				t.Errorf("%s after space was freed: %d %.200s", q.name, a.status, a.body)
 			}
 		}

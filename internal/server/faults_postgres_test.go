@@ -31,7 +31,7 @@ func TestAPostgreSQLThatGoesAwayAndComesBack(t *testing.T) {
 	app.mustPut("/Client/svc", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\n")
 	app.mustPut("/Client/spa", "grant_types: [password]\nallowed_origins: ['https://app.example']\n")
 	app.mustPut("/User/alice", "email: alice@example.com\npassword: alice-password-1\n")
-	reqs := stalledRequests(app)
+	reqs := stalledRequests(t, app)
 	ready := func() answer { return call(t, http.MethodGet, app.URL+"/health/ready", "", "", [2]string{}) }
 
 	// down checks every surface while the server is away: 503 with
@@ -39,7 +39,7 @@ func TestAPostgreSQLThatGoesAwayAndComesBack(t *testing.T) {
 	down := func(t *testing.T, within time.Duration) {
 		t.Helper()
 		for _, q := range reqs {
-			a := call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic)
+			a := q.do(t, app)
 			if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
 				t.Errorf("%s: %d (Retry-After %q): %.300s; want 503 with Retry-After", q.name, a.status, a.header.Get("Retry-After"), a.body)
 			}
@@ -50,6 +50,7 @@ func TestAPostgreSQLThatGoesAwayAndComesBack(t *testing.T) {
 		if r := ready(); r.status != http.StatusServiceUnavailable {
 			t.Errorf("ready %d %s while the database is away, want 503", r.status, r.body)
 		}
+		visitorLoginPage(t, app)
 		if r := call(t, http.MethodGet, app.URL+"/health/alive", "", "", [2]string{}); r.status != http.StatusOK {
 			t.Errorf("alive %d: the process itself is fine", r.status)
 		}
@@ -64,7 +65,7 @@ func TestAPostgreSQLThatGoesAwayAndComesBack(t *testing.T) {
 				failing = fmt.Sprintf("ready %d", r.status)
 			}
 			for _, q := range reqs {
-				if a := call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic); a.status >= 300 && failing == "" {
+				if a := q.do(t, app); a.status >= 300 && failing == "" {
 					failing = fmt.Sprintf("%s: %d %.200s", q.name, a.status, a.body)
 				}
 			}

@@ -82,12 +82,15 @@ var patient = &http.Client{Timeout: 15 * time.Second}
 
 // call sends one request. It may run on any goroutine: a failure to get an
 // answer is reported with t.Errorf and comes back as status 0.
-func call(t *testing.T, method, u, contentType, body string, basic [2]string) answer {
+func call(t *testing.T, method, u, contentType, body string, basic [2]string, cookies ...*http.Cookie) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {
 		t.Errorf("%s %s: %v", method, u, err)
 		return answer{}
+	}
+	for _, c := range cookies {
+		req.AddCookie(c)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -163,23 +166,67 @@ func TestReadinessReflectsWrites(t *testing.T) {
 	}
 }
 
-// stalledRequests are requests of every surface that need the database.
-func stalledRequests(app *testApp) []struct {
+// stalledRequest is a request of one surface that needs the database.
+type stalledRequest struct {
 	name                      string
 	method, path, ctype, body string
 	basic                     [2]string
-} {
-	return []struct {
-		name                      string
-		method, path, ctype, body string
-		basic                     [2]string
-	}{
-		{"a client_credentials token", http.MethodPost, "/auth/token", "application/x-www-form-urlencoded",
-			url.Values{"grant_type": {"client_credentials"}}.Encode(), [2]string{"svc", "svc-secret-0123456789"}},
-		{"an admin PUT", http.MethodPut, "/User/stalled", "text/yaml", "email: stalled@example.com\n", [2]string{"admin", testAdminPassword}},
-		{"a JSON API sign-in", http.MethodPost, "/auth/sign-in", "application/json",
-			`{"client_id":"spa","username":"alice","password":"alice-password-1"}`, [2]string{}},
-		{"the hosted login page", http.MethodGet, "/auth/login", "", "", [2]string{}},
+	cookie                    *http.Cookie
+}
+
+func (q stalledRequest) do(t *testing.T, app *testApp) answer {
+	t.Helper()
+	if q.cookie != nil {
+		return call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic, q.cookie)
+	}
+	return call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic)
+}
+
+// svcTokenRequest is a client_credentials token request of client svc.
+var svcTokenRequest = stalledRequest{name: "a client_credentials token", method: http.MethodPost, path: "/auth/token", ctype: "application/x-www-form-urlencoded",
+	body: url.Values{"grant_type": {"client_credentials"}}.Encode(), basic: [2]string{"svc", "svc-secret-0123456789"}}
+
+// stalledRequests are requests of every surface that need the database
+// (the stalls hold its writes). The hosted one is the password form, posted
+// from a visitor's login page shown before: the page itself needs no
+// database any more (a visitor's session lives in its cookie; see
+// visitorLoginPage), the password check writes its throttle counters.
+func stalledRequests(t *testing.T, app *testApp) []stalledRequest {
+	t.Helper()
+	cookie, csrf := visitorForm(t, app)
+	return []stalledRequest{
+		svcTokenRequest,
+		{name: "an admin PUT", method: http.MethodPut, path: "/User/stalled", ctype: "text/yaml", body: "email: stalled@example.com\n", basic: [2]string{"admin", testAdminPassword}},
+		{name: "a JSON API sign-in", method: http.MethodPost, path: "/auth/sign-in", ctype: "application/json",
+			body: `{"client_id":"spa","username":"alice","password":"alice-password-1"}`},
+		{name: "the hosted password form", method: http.MethodPost, path: "/auth/login", ctype: "application/x-www-form-urlencoded",
+			body: url.Values{"username": {"alice"}, "password": {"alice-password-1"}, "_csrf": {csrf}}.Encode(), cookie: cookie},
+	}
+}
+
+// visitorForm opens the login page as a visitor and returns the session
+// cookie and the form's CSRF token.
+func visitorForm(t *testing.T, app *testApp) (*http.Cookie, string) {
+	t.Helper()
+	b := browserFor(t, app)
+	p := b.get(app.URL + "/auth/login")
+	u, _ := url.Parse(app.URL)
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == "gatehouse" {
+			return c, p.csrf(t)
+		}
+	}
+	t.Fatal("no session cookie on the login page")
+	return nil, ""
+}
+
+// visitorLoginPage checks that a visitor's login page shows while the
+// database does not answer: nothing on it needs a record.
+func visitorLoginPage(t *testing.T, app *testApp) {
+	t.Helper()
+	a := call(t, http.MethodGet, app.URL+"/auth/login", "", "", [2]string{})
+	if a.status != http.StatusOK || !strings.Contains(a.body, `name="password"`) {
+		t.Errorf("a visitor's login page: %d after %s: %.300s; want the form", a.status, a.took, a.body)
 	}
 }
 
@@ -196,7 +243,7 @@ func TestRequestsAgainstAStalledDatabaseAnswer503WithinTheDeadline(t *testing.T)
 			app.mustPut("/Client/svc", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\n")
 			app.mustPut("/Client/spa", "grant_types: [password]\nallowed_origins: ['https://app.example']\n")
 			app.mustPut("/User/alice", "email: alice@example.com\npassword: alice-password-1\n")
-			reqs := stalledRequests(app)
+			reqs := stalledRequests(t, app)
 			release := be.stall(t)
 			t.Run("each request answers 503 with Retry-After within 5× the deadline", func(t *testing.T) {
 				var wg sync.WaitGroup
@@ -206,7 +253,7 @@ func TestRequestsAgainstAStalledDatabaseAnswer503WithinTheDeadline(t *testing.T)
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						answers[i] = call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic)
+						answers[i] = q.do(t, app)
 					}()
 				}
 				wg.Wait()
@@ -220,10 +267,11 @@ func TestRequestsAgainstAStalledDatabaseAnswer503WithinTheDeadline(t *testing.T)
 					}
 				}
 			})
+			t.Run("a visitor's login page still shows", func(t *testing.T) { visitorLoginPage(t, app) })
 			release()
 			t.Run("the same requests work once the database answers again", func(t *testing.T) {
 				for _, q := range reqs {
-					a := call(t, q.method, app.URL+q.path, q.ctype, q.body, q.basic)
+					a := q.do(t, app)
 					if a.status >= 300 {
 						t.Errorf("%s: %d %.200s after the stall ended", q.name, a.status, a.body)
 					}
@@ -261,7 +309,7 @@ func TestLoadIsShedPastTheInFlightBound(t *testing.T) {
 				c.Server.RequestTimeout = 20 * time.Second
 			})
 			app.mustPut("/Client/svc", "secret: svc-secret-0123456789\ngrant_types: [client_credentials]\n")
-			token := stalledRequests(app)[0]
+			token := svcTokenRequest
 			release := be.stall(t)
 			held := make(chan answer, bound)
 			for range bound {

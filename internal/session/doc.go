@@ -10,4 +10,11 @@
 // writes it at most once: setters that change nothing write nothing, the
 // sliding of the idle expiry (at most once a minute) rides on the request's
 // own write or on Settle at its end, and a rotation is one UPDATE of the key.
+//
+// A session without a user (a visitor: the login page, a parked
+// authorization request) has no record: its whole state is sealed into the
+// cookie by the same codec, so showing the login page costs no statement.
+// Signing in moves it to a record under a new id (Rotate); a replayed
+// visitor cookie carries no user, so everything that can be revoked stays
+// server-side.
 package session

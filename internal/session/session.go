@@ -126,8 +126,11 @@ type Session struct {
 	token string // the random value the cookie carries; "" until first saved
 	rec   store.BrowserSession
 	state State
-	saved bool // the record exists in the store
-	dirty bool
+	saved bool // the record exists in the store, or the cookie (inCookie)
+	// inCookie: the session has no user and lives whole in its sealed
+	// cookie, not in a record (see cookieSession).
+	inCookie bool
+	dirty    bool
 	// touch: the idle expiry is due to slide (Load found the record's last
 	// write older than the touch interval). The request's one write (Save,
 	// Rotate or Settle) carries it.
@@ -248,6 +251,10 @@ func (m *Manager) Load(r *http.Request) (*Session, error) {
 	if err != nil || gs.IsNew || gs.ID == "" {
 		return m.anonymous(), nil
 	}
+	if gs.ID[0] == '{' {
+		// A session id is a base64url token; JSON is a cookieSession.
+		return m.loadCookieSession(gs.ID), nil
+	}
 	rec, err := m.store.GetBrowserSession(ctx, hashID(gs.ID))
 	if errors.Is(err, store.ErrNotFound) {
 		return m.anonymous(), nil
@@ -288,7 +295,7 @@ func (m *Manager) Load(r *http.Request) (*Session, error) {
 // writes nothing otherwise, so it is cheap to call at the end of every
 // request that loaded a session. ErrGone: the record was deleted meanwhile.
 func (m *Manager) Settle(ctx context.Context, s *Session) error {
-	if s == nil || !s.saved || !s.touch {
+	if s == nil || !s.saved || s.inCookie || !s.touch {
 		return nil
 	}
 	return m.save(ctx, s)
@@ -312,12 +319,92 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // Save writes the session: a new one gets a record and a cookie, a changed
-// one is updated. It returns ErrGone when the record was deleted meanwhile.
+// one is updated. A session without a user is kept in its cookie instead,
+// when it fits. It returns ErrGone when the record was deleted meanwhile.
 func (m *Manager) Save(ctx context.Context, w http.ResponseWriter, s *Session) error {
+	if s.rec.UserID == "" && (!s.saved || s.inCookie) {
+		kept, err := m.saveCookieSession(w, s)
+		if kept || err != nil {
+			return err
+		}
+	}
+	if s.inCookie {
+		// It gained a user (Rotate is what callers should have used), or
+		// outgrew its cookie: from now on a record holds it.
+		s.saved, s.inCookie = false, false
+	}
 	if !s.saved {
 		return m.create(ctx, w, s, nil)
 	}
 	return m.save(ctx, s)
+}
+
+// cookieSession is a session without a user, kept whole in its cookie,
+// which the cookie codec encrypts and signs, rather than in a record: a
+// visitor who has not signed in yet (the login page, a parked
+// authorization request) costs no row and no round trip. Token is the
+// random value whose hash is the session's ID, for the challenges and codes
+// bound to it. Signing in always moves the session to a record under a new
+// id (Rotate), so what can be revoked lives server-side; a replayed
+// cookie of this kind carries no user.
+type cookieSession struct {
+	Token     string    `json:"t"`
+	CreatedAt time.Time `json:"c"`
+	UpdatedAt time.Time `json:"u"`
+	State     State     `json:"s"`
+}
+
+// maxCookieSession bounds the encoded cookie value (browsers keep 4 KiB per
+// cookie, name and attributes included); a larger state (a long parked
+// request) goes to a record.
+const maxCookieSession = 3800
+
+func (m *Manager) loadCookieSession(raw string) *Session {
+	var cs cookieSession
+	if json.Unmarshal([]byte(raw), &cs) != nil || cs.Token == "" {
+		return m.anonymous()
+	}
+	s := &Session{token: cs.Token, state: cs.State, saved: true, inCookie: true, rec: store.BrowserSession{
+		ID: hashID(cs.Token), CreatedAt: cs.CreatedAt.UTC(), UpdatedAt: cs.UpdatedAt.UTC(),
+	}}
+	now := m.now().UTC()
+	s.rec.ExpiresAt = m.expiry(s, cs.UpdatedAt)
+	if !now.Before(s.rec.ExpiresAt) {
+		return m.anonymous()
+	}
+	s.stored = s.rec
+	return s
+}
+
+// saveCookieSession writes s, which has no user, into its cookie; kept is
+// false when it does not fit (nothing was written then).
+func (m *Manager) saveCookieSession(w http.ResponseWriter, s *Session) (kept bool, err error) {
+	if s.saved && !s.dirty {
+		return true, nil
+	}
+	now := m.now().UTC()
+	cs := cookieSession{Token: s.token, CreatedAt: s.rec.CreatedAt, UpdatedAt: now, State: s.state}
+	if !s.saved {
+		// A new session: a fresh id, and a fresh CSRF token as create
+		// gives one.
+		cs.Token, cs.CreatedAt = secret.RandomToken(32), now
+		cs.State.CSRF = secret.RandomToken(32)
+	}
+	payload, err := json.Marshal(cs)
+	if err != nil {
+		return false, fmt.Errorf("encode session state: %w", err)
+	}
+	encoded, err := securecookie.EncodeMulti(m.name, payload, m.cookies.codecs...)
+	if err != nil || len(encoded) > maxCookieSession {
+		return false, nil
+	}
+	http.SetCookie(w, sessions.NewCookie(m.name, encoded, &m.cookies.options))
+	s.token, s.state = cs.Token, cs.State
+	s.rec = store.BrowserSession{ID: hashID(cs.Token), CreatedAt: cs.CreatedAt, UpdatedAt: now}
+	s.rec.ExpiresAt = m.expiry(s, now)
+	s.stored = s.rec
+	s.saved, s.inCookie, s.dirty, s.touch = true, true, false, false
+	return true, nil
 }
 
 func (m *Manager) save(ctx context.Context, s *Session) error {
@@ -407,7 +494,7 @@ func (m *Manager) create(ctx context.Context, w http.ResponseWriter, s *Session,
 // after Authenticate or BeginSecondFactor.
 func (m *Manager) Rotate(ctx context.Context, w http.ResponseWriter, s *Session) error {
 	old := ""
-	if s.saved {
+	if s.saved && !s.inCookie {
 		old = s.rec.ID
 	}
 	return m.create(ctx, w, s, &old)
@@ -415,7 +502,7 @@ func (m *Manager) Rotate(ctx context.Context, w http.ResponseWriter, s *Session)
 
 // Destroy deletes the session record and the cookie. s becomes anonymous.
 func (m *Manager) Destroy(ctx context.Context, w http.ResponseWriter, s *Session) error {
-	if s.saved {
+	if s.saved && !s.inCookie {
 		if err := m.store.DeleteBrowserSession(ctx, s.rec.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("delete browser session: %w", err)
 		}

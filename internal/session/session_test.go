@@ -71,13 +71,31 @@ func sessionCookie(t *testing.T, rec *httptest.ResponseRecorder, name string) *h
 	return found
 }
 
-// saved creates a session and returns it with its cookie.
+// saved creates a session with a record (a signed-in one: a session
+// without a user lives in its cookie) and returns it with its cookie.
 func (f *fixture) saved(t *testing.T) (*session.Session, *http.Cookie) {
 	t.Helper()
 	s, err := f.m.Load(request(nil))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
+	s.Authenticate("visitor", f.clock.Now(), []string{"pwd"})
+	rec := httptest.NewRecorder()
+	if err := f.m.Save(context.Background(), rec, s); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	return s, sessionCookie(t, rec, f.m.CookieName())
+}
+
+// anonymous creates a session without a user (kept in its cookie) and
+// returns it with its cookie.
+func (f *fixture) anonymous(t *testing.T) (*session.Session, *http.Cookie) {
+	t.Helper()
+	s, err := f.m.Load(request(nil))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	s.CSRFToken()
 	rec := httptest.NewRecorder()
 	if err := f.m.Save(context.Background(), rec, s); err != nil {
 		t.Fatalf("Save: %v", err)
@@ -421,7 +439,7 @@ func TestStepUpPending(t *testing.T) {
 	ctx := context.Background()
 	signedAt := f.clock.Now()
 	t.Run("only a signed-in session can owe a step-up", func(t *testing.T) {
-		s, _ := f.saved(t)
+		s, _ := f.anonymous(t)
 		s.BeginStepUp(session.PendingStepUp{ClientID: "bank", ACR: "urn:gatehouse:acr:mfa", CreatedAt: signedAt})
 		if s.PendingStepUp() != nil {
 			t.Fatal("an anonymous session holds a step-up")
@@ -651,6 +669,161 @@ func TestSessionClients(t *testing.T) {
 		s.Authenticate("bob", time.Now(), []string{"pwd"})
 		if got := s.Clients(); len(got) != 0 {
 			t.Fatalf("bob's session still names alice's clients: %v", got)
+		}
+	})
+}
+
+// TestASessionWithoutAUserLivesInItsCookie: a visitor who has not signed
+// in (the login page, a parked authorization request) costs no record and
+// no statement; signing in moves the session to a record under a new id.
+func TestASessionWithoutAUserLivesInItsCookie(t *testing.T) {
+	st := gormstoretest.OpenSQLite(t)
+	f := newFixture(t, st, "http://127.0.0.1:8080")
+	ctx := context.Background()
+	statements := func(fn func()) int64 {
+		before := st.Statements()
+		fn()
+		return st.Statements() - before
+	}
+	pending := &session.PendingAuthorize{Query: "client_id=app&state=abcdefgh", ClientID: "app", RedirectURI: "https://app.example/cb", CreatedAt: f.clock.Now()}
+
+	t.Run("parking a request and coming back with it runs no statement", func(t *testing.T) {
+		var s *session.Session
+		var c *http.Cookie
+		if n := statements(func() {
+			s, c = f.anonymous(t)
+			s.SetPendingAuthorize(pending)
+			rec := httptest.NewRecorder()
+			if err := f.m.Save(ctx, rec, s); err != nil {
+				t.Fatal(err)
+			}
+			c = sessionCookie(t, rec, f.m.CookieName())
+		}); n != 0 {
+			t.Errorf("saving ran %d statements, want 0", n)
+		}
+		var got *session.Session
+		if n := statements(func() { got = f.load(t, c) }); n != 0 {
+			t.Errorf("loading ran %d statements, want 0", n)
+		}
+		if got.IsNew() || got.ID() != s.ID() || got.ID() == "" {
+			t.Fatalf("loaded IsNew=%v ID=%q, want ID %q", got.IsNew(), got.ID(), s.ID())
+		}
+		if p := got.PendingAuthorize(); p == nil || p.Query != pending.Query || p.RedirectURI != pending.RedirectURI {
+			t.Fatalf("PendingAuthorize = %+v", p)
+		}
+		if !got.ValidCSRF(s.CSRFToken()) || got.ValidCSRF("x"+s.CSRFToken()[1:]) {
+			t.Fatal("the CSRF token did not come back as the only valid one")
+		}
+		if _, err := st.GetBrowserSession(ctx, s.ID()); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a record exists for a session without a user: %v", err)
+		}
+	})
+
+	t.Run("its cookie reads as nothing and resists tampering and other keys", func(t *testing.T) {
+		s, c := f.anonymous(t)
+		s.SetPendingAuthorize(pending)
+		rec := httptest.NewRecorder()
+		if err := f.m.Save(ctx, rec, s); err != nil {
+			t.Fatal(err)
+		}
+		c = sessionCookie(t, rec, f.m.CookieName())
+		for _, leak := range []string{"state=abcdefgh", "app.example", s.CSRFToken()} {
+			if strings.Contains(c.Value, leak) {
+				t.Fatalf("the cookie shows %q", leak)
+			}
+		}
+		b := []byte(c.Value)
+		b[len(b)/2] ^= 0x01
+		if b[len(b)/2] == '=' || b[len(b)/2] == 0 {
+			b[len(b)/2] = 'A'
+		}
+		if got := f.load(t, &http.Cookie{Name: c.Name, Value: string(b)}); !got.IsNew() || got.PendingAuthorize() != nil {
+			t.Fatal("a tampered cookie was accepted")
+		}
+		other := newFixture(t, st, "http://127.0.0.1:8080")
+		if got := other.load(t, c); !got.IsNew() || got.PendingAuthorize() != nil {
+			t.Fatal("a cookie sealed with another master key was accepted")
+		}
+	})
+
+	t.Run("it ends when idle for the idle timeout", func(t *testing.T) {
+		_, c := f.anonymous(t)
+		f.clock.Advance(session.DefaultIdleTimeout - time.Second)
+		if got := f.load(t, c); got.IsNew() {
+			t.Fatal("ended before the idle timeout")
+		}
+		f.clock.Advance(2 * time.Second)
+		if got := f.load(t, c); !got.IsNew() {
+			t.Fatal("outlived the idle timeout")
+		}
+	})
+
+	t.Run("a state too large for a cookie goes to a record", func(t *testing.T) {
+		s, _ := f.anonymous(t)
+		big := *pending
+		big.Query = "client_id=app&request=" + strings.Repeat("A", 4000)
+		s.SetPendingAuthorize(&big)
+		rec := httptest.NewRecorder()
+		if err := f.m.Save(ctx, rec, s); err != nil {
+			t.Fatal(err)
+		}
+		c := sessionCookie(t, rec, f.m.CookieName())
+		if len(c.Value) > 4000 {
+			t.Fatalf("cookie of %d bytes", len(c.Value))
+		}
+		if _, err := st.GetBrowserSession(ctx, s.ID()); err != nil {
+			t.Fatalf("no record for the large session: %v", err)
+		}
+		if p := f.load(t, c).PendingAuthorize(); p == nil || p.Query != big.Query {
+			t.Fatal("the large parked request did not come back")
+		}
+	})
+
+	t.Run("signing in moves it to a record under a new id, and its cookie carries no user", func(t *testing.T) {
+		s, before := f.anonymous(t)
+		s.SetPendingAuthorize(pending)
+		rec := httptest.NewRecorder()
+		if err := f.m.Save(ctx, rec, s); err != nil {
+			t.Fatal(err)
+		}
+		before = sessionCookie(t, rec, f.m.CookieName())
+		oldID, oldCSRF := s.ID(), s.CSRFToken()
+		s.Authenticate("alice", f.clock.Now(), []string{"pwd"})
+		rec = httptest.NewRecorder()
+		if n := statements(func() {
+			if err := f.m.Rotate(ctx, rec, s); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 1 {
+			t.Errorf("signing in ran %d statements, want 1 (the record's INSERT)", n)
+		}
+		if s.ID() == oldID || s.CSRFToken() == oldCSRF {
+			t.Fatal("the id or the CSRF token survived the sign-in")
+		}
+		if _, err := st.GetBrowserSession(ctx, s.ID()); err != nil {
+			t.Fatalf("no record after the sign-in: %v", err)
+		}
+		got := f.load(t, sessionCookie(t, rec, f.m.CookieName()))
+		if !got.Authenticated() || got.UserID() != "alice" || got.PendingAuthorize() == nil {
+			t.Fatalf("signed-in session: Authenticated=%v UserID=%q pending=%v", got.Authenticated(), got.UserID(), got.PendingAuthorize())
+		}
+		if old := f.load(t, before); old.Authenticated() || old.UserID() != "" || old.ValidCSRF(s.CSRFToken()) {
+			t.Fatal("the cookie from before the sign-in carries the sign-in")
+		}
+	})
+
+	t.Run("destroying it expires the cookie and deletes nothing", func(t *testing.T) {
+		s, _ := f.anonymous(t)
+		rec := httptest.NewRecorder()
+		if n := statements(func() {
+			if err := f.m.Destroy(ctx, rec, s); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("destroying ran %d statements", n)
+		}
+		if c := sessionCookie(t, rec, f.m.CookieName()); c.MaxAge >= 0 || c.Value != "" {
+			t.Fatalf("cookie after Destroy: MaxAge=%d Value=%q", c.MaxAge, c.Value)
 		}
 	})
 }

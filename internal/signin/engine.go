@@ -144,7 +144,7 @@ func (e *Engine) Begin(ctx context.Context, in BeginInput) (*SignIn, Step, error
 	if err != nil {
 		return nil, Step{}, err
 	}
-	tf, err := e.TwoFactorOf(ctx, in.User.ID)
+	tf, err := e.factorOf(ctx, in.User)
 	if err != nil {
 		return nil, Step{}, err
 	}
@@ -235,7 +235,7 @@ func (e *Engine) StepUp(ctx context.Context, in StepUpInput) (*SignIn, Step, err
 	if err != nil {
 		return nil, Step{}, err
 	}
-	tf, err := e.TwoFactorOf(ctx, in.User.ID)
+	tf, err := e.factorOf(ctx, in.User)
 	if err != nil {
 		return nil, Step{}, err
 	}
@@ -328,7 +328,7 @@ func (e *Engine) Resume(ctx context.Context, in ResumeInput) (*SignIn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tf, err := e.TwoFactorOf(ctx, in.User.ID)
+	tf, err := e.factorOf(ctx, in.User)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +345,7 @@ func (e *Engine) Open(ctx context.Context, ticket string, c resource.Client) (*S
 	if err != nil {
 		return nil, err
 	}
-	user, err := e.Store.GetUser(ctx, t.UserID)
+	user, err := e.Store.GetUserWithFactors(ctx, t.UserID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && user.Inactive) {
 		return nil, ErrInvalidTicket
 	}
@@ -356,12 +356,21 @@ func (e *Engine) Open(ctx context.Context, ticket string, c resource.Client) (*S
 	if err != nil {
 		return nil, err
 	}
-	tf, err := e.TwoFactorOf(ctx, user.ID)
+	tf, err := e.factorOf(ctx, user)
 	if err != nil {
 		return nil, err
 	}
 	return &SignIn{Token: t, User: user, Client: c, AuthConfig: pol.AuthConfig, TwoFactor: tf,
 		Policy: pol, FirstFactorAt: t.IssuedAt, Binding: t.ID}, nil
+}
+
+// factorOf is u's built-in factor record: as read with u
+// (Store.GetUserWithFactors), or read now.
+func (e *Engine) factorOf(ctx context.Context, u store.User) (store.TwoFactor, error) {
+	if u.Factors != nil {
+		return u.Factors.TwoFactor, nil
+	}
+	return e.TwoFactorOf(ctx, u.ID)
 }
 
 // TwoFactorOf is the user's built-in factor record; the zero record when
@@ -650,13 +659,15 @@ func (e *Engine) Strategies() []string {
 	return out
 }
 
-// Refresh reads s's user factor again after an enrolment changed it.
+// Refresh reads s's user factor again after an enrolment changed it; the
+// factors read with the user are no longer theirs, so factors read their own.
 func (e *Engine) Refresh(ctx context.Context, s *SignIn) error {
 	tf, err := e.TwoFactorOf(ctx, s.User.ID)
 	if err != nil {
 		return err
 	}
 	s.TwoFactor = tf
+	s.User.Factors = nil
 	return nil
 }
 

@@ -94,6 +94,18 @@ type User struct {
 	Version       int64 // 1 on create, +1 on every write
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Factors is set when the read that returned the user read them in the
+	// same statement (GetUserWithFactors, FindUserWithFactors), nil
+	// otherwise. It is a snapshot for deciding a sign-in; writes ignore it.
+	Factors *UserFactors
+}
+
+// UserFactors are a user's second factors as a sign-in decides from them.
+type UserFactors struct {
+	// TwoFactor is the built-in factor; Enabled is false (UserID set) when
+	// the user has none.
+	TwoFactor TwoFactor
+	Passkeys  int // registered passkeys (WebAuthn credentials)
 }
 
 // Client is an OAuth client. SecretHash is "" for public clients.
@@ -353,6 +365,11 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (User, error)
 	// FindUser looks a login name up by id, then by e-mail (case-insensitive).
 	FindUser(ctx context.Context, login string) (User, error)
+	// GetUserWithFactors and FindUserWithFactors are GetUser and FindUser
+	// that fill User.Factors in the same statement: a sign-in reads the
+	// user and what it decides from in one round trip, not three.
+	GetUserWithFactors(ctx context.Context, id string) (User, error)
+	FindUserWithFactors(ctx context.Context, login string) (User, error)
 	// FindUserByPhone returns the user who holds phone verified, matched
 	// exactly (E.164 as stored, no normalisation). Unverified numbers
 	// identify no one: anybody can type anybody's number. No verified holder

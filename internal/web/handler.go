@@ -266,13 +266,14 @@ func (h *Handler) formToken(w http.ResponseWriter, r *http.Request, sess *sessio
 	return sess.CSRFToken(), true
 }
 
-// currentUser returns the signed-in user. A session whose user was deleted
-// or disabled is destroyed: it must not outlive the account.
+// currentUser returns the signed-in user, with the factors the sign-in
+// engine decides from (read in the same statement). A session whose user
+// was deleted or disabled is destroyed: it must not outlive the account.
 func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *session.Session) (store.User, bool, error) {
 	if !sess.Authenticated() {
 		return store.User{}, false, nil
 	}
-	u, err := h.Store.GetUser(ctx, sess.UserID())
+	u, err := h.Store.GetUserWithFactors(ctx, sess.UserID())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, false, fmt.Errorf("get session user: %w", err)
 	}

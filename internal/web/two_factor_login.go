@@ -85,7 +85,7 @@ func (h *Handler) pendingSecondFactor(w http.ResponseWriter, r *http.Request, se
 		http.Redirect(w, r, PathLogin, http.StatusSeeOther)
 		return nil, store.User{}, false
 	}
-	user, err := h.Store.GetUser(ctx, p.UserID)
+	user, err := h.Store.GetUserWithFactors(ctx, p.UserID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		h.unavailable(w, r, err)
 		return nil, store.User{}, false

@@ -102,6 +102,67 @@ func testUsers(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("a user read with its factors is the user, with its built-in factor and its count of passkeys", func(t *testing.T) {
+		_, _, err := s.PutUser(ctx, store.User{ID: "wf-plain", Email: "wf-plain@example.org", PasswordHash: "h1"}, 0)
+		must(t, err, "plain user")
+		_, _, err = s.PutUser(ctx, store.User{ID: "wf-both", Email: "wf-both@example.org", PasswordHash: "h2"}, 0)
+		must(t, err, "user with factors")
+		tf := store.TwoFactor{UserID: "wf-both", Method: "totp", Enabled: true, Secret: []byte("sealed"), LastStep: 42,
+			EnrolledAt: base, Failures: 2, LockedUntil: base.Add(time.Minute), Lockouts: 1}
+		must(t, s.PutTwoFactor(ctx, tf), "factor")
+		for _, id := range []string{"wf-key-1", "wf-key-2"} {
+			must(t, s.CreateWebAuthnCredential(ctx, store.WebAuthnCredential{ID: id, UserID: "wf-both", PublicKey: []byte(id), CreatedAt: base}), "passkey "+id)
+		}
+		stored, err := s.GetTwoFactor(ctx, "wf-both")
+		must(t, err, "get factor")
+
+		reads := []struct {
+			name string
+			read func(login string) (store.User, error)
+		}{
+			{"get", func(id string) (store.User, error) { return s.GetUserWithFactors(ctx, id) }},
+			{"find", func(login string) (store.User, error) { return s.FindUserWithFactors(ctx, login) }},
+		}
+		for _, r := range reads {
+			plain, err := r.read("wf-plain")
+			must(t, err, r.name+" plain")
+			want, err := s.GetUser(ctx, "wf-plain")
+			must(t, err, "get plain")
+			if plain.ID != want.ID || plain.Email != want.Email || plain.PasswordHash != want.PasswordHash || plain.Version != want.Version {
+				t.Errorf("%s plain = %+v, want %+v", r.name, plain, want)
+			}
+			if f := plain.Factors; f == nil || f.TwoFactor.UserID != "wf-plain" || f.TwoFactor.Enabled || f.TwoFactor.Method != "" || f.Passkeys != 0 {
+				t.Errorf("%s plain: factors = %+v, want no factor and no passkeys", r.name, f)
+			}
+
+			both, err := r.read("wf-both")
+			must(t, err, r.name+" with factors")
+			f := both.Factors
+			if f == nil {
+				t.Fatalf("%s with factors: no factors read", r.name)
+			}
+			got := f.TwoFactor
+			if got.UserID != "wf-both" || got.Method != "totp" || !got.Enabled || !bytes.Equal(got.Secret, stored.Secret) ||
+				got.LastStep != 42 || got.Failures != 2 || got.Lockouts != 1 {
+				t.Errorf("%s with factors: factor = %+v, want %+v", r.name, got, stored)
+			}
+			sameTime(t, r.name+" enrolled at", got.EnrolledAt, stored.EnrolledAt)
+			sameTime(t, r.name+" locked until", got.LockedUntil, stored.LockedUntil)
+			sameTime(t, r.name+" updated at", got.UpdatedAt, stored.UpdatedAt)
+			if f.Passkeys != 2 {
+				t.Errorf("%s with factors: %d passkeys, want 2", r.name, f.Passkeys)
+			}
+			_, err = r.read("wf-nobody")
+			wantErr(t, err, store.ErrNotFound, r.name+" unknown")
+		}
+		if u, err := s.FindUserWithFactors(ctx, "WF-Both@Example.org"); err != nil || u.ID != "wf-both" {
+			t.Errorf("find by e-mail = %q, %v; want wf-both", u.ID, err)
+		}
+		if u, err := s.GetUser(ctx, "wf-both"); err != nil || u.Factors != nil {
+			t.Errorf("a plain read has factors %+v (%v)", u.Factors, err)
+		}
+	})
+
 	t.Run("find user by phone finds the one verified holder of the exact number", func(t *testing.T) {
 		s := newStore(t)
 		for _, u := range []store.User{

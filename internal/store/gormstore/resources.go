@@ -106,10 +106,7 @@ func scanUser(r rowScanner, extra ...any) (store.User, error) {
 }
 
 func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
-	u, err := scanUser(s.conn(ctx).Raw("SELECT "+userCols+" FROM users WHERE id = ?", id).Row())
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.User{}, errorf("get user %q: %w", id, store.ErrNotFound)
-	}
+	u, err := s.readUser(ctx, false, "u.id = ?", id)
 	if err != nil {
 		return store.User{}, errorf("get user %q: %w", id, err)
 	}
@@ -118,19 +115,63 @@ func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
 
 // FindUser matches the id first, then the e-mail, in one query.
 func (s *Store) FindUser(ctx context.Context, login string) (store.User, error) {
+	return s.findUser(ctx, login, false)
+}
+
+func (s *Store) GetUserWithFactors(ctx context.Context, id string) (store.User, error) {
+	u, err := s.readUser(ctx, true, "u.id = ?", id)
+	if err != nil {
+		return store.User{}, errorf("get user %q with factors: %w", id, err)
+	}
+	return u, nil
+}
+
+func (s *Store) FindUserWithFactors(ctx context.Context, login string) (store.User, error) {
+	return s.findUser(ctx, login, true)
+}
+
+func (s *Store) findUser(ctx context.Context, login string, factors bool) (store.User, error) {
 	if login == "" {
 		return store.User{}, errorf("find user: %w", store.ErrNotFound)
 	}
 	email := strings.ToLower(strings.TrimSpace(login))
-	u, err := scanUser(s.conn(ctx).Raw("SELECT "+userCols+" FROM users WHERE id = ? OR email = ? ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END LIMIT 1",
-		login, email, login).Row())
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.User{}, errorf("find user: %w", store.ErrNotFound)
-	}
+	u, err := s.readUser(ctx, factors, "u.id = ? OR u.email = ? ORDER BY CASE WHEN u.id = ? THEN 0 ELSE 1 END LIMIT 1",
+		login, email, login)
 	if err != nil {
 		return store.User{}, errorf("find user: %w", err)
 	}
 	return u, nil
+}
+
+// userWithFactorsCols are the user's columns, then its built-in factor's
+// (NULL without one: the LEFT JOIN) and its count of passkeys.
+var userWithFactorsCols = "u." + strings.ReplaceAll(userCols, ", ", ", u.") +
+	", t." + strings.ReplaceAll(twoFactorCols, ", ", ", t.") +
+	", (SELECT COUNT(*) FROM webauthn_credentials w WHERE w.user_id = u.id)"
+
+// readUser reads the one user that where (on users u) finds, and with
+// factors its second factors in the same statement. No user is
+// store.ErrNotFound.
+func (s *Store) readUser(ctx context.Context, factors bool, where string, args ...any) (store.User, error) {
+	var (
+		u   store.User
+		err error
+	)
+	if factors {
+		var tf twoFactorScan
+		var passkeys int64
+		u, err = scanUser(s.conn(ctx).Raw("SELECT "+userWithFactorsCols+" FROM users u LEFT JOIN two_factors t ON t.user_id = u.id WHERE "+where, args...).Row(),
+			append(tf.dest(), &passkeys)...)
+		if err == nil {
+			u.Factors = &store.UserFactors{TwoFactor: tf.twoFactor(u.ID), Passkeys: int(passkeys)}
+		}
+	} else {
+		u, err = scanUser(s.conn(ctx).Raw("SELECT "+userCols+" FROM users u WHERE "+where, args...).Row())
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.User{}, store.ErrNotFound
+	}
+	return u, err
 }
 
 // FindUserByPhone reads at most two verified holders, which tells one from

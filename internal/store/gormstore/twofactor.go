@@ -14,20 +14,42 @@ import (
 const twoFactorCols = "user_id, method, enabled, secret, destination, last_step, enrolled_at, failures, locked_until, lockouts, updated_at"
 
 func (s *Store) GetTwoFactor(ctx context.Context, userID string) (store.TwoFactor, error) {
-	var tf store.TwoFactor
-	var ea, lu, ua dbTime
-	var failures, lockouts int64
-	err := s.conn(ctx).Raw("SELECT "+twoFactorCols+" FROM two_factors WHERE user_id = ?", userID).Row().
-		Scan(&tf.UserID, &tf.Method, &tf.Enabled, &tf.Secret, &tf.Destination, &tf.LastStep, &ea, &failures, &lu, &lockouts, &ua)
+	var tf twoFactorScan
+	err := s.conn(ctx).Raw("SELECT "+twoFactorCols+" FROM two_factors WHERE user_id = ?", userID).Row().Scan(tf.dest()...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.TwoFactor{}, errorf("get second factor of user %q: %w", userID, store.ErrNotFound)
 	}
 	if err != nil {
 		return store.TwoFactor{}, errorf("get second factor of user %q: %w", userID, err)
 	}
-	tf.EnrolledAt, tf.LockedUntil, tf.UpdatedAt = ea.T, lu.T, ua.T
-	tf.Failures, tf.Lockouts = int(failures), int(lockouts)
-	return tf, nil
+	return tf.twoFactor(userID), nil
+}
+
+// twoFactorScan receives twoFactorCols, each of which may be NULL: a user
+// read with a LEFT JOIN of a factor it does not have.
+type twoFactorScan struct {
+	userID, method, destination  sql.NullString
+	enabled                      sql.NullBool
+	secret                       []byte
+	lastStep, failures, lockouts sql.NullInt64
+	enrolledAt, lockedUntil, ua  dbTime
+}
+
+func (f *twoFactorScan) dest() []any {
+	return []any{&f.userID, &f.method, &f.enabled, &f.secret, &f.destination, &f.lastStep, &f.enrolledAt, &f.failures, &f.lockedUntil, &f.lockouts, &f.ua}
+}
+
+// twoFactor is the scanned factor; with none (all NULL), the disabled
+// marker of userID.
+func (f *twoFactorScan) twoFactor(userID string) store.TwoFactor {
+	if !f.userID.Valid {
+		return store.TwoFactor{UserID: userID}
+	}
+	return store.TwoFactor{
+		UserID: f.userID.String, Method: f.method.String, Enabled: f.enabled.Bool, Secret: f.secret,
+		Destination: f.destination.String, LastStep: f.lastStep.Int64, EnrolledAt: f.enrolledAt.T,
+		Failures: int(f.failures.Int64), LockedUntil: f.lockedUntil.T, Lockouts: int(f.lockouts.Int64), UpdatedAt: f.ua.T,
+	}
 }
 
 // PutTwoFactor creates or replaces the user's factor as given; UpdatedAt
