@@ -372,7 +372,6 @@ func (m *Manager) loadCookieSession(raw string) *Session {
 	if !now.Before(s.rec.ExpiresAt) {
 		return m.anonymous()
 	}
-	s.stored = s.rec
 	return s
 }
 
@@ -402,8 +401,7 @@ func (m *Manager) saveCookieSession(w http.ResponseWriter, s *Session) (kept boo
 	s.token, s.state = cs.Token, cs.State
 	s.rec = store.BrowserSession{ID: hashID(cs.Token), CreatedAt: cs.CreatedAt, UpdatedAt: now}
 	s.rec.ExpiresAt = m.expiry(s, now)
-	s.stored = s.rec
-	s.saved, s.inCookie, s.dirty, s.touch = true, true, false, false
+	s.saved, s.inCookie, s.dirty = true, true, false
 	return true, nil
 }
 

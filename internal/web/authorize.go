@@ -27,7 +27,10 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	user, signedIn, err := h.currentUser(ctx, w, sess)
+	// The step-up rule decides from the user's factors: they come with the
+	// user when it may apply.
+	requested, ok := signin.RequestedLevel(ar.ACRValues, ar.ACRClaim, ar.ACREssential)
+	user, signedIn, err := h.currentUser(ctx, w, sess, ok && signin.MayNeedStepUp(sess.AMR(), ar.Client, requested))
 	if err != nil {
 		h.unavailable(w, r, err)
 		return

@@ -50,7 +50,7 @@ func pendingScopes(p *session.PendingAuthorize) []string {
 // session that is not signed in (also one waiting for its second factor)
 // goes to the sign-in page.
 func (h *Handler) consentTarget(w http.ResponseWriter, r *http.Request, sess *session.Session) (store.User, flow, bool) {
-	user, signedIn, err := h.currentUser(r.Context(), w, sess)
+	user, signedIn, err := h.currentUser(r.Context(), w, sess, false)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return store.User{}, flow{}, false

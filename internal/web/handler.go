@@ -266,14 +266,19 @@ func (h *Handler) formToken(w http.ResponseWriter, r *http.Request, sess *sessio
 	return sess.CSRFToken(), true
 }
 
-// currentUser returns the signed-in user, with the factors the sign-in
-// engine decides from (read in the same statement). A session whose user
-// was deleted or disabled is destroyed: it must not outlive the account.
-func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *session.Session) (store.User, bool, error) {
+// currentUser returns the signed-in user; withFactors reads, in the same
+// statement, the factors the sign-in engine decides from (for a request
+// that will ask it). A session whose user was deleted or disabled is
+// destroyed: it must not outlive the account.
+func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *session.Session, withFactors bool) (store.User, bool, error) {
 	if !sess.Authenticated() {
 		return store.User{}, false, nil
 	}
-	u, err := h.Store.GetUserWithFactors(ctx, sess.UserID())
+	read := h.Store.GetUser
+	if withFactors {
+		read = h.Store.GetUserWithFactors
+	}
+	u, err := read(ctx, sess.UserID())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, false, fmt.Errorf("get session user: %w", err)
 	}

@@ -37,7 +37,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	user, signedIn, err := h.currentUser(ctx, w, sess)
+	user, signedIn, err := h.currentUser(ctx, w, sess, false)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
@@ -141,7 +141,7 @@ func (h *Handler) renderReauth(w http.ResponseWriter, r *http.Request, sess *ses
 // when the signed-in user was confirming it, else the sign-in form.
 func (h *Handler) loginRefused(w http.ResponseWriter, r *http.Request, sess *session.Session, f flow, username, msg string) {
 	if f.pending == nil && sess.ReturnTo() != "" {
-		user, signedIn, err := h.currentUser(r.Context(), w, sess)
+		user, signedIn, err := h.currentUser(r.Context(), w, sess, false)
 		if err != nil {
 			h.unavailable(w, r, err)
 			return

@@ -233,7 +233,7 @@ func (h *Handler) passkeyRegisterOptions(w http.ResponseWriter, r *http.Request)
 	if !h.parseForm(w, r, sess.ValidCSRF) {
 		return
 	}
-	user, signedIn, err := h.currentUser(r.Context(), w, sess)
+	user, signedIn, err := h.currentUser(r.Context(), w, sess, false)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return

@@ -122,7 +122,7 @@ func (h *Handler) pendingStepUp(w http.ResponseWriter, r *http.Request, sess *se
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return nil, store.User{}, false
 	}
-	user, signedIn, err := h.currentUser(r.Context(), w, sess)
+	user, signedIn, err := h.currentUser(r.Context(), w, sess, true)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return nil, store.User{}, false

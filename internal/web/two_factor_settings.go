@@ -24,7 +24,7 @@ import (
 // browser, a session still waiting for its second factor included, is sent
 // to sign in and come back to returnTo.
 func (h *Handler) settingsUser(w http.ResponseWriter, r *http.Request, sess *session.Session, returnTo string) (store.User, bool) {
-	user, signedIn, err := h.currentUser(r.Context(), w, sess)
+	user, signedIn, err := h.currentUser(r.Context(), w, sess, false)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return store.User{}, false
