@@ -111,7 +111,7 @@ func (p *Provider) introspect(ctx context.Context, token string, use fosite.Toke
 	if err != nil {
 		return "", nil, err
 	}
-	if err := p.checkUser(ctx, sessionOf(ar).UserID); err != nil {
+	if err := p.checkHolder(ctx, sessionOf(ar)); err != nil {
 		if unavailable(err) {
 			return "", nil, err
 		}

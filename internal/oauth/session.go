@@ -7,6 +7,8 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
+
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // session is the one concrete fosite session type Gatehouse uses, for every
@@ -32,6 +34,10 @@ type session struct {
 	// DPoPJKT is the thumbprint of the key the family's tokens are bound
 	// to (RFC 9449 cnf.jkt); "" for Bearer tokens.
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
+
+	// holder is what the read of the stored record found of UserID's
+	// account (store.OAuthRequest.Holder); never stored.
+	holder store.HolderState
 }
 
 var (
@@ -60,6 +66,7 @@ func (s *session) Clone() fosite.Session {
 	if err := json.Unmarshal(b, c); err != nil {
 		panic(fmt.Sprintf("clone oauth session: %v", err))
 	}
+	c.holder = s.holder
 	return c
 }
 

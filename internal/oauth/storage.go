@@ -217,6 +217,7 @@ func (s *fositeStore) get(ctx context.Context, kind store.OAuthKind, signature s
 	if err := json.Unmarshal(rec.Session, sess); err != nil {
 		return nil, false, fmt.Errorf("decode %s session: %w", kind, err)
 	}
+	sess.holder = rec.Holder
 	form, err := url.ParseQuery(rec.Form)
 	if err != nil {
 		return nil, false, fmt.Errorf("decode %s form: %w", kind, err)
@@ -295,16 +296,23 @@ func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, signature str
 
 // InvalidateAuthorizeCodeSession flips the code inactive atomically: of many
 // concurrent redemptions exactly one gets past this point. The PKCE record
-// goes with it (it was kept until now; see DeletePKCERequestSession), and so
-// does the OpenID record when this request holds it in its memo: the OpenID
-// handler, next, reads it from there, and its delete is then done already.
-// One statement deletes both, inside the exchange's transaction.
+// is retired in the same statement (it was kept until now; see
+// DeletePKCERequestSession), and so is the OpenID record when this request
+// holds it in its memo: the OpenID handler, next, reads it from there, and
+// its delete is then done already. Retired records are inactive and due
+// for the next purge; nothing reads them but through their active code.
 func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
 	if err := s.flushQueued(ctx); err != nil {
 		return err
 	}
 	m := recordMemoOf(ctx)
-	err := s.st().DeactivateOAuthRequest(ctx, store.KindAuthorizeCode, signature)
+	retire := []store.OAuthKind{store.KindPKCE}
+	oidc, ok := m.lookup(store.KindOIDC, signature)
+	early := ok && oidc.found && !oidc.deleted
+	if early {
+		retire = append(retire, store.KindOIDC)
+	}
+	err := s.st().RedeemAuthorizeCode(ctx, signature, retire, s.p.now())
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		m.deactivated(store.KindAuthorizeCode, signature)
@@ -317,17 +325,6 @@ func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, signat
 		return storeErr("invalidate code", err)
 	}
 	m.deactivated(store.KindAuthorizeCode, signature)
-	kinds := []store.OAuthKind{store.KindPKCE}
-	oidc, ok := m.lookup(store.KindOIDC, signature)
-	early := ok && oidc.found && !oidc.deleted
-	if early {
-		kinds = append(kinds, store.KindOIDC)
-	}
-	if _, err := s.st().DeleteOAuthRequests(ctx, signature, kinds); err != nil {
-		m.forget(store.KindPKCE, signature)
-		m.forget(store.KindOIDC, signature)
-		return storeErr("delete the pkce and openid records", err)
-	}
 	m.put(store.KindPKCE, signature, memoRecord{})
 	if early {
 		oidc.deleted = true

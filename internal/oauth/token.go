@@ -139,7 +139,7 @@ func (p *Provider) prepareGrant(ctx context.Context, ar fosite.AccessRequester, 
 		}
 		claims.RequestedAt = claims.AuthTime
 	case grantAuthorizationCode, grantRefreshToken:
-		if err := p.checkUser(ctx, sess.UserID); err != nil {
+		if err := p.checkHolder(ctx, sess); err != nil {
 			return err
 		}
 		if grant == grantRefreshToken && !c.refreshFor(sess.GrantType) {
@@ -175,6 +175,20 @@ func (p *Provider) checkUser(ctx context.Context, userID string) error {
 		return errorsx.WithStack(fosite.ErrTemporarilyUnavailable.WithWrap(storeErr("get user", err)))
 	}
 	return nil
+}
+
+// checkHolder is checkUser for the user of a stored grant, from what the
+// read of its record found when it looked.
+func (p *Provider) checkHolder(ctx context.Context, sess *session) error {
+	switch {
+	case sess.UserID == "":
+		return nil
+	case sess.holder == store.HolderActive:
+		return nil
+	case sess.holder == store.HolderInactive:
+		return errorsx.WithStack(fosite.ErrInvalidGrant.WithHint("The account is not active."))
+	}
+	return p.checkUser(ctx, sess.UserID)
 }
 
 // writeTokenError answers in RFC 6749 §5.2 form. Debug details go to the log

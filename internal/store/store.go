@@ -171,7 +171,21 @@ type OAuthRequest struct {
 	GrantedAudience []string
 	Form            string // url-encoded, sanitized (no secrets)
 	Session         []byte // JSON of the oauth package's session type
+	// Holder is what the read found of the user Subject names
+	// (GetOAuthRequest, GetOAuthRequests): a token or code is redeemed only
+	// for an active user, and this way no read of the user follows.
+	Holder HolderState
 }
+
+// HolderState is whether the user an OAuth record was issued to still
+// exists and is active, as read with the record.
+type HolderState uint8
+
+const (
+	HolderUnread   HolderState = iota // the read did not look (a write, a list)
+	HolderActive                      // the user exists and is active
+	HolderInactive                    // the user is disabled, deleted, or there is none
+)
 
 // BrowserSession is the server-side half of a browser login. The cookie names
 // it; ID is the SHA-256 (hex) of the cookie value, so a database dump does not
@@ -406,10 +420,12 @@ type Store interface {
 	// CreateOAuthRequests stores several records in one statement: all of
 	// them, or none (ErrConflict when a (kind, signature) is taken).
 	CreateOAuthRequests(ctx context.Context, rs []OAuthRequest) error
+	// GetOAuthRequest reads one record, with its Holder.
 	GetOAuthRequest(ctx context.Context, kind OAuthKind, signature string) (OAuthRequest, error)
 	// GetOAuthRequests reads the records of the given kinds stored under one
 	// signature (an authorization code's own record and its PKCE and OpenID
-	// records) in one statement. Missing kinds are simply absent.
+	// records), with their Holder, in one statement. Missing kinds are
+	// simply absent.
 	GetOAuthRequests(ctx context.Context, signature string, kinds []OAuthKind) ([]OAuthRequest, error)
 	DeleteOAuthRequest(ctx context.Context, kind OAuthKind, signature string) error
 	// DeleteOAuthRequests deletes the records of the given kinds under one
@@ -419,6 +435,12 @@ type Store interface {
 	// ErrConflict if it was already inactive, ErrNotFound if missing. Exactly
 	// one of many concurrent callers succeeds.
 	DeactivateOAuthRequest(ctx context.Context, kind OAuthKind, signature string) error
+	// RedeemAuthorizeCode is DeactivateOAuthRequest of the code under
+	// signature, which in the same statement retires the records of the
+	// kinds retire under that signature (its PKCE and OpenID records):
+	// inactive, and due for the purge at retireAt. They are retired even
+	// when the code was not redeemed (ErrConflict, ErrNotFound).
+	RedeemAuthorizeCode(ctx context.Context, signature string, retire []OAuthKind, retireAt time.Time) error
 	DeactivateOAuthRequestsByRequestID(ctx context.Context, kind OAuthKind, requestID string) error
 	DeleteOAuthRequestsByRequestID(ctx context.Context, kind OAuthKind, requestID string) error
 	// DeactivateOAuthRequestsBySubject makes every token of a user inactive.

@@ -35,16 +35,27 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	now := h.now()
-	query := ar.Query.Encode()
+	// The request comes back here after the consent, step-up or
+	// recovery-code page; it is recognised by its parameters, and what was
+	// decided for it counts.
+	h.decideAuthorize(w, r, ar, sess, user, signedIn, h.resumable(sess.PendingAuthorize(), ar))
+}
 
-	// The request comes back here after the login or consent page; it is
-	// recognised by its parameters, and what was decided for it counts.
-	pending := sess.PendingAuthorize()
-	resumed := pending != nil && pending.Query == query && pending.ClientID == ar.ClientID && !pending.Expired(now)
-	if !resumed {
-		pending = nil
+// resumable returns pending when ar is the request it parked and it is
+// not too old to resume, else nil.
+func (h *Handler) resumable(pending *session.PendingAuthorize, ar *oauth.AuthorizeRequest) *session.PendingAuthorize {
+	if pending != nil && pending.Query == ar.Query.Encode() && pending.ClientID == ar.ClientID && !pending.Expired(h.now()) {
+		return pending
 	}
+	return nil
+}
+
+// decideAuthorize answers the validated request ar for the session: to the
+// login, consent or step-up page (parking ar), an error for the client, or
+// the code. pending is ar's parked copy when ar resumes it (resumable).
+func (h *Handler) decideAuthorize(w http.ResponseWriter, r *http.Request, ar *oauth.AuthorizeRequest, sess *session.Session, user store.User, signedIn bool, pending *session.PendingAuthorize) {
+	now := h.now()
+	resumed := pending != nil
 	if resumed && pending.Consent == session.ConsentDenied {
 		sess.SetPendingAuthorize(nil)
 		if !h.saveSession(w, r, sess) {
@@ -72,7 +83,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		// (acr_values, required_acr, a second factor required or owned):
 		// the user proves the missing factor only (step-up), or sets one
 		// up, and the request resumes here.
-		switch h.stepUp(w, r, sess, user, ar, now) {
+		switch h.stepUp(w, r, sess, user, ar, pending, now) {
 		case stepUpLogin:
 			needLogin = true
 		case stepUpAnswered:
@@ -149,7 +160,7 @@ const (
 // page for the missing factor (or the enrolment), or answers the client
 // with unmet_authentication_requirements (prompt=none, or a level the user
 // cannot reach).
-func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ar *oauth.AuthorizeRequest, now time.Time) int {
+func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, ar *oauth.AuthorizeRequest, pending *session.PendingAuthorize, now time.Time) int {
 	amr := sess.AMR()
 	requested, ok := signin.RequestedLevel(ar.ACRValues, ar.ACRClaim, ar.ACREssential)
 	if !ok {
@@ -183,10 +194,6 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, sess *session.S
 		// Setting up a factor needs a recent password, as on the
 		// settings pages: a stolen session alone must not add one.
 		return stepUpLogin
-	}
-	pending := sess.PendingAuthorize()
-	if pending != nil && (pending.Query != ar.Query.Encode() || pending.ClientID != ar.ClientID || pending.Expired(now)) {
-		pending = nil
 	}
 	h.park(sess, ar, now, pending)
 	sess.BeginStepUp(session.PendingStepUp{

@@ -62,5 +62,5 @@ func (h *Handler) skipEnrolmentSubmit(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, res.AMR, "", p.PasswordAt)
+	h.finishLogin(w, r, sess, user, res.AMR, "", p.PasswordAt)
 }

@@ -288,10 +288,15 @@ func (h *Handler) currentUser(ctx context.Context, w http.ResponseWriter, sess *
 		}
 		return store.User{}, false, nil
 	}
-	if slot, ok := ctx.Value(sessionSlotKey{}).(*sessionSlot); ok {
-		slot.user = &u
-	}
+	h.noteUser(ctx, &u)
 	return u, true, nil
+}
+
+// noteUser keeps the request's signed-in user for the page's language.
+func (h *Handler) noteUser(ctx context.Context, u *store.User) {
+	if slot, ok := ctx.Value(sessionSlotKey{}).(*sessionSlot); ok {
+		slot.user = u
+	}
 }
 
 // policy is the resolver of the pages' AuthConfigs.

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -274,20 +275,76 @@ func (h *Handler) passwordAccepted(w http.ResponseWriter, r *http.Request, sess 
 		http.Redirect(w, r, PathLoginTwoFactor, http.StatusSeeOther)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, step.Result.AMR, step.Result.Strategy, now)
+	h.finishLogin(w, r, sess, user, step.Result.AMR, step.Result.Strategy, now)
 }
 
-// finishLogin marks the user signed in under a new session id and sends the
-// browser on (303): to the parked authorization request, to the page that
-// asked for a sign-in, or to the signed-in page. factor is the strategy
-// of the second factor ("" for none); passwordAt is when the password of
-// this sign-in was checked.
-func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, userID string, amr []string, factor string, passwordAt time.Time) {
-	next, ok := h.completeLogin(w, r, sess, userID, amr, factor, passwordAt)
+// finishLogin marks the user signed in under a new session id and answers
+// the parked authorization request (resumeAuthorize), or sends the browser
+// on (303) to the page that asked for a sign-in, or to the signed-in page.
+// factor is the strategy of the second factor ("" for none); passwordAt is
+// when the password of this sign-in was checked.
+func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, amr []string, factor string, passwordAt time.Time) {
+	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) {
+		h.resumeAuthorize(w, r, sess, user, amr, factor, passwordAt, p)
+		return
+	}
+	next, ok := h.completeLogin(w, r, sess, user.ID, amr, factor, passwordAt)
 	if !ok {
 		return
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// resumeAuthorize completes the sign-in and answers, in the same response,
+// the authorization request it was made for, as GET /auth/authorize would
+// on the browser's next request: the code goes to the client one round
+// trip sooner (Keycloak answers its login form the same way). The record
+// the sign-in creates has the parked request cleared and its client
+// remembered already, so the request costs no session write of its own;
+// a consent or step-up page that still follows parks it again.
+func (h *Handler) resumeAuthorize(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, amr []string, factor string, passwordAt time.Time, pending *session.PendingAuthorize) {
+	ctx := r.Context()
+	ar, parseErr := h.OAuth.ParseAuthorize(ctx, authorizeRequest(r, pending.Query))
+	sess.Authenticate(user.ID, h.now(), amr, factor)
+	sess.SetPasswordAt(passwordAt)
+	sess.SetPendingAuthorize(nil)
+	if parseErr == nil {
+		sess.AddClient(ar.ClientID)
+	}
+	if err := h.Sessions.Rotate(ctx, w, sess); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if parseErr != nil {
+		h.authorizeFailed(w, r, ar, parseErr)
+		return
+	}
+	// The step-up rule decides from the user's factors; a sign-in that
+	// did not read them (a passkey's) reads them when the rule may apply.
+	requested, ok := signin.RequestedLevel(ar.ACRValues, ar.ACRClaim, ar.ACREssential)
+	if ok && user.Factors == nil && signin.MayNeedStepUp(sess.AMR(), ar.Client, requested) {
+		u, err := h.Store.GetUserWithFactors(ctx, user.ID)
+		if err != nil {
+			h.unavailable(w, r, fmt.Errorf("get user with factors: %w", err))
+			return
+		}
+		user = u
+	}
+	h.noteUser(ctx, &user)
+	h.decideAuthorize(w, r, ar, sess, user, true, h.resumable(pending, ar))
+}
+
+// authorizeRequest is the GET /auth/authorize request with query that the
+// browser would send next, made from r (its headers, cookies and context).
+func authorizeRequest(r *http.Request, query string) *http.Request {
+	ar := r.Clone(r.Context())
+	ar.Method = http.MethodGet
+	ar.URL = &url.URL{Path: PathAuthorize, RawQuery: query}
+	ar.RequestURI = ar.URL.RequestURI()
+	ar.Body, ar.ContentLength = http.NoBody, 0
+	ar.Form, ar.PostForm, ar.MultipartForm = nil, nil, nil
+	ar.Header.Del("Content-Type")
+	return ar
 }
 
 // completeLogin marks the user signed in under a new session id and

@@ -147,7 +147,7 @@ func (h *Handler) passwordlessSubmit(w http.ResponseWriter, r *http.Request) {
 		Detail: map[string]string{"method": passkey.StrategyPasskey}})
 	// A passkey with user verification is a fresh sign-in: it stands in
 	// for the password the settings pages ask to have been entered lately.
-	h.finishLogin(w, r, sess, user.ID, res.AMR, passkey.StrategyPasskey, h.now())
+	h.finishLogin(w, r, sess, user, res.AMR, passkey.StrategyPasskey, h.now())
 }
 
 // passkeyView is one row of the settings page.

@@ -30,8 +30,8 @@ func TestAStepUpMadeForARequestKeepsItsPromptLoginSatisfied(t *testing.T) {
 		if p.location != "/auth/login" {
 			t.Fatalf("status %d location %q", p.status, p.location)
 		}
+		// The password POST answers the parked request itself.
 		p = b.login(b.get(p.location), "alice", alicePassword)
-		p = b.get(p.location) // back at the authorization endpoint
 		if p.location != "/auth/login/two-factor" {
 			t.Fatalf("after the password the request went to %q (status %d), want the enrolment", p.location, p.status)
 		}

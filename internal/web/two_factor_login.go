@@ -391,7 +391,7 @@ func (h *Handler) twoFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		h.finishStepUp(w, r, sess, res.AMR, res.Strategy)
 		return
 	}
-	h.finishLogin(w, r, sess, user.ID, res.AMR, res.Strategy, p.PasswordAt)
+	h.finishLogin(w, r, sess, user, res.AMR, res.Strategy, p.PasswordAt)
 }
 
 // finishStepUp raises the signed-in session to the methods of its

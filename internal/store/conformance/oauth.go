@@ -146,6 +146,71 @@ func testOAuthRequests(t *testing.T, newStore func(t testing.TB) store.Store) {
 		}
 	})
 
+	t.Run("a code redeems once, retiring its pkce and openid records with it even when the code was used", func(t *testing.T) {
+		must(t, s.CreateOAuthRequests(ctx, []store.OAuthRequest{
+			oauthRequest(store.KindAuthorizeCode, "sig-redeem", "req-redeem", "alice", later),
+			oauthRequest(store.KindPKCE, "sig-redeem", "req-redeem", "alice", later),
+			oauthRequest(store.KindOIDC, "sig-redeem", "req-redeem", "alice", later),
+		}), "create")
+		retire := []store.OAuthKind{store.KindPKCE, store.KindOIDC}
+		errs := race(10, func(int) error { return s.RedeemAuthorizeCode(ctx, "sig-redeem", retire, base) })
+		if wins, losses := tally(t, errs, store.ErrConflict); wins != 1 || losses != 9 {
+			t.Fatalf("%d wins and %d conflicts, want 1 and 9", wins, losses)
+		}
+		got, err := s.GetOAuthRequests(ctx, "sig-redeem", []store.OAuthKind{store.KindAuthorizeCode, store.KindPKCE, store.KindOIDC})
+		must(t, err, "get")
+		if len(got) != 3 {
+			t.Fatalf("%d records after the redemption, want 3", len(got))
+		}
+		for _, r := range got {
+			if r.Active {
+				t.Errorf("the %s record is still active", r.Kind)
+			}
+			want := later // the used code stays for replay detection
+			if r.Kind != store.KindAuthorizeCode {
+				want = base
+			}
+			sameTime(t, string(r.Kind)+" expiry", r.ExpiresAt, want)
+		}
+
+		must(t, s.CreateOAuthRequests(ctx, []store.OAuthRequest{
+			oauthRequest(store.KindPKCE, "sig-redeem-lone", "req-lone", "alice", later),
+		}), "create a pkce record without its code")
+		wantErr(t, s.RedeemAuthorizeCode(ctx, "sig-redeem-lone", retire, base), store.ErrNotFound, "redeem a missing code")
+		if r, err := s.GetOAuthRequest(ctx, store.KindPKCE, "sig-redeem-lone"); err != nil || r.Active {
+			t.Errorf("the pkce record of a missing code: active %v, err %v; want retired", r.Active, err)
+		}
+	})
+
+	t.Run("a record read says whether its subject is an active user", func(t *testing.T) {
+		for _, u := range []store.User{{ID: "holder-on"}, {ID: "holder-off", Inactive: true}} {
+			_, _, err := s.PutUser(ctx, u, 0)
+			must(t, err, "put user "+u.ID)
+		}
+		for _, tc := range []struct {
+			subject string
+			want    store.HolderState
+		}{
+			{"holder-on", store.HolderActive},
+			{"holder-off", store.HolderInactive},
+			{"holder-never-existed", store.HolderInactive},
+			{"", store.HolderInactive},
+		} {
+			sig := "sig-holder-" + tc.subject
+			must(t, s.CreateOAuthRequests(ctx, []store.OAuthRequest{
+				oauthRequest(store.KindAuthorizeCode, sig, "req-"+sig, tc.subject, later),
+				oauthRequest(store.KindRefreshToken, sig, "req-"+sig, tc.subject, later),
+			}), "create for "+tc.subject)
+			one, err := s.GetOAuthRequest(ctx, store.KindRefreshToken, sig)
+			must(t, err, "get")
+			several, err := s.GetOAuthRequests(ctx, sig, []store.OAuthKind{store.KindAuthorizeCode})
+			must(t, err, "get several")
+			if one.Holder != tc.want || len(several) != 1 || several[0].Holder != tc.want {
+				t.Errorf("subject %q: holder %v and %v, want %v", tc.subject, one.Holder, several, tc.want)
+			}
+		}
+	})
+
 	t.Run("deactivating by request id touches only that request's records of that kind", func(t *testing.T) {
 		for i, r := range []store.OAuthRequest{
 			oauthRequest(store.KindRefreshToken, "sig-fam-1", "req-fam", "bob", later),

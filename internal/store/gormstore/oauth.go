@@ -98,6 +98,12 @@ func kindsIn(kinds []store.OAuthKind) (string, []any) {
 	return "(" + strings.Join(marks, ", ") + ")", args
 }
 
+// oauthWithHolderFrom reads the record's columns and its holder's inactive
+// flag (NULL without a user) from oauth_requests r: a primary-key look-up
+// in users, skipped for a record without a subject.
+var oauthWithHolderFrom = "SELECT r." + strings.ReplaceAll(oauthCols, ", ", ", r.") +
+	", u.inactive FROM oauth_requests r LEFT JOIN users u ON r.subject <> '' AND u.id = r.subject"
+
 // GetOAuthRequests names every kind: the primary key (kind, signature)
 // serves each as a point look-up.
 func (s *Store) GetOAuthRequests(ctx context.Context, signature string, kinds []store.OAuthKind) ([]store.OAuthRequest, error) {
@@ -105,14 +111,14 @@ func (s *Store) GetOAuthRequests(ctx context.Context, signature string, kinds []
 		return nil, nil
 	}
 	in, args := kindsIn(kinds)
-	rows, err := s.conn(ctx).Raw("SELECT "+oauthCols+" FROM oauth_requests WHERE kind IN "+in+" AND signature = ?", append(args, signature)...).Rows()
+	rows, err := s.conn(ctx).Raw(oauthWithHolderFrom+" WHERE r.kind IN "+in+" AND r.signature = ?", append(args, signature)...).Rows()
 	if err != nil {
 		return nil, errorf("get oauth requests: %w", err)
 	}
 	defer rows.Close()
 	var out []store.OAuthRequest
 	for rows.Next() {
-		o, err := scanOAuthRequest(rows)
+		o, err := scanOAuthRequestWithHolder(rows)
 		if err != nil {
 			return nil, errorf("get oauth requests: %w", err)
 		}
@@ -136,14 +142,20 @@ func (s *Store) DeleteOAuthRequests(ctx context.Context, signature string, kinds
 	return res.RowsAffected, nil
 }
 
-func scanOAuthRequest(r rowScanner) (store.OAuthRequest, error) {
+// scanOAuthRequestWithHolder scans a row of oauthWithHolderFrom.
+func scanOAuthRequestWithHolder(r rowScanner) (store.OAuthRequest, error) {
 	var o store.OAuthRequest
 	var kind string
 	var ra, ea dbTime
 	var lists [4]string
+	var inactive sql.NullBool
 	if err := r.Scan(&kind, &o.Signature, &o.RequestID, &o.ClientID, &o.Subject, &ra, &ea, &o.Active,
-		&lists[0], &lists[1], &lists[2], &lists[3], &o.Form, &o.Session); err != nil {
+		&lists[0], &lists[1], &lists[2], &lists[3], &o.Form, &o.Session, &inactive); err != nil {
 		return store.OAuthRequest{}, err
+	}
+	o.Holder = store.HolderInactive
+	if inactive.Valid && !inactive.Bool {
+		o.Holder = store.HolderActive
 	}
 	o.Kind, o.RequestedAt, o.ExpiresAt = store.OAuthKind(kind), ra.T, ea.T
 	for i, dst := range []*[]string{&o.Scopes, &o.GrantedScopes, &o.Audience, &o.GrantedAudience} {
@@ -157,7 +169,7 @@ func scanOAuthRequest(r rowScanner) (store.OAuthRequest, error) {
 }
 
 func (s *Store) GetOAuthRequest(ctx context.Context, kind store.OAuthKind, signature string) (store.OAuthRequest, error) {
-	o, err := scanOAuthRequest(s.conn(ctx).Raw("SELECT "+oauthCols+" FROM oauth_requests WHERE kind = ? AND signature = ?",
+	o, err := scanOAuthRequestWithHolder(s.conn(ctx).Raw(oauthWithHolderFrom+" WHERE r.kind = ? AND r.signature = ?",
 		string(kind), signature).Row())
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.OAuthRequest{}, errorf("get %s request: %w", kind, store.ErrNotFound)
@@ -199,6 +211,43 @@ func (s *Store) DeactivateOAuthRequest(ctx context.Context, kind store.OAuthKind
 		return errorf("deactivate %s request: %w", kind, store.ErrNotFound)
 	}
 	return errorf("deactivate %s request: already inactive: %w", kind, store.ErrConflict)
+}
+
+// RedeemAuthorizeCode flips the code and retires the other records in one
+// UPDATE; RETURNING tells whether the code was among the rows it changed.
+func (s *Store) RedeemAuthorizeCode(ctx context.Context, signature string, retire []store.OAuthKind, retireAt time.Time) error {
+	code := string(store.KindAuthorizeCode)
+	in, args := kindsIn(append([]store.OAuthKind{store.KindAuthorizeCode}, retire...))
+	db := s.conn(ctx)
+	rows, err := db.Raw("UPDATE oauth_requests SET active = ?, expires_at = CASE WHEN kind = ? THEN expires_at ELSE ? END"+
+		" WHERE kind IN "+in+" AND signature = ? AND active = ? RETURNING kind",
+		append(append([]any{false, code, tv(retireAt)}, args...), signature, true)...).Rows()
+	if err != nil {
+		return errorf("redeem code: %w", err)
+	}
+	redeemed := false
+	for rows.Next() {
+		var kind string
+		if err := rows.Scan(&kind); err != nil {
+			rows.Close()
+			return errorf("redeem code: %w", err)
+		}
+		redeemed = redeemed || kind == code
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return errorf("redeem code: %w", err)
+	}
+	if redeemed {
+		return nil
+	}
+	var n int64
+	if err := db.Raw("SELECT COUNT(*) FROM oauth_requests WHERE kind = ? AND signature = ?", code, signature).Row().Scan(&n); err != nil {
+		return errorf("redeem code: %w", err)
+	}
+	if n == 0 {
+		return errorf("redeem code: %w", store.ErrNotFound)
+	}
+	return errorf("redeem code: already used: %w", store.ErrConflict)
 }
 
 func (s *Store) DeactivateOAuthRequestsByRequestID(ctx context.Context, kind store.OAuthKind, requestID string) error {
