@@ -432,3 +432,33 @@ func TestIDTokenSigningAlgorithmPerClient(t *testing.T) {
 		}
 	})
 }
+
+func TestTheCodeOfAUserDisabledOrDeletedAfterTheAuthorizationBuysNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for _, tc := range []struct {
+			name string
+			end  func(t *testing.T)
+		}{
+			{"disabled", func(t *testing.T) {
+				e.putUser(resource.User{ID: "alice", Email: "alice@example.test", Inactive: true}, "")
+			}},
+			{"deleted", func(t *testing.T) {
+				if err := e.st.DeleteUser(context.Background(), "alice"); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		} {
+			t.Run("a user "+tc.name+" between the authorization and the exchange gets invalid_grant", func(t *testing.T) {
+				e.putUser(resource.User{ID: "alice", Email: "alice@example.test"}, "")
+				v := verifier(64)
+				code := e.code(authorizeQuery("web", webRedirect, challenge(v), "openid"))
+				tc.end(t)
+				r := e.exchange("web", webSecret, code, webRedirect, v)
+				if r.status != http.StatusBadRequest || r.str("error") != "invalid_grant" || r.str("access_token") != "" {
+					t.Fatalf("exchange = %d %s", r.status, r.raw)
+				}
+			})
+		}
+		e.putUser(resource.User{ID: "alice", Email: "alice@example.test"}, "")
+	})
+}

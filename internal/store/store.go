@@ -172,8 +172,9 @@ type OAuthRequest struct {
 	Form            string // url-encoded, sanitized (no secrets)
 	Session         []byte // JSON of the oauth package's session type
 	// Holder is what the read found of the user Subject names
-	// (GetOAuthRequest, GetOAuthRequests): a token or code is redeemed only
-	// for an active user, and this way no read of the user follows.
+	// (GetOAuthRequests, and GetOAuthRequest of a code or refresh token): a
+	// code or refresh token is redeemed only for an active user, and this
+	// way no read of the user follows.
 	Holder HolderState
 }
 
@@ -420,7 +421,8 @@ type Store interface {
 	// CreateOAuthRequests stores several records in one statement: all of
 	// them, or none (ErrConflict when a (kind, signature) is taken).
 	CreateOAuthRequests(ctx context.Context, rs []OAuthRequest) error
-	// GetOAuthRequest reads one record, with its Holder.
+	// GetOAuthRequest reads one record; a code or refresh token with its
+	// Holder.
 	GetOAuthRequest(ctx context.Context, kind OAuthKind, signature string) (OAuthRequest, error)
 	// GetOAuthRequests reads the records of the given kinds stored under one
 	// signature (an authorization code's own record and its PKCE and OpenID

@@ -208,6 +208,10 @@ func testOAuthRequests(t *testing.T, newStore func(t testing.TB) store.Store) {
 			if one.Holder != tc.want || len(several) != 1 || several[0].Holder != tc.want {
 				t.Errorf("subject %q: holder %v and %v, want %v", tc.subject, one.Holder, several, tc.want)
 			}
+			must(t, s.CreateOAuthRequest(ctx, oauthRequest(store.KindAccessToken, sig, "req-"+sig, tc.subject, later)), "create access token")
+			if at, err := s.GetOAuthRequest(ctx, store.KindAccessToken, sig); err != nil || at.Holder != store.HolderUnread {
+				t.Errorf("subject %q: an access token read with holder %v (err %v), want unread", tc.subject, at.Holder, err)
+			}
 		}
 	})
 

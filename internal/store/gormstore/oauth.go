@@ -144,18 +144,28 @@ func (s *Store) DeleteOAuthRequests(ctx context.Context, signature string, kinds
 
 // scanOAuthRequestWithHolder scans a row of oauthWithHolderFrom.
 func scanOAuthRequestWithHolder(r rowScanner) (store.OAuthRequest, error) {
-	var o store.OAuthRequest
-	var kind string
-	var ra, ea dbTime
-	var lists [4]string
 	var inactive sql.NullBool
-	if err := r.Scan(&kind, &o.Signature, &o.RequestID, &o.ClientID, &o.Subject, &ra, &ea, &o.Active,
-		&lists[0], &lists[1], &lists[2], &lists[3], &o.Form, &o.Session, &inactive); err != nil {
-		return store.OAuthRequest{}, err
+	o, err := scanOAuthRequest(r, &inactive)
+	if err != nil {
+		return o, err
 	}
 	o.Holder = store.HolderInactive
 	if inactive.Valid && !inactive.Bool {
 		o.Holder = store.HolderActive
+	}
+	return o, nil
+}
+
+// scanOAuthRequest scans a row of oauthCols, then extra.
+func scanOAuthRequest(r rowScanner, extra ...any) (store.OAuthRequest, error) {
+	var o store.OAuthRequest
+	var kind string
+	var ra, ea dbTime
+	var lists [4]string
+	dest := []any{&kind, &o.Signature, &o.RequestID, &o.ClientID, &o.Subject, &ra, &ea, &o.Active,
+		&lists[0], &lists[1], &lists[2], &lists[3], &o.Form, &o.Session}
+	if err := r.Scan(append(dest, extra...)...); err != nil {
+		return store.OAuthRequest{}, err
 	}
 	o.Kind, o.RequestedAt, o.ExpiresAt = store.OAuthKind(kind), ra.T, ea.T
 	for i, dst := range []*[]string{&o.Scopes, &o.GrantedScopes, &o.Audience, &o.GrantedAudience} {
@@ -168,9 +178,20 @@ func scanOAuthRequestWithHolder(r rowScanner) (store.OAuthRequest, error) {
 	return o, nil
 }
 
+// GetOAuthRequest reads the holder of the records a grant redeems (codes,
+// refresh tokens). An access token is read alone: introspection reads
+// mostly client_credentials tokens, which have no holder, and on SQLite a
+// join costs several plain reads.
 func (s *Store) GetOAuthRequest(ctx context.Context, kind store.OAuthKind, signature string) (store.OAuthRequest, error) {
-	o, err := scanOAuthRequestWithHolder(s.conn(ctx).Raw(oauthWithHolderFrom+" WHERE r.kind = ? AND r.signature = ?",
-		string(kind), signature).Row())
+	var o store.OAuthRequest
+	var err error
+	if kind == store.KindAuthorizeCode || kind == store.KindRefreshToken {
+		o, err = scanOAuthRequestWithHolder(s.conn(ctx).Raw(oauthWithHolderFrom+" WHERE r.kind = ? AND r.signature = ?",
+			string(kind), signature).Row())
+	} else {
+		o, err = scanOAuthRequest(s.conn(ctx).Raw("SELECT "+oauthCols+" FROM oauth_requests WHERE kind = ? AND signature = ?",
+			string(kind), signature).Row())
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.OAuthRequest{}, errorf("get %s request: %w", kind, store.ErrNotFound)
 	}
