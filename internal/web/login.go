@@ -284,8 +284,7 @@ func (h *Handler) passwordAccepted(w http.ResponseWriter, r *http.Request, sess 
 // factor is the strategy of the second factor ("" for none); passwordAt is
 // when the password of this sign-in was checked.
 func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, amr []string, factor string, passwordAt time.Time) {
-	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) {
-		h.resumeAuthorize(w, r, sess, user, amr, factor, passwordAt, p)
+	if p := sess.PendingAuthorize(); p != nil && !p.Expired(h.now()) && h.resumeAuthorize(w, r, sess, user, amr, factor, passwordAt, p) {
 		return
 	}
 	next, ok := h.completeLogin(w, r, sess, user.ID, amr, factor, passwordAt)
@@ -301,23 +300,23 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, sess *sess
 // trip sooner (Keycloak answers its login form the same way). The record
 // the sign-in creates has the parked request cleared and its client
 // remembered already, so the request costs no session write of its own;
-// a consent or step-up page that still follows parks it again.
-func (h *Handler) resumeAuthorize(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, amr []string, factor string, passwordAt time.Time, pending *session.PendingAuthorize) {
+// a consent or step-up page that still follows parks it again. It returns
+// false, having done nothing, when the request no longer parses: the
+// authorization endpoint then tells the browser what is wrong (or answers
+// once a fault, a database away, has passed).
+func (h *Handler) resumeAuthorize(w http.ResponseWriter, r *http.Request, sess *session.Session, user store.User, amr []string, factor string, passwordAt time.Time, pending *session.PendingAuthorize) bool {
 	ctx := r.Context()
-	ar, parseErr := h.OAuth.ParseAuthorize(ctx, authorizeRequest(r, pending.Query))
+	ar, err := h.OAuth.ParseAuthorize(ctx, authorizeRequest(r, pending.Query))
+	if err != nil {
+		return false
+	}
 	sess.Authenticate(user.ID, h.now(), amr, factor)
 	sess.SetPasswordAt(passwordAt)
 	sess.SetPendingAuthorize(nil)
-	if parseErr == nil {
-		sess.AddClient(ar.ClientID)
-	}
+	sess.AddClient(ar.ClientID)
 	if err := h.Sessions.Rotate(ctx, w, sess); err != nil {
 		h.unavailable(w, r, err)
-		return
-	}
-	if parseErr != nil {
-		h.authorizeFailed(w, r, ar, parseErr)
-		return
+		return true
 	}
 	// The step-up rule decides from the user's factors; a sign-in that
 	// did not read them (a passkey's) reads them when the rule may apply.
@@ -326,12 +325,13 @@ func (h *Handler) resumeAuthorize(w http.ResponseWriter, r *http.Request, sess *
 		u, err := h.Store.GetUserWithFactors(ctx, user.ID)
 		if err != nil {
 			h.unavailable(w, r, fmt.Errorf("get user with factors: %w", err))
-			return
+			return true
 		}
 		user = u
 	}
 	h.noteUser(ctx, &user)
 	h.decideAuthorize(w, r, ar, sess, user, true, h.resumable(pending, ar))
+	return true
 }
 
 // authorizeRequest is the GET /auth/authorize request with query that the

@@ -292,6 +292,46 @@ func TestAidboxStyleLoginFlow(t *testing.T) {
 	})
 }
 
+func TestAParkedRequestThatNoLongerHoldsIsTurnedDownByTheAuthorizationEndpointAfterThePassword(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		b := e.browser()
+		p := b.get("/auth/authorize?" + authorizeQuery(firstParty).Encode())
+		if p.location != "/auth/login" {
+			t.Fatalf("status %d location %q", p.status, p.location)
+		}
+		form := b.get(p.location)
+		// The client stops accepting the redirect URI while the user types.
+		e.putClient(resource.Client{
+			ID: firstParty, Secret: webappSecret, FirstParty: true, Name: "Web App",
+			GrantTypes: []string{"code"}, Scope: []string{"openid", "profile", "email"},
+			Auth: &resource.ClientAuth{AuthorizationCode: &resource.GrantSettings{
+				RedirectURI: resource.StringList{"http://localhost:3001/other"}, SecretRequired: ptr(true),
+			}},
+		})
+		e.clock.Advance(2 * time.Second) // past the one-second client cache
+		p = b.login(form, "alice", alicePassword)
+		t.Run("the password POST signs in and sends the browser to the authorization endpoint", func(t *testing.T) {
+			if p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, "/auth/authorize?") {
+				t.Fatalf("status %d location %q", p.status, p.location)
+			}
+		})
+		t.Run("which shows its error page, and no code goes anywhere", func(t *testing.T) {
+			p := b.follow(p)
+			if p.status != http.StatusBadRequest || p.location != "" {
+				t.Fatalf("status %d location %q\n%s", p.status, p.location, p.body)
+			}
+		})
+		t.Run("the sign-in stands", func(t *testing.T) {
+			q := authorizeQuery(firstParty)
+			q.Set("redirect_uri", "http://localhost:3001/other")
+			params := redirectParams(t, b.get("/auth/authorize?"+q.Encode()), "http://localhost:3001/other?")
+			if params.Get("code") == "" {
+				t.Fatalf("redirect params: %v", params)
+			}
+		})
+	})
+}
+
 func TestAuthorizeRedirectsToLoginAndBack(t *testing.T) {
 	e := newEnv(t, gormstoretest.Open(t))
 	b := e.browser()
