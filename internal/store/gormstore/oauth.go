@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -224,14 +227,20 @@ func (s *Store) DeactivateOAuthRequest(ctx context.Context, kind store.OAuthKind
 	if res.RowsAffected == 1 {
 		return nil
 	}
+	return errorf("deactivate %s request: %w", kind, missingOrInactive(db, kind, signature))
+}
+
+// missingOrInactive tells why a deactivation of the record changed nothing:
+// ErrNotFound when there is none, else ErrConflict (it was inactive).
+func missingOrInactive(db *gorm.DB, kind store.OAuthKind, signature string) error {
 	var n int64
 	if err := db.Raw("SELECT COUNT(*) FROM oauth_requests WHERE kind = ? AND signature = ?", string(kind), signature).Row().Scan(&n); err != nil {
-		return errorf("deactivate %s request: %w", kind, err)
+		return err
 	}
 	if n == 0 {
-		return errorf("deactivate %s request: %w", kind, store.ErrNotFound)
+		return store.ErrNotFound
 	}
-	return errorf("deactivate %s request: already inactive: %w", kind, store.ErrConflict)
+	return fmt.Errorf("already inactive: %w", store.ErrConflict)
 }
 
 // RedeemAuthorizeCode flips the code and retires the other records in one
@@ -261,14 +270,7 @@ func (s *Store) RedeemAuthorizeCode(ctx context.Context, signature string, retir
 	if redeemed {
 		return nil
 	}
-	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM oauth_requests WHERE kind = ? AND signature = ?", code, signature).Row().Scan(&n); err != nil {
-		return errorf("redeem code: %w", err)
-	}
-	if n == 0 {
-		return errorf("redeem code: %w", store.ErrNotFound)
-	}
-	return errorf("redeem code: already used: %w", store.ErrConflict)
+	return errorf("redeem code: %w", missingOrInactive(db, store.KindAuthorizeCode, signature))
 }
 
 func (s *Store) DeactivateOAuthRequestsByRequestID(ctx context.Context, kind store.OAuthKind, requestID string) error {
