@@ -1,5 +1,5 @@
 // Package gormstore implements store.Store on gorm, for SQLite (pure Go,
-// github.com/glebarez/sqlite) and PostgreSQL. It is the only package that
+// github.com/libtnb/sqlite on modernc.org/sqlite) and PostgreSQL. It is the only package that
 // imports gorm: it owns the schema and its versioned migrations, the mapping
 // between records and rows, and the transaction carried in a context.
 //

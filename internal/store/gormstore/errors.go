@@ -10,8 +10,8 @@ import (
 	"net"
 	"strings"
 
-	sqlite "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
+	sqlite "modernc.org/sqlite"
 
 	"github.com/gatehouse/gatehouse/internal/store"
 )

@@ -14,11 +14,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/glebarez/sqlite"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/libtnb/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	moderncsqlite "modernc.org/sqlite"
 
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -205,18 +206,23 @@ func OpenSQLite(path string, logger *slog.Logger) (*Store, error) {
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", sqliteCacheKiB))
 	}
-	// Note: go-sqlite stops reading parameters after _time_format, so it is
-	// not set (the default format is the one wanted anyway).
 	q.Set("_txlock", "immediate")
-	dsn := path + "?" + q.Encode()
-
-	logger = orDiscard(logger)
-	db, err := gorm.Open(sqlite.Open(dsn), gormConfig(logger))
+	// Times as earlier versions (glebarez/go-sqlite) wrote and read them:
+	// written as "2006-01-02 15:04:05.999999999-07:00", and read back as
+	// time.Time from DATETIME columns (text) and integers.
+	q.Set("_texttotime", "1")
+	q.Set("_inttotime", "1")
+	q.Set("_time_format", "sqlite")
+	connector, err := moderncsqlite.NewConnector(path + "?" + q.Encode())
 	if err != nil {
 		return nil, errorf("open sqlite %q: %w", path, err)
 	}
-	sqlDB, err := db.DB()
+	sqlDB := sql.OpenDB(keepingConnector{Connector: connector, keep: sqliteKeptStatements})
+
+	logger = orDiscard(logger)
+	db, err := gorm.Open(sqlite.New(sqlite.Config{Conn: sqlDB}), gormConfig(logger))
 	if err != nil {
+		_ = sqlDB.Close()
 		return nil, errorf("open sqlite %q: %w", path, err)
 	}
 	if memory {
