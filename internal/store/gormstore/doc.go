@@ -1,7 +1,8 @@
-// Package gormstore implements store.Store on gorm, for SQLite (pure Go,
-// github.com/libtnb/sqlite on modernc.org/sqlite) and PostgreSQL. It is the only package that
-// imports gorm: it owns the schema and its versioned migrations, the mapping
-// between records and rows, and the transaction carried in a context.
+// Package gormstore implements store.Store on gorm, for SQLite (pure Go:
+// modernc.org/sqlite through github.com/libtnb/sqlite) and PostgreSQL. It is
+// the only package that imports gorm: it owns the schema and its versioned
+// migrations, the mapping between records and rows, the transaction carried
+// in a context, and the compiled statements SQLite connections keep.
 //
 // Race-sensitive operations (optimistic versions, token deactivation, TOTP
 // replay guard, attempt reservation, single-use codes, counters) are single

@@ -207,11 +207,11 @@ func OpenSQLite(path string, logger *slog.Logger) (*Store, error) {
 		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", sqliteCacheKiB))
 	}
 	q.Set("_txlock", "immediate")
-	// Times as earlier versions (glebarez/go-sqlite) wrote and read them:
-	// written as "2006-01-02 15:04:05.999999999-07:00", and read back as
-	// time.Time from DATETIME columns (text) and integers.
-	q.Set("_texttotime", "1")
-	q.Set("_inttotime", "1")
+	// Times written as earlier versions (glebarez/go-sqlite) wrote them,
+	// "2006-01-02 15:04:05.999999999-07:00" (modernc's default is
+	// time.Time.String); both read DATETIME text back as time.Time. The
+	// driver's _texttotime and _inttotime would also turn date-like text of
+	// expressions, and integers, into times, which the old driver did not.
 	q.Set("_time_format", "sqlite")
 	connector, err := moderncsqlite.NewConnector(path + "?" + q.Encode())
 	if err != nil {

@@ -58,15 +58,26 @@ type sqliteStmt interface {
 	driver.StmtQueryContext
 }
 
+// narrow returns v as the driver interface T the wrapper needs, or closes v
+// and names what it lacks: a driver update that drops a method fails to
+// connect rather than losing a feature.
+func narrow[T any](v interface{ Close() error }, lacks string) (T, error) {
+	t, ok := v.(T)
+	if !ok {
+		_ = v.Close()
+		return t, fmt.Errorf("sqlite driver %T lacks %s", v, lacks)
+	}
+	return t, nil
+}
+
 func (c keepingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sc, ok := conn.(sqliteConn)
-	if !ok {
-		_ = conn.Close()
-		return nil, fmt.Errorf("sqlite driver connection %T lacks a context method", conn)
+	sc, err := narrow[sqliteConn](conn, "a context method")
+	if err != nil {
+		return nil, err
 	}
 	return &keepingConn{sqliteConn: sc, keep: c.keep, byQuery: map[string]*list.Element{}, recent: list.New()}, nil
 }
@@ -107,10 +118,9 @@ func (c *keepingConn) kept(ctx context.Context, query string) (*keptStmt, error)
 	if err != nil {
 		return nil, err
 	}
-	st, ok := ds.(sqliteStmt)
-	if !ok {
-		_ = ds.Close()
-		return nil, fmt.Errorf("sqlite driver statement %T lacks a context method", ds)
+	st, err := narrow[sqliteStmt](ds, "a context method")
+	if err != nil {
+		return nil, err
 	}
 	k := &keptStmt{query: query, stmt: st}
 	c.byQuery[query] = c.recent.PushFront(k)
@@ -153,10 +163,9 @@ func (c *keepingConn) QueryContext(ctx context.Context, query string, args []dri
 	if err != nil {
 		return nil, err
 	}
-	sr, ok := rows.(sqliteRows)
-	if !ok {
-		_ = rows.Close()
-		return nil, fmt.Errorf("sqlite driver rows %T lack column types", rows)
+	sr, err := narrow[sqliteRows](rows, "column types")
+	if err != nil {
+		return nil, err
 	}
 	k.open = true
 	return &keptRows{sqliteRows: sr, from: k}, nil
@@ -169,7 +178,6 @@ func (c *keepingConn) Close() error {
 	for e := c.recent.Front(); e != nil; e = e.Next() {
 		errs = append(errs, e.Value.(*keptStmt).stmt.Close())
 	}
-	c.byQuery, c.recent = map[string]*list.Element{}, list.New()
 	return errors.Join(append(errs, c.sqliteConn.Close())...)
 }
 
